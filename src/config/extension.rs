@@ -1,0 +1,1 @@
+//! The `[imgbake]` / `imgbake:` extension, shared by both config formats.

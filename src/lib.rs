@@ -1,0 +1,10 @@
+//! imgbake: deployment config → pinned, layered OCI image, with weights baked
+//! or kept on a volume, and the cost of that choice.
+//!
+//! Data flow (one module each): `config` → `spec::Spec` → lock → plan →
+//! `image` (layers, layout) | `registry` (push/pull) | dockerfile | report.
+
+pub mod config;
+pub mod image;
+pub mod registry;
+pub mod spec;

@@ -1,0 +1,1 @@
+//! OCI distribution client: pull and push over HTTP(S), streaming blobs.

@@ -1,0 +1,6 @@
+//! Shared helpers for integration tests: real tools on loopback, started and
+//! stopped by the tests themselves.
+#![allow(dead_code)]
+
+pub mod registry;
+pub mod tools;

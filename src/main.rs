@@ -1,1 +1,25 @@
-fn main() {}
+//! imgbake's entry point: parse the command line, dispatch, map to an exit code.
+
+use clap::Parser;
+use imgbake::cli::{Cli, Command, ValidateFormat};
+use imgbake::commands::{self, validate};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let status = match cli.command {
+        Command::Validate { path, format } => {
+            let format = match format {
+                ValidateFormat::Text => validate::Format::Text,
+                ValidateFormat::Json => validate::Format::Json,
+            };
+            validate::run(&path, format)
+        }
+        Command::Lock { .. } => commands::not_available("lock"),
+        Command::Plan { .. } => commands::not_available("plan"),
+        Command::Build { .. } => commands::not_available("build"),
+        Command::Dockerfile { .. } => commands::not_available("dockerfile"),
+        Command::Prefetch { .. } => commands::not_available("prefetch"),
+    };
+    ExitCode::from(status)
+}

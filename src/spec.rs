@@ -194,6 +194,11 @@ impl Target {
         }
     }
 
+    /// False where each weights volume is mounted at the app's path itself (Baseten).
+    pub fn has_shared_volume(self) -> bool {
+        self != Target::Baseten
+    }
+
     /// Where the platform mounts its shared volume in the container.
     pub fn default_volume_root(self) -> &'static str {
         match self {

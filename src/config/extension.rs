@@ -1,1 +1,192 @@
-//! The `[imgbake]` / `imgbake:` extension, shared by both config formats.
+//! The `[imgbake]` table (TOML) / `imgbake:` key (YAML): imgbake's own settings,
+//! read by one loader for both config formats.
+
+use super::reader::{Reader, Section};
+use super::weights::{self, WeightsDraft};
+use crate::spec::{Compression, Target, WeightsLayout, WeightsMode};
+use std::path::Path;
+
+#[derive(Debug, Clone, Default)]
+pub struct Extension {
+    pub target: Option<Target>,
+    pub weights_mode: Option<WeightsMode>,
+    pub compression: Option<Compression>,
+    pub model_root: Option<String>,
+    pub volume_root: Option<String>,
+    pub weights_updates_per_week: Option<f64>,
+    pub weights: Vec<WeightsDraft>,
+}
+
+/// Reads a string that must be one of `allowed`; an error names them all.
+pub fn one_of<'a, T>(
+    reader: &mut Reader<'a>,
+    section: Section<'a>,
+    key: &'static str,
+    allowed: &[&str],
+    parse: impl Fn(&str) -> Option<T>,
+) -> Option<T> {
+    let (text, span) = reader.string(section, key)?;
+    match parse(&text) {
+        Some(value) => Some(value),
+        None => {
+            let what = reader.describe(section, key);
+            let quoted: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+            let error = reader.diags.error(
+                span,
+                format!(
+                    "{what} must be one of {}, found \"{text}\"",
+                    quoted.join(", ")
+                ),
+            );
+            if let Some(close) = super::suggest::closest(&text, allowed.iter().copied()) {
+                error.hint = Some(format!("did you mean \"{close}\"?"));
+            }
+            None
+        }
+    }
+}
+
+pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) -> Extension {
+    let section = reader.section(root, "imgbake");
+    let mut extension = Extension {
+        target: one_of(reader, section, "target", &Target::ALL, Target::parse),
+        weights_mode: one_of(
+            reader,
+            section,
+            "weights_mode",
+            &WeightsMode::ALL,
+            WeightsMode::parse,
+        ),
+        compression: one_of(
+            reader,
+            section,
+            "compression",
+            &Compression::ALL,
+            Compression::parse,
+        ),
+        ..Extension::default()
+    };
+    for (key, slot) in [
+        ("model_root", &mut extension.model_root),
+        ("volume_root", &mut extension.volume_root),
+    ] {
+        if let Some((path, span)) = reader.string(section, key) {
+            if path.starts_with('/') {
+                *slot = Some(path.trim_end_matches('/').to_string());
+            } else {
+                let what = reader.describe(section, key);
+                reader.diags.error(
+                    span,
+                    format!("{what} must be an absolute path, found \"{path}\""),
+                );
+            }
+        }
+    }
+    if let Some((rate, span)) = reader.float(section, "weights_updates_per_week") {
+        if rate < 0.0 {
+            let what = reader.describe(section, "weights_updates_per_week");
+            reader
+                .diags
+                .error(span, format!("{what} must be 0 or more, found {rate}"));
+        } else {
+            extension.weights_updates_per_week = Some(rate);
+        }
+    }
+    let Some(list) = reader.value(section, "weights") else {
+        return extension;
+    };
+    let crate::config::tree::Value::Seq(items) = &list.value else {
+        reader.type_error(
+            section,
+            "weights",
+            list,
+            "a list of weights tables ([[imgbake.weights]])",
+        );
+        return extension;
+    };
+    for (index, node) in items.iter().enumerate() {
+        let Some(item) = reader.item(section, "weights", index, node) else {
+            continue;
+        };
+        let origin = format!("imgbake.weights[{index}]");
+        let Some((uri, uri_span)) = reader.string(item, "source") else {
+            if reader.value(item, "source").is_none() {
+                reader
+                    .diags
+                    .error(node.span, format!("{origin} has no `source`"))
+                    .hint = Some(
+                    "for example source = \"hf://org/name@<commit>\" or source = \"./weights\""
+                        .to_string(),
+                );
+            }
+            continue;
+        };
+        let source = match weights::parse_source(&uri, project_dir) {
+            Ok(source) => source,
+            Err(message) => {
+                reader.diags.error(uri_span, message);
+                continue;
+            }
+        };
+        let mount = reader.string(item, "mount");
+        let layout = one_of(
+            reader,
+            item,
+            "layout",
+            &["plain", "hf-cache"],
+            |t| match t {
+                "plain" => Some(WeightsLayout::Plain),
+                "hf-cache" => Some(WeightsLayout::HfCache),
+                _ => None,
+            },
+        );
+        if layout == Some(WeightsLayout::HfCache)
+            && !matches!(source, crate::spec::WeightsSource::Hf { .. })
+        {
+            reader.diags.error(
+                uri_span,
+                format!("layout \"hf-cache\" needs a Hugging Face source (hf://…), found `{uri}`"),
+            );
+        }
+        extension.weights.push(WeightsDraft {
+            origin,
+            uri,
+            uri_span,
+            source,
+            mount_span: mount.as_ref().map(|(_, s)| *s).unwrap_or(node.span),
+            mount: mount.map(|(m, _)| m),
+            volume_in_place: false,
+            allow_patterns: strings(reader.string_or_strings(item, "allow_patterns")),
+            ignore_patterns: strings(reader.string_or_strings(item, "ignore_patterns")),
+            secret: reader.string(item, "secret").map(|(s, _)| s),
+            mode: one_of(reader, item, "mode", &WeightsMode::ALL, WeightsMode::parse),
+            layout: layout.unwrap_or(WeightsLayout::Plain),
+        });
+    }
+    extension
+}
+
+pub fn strings(list: Option<Vec<(String, crate::config::tree::Span)>>) -> Vec<String> {
+    list.unwrap_or_default()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect()
+}
+
+impl Extension {
+    /// The target's paths: the config's `[imgbake]` values, else the target's defaults.
+    pub fn target_settings(&self, default_target: Target) -> crate::spec::TargetSettings {
+        let name = self.target.unwrap_or(default_target);
+        crate::spec::TargetSettings {
+            name,
+            model_root: self
+                .model_root
+                .clone()
+                .unwrap_or_else(|| crate::spec::DEFAULT_MODEL_ROOT.to_string()),
+            volume_root: self
+                .volume_root
+                .clone()
+                .unwrap_or_else(|| name.default_volume_root().to_string()),
+        }
+    }
+}

@@ -13,6 +13,7 @@ pub mod suggest;
 pub mod toml_tree;
 pub mod tree;
 pub mod truss;
+pub mod weights;
 pub mod yaml_tree;
 
 use crate::spec::{ConfigFormat, Spec};

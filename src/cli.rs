@@ -1,0 +1,61 @@
+//! Command-line interface: clap definitions only. Commands receive typed
+//! options from here and never see clap themselves.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imgbake",
+    version,
+    about = "Daemonless OCI images for ML deployments: bake weights or keep them on a volume, and know what it costs."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a cerebrium.toml or Truss config.yaml and print the normalized deployment.
+    Validate {
+        /// Config file, or a directory holding cerebrium.toml or config.yaml.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+        format: ValidateFormat,
+    },
+    /// Resolve and pin every dependency and weights file into imgbake.lock.
+    Lock {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Report image size and cold-start cost of baking weights vs keeping them on a volume.
+    Plan {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Build the OCI image without a Docker daemon.
+    Build {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Write a Dockerfile build context equivalent to the native build.
+    Dockerfile {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// In-image hook: fetch and verify volume weights, then exec the app.
+    Prefetch {
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}

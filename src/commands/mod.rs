@@ -1,0 +1,15 @@
+//! One module per subcommand; each returns an [`ExitCode`]-like status.
+
+pub mod validate;
+
+/// Exit statuses: 0 success, 1 the user's input is wrong, 2 usage, internal
+/// errors or a feature that is not built yet.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_INVALID_INPUT: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+/// For commands not built yet: one line, exit 2, never a fake result.
+pub fn not_available(command: &str) -> u8 {
+    eprintln!("error: `imgbake {command}` is not available yet in this version");
+    EXIT_USAGE
+}

@@ -49,37 +49,22 @@ pub fn run(path: &Path, format: Format) -> u8 {
     for diagnostic in &loaded.diagnostics {
         eprintln!("{diagnostic}");
     }
-    let status = if loaded.spec.is_some() {
-        EXIT_OK
-    } else {
-        EXIT_INVALID_INPUT
-    };
+    let status = if loaded.spec.is_some() { EXIT_OK } else { EXIT_INVALID_INPUT };
     match format {
         Format::Json => {
             let report = Report {
                 valid: loaded.spec.is_some(),
-                diagnostics: loaded
-                    .diagnostics
-                    .iter()
-                    .map(DiagnosticJson::from)
-                    .collect(),
+                diagnostics: loaded.diagnostics.iter().map(DiagnosticJson::from).collect(),
                 spec: loaded.spec.as_ref(),
             };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("the report serializes")
-            );
+            println!("{}", serde_json::to_string_pretty(&report).expect("the report serializes"));
         }
         Format::Text => {
             if let Some(spec) = &loaded.spec {
                 print!("{}", summary(spec));
             } else {
                 let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
-                eprintln!(
-                    "{}: invalid ({errors} error{})",
-                    path.display(),
-                    if errors == 1 { "" } else { "s" }
-                );
+                eprintln!("{}: invalid ({errors} error{})", path.display(), if errors == 1 { "" } else { "s" });
             }
         }
     }
@@ -93,54 +78,28 @@ pub fn summary(spec: &Spec) -> String {
         crate::spec::ConfigFormat::Cerebrium => "cerebrium.toml",
         crate::spec::ConfigFormat::Truss => "Truss config.yaml",
     };
-    out.push_str(&format!(
-        "{}: valid {format} for `{}`\n",
-        spec.source.path.display(),
-        spec.name
-    ));
+    out.push_str(&format!("{}: valid {format} for `{}`\n", spec.source.path.display(), spec.name));
     out.push_str(&format!("  base image   {}\n", spec.base.image));
     let installer = format!("{:?}", spec.python.installer).to_lowercase();
-    out.push_str(&format!(
-        "  python       {} ({installer})\n",
-        spec.python.version
-    ));
+    out.push_str(&format!("  python       {} ({installer})\n", spec.python.version));
     let deps = &spec.dependencies;
     out.push_str(&format!(
         "  packages     pip {}{}, apt {}{}, conda {}{}\n",
         deps.pip.len(),
-        if deps.pip_file.is_some() {
-            " + file"
-        } else {
-            ""
-        },
+        if deps.pip_file.is_some() { " + file" } else { "" },
         deps.apt.len(),
-        if deps.apt_file.is_some() {
-            " + file"
-        } else {
-            ""
-        },
+        if deps.apt_file.is_some() { " + file" } else { "" },
         deps.conda.len(),
-        if deps.conda_file.is_some() {
-            " + file"
-        } else {
-            ""
-        },
+        if deps.conda_file.is_some() { " + file" } else { "" },
     ));
     if !spec.runtime.entrypoint.is_empty() {
-        out.push_str(&format!(
-            "  entrypoint   {}\n",
-            spec.runtime.entrypoint.join(" ")
-        ));
+        out.push_str(&format!("  entrypoint   {}\n", spec.runtime.entrypoint.join(" ")));
     }
     if let Some(port) = spec.runtime.port {
         out.push_str(&format!("  port         {port}\n"));
     }
     out.push_str(
-        &format!(
-            "  target       {:?} (model root {})\n",
-            spec.target.name, spec.target.model_root
-        )
-        .to_lowercase(),
+        &format!("  target       {:?} (model root {})\n", spec.target.name, spec.target.model_root).to_lowercase(),
     );
     for entry in &spec.weights {
         let mode = match entry.mode {
@@ -153,10 +112,7 @@ pub fn summary(spec: &Spec) -> String {
         } else {
             format!(" (volume {})", entry.volume_path)
         };
-        out.push_str(&format!(
-            "  weights      {} → {}{volume} [{mode}]\n",
-            entry.uri, entry.path
-        ));
+        out.push_str(&format!("  weights      {} → {}{volume} [{mode}]\n", entry.uri, entry.path));
     }
     out
 }

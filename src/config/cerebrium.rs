@@ -12,19 +12,9 @@ use crate::spec::*;
 use std::path::{Path, PathBuf};
 
 pub const PYTHON_VERSIONS: [&str; 3] = ["3.10", "3.11", "3.12"];
-pub const SCALING_METRICS: [&str; 4] = [
-    "concurrency_utilization",
-    "requests_per_second",
-    "cpu_utilization",
-    "memory_utilization",
-];
-pub const LOAD_BALANCING: [&str; 5] = [
-    "",
-    "round-robin",
-    "first-available",
-    "min-connections",
-    "random-choice-2",
-];
+pub const SCALING_METRICS: [&str; 4] =
+    ["concurrency_utilization", "requests_per_second", "cpu_utilization", "memory_utilization"];
+pub const LOAD_BALANCING: [&str; 5] = ["", "round-robin", "first-available", "min-connections", "random-choice-2"];
 /// Compute types from Cerebrium's hardware docs; others get a warning (the list grows).
 pub const KNOWN_COMPUTE: [&str; 13] = [
     "CPU",
@@ -48,12 +38,8 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
     let root = reader.root(tree);
     let cerebrium = reader.section(root, "cerebrium");
     if cerebrium.node.is_none() {
-        reader
-            .diags
-            .file_error("no [cerebrium] section: this does not look like a cerebrium.toml")
-            .hint = Some(
-            "a cerebrium.toml starts with [cerebrium.deployment] and name = \"my-app\"".to_string(),
-        );
+        reader.diags.file_error("no [cerebrium] section: this does not look like a cerebrium.toml").hint =
+            Some("a cerebrium.toml starts with [cerebrium.deployment] and name = \"my-app\"".to_string());
     }
     let deployment = reader.section(cerebrium, "deployment");
     let name = match reader.string(deployment, "name") {
@@ -64,73 +50,43 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
         None => {
             if reader.value(deployment, "name").is_none() {
                 let span = reader.span(deployment);
-                reader
-                    .diags
-                    .error(span, "[cerebrium.deployment] has no `name`; it is required")
-                    .hint = Some("add name = \"my-app\" under [cerebrium.deployment]".to_string());
+                reader.diags.error(span, "[cerebrium.deployment] has no `name`; it is required").hint =
+                    Some("add name = \"my-app\" under [cerebrium.deployment]".to_string());
             }
             String::new()
         }
     };
     let python_version = python_version(&mut reader, deployment);
-    let use_uv = reader
-        .bool(deployment, "use_uv")
-        .map(|(b, _)| b)
-        .unwrap_or(false);
-    let disable_auth = reader
-        .bool(deployment, "disable_auth")
-        .map(|(b, _)| b)
-        .unwrap_or(false);
+    let use_uv = reader.bool(deployment, "use_uv").map(|(b, _)| b).unwrap_or(false);
+    let disable_auth = reader.bool(deployment, "disable_auth").map(|(b, _)| b).unwrap_or(false);
     let include = extension::strings(reader.strings(deployment, "include"));
-    let exclude = reader
-        .strings(deployment, "exclude")
-        .map(|v| v.into_iter().map(|(s, _)| s).collect());
+    let exclude = reader.strings(deployment, "exclude").map(|v| v.into_iter().map(|(s, _)| s).collect());
     let shell_commands = extension::strings(reader.strings(deployment, "shell_commands"));
     let pre_build_commands = extension::strings(reader.strings(deployment, "pre_build_commands"));
     let base_image = reader
         .string(deployment, "docker_base_image_url")
         .map(|(s, _)| s)
         .unwrap_or_else(|| DEFAULT_BASE_IMAGE.to_string());
-    let init_timeout = int_in_range(
-        &mut reader,
-        deployment,
-        "deployment_initialization_timeout",
-        60,
-        830,
-    )
-    .unwrap_or(600);
+    let init_timeout =
+        int_in_range(&mut reader, deployment, "deployment_initialization_timeout", 60, 830).unwrap_or(600);
 
     let runtime_section = reader.section(cerebrium, "runtime");
-    let container_runtime = reader
-        .string(runtime_section, "container_runtime")
-        .map(|(s, _)| s);
+    let container_runtime = reader.string(runtime_section, "container_runtime").map(|(s, _)| s);
     let custom = reader.section(runtime_section, "custom");
     let runtime = custom_runtime(&mut reader, custom);
-    let dockerfile_path = reader
-        .string(custom, "dockerfile_path")
-        .and_then(|(path, span)| {
-            let resolved = project_dir.join(&path);
-            if resolved.is_file() {
-                Some(resolved)
-            } else {
-                reader.diags.error(
-                    span,
-                    format!(
-                        "dockerfile_path `{path}` does not exist ({})",
-                        resolved.display()
-                    ),
-                );
-                None
-            }
-        });
+    let dockerfile_path = reader.string(custom, "dockerfile_path").and_then(|(path, span)| {
+        let resolved = project_dir.join(&path);
+        if resolved.is_file() {
+            Some(resolved)
+        } else {
+            reader.diags.error(span, format!("dockerfile_path `{path}` does not exist ({})", resolved.display()));
+            None
+        }
+    });
 
     let hardware_section = reader.section(cerebrium, "hardware");
-    let hardware = hardware_section
-        .node
-        .map(|_| hardware(&mut reader, hardware_section));
-    let compute_tier = reader
-        .string(hardware_section, "compute_tier")
-        .map(|(s, _)| s);
+    let hardware = hardware_section.node.map(|_| hardware(&mut reader, hardware_section));
+    let compute_tier = reader.string(hardware_section, "compute_tier").map(|(s, _)| s);
     let scaling_section = reader.section(cerebrium, "scaling");
     let scaling = scaling(&mut reader, scaling_section);
 
@@ -138,16 +94,13 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
     let ext = extension::load(&mut reader, root, project_dir);
 
     if dockerfile_path.is_some() {
-        let overridden: Vec<&str> = [
-            ("docker_base_image_url", deployment),
-            ("shell_commands", deployment),
-            ("pre_build_commands", deployment),
-        ]
-        .iter()
-        .filter(|(key, section)| section.node.and_then(|n| n.get(key)).is_some())
-        .map(|(key, _)| *key)
-        .chain(has_any_dependencies(&dependencies).then_some("dependencies"))
-        .collect();
+        let overridden: Vec<&str> =
+            [("docker_base_image_url", deployment), ("shell_commands", deployment), ("pre_build_commands", deployment)]
+                .iter()
+                .filter(|(key, section)| section.node.and_then(|n| n.get(key)).is_some())
+                .map(|(key, _)| *key)
+                .chain(has_any_dependencies(&dependencies).then_some("dependencies"))
+                .collect();
         if !overridden.is_empty() {
             let span = reader.span(custom);
             reader.diags.warning(
@@ -175,36 +128,20 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
             project_dir: project_dir.to_path_buf(),
         },
         name,
-        base: BaseImage {
-            image: base_image,
-            python_executable: None,
-        },
+        base: BaseImage { image: base_image, python_executable: None },
         python: Python {
             version: python_version,
-            installer: if use_uv {
-                PythonInstaller::Uv
-            } else {
-                PythonInstaller::Pip
-            },
+            installer: if use_uv { PythonInstaller::Uv } else { PythonInstaller::Pip },
         },
         dependencies,
         app: AppFiles {
             root: project_dir.to_path_buf(),
-            include: if include.is_empty() {
-                vec!["*".to_string()]
-            } else {
-                include
-            },
+            include: if include.is_empty() { vec!["*".to_string()] } else { include },
             exclude: exclude.unwrap_or_else(|| vec![".*".to_string()]),
             workdir: "/app".to_string(),
         },
         runtime,
-        build: BuildCommands {
-            pre_build_commands,
-            shell_commands,
-            build_commands: Vec::new(),
-            dockerfile_path,
-        },
+        build: BuildCommands { pre_build_commands, shell_commands, build_commands: Vec::new(), dockerfile_path },
         hardware,
         scaling: Some(scaling),
         cerebrium: Some(CerebriumSettings {
@@ -225,40 +162,26 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
 fn check_app_name(reader: &mut Reader<'_>, span: Span, name: &str) {
     let valid = !name.is_empty()
         && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && !name.starts_with('-');
     if !valid {
-        reader
-            .diags
-            .error(
-                span,
-                format!("app name \"{name}\" must be 1–63 letters, digits, '-' or '_'"),
-            )
-            .hint =
+        reader.diags.error(span, format!("app name \"{name}\" must be 1–63 letters, digits, '-' or '_'")).hint =
             Some("the name becomes part of the endpoint URL and the image name".to_string());
     }
 }
 
 fn python_version<'a>(reader: &mut Reader<'a>, deployment: Section<'a>) -> String {
     let node = reader.value(deployment, "python_version");
-    if let Some(Node {
-        value: Value::Float(f),
-        span,
-    }) = node
-    {
-        reader.diags.error(*span, format!("`python_version` in [cerebrium.deployment] must be a string, found the number {f}")).hint =
-            Some(format!("quote it: python_version = \"{f}\" (as a number 3.10 would read as 3.1)"));
+    if let Some(Node { value: Value::Float(f), span }) = node {
+        reader
+            .diags
+            .error(*span, format!("`python_version` in [cerebrium.deployment] must be a string, found the number {f}"))
+            .hint = Some(format!("quote it: python_version = \"{f}\" (as a number 3.10 would read as 3.1)"));
         return "3.12".to_string();
     }
-    one_of(
-        reader,
-        deployment,
-        "python_version",
-        &PYTHON_VERSIONS,
-        |v| PYTHON_VERSIONS.contains(&v).then(|| v.to_string()),
-    )
+    one_of(reader, deployment, "python_version", &PYTHON_VERSIONS, |v| {
+        PYTHON_VERSIONS.contains(&v).then(|| v.to_string())
+    })
     .unwrap_or_else(|| "3.12".to_string())
 }
 
@@ -272,10 +195,7 @@ pub fn int_in_range<'a>(
     let (value, span) = reader.int(section, key)?;
     if value < min || value > max {
         let what = reader.describe(section, key);
-        reader.diags.error(
-            span,
-            format!("{what} must be between {min} and {max}, found {value}"),
-        );
+        reader.diags.error(span, format!("{what} must be between {min} and {max}, found {value}"));
         return None;
     }
     Some(value)
@@ -292,13 +212,7 @@ fn custom_runtime<'a>(reader: &mut Reader<'a>, custom: Section<'a>) -> Runtime {
         None => {
             if reader.value(custom, "port").is_none() {
                 let span = reader.span(custom);
-                reader
-                    .diags
-                    .error(
-                        span,
-                        "[cerebrium.runtime.custom] has no `port`; it is required",
-                    )
-                    .hint =
+                reader.diags.error(span, "[cerebrium.runtime.custom] has no `port`; it is required").hint =
                     Some("add the port your server listens on, e.g. port = 8000".to_string());
             }
             None
@@ -307,31 +221,26 @@ fn custom_runtime<'a>(reader: &mut Reader<'a>, custom: Section<'a>) -> Runtime {
     match reader.strings(custom, "entrypoint") {
         Some(args) if args.is_empty() => {
             let span = reader.span(custom);
-            reader
-                .diags
-                .error(span, "`entrypoint` in [cerebrium.runtime.custom] is empty");
+            reader.diags.error(span, "`entrypoint` in [cerebrium.runtime.custom] is empty");
         }
         Some(args) => {
             if let (Some(port), Some(found)) = (runtime.port, port_in_command(&args)) {
                 if found.0 != port {
                     reader.diags.warning(
                         found.1,
-                        format!(
-                            "the entrypoint uses port {} but `port` is {port}; they must match",
-                            found.0
-                        ),
+                        format!("the entrypoint uses port {} but `port` is {port}; they must match", found.0),
                     );
                 }
             }
             runtime.entrypoint = args.into_iter().map(|(s, _)| s).collect();
         }
         None => {
-            if reader.value(custom, "entrypoint").is_none()
-                && reader.value(custom, "dockerfile_path").is_none()
-            {
+            if reader.value(custom, "entrypoint").is_none() && reader.value(custom, "dockerfile_path").is_none() {
                 let span = reader.span(custom);
-                reader.diags.error(span, "[cerebrium.runtime.custom] has no `entrypoint`; it is required").hint =
-                    Some("e.g. entrypoint = [\"uvicorn\", \"main:app\", \"--host\", \"0.0.0.0\", \"--port\", \"8000\"]".to_string());
+                reader.diags.error(span, "[cerebrium.runtime.custom] has no `entrypoint`; it is required").hint = Some(
+                    "e.g. entrypoint = [\"uvicorn\", \"main:app\", \"--host\", \"0.0.0.0\", \"--port\", \"8000\"]"
+                        .to_string(),
+                );
             }
         }
     }
@@ -346,9 +255,7 @@ fn port_in_command(args: &[(String, Span)]) -> Option<(u16, Span)> {
         let value = if arg == "--port" || arg == "-p" || arg == "--bind" || arg == "-b" {
             args.get(i + 1).map(|(v, s)| (v.as_str(), *s))
         } else {
-            arg.strip_prefix("--port=")
-                .or_else(|| arg.strip_prefix("--bind="))
-                .map(|v| (v, *span))
+            arg.strip_prefix("--port=").or_else(|| arg.strip_prefix("--bind=")).map(|v| (v, *span))
         };
         if let Some((value, span)) = value {
             let digits = value.rsplit(':').next().unwrap_or(value);
@@ -360,21 +267,14 @@ fn port_in_command(args: &[(String, Span)]) -> Option<(u16, Span)> {
     None
 }
 
-fn endpoint<'a>(
-    reader: &mut Reader<'a>,
-    section: Section<'a>,
-    key: &'static str,
-) -> Option<String> {
+fn endpoint<'a>(reader: &mut Reader<'a>, section: Section<'a>, key: &'static str) -> Option<String> {
     let (path, span) = reader.string(section, key)?;
     if path.is_empty() {
         return None;
     }
     if !path.starts_with('/') {
         let what = reader.describe(section, key);
-        reader.diags.error(
-            span,
-            format!("{what} must be an HTTP path starting with '/', found \"{path}\""),
-        );
+        reader.diags.error(span, format!("{what} must be an HTTP path starting with '/', found \"{path}\""));
         return None;
     }
     Some(path)
@@ -387,60 +287,39 @@ fn hardware<'a>(reader: &mut Reader<'a>, section: Section<'a>) -> Hardware {
         match value {
             Some((v, span)) if v <= 0.0 => {
                 let what = reader.describe(section, key);
-                reader
-                    .diags
-                    .error(span, format!("{what} must be more than 0, found {v}"));
+                reader.diags.error(span, format!("{what} must be more than 0, found {v}"));
             }
             None if reader.value(section, key).is_none() => {
                 let span = reader.span(section);
                 reader.diags.warning(
                     span,
-                    format!(
-                        "[cerebrium.hardware] has no `{key}`; Cerebrium requires it at deploy time"
-                    ),
+                    format!("[cerebrium.hardware] has no `{key}`; Cerebrium requires it at deploy time"),
                 );
             }
             _ => {}
         }
     }
     let compute: Vec<(String, Span)> = match reader.value(section, "compute") {
-        Some(Node {
-            value: Value::Str(s),
-            span,
-        }) => vec![(s.clone(), *span)],
-        Some(_) => reader
-            .string_or_strings(section, "compute")
-            .unwrap_or_default(),
+        Some(Node { value: Value::Str(s), span }) => vec![(s.clone(), *span)],
+        Some(_) => reader.string_or_strings(section, "compute").unwrap_or_default(),
         None => Vec::new(),
     };
     for (name, span) in &compute {
         if !KNOWN_COMPUTE.contains(&name.as_str()) {
-            let warning = reader
-                .diags
-                .warning(*span, format!("unknown compute type \"{name}\""));
+            let warning = reader.diags.warning(*span, format!("unknown compute type \"{name}\""));
             warning.hint = super::suggest::closest(name, KNOWN_COMPUTE)
                 .map(|c| format!("did you mean \"{c}\"?"))
                 .or_else(|| Some(format!("known types: {}", KNOWN_COMPUTE.join(", "))));
         }
     }
-    let compute: Vec<String> = if compute.is_empty() {
-        vec!["CPU".to_string()]
-    } else {
-        compute.into_iter().map(|(s, _)| s).collect()
-    };
+    let compute: Vec<String> =
+        if compute.is_empty() { vec!["CPU".to_string()] } else { compute.into_iter().map(|(s, _)| s).collect() };
     let accelerated = compute.iter().any(|c| c != "CPU");
     let gpu_count = match int_in_range(reader, section, "gpu_count", 0, 64) {
         Some(n) => {
             if accelerated && n == 0 {
-                let span = section
-                    .node
-                    .and_then(|n| n.get("gpu_count"))
-                    .map(|n| n.span)
-                    .unwrap_or_default();
-                reader.diags.warning(
-                    span,
-                    format!("gpu_count is 0 but compute is {}", compute.join(", ")),
-                );
+                let span = section.node.and_then(|n| n.get("gpu_count")).map(|n| n.span).unwrap_or_default();
+                reader.diags.warning(span, format!("gpu_count is 0 but compute is {}", compute.join(", ")));
             }
             n as u32
         }
@@ -452,38 +331,20 @@ fn hardware<'a>(reader: &mut Reader<'a>, section: Section<'a>) -> Hardware {
         memory_gb: memory.map(|(v, _)| v),
         compute,
         gpu_count,
-        provider: Some(
-            reader
-                .string(section, "provider")
-                .map(|(s, _)| s)
-                .unwrap_or_else(|| "aws".to_string()),
-        ),
-        region: Some(
-            reader
-                .string(section, "region")
-                .map(|(s, _)| s)
-                .unwrap_or_else(|| "us-east-1".to_string()),
-        ),
+        provider: Some(reader.string(section, "provider").map(|(s, _)| s).unwrap_or_else(|| "aws".to_string())),
+        region: Some(reader.string(section, "region").map(|(s, _)| s).unwrap_or_else(|| "us-east-1".to_string())),
     }
 }
 
 /// A key that Cerebrium accepts under two names; both at once is an error.
-fn aliased<'a>(
-    reader: &mut Reader<'a>,
-    section: Section<'a>,
-    key: &'static str,
-    alias: &'static str,
-) -> &'static str {
+fn aliased<'a>(reader: &mut Reader<'a>, section: Section<'a>, key: &'static str, alias: &'static str) -> &'static str {
     let has_key = section.node.and_then(|n| n.get(key)).is_some();
     let alias_node = section.node.and_then(|n| n.get(alias));
     reader.value(section, alias);
     reader.value(section, key);
     match (has_key, alias_node) {
         (true, Some(node)) => {
-            reader.diags.error(
-                node.span,
-                format!("`{key}` and `{alias}` are the same setting; give only one"),
-            );
+            reader.diags.error(node.span, format!("`{key}` and `{alias}` are the same setting; give only one"));
             key
         }
         (false, Some(_)) => alias,
@@ -498,18 +359,10 @@ fn scaling<'a>(reader: &mut Reader<'a>, section: Section<'a>) -> Scaling {
     let min_replicas = count(reader, "min_replicas", 0);
     let max_replicas = count(reader, "max_replicas", 2);
     if min_replicas > max_replicas {
-        let span = section
-            .node
-            .and_then(|n| n.get("min_replicas"))
-            .map(|n| n.span)
-            .unwrap_or_default();
-        reader.diags.error(
-            span,
-            format!("min_replicas ({min_replicas}) is more than max_replicas ({max_replicas})"),
-        );
+        let span = section.node.and_then(|n| n.get("min_replicas")).map(|n| n.span).unwrap_or_default();
+        reader.diags.error(span, format!("min_replicas ({min_replicas}) is more than max_replicas ({max_replicas})"));
     }
-    let replica_concurrency =
-        int_in_range(reader, section, "replica_concurrency", 1, 100_000).unwrap_or(10) as u32;
+    let replica_concurrency = int_in_range(reader, section, "replica_concurrency", 1, 100_000).unwrap_or(10) as u32;
     let response_grace_period = count(reader, "response_grace_period", 3600);
     let cooldown = count(reader, "cooldown", 1800);
     let scaling_metric = one_of(reader, section, "scaling_metric", &SCALING_METRICS, |m| {
@@ -522,7 +375,10 @@ fn scaling<'a>(reader: &mut Reader<'a>, section: Section<'a>) -> Scaling {
             let (min, max) = if percentage { (1, 100) } else { (1, 1_000_000) };
             if value < min || value > max {
                 let unit = if percentage { " (a percentage)" } else { "" };
-                reader.diags.error(span, format!("scaling_target{unit} must be between {min} and {max} for {scaling_metric}, found {value}"));
+                reader.diags.error(
+                    span,
+                    format!("scaling_target{unit} must be between {min} and {max} for {scaling_metric}, found {value}"),
+                );
             }
             value.clamp(0, u32::MAX as i64) as u32
         }
@@ -530,40 +386,22 @@ fn scaling<'a>(reader: &mut Reader<'a>, section: Section<'a>) -> Scaling {
     };
     let scaling_buffer = match reader.int(section, "scaling_buffer") {
         Some((value, span)) => {
-            if !matches!(
-                scaling_metric.as_str(),
-                "concurrency_utilization" | "requests_per_second"
-            ) {
+            if !matches!(scaling_metric.as_str(), "concurrency_utilization" | "requests_per_second") {
                 reader.diags.error(span, format!("scaling_buffer only works with concurrency_utilization or requests_per_second, not {scaling_metric}"));
             }
             if value < 0 {
-                reader.diags.error(
-                    span,
-                    format!("scaling_buffer must be 0 or more, found {value}"),
-                );
+                reader.diags.error(span, format!("scaling_buffer must be 0 or more, found {value}"));
             }
             Some(value.max(0) as u32)
         }
         None => None,
     };
-    let interval_key = aliased(
-        reader,
-        section,
-        "evaluation_interval",
-        "evaluation_interval_seconds",
-    );
-    let evaluation_interval =
-        int_in_range(reader, section, interval_key, 6, 300).unwrap_or(30) as u32;
-    let balancing_key = aliased(
-        reader,
-        section,
-        "load_balancing",
-        "load_balancing_algorithm",
-    );
-    let load_balancing = one_of(reader, section, balancing_key, &LOAD_BALANCING, |m| {
-        LOAD_BALANCING.contains(&m).then(|| m.to_string())
-    })
-    .unwrap_or_default();
+    let interval_key = aliased(reader, section, "evaluation_interval", "evaluation_interval_seconds");
+    let evaluation_interval = int_in_range(reader, section, interval_key, 6, 300).unwrap_or(30) as u32;
+    let balancing_key = aliased(reader, section, "load_balancing", "load_balancing_algorithm");
+    let load_balancing =
+        one_of(reader, section, balancing_key, &LOAD_BALANCING, |m| LOAD_BALANCING.contains(&m).then(|| m.to_string()))
+            .unwrap_or_default();
     let roll_out_duration_seconds =
         int_in_range(reader, section, "roll_out_duration_seconds", 0, 600).unwrap_or(0) as u32;
     Scaling {
@@ -590,11 +428,7 @@ fn has_any_dependencies(deps: &Dependencies) -> bool {
         || deps.conda_file.is_some()
 }
 
-fn dependencies<'a>(
-    reader: &mut Reader<'a>,
-    cerebrium: Section<'a>,
-    project_dir: &Path,
-) -> Dependencies {
+fn dependencies<'a>(reader: &mut Reader<'a>, cerebrium: Section<'a>, project_dir: &Path) -> Dependencies {
     let section = reader.section(cerebrium, "dependencies");
     let paths = reader.section(section, "paths");
     let mut deps = Dependencies::default();
@@ -607,21 +441,37 @@ fn dependencies<'a>(
                 Value::Str(version) => inline.push(requirement::from_cerebrium(&key.name, version)),
                 _ => {
                     let found = node.type_name("table");
-                    reader.diags.error(node.span, format!("version of `{}` in [cerebrium.dependencies.{manager}] must be a string, found {found}", key.name)).hint =
-                        Some(format!("write {} = \"latest\" or {} = \">=1.0\"", key.name, key.name));
+                    reader
+                        .diags
+                        .error(
+                            node.span,
+                            format!(
+                                "version of `{}` in [cerebrium.dependencies.{manager}] must be a string, found {found}",
+                                key.name
+                            ),
+                        )
+                        .hint = Some(format!("write {} = \"latest\" or {} = \">=1.0\"", key.name, key.name));
                 }
             }
         }
         let file = reader.string(paths, manager).and_then(|(path, span)| {
             let resolved: PathBuf = project_dir.join(&path);
             if !inline.is_empty() {
-                reader.diags.error(span, format!("both [cerebrium.dependencies.{manager}] and paths.{manager} are given; use one")).hint =
-                    Some(format!("move the packages into {path}, or remove paths.{manager}"));
+                reader
+                    .diags
+                    .error(
+                        span,
+                        format!("both [cerebrium.dependencies.{manager}] and paths.{manager} are given; use one"),
+                    )
+                    .hint = Some(format!("move the packages into {path}, or remove paths.{manager}"));
             }
             if resolved.is_file() {
                 Some(resolved)
             } else {
-                reader.diags.error(span, format!("paths.{manager} names `{path}`, which does not exist ({})", resolved.display()));
+                reader.diags.error(
+                    span,
+                    format!("paths.{manager} names `{path}`, which does not exist ({})", resolved.display()),
+                );
                 None
             }
         });

@@ -25,20 +25,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(file: &Path, span: Option<Span>, message: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Error,
-            file: file.to_path_buf(),
-            span,
-            message: message.into(),
-            hint: None,
-        }
+        Diagnostic { severity: Severity::Error, file: file.to_path_buf(), span, message: message.into(), hint: None }
     }
 
     pub fn warning(file: &Path, span: Option<Span>, message: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(file, span, message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, span, message) }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -83,10 +74,7 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn new(file: &Path) -> Self {
-        Diagnostics {
-            file: file.to_path_buf(),
-            items: Vec::new(),
-        }
+        Diagnostics { file: file.to_path_buf(), items: Vec::new() }
     }
 
     pub fn error(&mut self, span: Span, message: impl Into<String>) -> &mut Diagnostic {

@@ -31,13 +31,8 @@ pub fn one_of<'a, T>(
         None => {
             let what = reader.describe(section, key);
             let quoted: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
-            let error = reader.diags.error(
-                span,
-                format!(
-                    "{what} must be one of {}, found \"{text}\"",
-                    quoted.join(", ")
-                ),
-            );
+            let error =
+                reader.diags.error(span, format!("{what} must be one of {}, found \"{text}\"", quoted.join(", ")));
             if let Some(close) = super::suggest::closest(&text, allowed.iter().copied()) {
                 error.hint = Some(format!("did you mean \"{close}\"?"));
             }
@@ -50,44 +45,24 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
     let section = reader.section(root, "imgbake");
     let mut extension = Extension {
         target: one_of(reader, section, "target", &Target::ALL, Target::parse),
-        weights_mode: one_of(
-            reader,
-            section,
-            "weights_mode",
-            &WeightsMode::ALL,
-            WeightsMode::parse,
-        ),
-        compression: one_of(
-            reader,
-            section,
-            "compression",
-            &Compression::ALL,
-            Compression::parse,
-        ),
+        weights_mode: one_of(reader, section, "weights_mode", &WeightsMode::ALL, WeightsMode::parse),
+        compression: one_of(reader, section, "compression", &Compression::ALL, Compression::parse),
         ..Extension::default()
     };
-    for (key, slot) in [
-        ("model_root", &mut extension.model_root),
-        ("volume_root", &mut extension.volume_root),
-    ] {
+    for (key, slot) in [("model_root", &mut extension.model_root), ("volume_root", &mut extension.volume_root)] {
         if let Some((path, span)) = reader.string(section, key) {
             if path.starts_with('/') {
                 *slot = Some(path.trim_end_matches('/').to_string());
             } else {
                 let what = reader.describe(section, key);
-                reader.diags.error(
-                    span,
-                    format!("{what} must be an absolute path, found \"{path}\""),
-                );
+                reader.diags.error(span, format!("{what} must be an absolute path, found \"{path}\""));
             }
         }
     }
     if let Some((rate, span)) = reader.float(section, "weights_updates_per_week") {
         if rate < 0.0 {
             let what = reader.describe(section, "weights_updates_per_week");
-            reader
-                .diags
-                .error(span, format!("{what} must be 0 or more, found {rate}"));
+            reader.diags.error(span, format!("{what} must be 0 or more, found {rate}"));
         } else {
             extension.weights_updates_per_week = Some(rate);
         }
@@ -96,12 +71,7 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
         return extension;
     };
     let crate::config::tree::Value::Seq(items) = &list.value else {
-        reader.type_error(
-            section,
-            "weights",
-            list,
-            "a list of weights tables ([[imgbake.weights]])",
-        );
+        reader.type_error(section, "weights", list, "a list of weights tables ([[imgbake.weights]])");
         return extension;
     };
     for (index, node) in items.iter().enumerate() {
@@ -111,13 +81,8 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
         let origin = format!("imgbake.weights[{index}]");
         let Some((uri, uri_span)) = reader.string(item, "source") else {
             if reader.value(item, "source").is_none() {
-                reader
-                    .diags
-                    .error(node.span, format!("{origin} has no `source`"))
-                    .hint = Some(
-                    "for example source = \"hf://org/name@<commit>\" or source = \"./weights\""
-                        .to_string(),
-                );
+                reader.diags.error(node.span, format!("{origin} has no `source`")).hint =
+                    Some("for example source = \"hf://org/name@<commit>\" or source = \"./weights\"".to_string());
             }
             continue;
         };
@@ -129,24 +94,15 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
             }
         };
         let mount = reader.string(item, "mount");
-        let layout = one_of(
-            reader,
-            item,
-            "layout",
-            &["plain", "hf-cache"],
-            |t| match t {
-                "plain" => Some(WeightsLayout::Plain),
-                "hf-cache" => Some(WeightsLayout::HfCache),
-                _ => None,
-            },
-        );
-        if layout == Some(WeightsLayout::HfCache)
-            && !matches!(source, crate::spec::WeightsSource::Hf { .. })
-        {
-            reader.diags.error(
-                uri_span,
-                format!("layout \"hf-cache\" needs a Hugging Face source (hf://…), found `{uri}`"),
-            );
+        let layout = one_of(reader, item, "layout", &["plain", "hf-cache"], |t| match t {
+            "plain" => Some(WeightsLayout::Plain),
+            "hf-cache" => Some(WeightsLayout::HfCache),
+            _ => None,
+        });
+        if layout == Some(WeightsLayout::HfCache) && !matches!(source, crate::spec::WeightsSource::Hf { .. }) {
+            reader
+                .diags
+                .error(uri_span, format!("layout \"hf-cache\" needs a Hugging Face source (hf://…), found `{uri}`"));
         }
         extension.weights.push(WeightsDraft {
             origin,
@@ -167,10 +123,7 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
 }
 
 pub fn strings(list: Option<Vec<(String, crate::config::tree::Span)>>) -> Vec<String> {
-    list.unwrap_or_default()
-        .into_iter()
-        .map(|(s, _)| s)
-        .collect()
+    list.unwrap_or_default().into_iter().map(|(s, _)| s).collect()
 }
 
 impl Extension {
@@ -179,14 +132,8 @@ impl Extension {
         let name = self.target.unwrap_or(default_target);
         crate::spec::TargetSettings {
             name,
-            model_root: self
-                .model_root
-                .clone()
-                .unwrap_or_else(|| crate::spec::DEFAULT_MODEL_ROOT.to_string()),
-            volume_root: self
-                .volume_root
-                .clone()
-                .unwrap_or_else(|| name.default_volume_root().to_string()),
+            model_root: self.model_root.clone().unwrap_or_else(|| crate::spec::DEFAULT_MODEL_ROOT.to_string()),
+            volume_root: self.volume_root.clone().unwrap_or_else(|| name.default_volume_root().to_string()),
         }
     }
 }

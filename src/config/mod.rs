@@ -40,12 +40,8 @@ pub fn find(path: &Path) -> Result<PathBuf, Diagnostic> {
                 return Ok(candidate);
             }
         }
-        return Err(Diagnostic::error(
-            path,
-            None,
-            "no cerebrium.toml or config.yaml in this directory",
-        )
-        .with_hint("pass the config file's path, or run imgbake in the project directory"));
+        return Err(Diagnostic::error(path, None, "no cerebrium.toml or config.yaml in this directory")
+            .with_hint("pass the config file's path, or run imgbake in the project directory"));
     }
     if path.is_file() {
         return Ok(path.to_path_buf());
@@ -71,11 +67,7 @@ pub fn detect_format(path: &Path, text: &str) -> ConfigFormat {
                 continue;
             }
         }
-        if line.starts_with("- ")
-            || line
-                .split_once(':')
-                .is_some_and(|(k, _)| !k.contains('=') && !k.contains('"'))
-        {
+        if line.starts_with("- ") || line.split_once(':').is_some_and(|(k, _)| !k.contains('=') && !k.contains('"')) {
             yaml_votes += 1;
         }
     }
@@ -97,21 +89,13 @@ pub fn detect_format(path: &Path, text: &str) -> ConfigFormat {
 pub fn load(path: &Path) -> Loaded {
     let file = match find(path) {
         Ok(file) => file,
-        Err(diagnostic) => {
-            return Loaded {
-                spec: None,
-                diagnostics: vec![diagnostic],
-            }
-        }
+        Err(diagnostic) => return Loaded { spec: None, diagnostics: vec![diagnostic] },
     };
     let text = match std::fs::read_to_string(&file) {
         Ok(text) => text,
         Err(err) => {
             let diagnostic = Diagnostic::error(&file, None, format!("cannot read the file: {err}"));
-            return Loaded {
-                spec: None,
-                diagnostics: vec![diagnostic],
-            };
+            return Loaded { spec: None, diagnostics: vec![diagnostic] };
         }
     };
     load_text(&file, &text)
@@ -128,32 +112,17 @@ pub fn load_text(file: &Path, text: &str) -> Loaded {
     let (spec, diags) = match detect_format(file, text) {
         ConfigFormat::Cerebrium => match toml_tree::parse(file, text) {
             Ok(tree) => cerebrium::load(&tree, &project_dir, diags),
-            Err(diagnostic) => (
-                None,
-                Diagnostics {
-                    items: vec![diagnostic],
-                    ..diags
-                },
-            ),
+            Err(diagnostic) => (None, Diagnostics { items: vec![diagnostic], ..diags }),
         },
         ConfigFormat::Truss => match yaml_tree::parse(file, text) {
             Ok(tree) => truss::load(&tree, &project_dir, diags),
-            Err(diagnostic) => (
-                None,
-                Diagnostics {
-                    items: vec![diagnostic],
-                    ..diags
-                },
-            ),
+            Err(diagnostic) => (None, Diagnostics { items: vec![diagnostic], ..diags }),
         },
     };
     let failed = diags.has_errors();
     let mut diagnostics = diags.items;
     diagnostics.sort_by_key(|d| (d.span.is_none(), d.span));
-    Loaded {
-        spec: if failed { None } else { spec },
-        diagnostics,
-    }
+    Loaded { spec: if failed { None } else { spec }, diagnostics }
 }
 
 #[cfg(test)]
@@ -164,17 +133,8 @@ mod tests {
     fn format_is_told_by_content_not_name() {
         let toml = "[cerebrium.deployment]\nname = \"x\"\n";
         let yaml = "model_name: x\nrequirements:\n  - torch\n";
-        assert_eq!(
-            detect_format(Path::new("config.yaml"), toml),
-            ConfigFormat::Cerebrium
-        );
-        assert_eq!(
-            detect_format(Path::new("cerebrium.toml"), yaml),
-            ConfigFormat::Truss
-        );
-        assert_eq!(
-            detect_format(Path::new("x.conf"), "name = \"a\"\n"),
-            ConfigFormat::Cerebrium
-        );
+        assert_eq!(detect_format(Path::new("config.yaml"), toml), ConfigFormat::Cerebrium);
+        assert_eq!(detect_format(Path::new("cerebrium.toml"), yaml), ConfigFormat::Truss);
+        assert_eq!(detect_format(Path::new("x.conf"), "name = \"a\"\n"), ConfigFormat::Cerebrium);
     }
 }

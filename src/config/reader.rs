@@ -50,11 +50,7 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(diags: Diagnostics, syntax: Syntax) -> Self {
-        Reader {
-            diags,
-            syntax,
-            sections: Vec::new(),
-        }
+        Reader { diags, syntax, sections: Vec::new() }
     }
 
     pub fn root(&mut self, node: &'a Node) -> Section<'a> {
@@ -84,10 +80,7 @@ impl<'a> Reader<'a> {
 
     /// The span to point at for a section (its first key, or the parent's position).
     pub fn span(&self, section: Section<'a>) -> Span {
-        section
-            .node
-            .map(|n| n.span)
-            .unwrap_or(Span { line: 1, col: 1 })
+        section.node.map(|n| n.span).unwrap_or(Span { line: 1, col: 1 })
     }
 
     pub fn section(&mut self, parent: Section<'a>, key: &'static str) -> Section<'a> {
@@ -184,21 +177,13 @@ impl<'a> Reader<'a> {
     }
 
     /// A list of strings.
-    pub fn strings(
-        &mut self,
-        section: Section<'a>,
-        key: &'static str,
-    ) -> Option<Vec<(String, Span)>> {
+    pub fn strings(&mut self, section: Section<'a>, key: &'static str) -> Option<Vec<(String, Span)>> {
         let node = self.present(section, key)?;
         self.string_items(section, key, node)
     }
 
     /// A single string or a list of strings (Truss writes `ignore_patterns: "*.pt"`).
-    pub fn string_or_strings(
-        &mut self,
-        section: Section<'a>,
-        key: &'static str,
-    ) -> Option<Vec<(String, Span)>> {
+    pub fn string_or_strings(&mut self, section: Section<'a>, key: &'static str) -> Option<Vec<(String, Span)>> {
         let node = self.present(section, key)?;
         match &node.value {
             Value::Str(s) => Some(vec![(s.clone(), node.span)]),
@@ -206,12 +191,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn string_items(
-        &mut self,
-        section: Section<'a>,
-        key: &'static str,
-        node: &'a Node,
-    ) -> Option<Vec<(String, Span)>> {
+    fn string_items(&mut self, section: Section<'a>, key: &'static str, node: &'a Node) -> Option<Vec<(String, Span)>> {
         let Value::Seq(items) = &node.value else {
             self.type_error(section, key, node, "a list of strings");
             return None;
@@ -224,10 +204,7 @@ impl<'a> Reader<'a> {
                     let what = self.describe(section, key);
                     let found = item.type_name(self.syntax.map_word());
                     self.diags
-                        .error(
-                            item.span,
-                            format!("{what} must be a list of strings, but an item is {found}"),
-                        )
+                        .error(item.span, format!("{what} must be a list of strings, but an item is {found}"))
                         .hint = Some("quote each item: [\"a\", \"b\"]".to_string());
                     return None;
                 }
@@ -239,10 +216,7 @@ impl<'a> Reader<'a> {
     pub fn type_error(&mut self, section: Section<'a>, key: &str, node: &Node, expected: &str) {
         let what = self.describe(section, key);
         let found = node.type_name(self.syntax.map_word());
-        self.diags.error(
-            node.span,
-            format!("{what} must be {expected}, found {found}"),
-        );
+        self.diags.error(node.span, format!("{what} must be {expected}, found {found}"));
     }
 
     fn expect_map(&mut self, node: &'a Node, what: &str) -> Option<&'a Node> {
@@ -254,24 +228,13 @@ impl<'a> Reader<'a> {
         }
         let found = node.type_name(self.syntax.map_word());
         let expected = self.syntax.map_word();
-        self.diags.error(
-            node.span,
-            format!("{what} must be a {expected}, found {found}"),
-        );
+        self.diags.error(node.span, format!("{what} must be a {expected}, found {found}"));
         None
     }
 
     fn register(&mut self, path: Vec<String>, node: Option<&'a Node>) -> Section<'a> {
-        self.sections.push(SectionRecord {
-            path,
-            node,
-            known: Vec::new(),
-            open: false,
-        });
-        Section {
-            id: self.sections.len() - 1,
-            node,
-        }
+        self.sections.push(SectionRecord { path, node, known: Vec::new(), open: false });
+        Section { id: self.sections.len() - 1, node }
     }
 
     /// Warns about every key no loader asked for, and returns the diagnostics.
@@ -298,12 +261,7 @@ impl<'a> Reader<'a> {
         self.diags
     }
 
-    fn unknown_key_message(
-        &self,
-        record: &SectionRecord<'a>,
-        key: &Key,
-        value: &Node,
-    ) -> (String, Option<String>) {
+    fn unknown_key_message(&self, record: &SectionRecord<'a>, key: &Key, value: &Node) -> (String, Option<String>) {
         let is_section = value.as_map().is_some();
         let mut relative = vec![key.name.clone()];
         // Follow `[a.b.c]` chains so the whole misspelt header is compared.
@@ -328,7 +286,7 @@ impl<'a> Reader<'a> {
             (Syntax::Toml, false) => {
                 format!("unknown key `{}` in [{}]", key.name, record.path.join("."))
             }
-            (Syntax::Yaml, _) => format!("unknown key `{}`", full(&[key.name.clone()])),
+            (Syntax::Yaml, _) => format!("unknown key `{}`", full(std::slice::from_ref(&key.name))),
         };
         let ignored = format!("{shown}; it is ignored");
 
@@ -370,22 +328,18 @@ impl<'a> Reader<'a> {
         }
         // 4. A known key of another section.
         if let Some(home) = self.home_of(&key.name) {
-            return (
-                format!("{ignored} (`{}` belongs in {home})", key.name),
-                None,
-            );
+            return (format!("{ignored} (`{}` belongs in {home})", key.name), None);
         }
         (ignored, None)
     }
 
     fn home_of(&self, key: &str) -> Option<String> {
-        self.sections
-            .iter()
-            .find(|s| s.known.contains(&key) && !s.path.iter().any(|p| p.contains('[')))
-            .map(|s| match self.syntax {
+        self.sections.iter().find(|s| s.known.contains(&key) && !s.path.iter().any(|p| p.contains('['))).map(|s| {
+            match self.syntax {
                 Syntax::Toml => format!("[{}]", s.path.join(".")),
                 Syntax::Yaml => format!("`{}`", s.path.join(".")),
-            })
+            }
+        })
     }
 }
 
@@ -416,9 +370,7 @@ mod tests {
 
     #[test]
     fn misspelt_and_reordered_section_is_pointed_at_the_right_one() {
-        let diags = read(
-            "[cerebrium.deployment]\nname = \"x\"\n\n[cerebrium.pip.dependancies]\ntorch = \"2\"\n",
-        );
+        let diags = read("[cerebrium.deployment]\nname = \"x\"\n\n[cerebrium.pip.dependancies]\ntorch = \"2\"\n");
         assert_eq!(
             warnings(&diags),
             ["warning: cerebrium.toml:4:12: unknown section [cerebrium.pip.dependancies]; it is ignored (did you mean [cerebrium.dependencies.pip]?)"]
@@ -427,18 +379,11 @@ mod tests {
 
     #[test]
     fn key_in_wrong_section_names_its_home() {
-        let diags =
-            read("[cerebrium.deployment]\nname = \"x\"\n[cerebrium.build]\nuse_uv = true\n");
+        let diags = read("[cerebrium.deployment]\nname = \"x\"\n[cerebrium.build]\nuse_uv = true\n");
         let all = warnings(&diags);
         assert_eq!(all.len(), 1);
-        assert!(
-            all[0].contains("unknown section [cerebrium.build]"),
-            "{all:?}"
-        );
-        assert!(
-            all[0].contains("`use_uv` belongs in [cerebrium.deployment]"),
-            "{all:?}"
-        );
+        assert!(all[0].contains("unknown section [cerebrium.build]"), "{all:?}");
+        assert!(all[0].contains("`use_uv` belongs in [cerebrium.deployment]"), "{all:?}");
     }
 
     #[test]

@@ -12,10 +12,7 @@ pub fn from_cerebrium(name: &str, version: &str) -> Requirement {
         v if v.starts_with(['=', '>', '<', '!', '~']) => v.to_string(),
         v => format!("=={v}"),
     };
-    Requirement {
-        name: name.to_string(),
-        constraint,
-    }
+    Requirement { name: name.to_string(), constraint }
 }
 
 #[cfg(test)]
@@ -38,11 +35,7 @@ mod tests {
             ("11.7", "torch==11.7"),
         ];
         for (version, expected) in cases {
-            assert_eq!(
-                from_cerebrium("torch", version).to_requirement_string(),
-                expected,
-                "version {version:?}"
-            );
+            assert_eq!(from_cerebrium("torch", version).to_requirement_string(), expected, "version {version:?}");
         }
     }
 }

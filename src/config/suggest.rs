@@ -6,10 +6,7 @@
 //! segments sorted, and a key that exists in another section is pointed there.
 
 /// The closest candidate to `unknown`, if any is close enough to be a likely typo.
-pub fn closest<'a>(
-    unknown: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn closest<'a>(unknown: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(&str, f64)> = None;
     for candidate in candidates {
         let score = similarity(unknown, candidate);
@@ -29,11 +26,7 @@ fn similarity(a: &str, b: &str) -> f64 {
         parts.sort_unstable();
         parts.join(".")
     };
-    let reordered = if a.contains('.') {
-        strsim::jaro_winkler(&sorted(&a), &sorted(&b))
-    } else {
-        0.0
-    };
+    let reordered = if a.contains('.') { strsim::jaro_winkler(&sorted(&a), &sorted(&b)) } else { 0.0 };
     direct.max(reordered)
 }
 
@@ -43,23 +36,10 @@ mod tests {
 
     #[test]
     fn finds_typos_and_swapped_sections() {
-        let known = [
-            "cerebrium.dependencies.pip",
-            "cerebrium.dependencies.apt",
-            "cerebrium.deployment",
-        ];
-        assert_eq!(
-            closest("cerebrium.pip.dependancies", known),
-            Some("cerebrium.dependencies.pip")
-        );
-        assert_eq!(
-            closest("cerebrium.deployement", known),
-            Some("cerebrium.deployment")
-        );
-        assert_eq!(
-            closest("python_verison", ["python_version", "name"]),
-            Some("python_version")
-        );
+        let known = ["cerebrium.dependencies.pip", "cerebrium.dependencies.apt", "cerebrium.deployment"];
+        assert_eq!(closest("cerebrium.pip.dependancies", known), Some("cerebrium.dependencies.pip"));
+        assert_eq!(closest("cerebrium.deployement", known), Some("cerebrium.deployment"));
+        assert_eq!(closest("python_verison", ["python_version", "name"]), Some("python_version"));
         assert_eq!(closest("zzz", ["python_version", "name"]), None);
     }
 }

@@ -10,22 +10,12 @@ use toml::Spanned;
 pub fn parse(file: &Path, text: &str) -> Result<Node, Diagnostic> {
     let index = LineIndex::new(text);
     let table = DeTable::parse(text).map_err(|err| {
-        let span = err
-            .span()
-            .map(|range| index.span_at(text, range.start))
-            .unwrap_or_default();
-        Diagnostic::error(
-            file,
-            Some(span),
-            format!("invalid TOML: {}", err.message().trim()),
-        )
-        .with_hint("check the quoting and brackets on this line (TOML strings need double quotes)")
+        let span = err.span().map(|range| index.span_at(text, range.start)).unwrap_or_default();
+        Diagnostic::error(file, Some(span), format!("invalid TOML: {}", err.message().trim()))
+            .with_hint("check the quoting and brackets on this line (TOML strings need double quotes)")
     })?;
     let span = Span { line: 1, col: 1 };
-    Ok(Node::new(
-        convert_table(table.get_ref(), &index, text),
-        span,
-    ))
+    Ok(Node::new(convert_table(table.get_ref(), &index, text), span))
 }
 
 fn convert_table(table: &DeTable<'_>, index: &LineIndex, text: &str) -> Value {
@@ -33,10 +23,7 @@ fn convert_table(table: &DeTable<'_>, index: &LineIndex, text: &str) -> Value {
         table
             .iter()
             .map(|(key, value)| {
-                let key = Key {
-                    name: key.get_ref().to_string(),
-                    span: index.span_at(text, key.span().start),
-                };
+                let key = Key { name: key.get_ref().to_string(), span: index.span_at(text, key.span().start) };
                 (key, convert(value, index, text))
             })
             .collect(),
@@ -49,10 +36,7 @@ fn convert(value: &Spanned<DeValue<'_>>, index: &LineIndex, text: &str) -> Node 
         DeValue::String(s) => Value::Str(s.to_string()),
         DeValue::Integer(i) => {
             let digits = i.as_str().replace('_', "");
-            let digits = digits
-                .trim_start_matches("0x")
-                .trim_start_matches("0o")
-                .trim_start_matches("0b");
+            let digits = digits.trim_start_matches("0x").trim_start_matches("0o").trim_start_matches("0b");
             match i64::from_str_radix(digits, i.radix()) {
                 Ok(n) => Value::Int(n),
                 Err(_) => Value::Str(i.as_str().to_string()),
@@ -64,12 +48,7 @@ fn convert(value: &Spanned<DeValue<'_>>, index: &LineIndex, text: &str) -> Node 
         },
         DeValue::Boolean(b) => Value::Bool(*b),
         DeValue::Datetime(d) => Value::Str(d.to_string()),
-        DeValue::Array(items) => Value::Seq(
-            items
-                .iter()
-                .map(|item| convert(item, index, text))
-                .collect(),
-        ),
+        DeValue::Array(items) => Value::Seq(items.iter().map(|item| convert(item, index, text)).collect()),
         DeValue::Table(table) => convert_table(table, index, text),
     };
     Node::new(converted, span)

@@ -71,10 +71,7 @@ impl Node {
     }
 
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.name == key)
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
     }
 }
 
@@ -99,10 +96,7 @@ impl LineIndex {
         let start = self.line_starts[line];
         let end = offset.min(text.len());
         let col = text.get(start..end).map(|s| s.chars().count()).unwrap_or(0) + 1;
-        Span {
-            line: line + 1,
-            col,
-        }
+        Span { line: line + 1, col }
     }
 }
 

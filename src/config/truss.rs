@@ -43,46 +43,31 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
     for key in KNOWN_UNUSED_KEYS {
         reader.value(root, key);
     }
-    let name = reader
-        .string(root, "model_name")
-        .map(|(s, _)| s)
-        .unwrap_or_else(|| {
-            project_dir
-                .canonicalize()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_else(|| "truss".to_string())
-        });
+    let name = reader.string(root, "model_name").map(|(s, _)| s).unwrap_or_else(|| {
+        project_dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "truss".to_string())
+    });
     let python_version = python_version(&mut reader, root);
     let mut dependencies = Dependencies {
         pip: requirements(reader.strings(root, "requirements")),
         apt: extension::strings(reader.strings(root, "system_packages"))
             .into_iter()
-            .map(|name| Requirement {
-                name,
-                constraint: String::new(),
-            })
+            .map(|name| Requirement { name, constraint: String::new() })
             .collect(),
         ..Dependencies::default()
     };
     if let Some((file, span)) = reader.string(root, "requirements_file") {
         let resolved = project_dir.join(&file);
         if !dependencies.pip.is_empty() {
-            reader.diags.error(
-                span,
-                "both `requirements` and `requirements_file` are given; use one",
-            );
+            reader.diags.error(span, "both `requirements` and `requirements_file` are given; use one");
         }
         if resolved.is_file() {
             dependencies.pip_file = Some(resolved);
         } else {
-            reader.diags.error(
-                span,
-                format!(
-                    "requirements_file `{file}` does not exist ({})",
-                    resolved.display()
-                ),
-            );
+            reader.diags.error(span, format!("requirements_file `{file}` does not exist ({})", resolved.display()));
         }
     }
     let base_section = reader.section(root, "base_image");
@@ -91,9 +76,7 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
             .string(base_section, "image")
             .map(|(s, _)| s)
             .unwrap_or_else(|| format!("python:{python_version}-slim")),
-        python_executable: reader
-            .string(base_section, "python_executable_path")
-            .map(|(s, _)| s),
+        python_executable: reader.string(base_section, "python_executable_path").map(|(s, _)| s),
     };
     reader.value(base_section, "docker_auth");
     let build_commands = extension::strings(reader.strings(root, "build_commands"));
@@ -123,10 +106,7 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
         },
         name,
         base,
-        python: Python {
-            version: python_version,
-            installer: PythonInstaller::Uv,
-        },
+        python: Python { version: python_version, installer: PythonInstaller::Uv },
         dependencies,
         app: AppFiles {
             root: project_dir.to_path_buf(),
@@ -135,10 +115,7 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
             workdir: "/app".to_string(),
         },
         runtime,
-        build: BuildCommands {
-            build_commands,
-            ..BuildCommands::default()
-        },
+        build: BuildCommands { build_commands, ..BuildCommands::default() },
         hardware,
         scaling: None,
         cerebrium: None,
@@ -161,13 +138,8 @@ fn python_version<'a>(reader: &mut Reader<'a>, root: Section<'a>) -> String {
     match minor {
         Some(minor @ 8..=13) => format!("3.{minor}"),
         _ => {
-            reader
-                .diags
-                .error(
-                    span,
-                    format!("`python_version` must be one of py38 … py313, found \"{text}\""),
-                )
-                .hint = Some("Truss writes the version as py311 for Python 3.11".to_string());
+            reader.diags.error(span, format!("`python_version` must be one of py38 … py313, found \"{text}\"")).hint =
+                Some("Truss writes the version as py311 for Python 3.11".to_string());
             "3.11".to_string()
         }
     }
@@ -180,13 +152,8 @@ fn requirements(list: Option<Vec<(String, super::tree::Span)>>) -> Vec<Requireme
         .filter(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
         .map(|line| {
             let line = line.trim().to_string();
-            let split = line
-                .find(|c: char| "=<>!~;[ @".contains(c))
-                .unwrap_or(line.len());
-            Requirement {
-                name: line[..split].to_string(),
-                constraint: line[split..].to_string(),
-            }
+            let split = line.find(|c: char| "=<>!~;[ @".contains(c)).unwrap_or(line.len());
+            Requirement { name: line[..split].to_string(), constraint: line[split..].to_string() }
         })
         .collect()
 }
@@ -205,10 +172,7 @@ fn environment<'a>(reader: &mut Reader<'a>, root: Section<'a>) -> BTreeMap<Strin
             _ => {
                 reader.diags.error(
                     node.span,
-                    format!(
-                        "environment variable `{}` must be a single value, not a list or mapping",
-                        key.name
-                    ),
+                    format!("environment variable `{}` must be a single value, not a list or mapping", key.name),
                 );
                 continue;
             }
@@ -228,10 +192,7 @@ fn secret_names<'a>(reader: &mut Reader<'a>, root: Section<'a>) -> Vec<String> {
         let placeholder = match &node.value {
             Value::Null => true,
             Value::Str(s) => {
-                s.is_empty()
-                    || s.starts_with("***")
-                    || s.contains("placeholder")
-                    || s.eq_ignore_ascii_case("null")
+                s.is_empty() || s.starts_with("***") || s.contains("placeholder") || s.eq_ignore_ascii_case("null")
             }
             _ => false,
         };
@@ -251,39 +212,25 @@ fn docker_server<'a>(
     secret_names: Vec<String>,
 ) -> Runtime {
     let section = reader.section(root, "docker_server");
-    let mut runtime = Runtime {
-        environment,
-        secret_names,
-        ..Runtime::default()
-    };
+    let mut runtime = Runtime { environment, secret_names, ..Runtime::default() };
     if let Some((command, span)) = reader.string(section, "start_command") {
         // Truss runs start_command through a shell.
         if command.trim().is_empty() {
-            reader
-                .diags
-                .error(span, "`docker_server.start_command` is empty");
+            reader.diags.error(span, "`docker_server.start_command` is empty");
         }
         runtime.entrypoint = vec!["/bin/sh".to_string(), "-c".to_string(), command];
     } else if section.node.is_some() {
         let span = reader.span(section);
-        reader.diags.error(
-            span,
-            "`docker_server` has no `start_command`; it is required",
-        );
+        reader.diags.error(span, "`docker_server` has no `start_command`; it is required");
     }
     if let Some(port) = super::cerebrium::int_in_range(reader, section, "server_port", 1, 65535) {
         runtime.port = Some(port as u16);
     } else if section.node.is_some() && reader.value(section, "server_port").is_none() {
         let span = reader.span(section);
-        reader
-            .diags
-            .error(span, "`docker_server` has no `server_port`; it is required");
+        reader.diags.error(span, "`docker_server` has no `server_port`; it is required");
     }
     let endpoint = |reader: &mut Reader<'a>, key: &'static str| {
-        reader
-            .string(section, key)
-            .map(|(s, _)| s)
-            .filter(|s| !s.is_empty())
+        reader.string(section, key).map(|(s, _)| s).filter(|s| !s.is_empty())
     };
     runtime.healthcheck_endpoint = endpoint(reader, "liveness_endpoint");
     runtime.readycheck_endpoint = endpoint(reader, "readiness_endpoint");
@@ -299,18 +246,9 @@ fn resources<'a>(reader: &mut Reader<'a>, root: Section<'a>) -> Option<Hardware>
     reader.value(section, "node_count");
     reader.value(section, "instance_type");
     let text = |reader: &mut Reader<'a>, key: &'static str| match reader.value(section, key) {
-        Some(Node {
-            value: Value::Str(s),
-            ..
-        }) => Some(s.clone()),
-        Some(Node {
-            value: Value::Int(i),
-            ..
-        }) => Some(i.to_string()),
-        Some(Node {
-            value: Value::Float(f),
-            ..
-        }) => Some(f.to_string()),
+        Some(Node { value: Value::Str(s), .. }) => Some(s.clone()),
+        Some(Node { value: Value::Int(i), .. }) => Some(i.to_string()),
+        Some(Node { value: Value::Float(f), .. }) => Some(f.to_string()),
         _ => None,
     };
     let cpu = text(reader, "cpu").and_then(|c| match c.strip_suffix('m') {
@@ -336,21 +274,10 @@ fn resources<'a>(reader: &mut Reader<'a>, root: Section<'a>) -> Option<Hardware>
         }
         None => (vec!["CPU".to_string()], 0),
     };
-    Some(Hardware {
-        cpu,
-        memory_gb,
-        compute,
-        gpu_count,
-        provider: None,
-        region: None,
-    })
+    Some(Hardware { cpu, memory_gb, compute, gpu_count, provider: None, region: None })
 }
 
-fn model_cache<'a>(
-    reader: &mut Reader<'a>,
-    root: Section<'a>,
-    project_dir: &Path,
-) -> Vec<WeightsDraft> {
+fn model_cache<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) -> Vec<WeightsDraft> {
     let Some(list) = reader.value(root, "model_cache") else {
         return Vec::new();
     };
@@ -369,10 +296,7 @@ fn model_cache<'a>(
         let origin = format!("model_cache[{index}]");
         let Some((repo_id, repo_span)) = reader.string(item, "repo_id") else {
             if reader.value(item, "repo_id").is_none() {
-                reader.diags.error(
-                    node.span,
-                    format!("{origin} has no `repo_id`; it is required"),
-                );
+                reader.diags.error(node.span, format!("{origin} has no `repo_id`; it is required"));
             }
             continue;
         };
@@ -412,11 +336,9 @@ fn model_cache<'a>(
                     if volume {
                         reader.diags.error(repo_span, format!("{origin} ({repo_id}) has use_volume: true but no `revision`; Hugging Face weights on a volume must be pinned")).hint =
                             Some("add revision: <commit sha> (or a branch, which imgbake lock pins)".to_string());
+                        continue;
                     } else {
-                        reader.diags.warning(
-                            repo_span,
-                            format!("{origin} ({repo_id}) has no `revision`; using main"),
-                        );
+                        reader.diags.warning(repo_span, format!("{origin} ({repo_id}) has no `revision`; using main"));
                     }
                     "main".to_string()
                 }
@@ -430,12 +352,11 @@ fn model_cache<'a>(
                 _ => "az",
             };
             if !repo_id.starts_with(scheme) {
-                let expected = if kind == "azure" {
-                    "az:// or azure://"
-                } else {
-                    scheme
-                };
-                reader.diags.error(repo_span, format!("{origin} has kind: {kind} but repo_id `{repo_id}` does not start with {expected}"));
+                let expected = if kind == "azure" { "az:// or azure://" } else { scheme };
+                reader.diags.error(
+                    repo_span,
+                    format!("{origin} has kind: {kind} but repo_id `{repo_id}` does not start with {expected}"),
+                );
                 continue;
             }
             weights::parse_source(&repo_id, project_dir).map(|s| (repo_id.clone(), s))
@@ -448,16 +369,8 @@ fn model_cache<'a>(
             }
         };
         if volume && volume_folder.is_none() {
-            reader
-                .diags
-                .error(
-                    node.span,
-                    format!("{origin} has use_volume: true but no `volume_folder`"),
-                )
-                .hint = Some(
-                "volume_folder names the folder under /app/model_cache where the weights appear"
-                    .to_string(),
-            );
+            reader.diags.error(node.span, format!("{origin} has use_volume: true but no `volume_folder`")).hint =
+                Some("volume_folder names the folder under /app/model_cache where the weights appear".to_string());
             continue;
         }
         drafts.push(WeightsDraft {
@@ -471,11 +384,7 @@ fn model_cache<'a>(
             allow_patterns,
             ignore_patterns,
             secret,
-            mode: Some(if volume {
-                WeightsMode::Volume
-            } else {
-                WeightsMode::Bake
-            }),
+            mode: Some(if volume { WeightsMode::Volume } else { WeightsMode::Bake }),
             layout: WeightsLayout::Plain,
         });
     }
@@ -483,11 +392,7 @@ fn model_cache<'a>(
 }
 
 /// Truss `weights:` (Baseten Delivery Network): source URI + absolute mount_location.
-fn bdn_weights<'a>(
-    reader: &mut Reader<'a>,
-    root: Section<'a>,
-    project_dir: &Path,
-) -> Vec<WeightsDraft> {
+fn bdn_weights<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) -> Vec<WeightsDraft> {
     let Some(list) = reader.value(root, "weights") else {
         return Vec::new();
     };
@@ -511,35 +416,28 @@ fn bdn_weights<'a>(
         let ignore_patterns = extension::strings(reader.string_or_strings(item, "ignore_patterns"));
         let Some((uri, uri_span)) = source else {
             if reader.value(item, "source").is_none() {
-                reader.diags.error(node.span, format!("{origin} has no `source`; it is required")).hint =
-                    Some("e.g. source: hf://org/name@<commit>, s3://bucket/path, gs://…, azure://…, https://…".to_string());
+                reader.diags.error(node.span, format!("{origin} has no `source`; it is required")).hint = Some(
+                    "e.g. source: hf://org/name@<commit>, s3://bucket/path, gs://…, azure://…, https://…".to_string(),
+                );
             }
             continue;
         };
         let Some((mount, mount_span)) = mount else {
-            reader.diags.error(
-                node.span,
-                format!("{origin} has no `mount_location`; it is required"),
-            );
+            reader.diags.error(node.span, format!("{origin} has no `mount_location`; it is required"));
             continue;
         };
         if !mount.starts_with('/') {
             reader
                 .diags
-                .error(
-                    mount_span,
-                    format!("{origin}.mount_location must be an absolute path, found \"{mount}\""),
-                )
-                .hint = Some(format!("e.g. /models/{}", mount.trim_start_matches("./")));
+                .error(mount_span, format!("{origin}.mount_location must be an absolute path, found \"{mount}\""))
+                .hint = Some(format!("e.g. /{}", mount.trim_start_matches("./")));
             continue;
         }
         let normalized = mount.trim_end_matches('/').to_string();
         if let Some((_, other)) = seen.iter().find(|(m, _)| *m == normalized) {
             reader.diags.error(
                 mount_span,
-                format!(
-                    "{origin}.mount_location {mount} is also used by {other}; each must be unique"
-                ),
+                format!("{origin}.mount_location {mount} is also used by {other}; each must be unique"),
             );
             continue;
         }

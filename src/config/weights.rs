@@ -38,36 +38,21 @@ pub fn parse_source(uri: &str, project_dir: &Path) -> Result<WeightsSource, Stri
         };
         let parts: Vec<&str> = repo.split('/').collect();
         if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) || revision.is_empty() {
-            return Err(format!(
-                "`{uri}` is not a Hugging Face source; expected hf://ORG/NAME@REVISION"
-            ));
+            return Err(format!("`{uri}` is not a Hugging Face source; expected hf://ORG/NAME@REVISION"));
         }
-        return Ok(WeightsSource::Hf {
-            repo: repo.to_string(),
-            revision,
-        });
+        return Ok(WeightsSource::Hf { repo: repo.to_string(), revision });
     }
-    for (scheme, kind) in [
-        ("s3://", "s3"),
-        ("gs://", "gcs"),
-        ("azure://", "azure"),
-        ("az://", "azure"),
-    ] {
+    for (scheme, kind) in [("s3://", "s3"), ("gs://", "gcs"), ("azure://", "azure"), ("az://", "azure")] {
         if let Some(rest) = uri.strip_prefix(scheme) {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!(
-                    "`{uri}` has no bucket; expected {scheme}BUCKET/PREFIX"
-                ));
+                return Err(format!("`{uri}` has no bucket; expected {scheme}BUCKET/PREFIX"));
             }
             let (bucket, prefix) = (bucket.to_string(), prefix.to_string());
             return Ok(match kind {
                 "s3" => WeightsSource::S3 { bucket, prefix },
                 "gcs" => WeightsSource::Gcs { bucket, prefix },
-                _ => WeightsSource::Azure {
-                    container: bucket,
-                    prefix,
-                },
+                _ => WeightsSource::Azure { container: bucket, prefix },
             });
         }
     }
@@ -75,13 +60,9 @@ pub fn parse_source(uri: &str, project_dir: &Path) -> Result<WeightsSource, Stri
         let after_host = uri.split_once("://").map(|(_, r)| r).unwrap_or("");
         let file_name = after_host.split_once('/').map(|(_, p)| p).unwrap_or("");
         if file_name.is_empty() || file_name.ends_with('/') {
-            return Err(format!(
-                "`{uri}` names no file; an https:// source is one file"
-            ));
+            return Err(format!("`{uri}` names no file; an https:// source is one file"));
         }
-        return Ok(WeightsSource::Https {
-            url: uri.to_string(),
-        });
+        return Ok(WeightsSource::Https { url: uri.to_string() });
     }
     if let Some((scheme, _)) = uri.split_once("://") {
         if scheme != "file" {
@@ -91,28 +72,20 @@ pub fn parse_source(uri: &str, project_dir: &Path) -> Result<WeightsSource, Stri
         }
     }
     let local = uri.strip_prefix("file://").unwrap_or(uri);
+    let local = local.strip_prefix("./").unwrap_or(local);
     if local.is_empty() {
         return Err("the weights source is empty".to_string());
     }
     let path = project_dir.join(local);
     if !path.is_dir() {
-        return Err(format!(
-            "local weights source `{uri}` is not a directory ({} does not exist)",
-            path.display()
-        ));
+        return Err(format!("local weights source `{uri}` is not a directory ({} does not exist)", path.display()));
     }
     Ok(WeightsSource::Local { path })
 }
 
 /// A default mount folder when the config gives none: the repo or last path segment.
 fn default_mount(source: &WeightsSource) -> String {
-    let last = |s: &str| {
-        s.trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .to_string()
-    };
+    let last = |s: &str| s.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string();
     let name = match source {
         WeightsSource::Hf { repo, .. } => last(repo),
         WeightsSource::S3 { bucket, prefix } | WeightsSource::Gcs { bucket, prefix } => {
@@ -130,10 +103,7 @@ fn default_mount(source: &WeightsSource) -> String {
             }
         }
         WeightsSource::Https { url } => last(url.split('?').next().unwrap_or(url)),
-        WeightsSource::Local { path } => path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        WeightsSource::Local { path } => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
     };
     if name.is_empty() {
         "weights".to_string()
@@ -157,16 +127,10 @@ pub fn finish(
 ) -> Vec<WeightsEntry> {
     let mut entries: Vec<(WeightsEntry, Span)> = Vec::new();
     for draft in drafts {
-        let mount = draft
-            .mount
-            .clone()
-            .unwrap_or_else(|| default_mount(&draft.source));
+        let mount = draft.mount.clone().unwrap_or_else(|| default_mount(&draft.source));
         let path = if mount.starts_with('/') {
             if mount.split('/').any(|part| part == "..") {
-                diags.error(
-                    draft.mount_span,
-                    format!("mount path `{mount}` must not contain `..`"),
-                );
+                diags.error(draft.mount_span, format!("mount path `{mount}` must not contain `..`"));
                 continue;
             }
             mount.trim_end_matches('/').to_string()
@@ -174,8 +138,12 @@ pub fn finish(
             let clean = mount.trim_start_matches("./").trim_end_matches('/');
             if clean.is_empty() || clean.split('/').any(|part| part == ".." || part.is_empty()) {
                 diags
-                    .error(draft.mount_span, format!("mount `{mount}` must be a folder name below the model root, without `..`"))
-                    .hint = Some(format!("for example \"my-model\", which the app reads at {}/my-model", target.model_root));
+                    .error(
+                        draft.mount_span,
+                        format!("mount `{mount}` must be a folder name below the model root, without `..`"),
+                    )
+                    .hint =
+                    Some(format!("for example \"my-model\", which the app reads at {}/my-model", target.model_root));
                 continue;
             }
             format!("{}/{clean}", target.model_root.trim_end_matches('/'))
@@ -188,23 +156,14 @@ pub fn finish(
             let folder = if mount.starts_with('/') {
                 path.trim_start_matches('/').replace('/', "_")
             } else {
-                mount
-                    .trim_start_matches("./")
-                    .trim_end_matches('/')
-                    .to_string()
+                mount.trim_start_matches("./").trim_end_matches('/').to_string()
             };
             match (target.name, draft.layout) {
                 (crate::spec::Target::Runpod, WeightsLayout::HfCache) => {
-                    format!(
-                        "{}/huggingface-cache/hub",
-                        target.volume_root.trim_end_matches('/')
-                    )
+                    format!("{}/huggingface-cache/hub", target.volume_root.trim_end_matches('/'))
                 }
                 (crate::spec::Target::Cerebrium, _) => {
-                    format!(
-                        "{}/imgbake/{folder}",
-                        target.volume_root.trim_end_matches('/')
-                    )
+                    format!("{}/imgbake/{folder}", target.volume_root.trim_end_matches('/'))
                 }
                 _ => format!("{}/{folder}", target.volume_root.trim_end_matches('/')),
             }
@@ -215,28 +174,16 @@ pub fn finish(
                 "weights path {path} is under the volume mount point {}; baked files there would be hidden by the volume",
                 target.volume_root
             );
-            let hint =
-                "mount the weights under the model root (a folder name), or set mode = \"volume\"";
+            let hint = "mount the weights under the model root (a folder name), or set mode = \"volume\"";
             if mode == WeightsMode::Bake {
                 diags.error(draft.mount_span, message).hint = Some(hint.to_string());
                 continue;
             }
-            diags
-                .warning(
-                    draft.mount_span,
-                    format!("{message} if auto mode bakes them"),
-                )
-                .hint = Some(hint.to_string());
+            diags.warning(draft.mount_span, format!("{message} if auto mode bakes them")).hint = Some(hint.to_string());
         }
         if let Some((other, _)) = entries.iter().find(|(e, _)| e.path == path) {
             diags
-                .error(
-                    draft.mount_span,
-                    format!(
-                        "weights path {path} is used twice (also by {})",
-                        other.origin
-                    ),
-                )
+                .error(draft.mount_span, format!("weights path {path} is used twice (also by {})", other.origin))
                 .hint = Some("give each weights source its own mount folder".to_string());
             continue;
         }
@@ -275,10 +222,7 @@ pub fn finish(
             if let Some((volume, origin)) = volumes.iter().find(|(v, _)| is_under(&entry.path, v)) {
                 diags.error(
                     *span,
-                    format!(
-                        "baked weights at {} would be hidden by the volume of {origin} at {volume}",
-                        entry.path
-                    ),
+                    format!("baked weights at {} would be hidden by the volume of {origin} at {volume}", entry.path),
                 );
             }
         }
@@ -295,46 +239,23 @@ mod tests {
         let dir = Path::new(".");
         assert_eq!(
             parse_source("hf://org/name@abc", dir).unwrap(),
-            WeightsSource::Hf {
-                repo: "org/name".into(),
-                revision: "abc".into()
-            }
+            WeightsSource::Hf { repo: "org/name".into(), revision: "abc".into() }
         );
         assert_eq!(
             parse_source("s3://bucket/path/to/", dir).unwrap(),
-            WeightsSource::S3 {
-                bucket: "bucket".into(),
-                prefix: "path/to/".into()
-            }
+            WeightsSource::S3 { bucket: "bucket".into(), prefix: "path/to/".into() }
         );
-        assert!(matches!(
-            parse_source("az://c/p", dir).unwrap(),
-            WeightsSource::Azure { .. }
-        ));
-        assert!(matches!(
-            parse_source("gs://b", dir).unwrap(),
-            WeightsSource::Gcs { .. }
-        ));
-        assert!(matches!(
-            parse_source("https://h/x.bin", dir).unwrap(),
-            WeightsSource::Https { .. }
-        ));
+        assert!(matches!(parse_source("az://c/p", dir).unwrap(), WeightsSource::Azure { .. }));
+        assert!(matches!(parse_source("gs://b", dir).unwrap(), WeightsSource::Gcs { .. }));
+        assert!(matches!(parse_source("https://h/x.bin", dir).unwrap(), WeightsSource::Https { .. }));
         assert!(matches!(
             parse_source("./src", Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap(),
             WeightsSource::Local { .. }
         ));
-        assert!(parse_source("hf://justname", dir)
-            .unwrap_err()
-            .contains("hf://ORG/NAME@REVISION"));
-        assert!(parse_source("ftp://x/y", dir)
-            .unwrap_err()
-            .contains("unknown source scheme"));
-        assert!(parse_source("https://host/", dir)
-            .unwrap_err()
-            .contains("names no file"));
-        assert!(parse_source("./no-such-dir", dir)
-            .unwrap_err()
-            .contains("is not a directory"));
+        assert!(parse_source("hf://justname", dir).unwrap_err().contains("hf://ORG/NAME@REVISION"));
+        assert!(parse_source("ftp://x/y", dir).unwrap_err().contains("unknown source scheme"));
+        assert!(parse_source("https://host/", dir).unwrap_err().contains("names no file"));
+        assert!(parse_source("./no-such-dir", dir).unwrap_err().contains("is not a directory"));
     }
 
     #[test]

@@ -12,12 +12,7 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 pub fn parse(file: &Path, text: &str) -> Result<Node, Diagnostic> {
-    let mut builder = Builder {
-        stack: Vec::new(),
-        root: None,
-        anchors: Vec::new(),
-        error: None,
-    };
+    let mut builder = Builder { stack: Vec::new(), root: None, anchors: Vec::new(), error: None };
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, false).map_err(|err| {
         let marker = err.marker();
@@ -31,9 +26,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Node, Diagnostic> {
     if let Some((span, message)) = builder.error {
         return Err(Diagnostic::error(file, Some(span), message));
     }
-    Ok(builder
-        .root
-        .unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Span { line: 1, col: 1 })))
+    Ok(builder.root.unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Span { line: 1, col: 1 })))
 }
 
 enum Frame {
@@ -73,13 +66,9 @@ impl Builder {
                         }
                     };
                     if entries.iter().any(|(k, _)| k.name == name) && self.error.is_none() {
-                        self.error =
-                            Some((node.span, format!("invalid YAML: duplicate key `{name}`")));
+                        self.error = Some((node.span, format!("invalid YAML: duplicate key `{name}`")));
                     }
-                    *pending = Some(Key {
-                        name,
-                        span: node.span,
-                    });
+                    *pending = Some(Key { name, span: node.span });
                 }
                 Some(key) => entries.push((key, node)),
             },
@@ -88,10 +77,7 @@ impl Builder {
 }
 
 fn span_of(mark: Marker) -> Span {
-    Span {
-        line: mark.line(),
-        col: mark.col() + 1,
-    }
+    Span { line: mark.line(), col: mark.col() + 1 }
 }
 
 fn scalar(text: String, style: TScalarStyle) -> Value {
@@ -107,9 +93,7 @@ fn scalar(text: String, style: TScalarStyle) -> Value {
     if let Ok(i) = text.parse::<i64>() {
         return Value::Int(i);
     }
-    let looks_numeric = text
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'))
+    let looks_numeric = text.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'))
         && text.chars().any(|c| c.is_ascii_digit());
     if looks_numeric {
         if let Ok(f) = text.parse::<f64>() {
@@ -123,48 +107,32 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         let span = span_of(mark);
         match event {
-            Event::Scalar(text, style, anchor, _tag) => {
-                self.push_value(Node::new(scalar(text, style), span), anchor)
-            }
-            Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq(Vec::new(), span, anchor))
-            }
+            Event::Scalar(text, style, anchor, _tag) => self.push_value(Node::new(scalar(text, style), span), anchor),
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), span, anchor)),
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(items, start, anchor)) = self.stack.pop() {
                     self.push_value(Node::new(Value::Seq(items), start), anchor);
                 }
             }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map(Vec::new(), span, anchor, None))
-            }
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(Vec::new(), span, anchor, None)),
             Event::MappingEnd => {
                 if let Some(Frame::Map(entries, start, anchor, _)) = self.stack.pop() {
                     self.push_value(Node::new(Value::Map(entries), start), anchor);
                 }
             }
             Event::Alias(id) => {
-                let found = self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(a, _)| *a == id)
-                    .map(|(_, n)| n.clone());
+                let found = self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone());
                 match found {
                     Some(mut node) => {
                         node.span = span;
                         self.push_value(node, 0)
                     }
                     None => {
-                        self.error
-                            .get_or_insert((span, "invalid YAML: unknown alias".to_string()));
+                        self.error.get_or_insert((span, "invalid YAML: unknown alias".to_string()));
                     }
                 }
             }
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd => {}
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
         }
     }
 }

@@ -17,9 +17,7 @@ pub struct BadDigest(pub String);
 impl Digest {
     /// From the 32 bytes of a finished sha256.
     pub fn from_sha256_bytes(bytes: &[u8]) -> Digest {
-        Digest {
-            hex: hex::encode(bytes),
-        }
+        Digest { hex: hex::encode(bytes) }
     }
 
     pub fn hex(&self) -> &str {
@@ -35,17 +33,9 @@ impl Digest {
 impl FromStr for Digest {
     type Err = BadDigest;
     fn from_str(text: &str) -> Result<Self, BadDigest> {
-        let hex = text
-            .strip_prefix("sha256:")
-            .ok_or_else(|| BadDigest(text.to_string()))?;
-        if hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            Ok(Digest {
-                hex: hex.to_string(),
-            })
+        let hex = text.strip_prefix("sha256:").ok_or_else(|| BadDigest(text.to_string()))?;
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Digest { hex: hex.to_string() })
         } else {
             Err(BadDigest(text.to_string()))
         }
@@ -80,8 +70,6 @@ mod tests {
         let good = format!("sha256:{}", "a".repeat(64));
         assert_eq!(good.parse::<Digest>().unwrap().to_string(), good);
         assert!("sha256:ABC".parse::<Digest>().is_err());
-        assert!(format!("sha512:{}", "a".repeat(64))
-            .parse::<Digest>()
-            .is_err());
+        assert!(format!("sha512:{}", "a".repeat(64)).parse::<Digest>().is_err());
     }
 }

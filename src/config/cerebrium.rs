@@ -483,3 +483,99 @@ fn dependencies<'a>(reader: &mut Reader<'a>, cerebrium: Section<'a>, project_dir
     }
     deps
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_text;
+    use crate::spec::*;
+    use std::path::Path;
+
+    fn spec(text: &str) -> Spec {
+        let loaded = load_text(Path::new("cerebrium.toml"), text);
+        let errors: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        loaded.spec.unwrap_or_else(|| panic!("{errors:#?}"))
+    }
+
+    #[test]
+    fn documented_defaults_apply() {
+        let spec = spec("[cerebrium.deployment]\nname = \"a\"\n");
+        assert_eq!(spec.python.version, "3.12");
+        assert_eq!(spec.python.installer, PythonInstaller::Pip);
+        assert_eq!(spec.base.image, "debian:bookworm-slim");
+        assert_eq!(spec.app.include, ["*"]);
+        assert_eq!(spec.app.exclude, [".*"]);
+        let cerebrium = spec.cerebrium.unwrap();
+        assert_eq!(cerebrium.deployment_initialization_timeout, 600);
+        assert!(!cerebrium.disable_auth);
+        let scaling = spec.scaling.unwrap();
+        assert_eq!(
+            (scaling.min_replicas, scaling.max_replicas, scaling.replica_concurrency, scaling.cooldown),
+            (0, 2, 10, 1800)
+        );
+        assert_eq!((scaling.response_grace_period, scaling.scaling_target, scaling.evaluation_interval), (3600, 100, 30));
+        assert_eq!(scaling.scaling_metric, "concurrency_utilization");
+        assert_eq!(spec.target.name, Target::Cerebrium);
+        assert!(spec.runtime.entrypoint.is_empty());
+    }
+
+    #[test]
+    fn gpu_count_defaults_to_one_for_a_gpu_and_zero_for_cpu() {
+        let gpu = spec("[cerebrium.deployment]\nname = \"a\"\n[cerebrium.hardware]\ncpu = 2\nmemory = 8.0\ncompute = \"ADA_L4\"\n");
+        assert_eq!(gpu.hardware.unwrap().gpu_count, 1);
+        let cpu = spec("[cerebrium.deployment]\nname = \"a\"\n[cerebrium.hardware]\ncpu = 2\nmemory = 8.0\n");
+        let hardware = cpu.hardware.unwrap();
+        assert_eq!((hardware.gpu_count, hardware.compute.as_slice()), (0, ["CPU".to_string()].as_slice()));
+        let explicit = spec("[cerebrium.deployment]\nname = \"a\"\n[cerebrium.hardware]\ncompute = [\"ADA_L4\", \"AMPERE_A10\"]\ngpu_count = 2\n");
+        let hardware = explicit.hardware.unwrap();
+        assert_eq!(hardware.gpu_count, 2);
+        assert_eq!(hardware.compute, ["ADA_L4", "AMPERE_A10"]);
+    }
+
+    #[test]
+    fn newer_key_names_are_aliases() {
+        let spec = spec(
+            "[cerebrium.deployment]\nname = \"a\"\n[cerebrium.scaling]\nevaluation_interval_seconds = 12\nload_balancing_algorithm = \"round-robin\"\n",
+        );
+        let scaling = spec.scaling.unwrap();
+        assert_eq!((scaling.evaluation_interval, scaling.load_balancing.as_str()), (12, "round-robin"));
+    }
+
+    #[test]
+    fn range_edges_are_inclusive() {
+        for (key, value, ok) in [
+            ("deployment_initialization_timeout", 60, true),
+            ("deployment_initialization_timeout", 830, true),
+            ("deployment_initialization_timeout", 831, false),
+            ("deployment_initialization_timeout", 59, false),
+        ] {
+            let text = format!("[cerebrium.deployment]\nname = \"a\"\n{key} = {value}\n");
+            assert_eq!(load_text(Path::new("c.toml"), &text).spec.is_some(), ok, "{key} = {value}");
+        }
+        for (value, ok) in [(6, true), (300, true), (5, false), (301, false)] {
+            let text = format!("[cerebrium.deployment]\nname = \"a\"\n[cerebrium.scaling]\nevaluation_interval = {value}\n");
+            assert_eq!(load_text(Path::new("c.toml"), &text).spec.is_some(), ok, "evaluation_interval = {value}");
+        }
+        for (value, ok) in [(600, true), (601, false)] {
+            let text = format!("[cerebrium.deployment]\nname = \"a\"\n[cerebrium.scaling]\nroll_out_duration_seconds = {value}\n");
+            assert_eq!(load_text(Path::new("c.toml"), &text).spec.is_some(), ok, "roll_out_duration_seconds = {value}");
+        }
+    }
+
+    #[test]
+    fn scaling_buffer_is_allowed_with_request_metrics() {
+        for metric in ["concurrency_utilization", "requests_per_second"] {
+            let text = format!(
+                "[cerebrium.deployment]\nname = \"a\"\n[cerebrium.scaling]\nscaling_metric = \"{metric}\"\nscaling_buffer = 3\n"
+            );
+            assert_eq!(spec(&text).scaling.unwrap().scaling_buffer, Some(3));
+        }
+    }
+
+    #[test]
+    fn entrypoint_port_mismatch_warns() {
+        let text = "[cerebrium.deployment]\nname = \"a\"\n[cerebrium.runtime.custom]\nport = 8000\nentrypoint = [\"uvicorn\", \"m:app\", \"--port\", \"9000\"]\n";
+        let loaded = load_text(Path::new("c.toml"), text);
+        assert!(loaded.spec.is_some());
+        assert!(loaded.diagnostics[0].message.contains("uses port 9000 but `port` is 8000"), "{:?}", loaded.diagnostics);
+    }
+}

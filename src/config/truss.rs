@@ -466,3 +466,53 @@ fn bdn_weights<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Pat
     }
     drafts
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_text;
+    use crate::spec::*;
+    use std::path::Path;
+
+    fn spec(text: &str) -> Spec {
+        let loaded = load_text(Path::new("config.yaml"), text);
+        let errors: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        loaded.spec.unwrap_or_else(|| panic!("{errors:#?}"))
+    }
+
+    #[test]
+    fn secrets_keep_names_only_and_warn_on_values() {
+        let text = "model_name: a\nsecrets:\n  hf_access_token: hf_realLookingValue123\n  other: null\n";
+        let loaded = load_text(Path::new("config.yaml"), text);
+        let spec = loaded.spec.unwrap();
+        assert_eq!(spec.runtime.secret_names, ["hf_access_token", "other"]);
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(!json.contains("hf_realLookingValue123"), "a secret value reached the spec");
+        assert!(loaded.diagnostics[0].message.contains("has a value in config.yaml"));
+    }
+
+    #[test]
+    fn docker_server_becomes_the_entrypoint_and_port() {
+        let spec = spec("model_name: a\ndocker_server:\n  start_command: python3 -m http.server 9000\n  server_port: 9000\n  liveness_endpoint: /health\n");
+        assert_eq!(spec.runtime.entrypoint, ["/bin/sh", "-c", "python3 -m http.server 9000"]);
+        assert_eq!(spec.runtime.port, Some(9000));
+        assert_eq!(spec.runtime.healthcheck_endpoint.as_deref(), Some("/health"));
+    }
+
+    #[test]
+    fn model_cache_volume_entries_live_at_the_app_path() {
+        let spec = spec("model_name: a\nmodel_cache:\n  - repo_id: org/m\n    revision: abc\n    use_volume: true\n    volume_folder: m\n");
+        let entry = &spec.weights[0];
+        assert_eq!((entry.path.as_str(), entry.volume_path.as_str()), ("/app/model_cache/m", "/app/model_cache/m"));
+        assert_eq!(entry.mode, WeightsMode::Volume);
+        assert_eq!(entry.source, WeightsSource::Hf { repo: "org/m".into(), revision: "abc".into() });
+    }
+
+    #[test]
+    fn resources_map_to_hardware() {
+        let spec = spec("model_name: a\nresources:\n  accelerator: A10G:2\n  cpu: \"500m\"\n  memory: 2Gi\n");
+        let hardware = spec.hardware.unwrap();
+        assert_eq!((hardware.compute[0].as_str(), hardware.gpu_count), ("A10G", 2));
+        assert_eq!(hardware.cpu, Some(0.5));
+        assert!((hardware.memory_gb.unwrap() - 2.147).abs() < 0.01);
+    }
+}

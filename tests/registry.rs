@@ -7,8 +7,8 @@ mod support;
 use imgbake::image::digest::Digest;
 use imgbake::registry::manifest::{OCI_INDEX, OCI_MANIFEST};
 use imgbake::registry::{
-    BlobPushOutcome, BlobSource, Credentials, ImageToPush, ProgressMode, Reference,
-    RegistryClient, RegistryClientOptions, RegistryError,
+    BlobPushOutcome, BlobSource, Credentials, ImageToPush, ProgressMode, Reference, RegistryClient,
+    RegistryClientOptions, RegistryError,
 };
 use sha2::{Digest as _, Sha256};
 use std::io::{Read, Write};
@@ -190,10 +190,7 @@ fn missing_tag_is_manifest_unknown() {
         "{error:?}"
     );
     assert!(!error.is_retryable());
-    assert_eq!(
-        error.to_string(),
-        format!("manifest {missing} not found")
-    );
+    assert_eq!(error.to_string(), format!("manifest {missing} not found"));
 }
 
 #[test]
@@ -289,7 +286,10 @@ fn missing_blob_is_blob_unknown_and_leaves_no_file() {
     let error = client
         .fetch_blob_to_file(&target, &missing, &dest)
         .unwrap_err();
-    assert!(matches!(error, RegistryError::BlobUnknown { .. }), "{error:?}");
+    assert!(
+        matches!(error, RegistryError::BlobUnknown { .. }),
+        "{error:?}"
+    );
     assert!(!error.is_retryable());
     assert_no_files(&dest_dir);
 }
@@ -305,9 +305,8 @@ fn assert_no_files(dir: &Path) {
 /// the download fails with DigestMismatch and the temp file is gone.
 #[test]
 fn corrupted_blob_is_digest_mismatch_and_leaves_no_file() {
-    let (host, server) = fake_server(|_request| {
-        ("200 OK", String::new(), b"corrupted bytes".to_vec())
-    });
+    let (host, server) =
+        fake_server(|_request| ("200 OK", String::new(), b"corrupted bytes".to_vec()));
     let work = tempfile::tempdir().unwrap();
     let dest = work.path().join("blob");
     let wanted = sha256(b"the real bytes");
@@ -411,7 +410,10 @@ fn index_without_the_platform_is_no_platform() {
         other => panic!("expected NoPlatform, got {other:?}"),
     }
     assert!(error.to_string().contains("linux/arm64"), "{error}");
-    assert!(error.to_string().contains("no linux/amd64 image"), "{error}");
+    assert!(
+        error.to_string().contains("no linux/amd64 image"),
+        "{error}"
+    );
 
     let arm = client
         .resolve_platform(&tagged, fetched, "linux", "arm64")
@@ -442,7 +444,10 @@ fn htpasswd_registry_needs_the_credentials() {
         .unwrap()
         .push_image(&image, &target)
         .unwrap_err();
-    assert!(matches!(error, RegistryError::Unauthorized { .. }), "{error:?}");
+    assert!(
+        matches!(error, RegistryError::Unauthorized { .. }),
+        "{error:?}"
+    );
     assert!(!format!("{error} {error:?}").contains("wrong password"));
 
     let mut right = options();

@@ -156,7 +156,11 @@ fn parse_params(text: &str) -> BTreeMap<String, String> {
         let Some((key, after)) = rest.split_once('=') else {
             break;
         };
-        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         let after = after.trim_start();
         let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
             match quoted.find('"') {

@@ -195,7 +195,10 @@ impl RegistryClient {
                     if status == 401 && !answered_challenge {
                         answered_challenge = true;
                         let value = self.answer_challenge(registry, repository, &response)?;
-                        self.authorizations.lock().unwrap().insert(key.clone(), value);
+                        self.authorizations
+                            .lock()
+                            .unwrap()
+                            .insert(key.clone(), value);
                         continue;
                     }
                     if status == 401 || status == 403 {
@@ -403,10 +406,7 @@ mod tests {
             let full = (initial * 2u32.pow(attempt)).min(max);
             assert!(delay >= full / 2 && delay <= full, "{attempt}: {delay:?}");
         }
-        assert_eq!(
-            backoff(0, initial, max, Some(Duration::from_secs(60))),
-            max
-        );
+        assert_eq!(backoff(0, initial, max, Some(Duration::from_secs(60))), max);
     }
 
     #[test]

@@ -102,9 +102,7 @@ impl RegistryError {
         match self {
             RegistryError::Unreachable { .. } | RegistryError::Transfer { .. } => true,
             RegistryError::UnexpectedStatus { status, .. } => is_retryable_status(*status),
-            RegistryError::BlobUpload { status, .. } => {
-                status.map_or(true, is_retryable_status)
-            }
+            RegistryError::BlobUpload { status, .. } => status.map_or(true, is_retryable_status),
             RegistryError::ManifestRejected { status, .. } => is_retryable_status(*status),
             // A corrupted download can be a transient proxy fault.
             RegistryError::DigestMismatch { .. } => true,

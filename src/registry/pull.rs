@@ -135,13 +135,12 @@ impl RegistryClient {
         if !is_index(&manifest.media_type) {
             return Ok(manifest);
         }
-        let index: IndexView =
-            serde_json::from_slice(&manifest.bytes).map_err(|error| {
-                RegistryError::InvalidManifest {
-                    reference: reference.to_string(),
-                    detail: error.to_string(),
-                }
-            })?;
+        let index: IndexView = serde_json::from_slice(&manifest.bytes).map_err(|error| {
+            RegistryError::InvalidManifest {
+                reference: reference.to_string(),
+                detail: error.to_string(),
+            }
+        })?;
         let chosen = index.manifests.iter().find(|descriptor| {
             descriptor
                 .platform
@@ -177,7 +176,12 @@ impl RegistryClient {
     /// file beside it, sha256 checked while streaming, fsync, rename. On a
     /// mismatch the temp file is deleted and `dest` is untouched. Returns
     /// the size.
-    pub fn fetch_blob_to_file(&self, image: &Reference, digest: &Digest, dest: &Path) -> Result<u64> {
+    pub fn fetch_blob_to_file(
+        &self,
+        image: &Reference,
+        digest: &Digest,
+        dest: &Path,
+    ) -> Result<u64> {
         let mut attempt = 0;
         loop {
             match self.fetch_blob_once(image, digest, dest) {
@@ -202,8 +206,9 @@ impl RegistryClient {
     fn fetch_blob_once(&self, image: &Reference, digest: &Digest, dest: &Path) -> Result<u64> {
         let path = format!("{}/blobs/{digest}", image.repository);
         let url = self.url(&image.registry, &path);
-        let mut response =
-            self.send(&image.registry, &image.repository, true, &|http| Ok(http.get(&url)))?;
+        let mut response = self.send(&image.registry, &image.repository, true, &|http| {
+            Ok(http.get(&url))
+        })?;
         let status = response.status().as_u16();
         if status == 404 {
             return Err(RegistryError::BlobUnknown {
@@ -233,9 +238,9 @@ impl RegistryClient {
             .prefix(".partial-")
             .tempfile_in(directory)
             .map_err(io_error)?;
-        let transfer = self
-            .progress
-            .start("pulled", digest, response.content_length().unwrap_or(0));
+        let transfer =
+            self.progress
+                .start("pulled", digest, response.content_length().unwrap_or(0));
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
         let mut size = 0u64;

@@ -72,8 +72,9 @@ impl RegistryClient {
         Counters::add(&self.counters.blob_checks, 1);
         let path = format!("{}/blobs/{digest}", image.repository);
         let url = self.url(&image.registry, &path);
-        let response =
-            self.send(&image.registry, &image.repository, true, &|http| Ok(http.head(&url)))?;
+        let response = self.send(&image.registry, &image.repository, true, &|http| {
+            Ok(http.head(&url))
+        })?;
         match response.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
@@ -118,8 +119,11 @@ impl RegistryClient {
         }
         let mut attempt = 0;
         loop {
-            match self.upload_once(image, blob, mount_from.filter(|from| *from != image.repository))
-            {
+            match self.upload_once(
+                image,
+                blob,
+                mount_from.filter(|from| *from != image.repository),
+            ) {
                 Err(error) if error.is_retryable() && attempt < self.options.max_retries => {
                     Counters::add(&self.counters.retries, 1);
                     std::thread::sleep(super::client::backoff(
@@ -147,7 +151,8 @@ impl RegistryClient {
         let start = self.send(registry, repository, true, &|http| {
             let mut request = http.post(&start_url).header(CONTENT_LENGTH, 0);
             if let Some(from) = mount_from {
-                request = request.query(&[("mount", blob.digest.to_string().as_str()), ("from", from)]);
+                request =
+                    request.query(&[("mount", blob.digest.to_string().as_str()), ("from", from)]);
             }
             Ok(request)
         })?;
@@ -171,12 +176,11 @@ impl RegistryClient {
             .ok_or_else(|| {
                 self.upload_error(image, blob, Some(status), Some("no upload location".into()))
             })?;
-        let base = Url::parse(&self.url(registry, "")).map_err(|error| {
-            self.upload_error(image, blob, None, Some(error.to_string()))
-        })?;
-        let mut put_url = base.join(location).map_err(|error| {
-            self.upload_error(image, blob, None, Some(error.to_string()))
-        })?;
+        let base = Url::parse(&self.url(registry, ""))
+            .map_err(|error| self.upload_error(image, blob, None, Some(error.to_string())))?;
+        let mut put_url = base
+            .join(location)
+            .map_err(|error| self.upload_error(image, blob, None, Some(error.to_string())))?;
         put_url
             .query_pairs_mut()
             .append_pair("digest", &blob.digest.to_string());
@@ -185,9 +189,8 @@ impl RegistryClient {
         let transfer = self.progress.start("pushed", &blob.digest, blob.size);
         // The whole body is sent within the request timeout, so give big
         // blobs time in proportion to their size.
-        let allowance = Duration::from_secs(
-            blob.size / self.options.min_upload_bytes_per_second.max(1),
-        );
+        let allowance =
+            Duration::from_secs(blob.size / self.options.min_upload_bytes_per_second.max(1));
         let response = self.send(registry, repository, false, &|http| {
             let file = File::open(&blob.path).map_err(|source| RegistryError::Io {
                 path: blob.path.clone(),

@@ -155,8 +155,7 @@ fn valid_tag(tag: &str) -> bool {
         Some(first) if first.is_ascii_alphanumeric() || first == '_' => {}
         _ => return false,
     }
-    tag.len() <= 128
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+    tag.len() <= 128 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
 }
 
 fn valid_repository(repository: &str) -> bool {
@@ -228,10 +227,7 @@ mod tests {
             "repo:-tag",
         ] {
             let error = bad.parse::<Reference>().unwrap_err();
-            assert!(
-                error.to_string().contains(&format!("`{bad}`")),
-                "{error}"
-            );
+            assert!(error.to_string().contains(&format!("`{bad}`")), "{error}");
         }
     }
 }

@@ -128,9 +128,7 @@ pub fn free_port() -> u16 {
 /// The status of a plain `GET`, or `None` when nothing answers.
 fn http_status(host: &str, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(host).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"

@@ -207,6 +207,63 @@ fn closed_port_is_unreachable_after_bounded_retries() {
     assert!(error.is_retryable());
     assert_eq!(error.to_string(), format!("registry {host} is unreachable"));
     assert_eq!(client.stats().retries, 2);
+    assert!(error.hint().unwrap().contains("insecure"));
+}
+
+/// HTTPS is the default even on loopback: a plain-HTTP registry that is not
+/// listed as insecure fails to connect instead of being downgraded.
+#[test]
+fn plain_http_registry_needs_to_be_listed() {
+    let registry = TestRegistry::start();
+    let mut options = options();
+    options.insecure_registries.clear();
+    options.max_retries = 0;
+    let error = RegistryClient::new(options)
+        .unwrap()
+        .fetch_manifest(&reference(&format!("{}/app:v1", registry.host())))
+        .unwrap_err();
+    assert!(
+        matches!(error, RegistryError::Unreachable { .. }),
+        "{error:?}"
+    );
+}
+
+/// 503 and 429 are retried with backoff; the request then succeeds.
+#[test]
+fn server_errors_are_retried_then_succeed() {
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    let manifest = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let (host, _server) = fake_server(move |_request| {
+        match count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => ("503 Service Unavailable", String::new(), Vec::new()),
+            1 => (
+                "429 Too Many Requests",
+                "Retry-After: 0\r\n".into(),
+                Vec::new(),
+            ),
+            _ => ("200 OK", String::new(), manifest.to_vec()),
+        }
+    });
+    let client = client();
+    let fetched = client
+        .fetch_manifest(&reference(&format!("{host}/flaky/repo:v1")))
+        .unwrap();
+    // No Content-Type: the media type comes from the document's shape.
+    assert_eq!(fetched.media_type, OCI_MANIFEST);
+    assert_eq!(client.stats().retries, 2);
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    // With the retries used up, the 503 is reported, and called retryable.
+    let always = fake_server(|_request| ("503 Service Unavailable", String::new(), Vec::new()));
+    let error = client
+        .fetch_manifest(&reference(&format!("{}/flaky/repo:v1", always.0)))
+        .unwrap_err();
+    assert!(
+        matches!(error, RegistryError::UnexpectedStatus { status: 503, .. }),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
 }
 
 /// Peak resident memory of this process, in KiB.

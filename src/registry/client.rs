@@ -270,6 +270,19 @@ impl RegistryClient {
                 for item in scope.split(' ').filter(|item| !item.is_empty()) {
                     query.push(("scope", item));
                 }
+                // Credentials go to the token service only over HTTPS, or
+                // over HTTP to a host the user listed as insecure.
+                let realm_is_trusted = reqwest::Url::parse(&realm).is_ok_and(|url| {
+                    url.scheme() == "https"
+                        || url.host_str().is_some_and(|host| {
+                            let authority = match url.port() {
+                                Some(port) => format!("{host}:{port}"),
+                                None => host.to_string(),
+                            };
+                            self.scheme(&authority) == "http"
+                        })
+                });
+                let credentials = credentials.filter(|_| realm_is_trusted);
                 let response = self.send_token_request(registry, &realm, &query, &credentials)?;
                 let status = response.status().as_u16();
                 if status == 401 || status == 403 {

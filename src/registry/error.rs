@@ -55,6 +55,13 @@ pub enum RegistryError {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
+    #[error("blob file `{}` holds {actual} bytes but its descriptor says {expected}", path.display())]
+    BlobSizeMismatch {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+
     #[error("registry rejected manifest {reference} (HTTP {status}): {detail}")]
     ManifestRejected {
         reference: String,
@@ -113,8 +120,41 @@ impl RegistryError {
             | RegistryError::BlobUnknown { .. }
             | RegistryError::NoPlatform { .. }
             | RegistryError::InvalidManifest { .. }
+            | RegistryError::BlobSizeMismatch { .. }
             | RegistryError::Io { .. } => false,
         }
+    }
+
+    /// A next step for the user, printed as `hint: …` under the error.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RegistryError::Unreachable { registry, .. } => Some(format!(
+                "check that {registry} is up and reachable; a registry served over plain HTTP must be listed as insecure"
+            )),
+            RegistryError::Unauthorized { registry, .. } => Some(format!(
+                "set IMGBAKE_REGISTRY_USERNAME and IMGBAKE_REGISTRY_PASSWORD, or run `docker login {registry}`"
+            )),
+            RegistryError::ManifestUnknown { reference } => Some(format!(
+                "check the tag or digest; `skopeo list-tags docker://{}` lists the tags",
+                without_tag_or_digest(reference)
+            )),
+            RegistryError::NoPlatform { wanted, .. } => Some(format!(
+                "choose a base image published for {wanted}"
+            )),
+            error if error.is_retryable() => Some("this may be temporary: try again".to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// `host/repo:tag@sha256:…` → `host/repo`.
+fn without_tag_or_digest(reference: &str) -> &str {
+    let name = reference
+        .split_once('@')
+        .map_or(reference, |(name, _)| name);
+    match name.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => repository,
+        _ => name,
     }
 }
 

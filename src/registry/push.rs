@@ -105,17 +105,11 @@ impl RegistryClient {
             source,
         })?;
         if on_disk.len() != blob.size {
-            return Err(self.upload_error(
-                image,
-                blob,
-                None,
-                Some(format!(
-                    "`{}` holds {} bytes, the descriptor says {}",
-                    blob.path.display(),
-                    on_disk.len(),
-                    blob.size
-                )),
-            ));
+            return Err(RegistryError::BlobSizeMismatch {
+                path: blob.path.clone(),
+                expected: blob.size,
+                actual: on_disk.len(),
+            });
         }
         let mut attempt = 0;
         loop {

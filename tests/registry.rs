@@ -335,7 +335,12 @@ fn missing_blob_is_blob_unknown_and_leaves_no_file() {
     let work = tempfile::tempdir().unwrap();
     let image = small_image(&work.path().join("blobs"), "checked\n");
     let target = reference(&format!("{}/check/me:v1", registry.host()));
-    let client = client();
+    // Bars mode too (drawn only on a terminal): the code path must work.
+    let client = RegistryClient::new(RegistryClientOptions {
+        progress: ProgressMode::Bars,
+        ..options()
+    })
+    .unwrap();
     client.push_image(&image, &target).unwrap();
     let dest_dir = work.path().join("out");
     let dest = dest_dir.join("blob");

@@ -12,6 +12,36 @@
 //! - [`pull`]: manifests, platform selection, verified blob downloads.
 //! - [`push`]: HEAD-then-upload of blobs, cross-repo mounts, manifests, whole images.
 //! - [`error`]: typed errors that say whether a retry makes sense.
+//!
+//! The build pipeline needs two calls; both take and return plain data:
+//!
+//! ```no_run
+//! use imgbake::registry::{BlobSource, ImageToPush, Reference, RegistryClient, RegistryClientOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = RegistryClient::new(RegistryClientOptions::default())?;
+//! let blobs = std::path::Path::new("out/blobs");
+//!
+//! // Base image → blob directory; record `pinned_digest` in the lock.
+//! let base: Reference = "debian:bookworm-slim".parse()?;
+//! let pulled = client.pull_image(&base, "linux", "amd64", blobs)?;
+//! println!("base pinned at {}", base.with_digest(pulled.pinned_digest));
+//!
+//! // Built layout → registry.
+//! # let (manifest_bytes, config_digest, config_size) = (Vec::new(), pulled.config.digest.clone(), 0);
+//! let image = ImageToPush {
+//!     manifest: manifest_bytes,
+//!     manifest_media_type: imgbake::registry::manifest::OCI_MANIFEST.into(),
+//!     config: BlobSource::in_blobs_dir(blobs, config_digest, config_size),
+//!     layers: pulled.layers.iter()
+//!         .map(|layer| BlobSource::in_blobs_dir(blobs, layer.digest.clone(), layer.size))
+//!         .collect(),
+//!     mount_from: None,
+//! };
+//! let report = client.push_image(&image, &"registry.example.com/team/app:v1".parse()?)?;
+//! println!("pushed {}", report.pinned);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod auth;
 pub mod client;

@@ -5,7 +5,7 @@
 mod support;
 
 use imgbake::image::digest::Digest;
-use imgbake::registry::manifest::{OCI_INDEX, OCI_MANIFEST};
+use imgbake::registry::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use imgbake::registry::{
     BlobPushOutcome, BlobSource, Credentials, ImageToPush, ProgressMode, Reference, RegistryClient,
     RegistryClientOptions, RegistryError,
@@ -481,6 +481,84 @@ fn index_without_the_platform_is_no_platform() {
         .resolve_platform(&tagged, fetched, "linux", "arm64")
         .unwrap();
     assert_eq!(arm.bytes, image.manifest);
+}
+
+/// The same image with Docker schema 2 media types.
+fn as_docker(oci: ImageToPush) -> ImageToPush {
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "digest": oci.config.digest.to_string(),
+            "size": oci.config.size,
+        },
+        "layers": [{
+            "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "digest": oci.layers[0].digest.to_string(),
+            "size": oci.layers[0].size,
+        }],
+    });
+    ImageToPush {
+        manifest: serde_json::to_vec(&manifest).unwrap(),
+        manifest_media_type: DOCKER_MANIFEST.into(),
+        ..oci
+    }
+}
+
+/// Docker schema 2 manifests and manifest lists are pulled like OCI ones.
+#[test]
+fn docker_manifest_list_resolves_to_the_platform() {
+    let registry = TestRegistry::start();
+    let work = tempfile::tempdir().unwrap();
+    let blobs = work.path().join("blobs");
+    let client = client();
+    let name = format!("{}/docker/list", registry.host());
+    let mut entries = Vec::new();
+    let mut amd64 = None;
+    for (architecture, text) in [("arm64", "arm flavour\n"), ("amd64", "amd flavour\n")] {
+        let image = as_docker(small_image(&blobs, text));
+        let digest = sha256(&image.manifest);
+        client
+            .push_image(&image, &reference(&format!("{name}@{digest}")))
+            .unwrap();
+        entries.push(serde_json::json!({
+            "mediaType": DOCKER_MANIFEST,
+            "digest": digest.to_string(),
+            "size": image.manifest.len(),
+            "platform": {"os": "linux", "architecture": architecture},
+        }));
+        amd64 = Some(image);
+    }
+    let amd64 = amd64.unwrap();
+    let list = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST_LIST,
+        "manifests": entries,
+    });
+    let list_bytes = serde_json::to_vec(&list).unwrap();
+    let tagged = reference(&format!("{name}:multi"));
+    client
+        .push_manifest(&tagged, &list_bytes, DOCKER_MANIFEST_LIST)
+        .unwrap();
+
+    let pulled_dir = work.path().join("pulled");
+    let pulled = client
+        .pull_image(&tagged, "linux", "amd64", &pulled_dir)
+        .unwrap();
+    assert_eq!(pulled.pinned_digest, sha256(&list_bytes));
+    assert_eq!(pulled.manifest.media_type, DOCKER_MANIFEST);
+    assert_eq!(pulled.manifest.bytes, amd64.manifest);
+    assert_eq!(pulled.layers[0].digest, amd64.layers[0].digest);
+    assert!(imgbake::registry::blob_path(&pulled_dir, &amd64.layers[0].digest).exists());
+
+    let error = client
+        .pull_image(&tagged, "linux", "s390x", &pulled_dir)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("{tagged} has no linux/s390x image; available: linux/arm64, linux/amd64")
+    );
 }
 
 #[test]

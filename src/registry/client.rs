@@ -35,8 +35,8 @@ pub struct RegistryClientOptions {
     pub credentials: BTreeMap<String, Credentials>,
     /// Also look credentials up in the environment and Docker's config file.
     pub ambient_credentials: bool,
-    /// Blob uploads running at once in `push_image`.
-    pub parallel_uploads: usize,
+    /// Blob transfers running at once in `push_image` and `pull_image`.
+    pub parallel_transfers: usize,
     pub progress: ProgressMode,
 }
 
@@ -52,7 +52,7 @@ impl Default for RegistryClientOptions {
             max_backoff: Duration::from_secs(20),
             credentials: BTreeMap::new(),
             ambient_credentials: true,
-            parallel_uploads: 3,
+            parallel_transfers: 3,
             progress: ProgressMode::Auto,
         }
     }

@@ -47,6 +47,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod manifest;
+mod parallel;
 mod progress;
 pub mod pull;
 pub mod push;

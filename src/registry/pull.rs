@@ -8,6 +8,7 @@ use super::manifest::{
     declared_media_type, is_image_manifest, is_index, Descriptor, IndexView, ManifestView,
     ACCEPTED_MANIFESTS,
 };
+use super::parallel::for_each_parallel;
 use super::reference::Reference;
 use crate::image::digest::Digest;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -185,10 +186,8 @@ impl RegistryClient {
         let mut attempt = 0;
         loop {
             match self.fetch_blob_once(image, digest, dest) {
-                Err(error @ RegistryError::Transfer { .. })
-                    if attempt < self.options.max_retries =>
-                {
-                    let _ = error;
+                // Cut off mid-stream: start over (the temp file is gone).
+                Err(RegistryError::Transfer { .. }) if attempt < self.options.max_retries => {
                     std::thread::sleep(super::client::backoff(
                         attempt,
                         self.options.initial_backoff,
@@ -302,13 +301,17 @@ impl RegistryClient {
         if !manifest_path.exists() {
             write_atomically(&manifest_path, &manifest.bytes)?;
         }
-        for descriptor in std::iter::once(&view.config).chain(&view.layers) {
+        let missing: Vec<&Descriptor> = std::iter::once(&view.config)
+            .chain(&view.layers)
+            .filter(|descriptor| {
+                let path = blob_path(blobs_dir, &descriptor.digest);
+                !fs::metadata(path).is_ok_and(|meta| meta.len() == descriptor.size)
+            })
+            .collect();
+        for_each_parallel(&missing, self.options.parallel_transfers, |descriptor| {
             let path = blob_path(blobs_dir, &descriptor.digest);
-            let present = fs::metadata(&path).is_ok_and(|meta| meta.len() == descriptor.size);
-            if !present {
-                self.fetch_blob_to_file(reference, &descriptor.digest, &path)?;
-            }
-        }
+            self.fetch_blob_to_file(reference, &descriptor.digest, &path)
+        })?;
         Ok(PulledImage {
             pinned_digest,
             manifest,

@@ -6,6 +6,7 @@
 use super::client::{Counters, RegistryClient};
 use super::error::{RegistryError, Result};
 use super::manifest::ManifestView;
+use super::parallel::for_each_parallel;
 use super::pull::{blob_path, sha256_of};
 use super::reference::Reference;
 use crate::image::digest::Digest;
@@ -14,8 +15,6 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::Url;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// One blob on disk, described by the caller (the registry client never
@@ -262,50 +261,18 @@ impl RegistryClient {
         let blobs: Vec<&BlobSource> = std::iter::once(&image.config)
             .chain(&image.layers)
             .collect();
-        let outcomes: Mutex<Vec<Option<BlobPushOutcome>>> = Mutex::new(vec![None; blobs.len()]);
-        let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let workers = self.options.parallel_uploads.clamp(1, blobs.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| loop {
-                    if failed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(blob) = blobs.get(index) else {
-                        return;
-                    };
-                    match self.push_blob_from_file(target, blob, image.mount_from.as_deref()) {
-                        Ok(outcome) => outcomes.lock().unwrap()[index] = Some(outcome),
-                        Err(error) => {
-                            failed.store(true, Ordering::Relaxed);
-                            first_error.lock().unwrap().get_or_insert(error);
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(error) = first_error.into_inner().unwrap() {
-            return Err(error);
-        }
+        let outcomes = for_each_parallel(&blobs, self.options.parallel_transfers, |blob| {
+            self.push_blob_from_file(target, blob, image.mount_from.as_deref())
+        })?;
         let manifest_digest =
             self.push_manifest(target, &image.manifest, &image.manifest_media_type)?;
-        let outcomes = outcomes.into_inner().unwrap();
         Ok(PushReport {
             pinned: target.with_digest(manifest_digest.clone()),
             manifest_digest,
             blobs: blobs
                 .iter()
                 .zip(outcomes)
-                .map(|(blob, outcome)| {
-                    (
-                        blob.digest.clone(),
-                        outcome.unwrap_or(BlobPushOutcome::AlreadyPresent),
-                    )
-                })
+                .map(|(blob, outcome)| (blob.digest.clone(), outcome))
                 .collect(),
         })
     }

@@ -1,0 +1,187 @@
+//! The OCI engine end to end: layers (gzip, zstd, none, one through the
+//! cache) on scratch, written to a layout dir, then checked by real tools:
+//! `skopeo inspect` reads the image, `umoci unpack` extracts it (as root),
+//! and the rootfs holds the files with their content, modes and links.
+//! Debian's umoci 0.4.7 cannot unpack zstd layers, so the zstd image is
+//! checked with skopeo plus the `zstd` and GNU `tar` command-line tools.
+//! A missing tool fails the test naming it; `IMGBAKE_SKIP_TOOL_TESTS=1` skips.
+
+use imgbake::image::assemble::{assemble, created_timestamp, ImageSettings, NewLayer};
+use imgbake::image::cache::LayerCache;
+use imgbake::image::entries::{entries_from_dir, entries_from_files};
+use imgbake::image::layer::{write_layer, Compression, LayerOptions};
+use imgbake::image::layout::{read_image, OciLayout};
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+const SKIP_ENV: &str = "IMGBAKE_SKIP_TOOL_TESTS";
+
+/// Runs a tool; a missing tool is a failure that names it.
+fn run(tool: &str, args: &[&str]) -> String {
+    let output = Command::new(tool).args(args).output().unwrap_or_else(|e| {
+        panic!("`{tool}` is needed by this test and could not be run ({e}); install it (apt) or set {SKIP_ENV}=1")
+    });
+    assert!(
+        output.status.success(),
+        "`{tool} {}` failed: {}\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn make_app(root: &Path) {
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::write(root.join("main.py"), b"print('hello from imgbake')\n").unwrap();
+    fs::write(root.join("bin/start"), b"#!/bin/sh\nexec python3 /app/main.py\n").unwrap();
+    fs::set_permissions(root.join("bin/start"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::hard_link(root.join("main.py"), root.join("main-copy.py")).unwrap();
+    std::os::unix::fs::symlink("bin/start", root.join("start")).unwrap();
+    let long_dir = root.join("l".repeat(110));
+    fs::create_dir(&long_dir).unwrap();
+    fs::write(long_dir.join("deep.txt"), b"deep").unwrap();
+}
+
+#[test]
+fn layout_is_read_by_skopeo_and_unpacked_by_umoci() {
+    if std::env::var(SKIP_ENV).as_deref() == Ok("1") {
+        eprintln!("skipped: {SKIP_ENV}=1");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app-src");
+    make_app(&app);
+    let weights = work.path().join("w.safetensors");
+    let weight_bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(&weights, &weight_bytes).unwrap();
+    let notes = work.path().join("NOTES");
+    fs::write(&notes, b"plain tar layer\n").unwrap();
+
+    let layout_dir = work.path().join("layout");
+    let layout = OciLayout::create(&layout_dir).unwrap();
+    let cache = LayerCache::open(&work.path().join("cache")).unwrap();
+    let options = |compression| LayerOptions {
+        compression,
+        mtime: 1_700_000_000,
+    };
+
+    let app_entries = entries_from_dir(&app, "app").unwrap();
+    let app_layer = write_layer(layout.blobs(), &app_entries, &options(Compression::Gzip { level: 6 })).unwrap();
+    let weight_entries = entries_from_files(&[(weights, "app/model_cache/m/w.safetensors".into())]).unwrap();
+    let weights_layer = cache
+        .get_or_build(&weight_entries, &options(Compression::Gzip { level: 1 }), write_layer)
+        .unwrap()
+        .layer;
+    cache.export(&weights_layer, layout.blobs()).unwrap();
+    let notes_entries = entries_from_files(&[(notes, "NOTES".into())]).unwrap();
+    let notes_layer = write_layer(layout.blobs(), &notes_entries, &options(Compression::None)).unwrap();
+
+    let layers = vec![
+        NewLayer {
+            layer: app_layer,
+            history: format!("imgbake: app files ({} files)", app_entries.iter().filter(|e| e.is_file()).count()),
+        },
+        NewLayer {
+            layer: weights_layer,
+            history: "imgbake: weights m (1 file)".into(),
+        },
+        NewLayer {
+            layer: notes_layer,
+            history: "imgbake: notes".into(),
+        },
+    ];
+    let settings = ImageSettings {
+        entrypoint: Some(vec!["/app/start".into()]),
+        env: Some(vec!["PATH=/usr/bin:/bin".into()]),
+        working_dir: Some("/app".into()),
+        exposed_ports: Some(vec!["8000".into()]),
+        ..Default::default()
+    };
+    let image = assemble(None, &layers, &settings, &created_timestamp()).unwrap();
+    layout.write_image(&image, "v1").unwrap();
+    assert_eq!(read_image(&layout_dir, "v1").unwrap().manifest, image.manifest);
+
+    // skopeo reads the layout and agrees on the digests.
+    let reference = format!("oci:{}:v1", layout_dir.display());
+    let inspect: serde_json::Value = serde_json::from_str(&run("skopeo", &["inspect", &reference])).unwrap();
+    assert_eq!(inspect["Digest"], image.manifest_digest.to_string());
+    assert_eq!(inspect["Architecture"], "amd64");
+    assert_eq!(inspect["Os"], "linux");
+    let skopeo_layers: Vec<String> = inspect["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    let ours: Vec<String> = layers.iter().map(|l| l.layer.digest.to_string()).collect();
+    assert_eq!(skopeo_layers, ours);
+    let raw: serde_json::Value =
+        serde_json::from_str(&run("skopeo", &["inspect", "--config", "--raw", &reference])).unwrap();
+    assert_eq!(raw["config"]["Entrypoint"][0], "/app/start");
+
+    // umoci unpacks it (it verifies every blob's digest and each diff_id).
+    let bundle = work.path().join("bundle");
+    let image_arg = format!("{}:v1", layout_dir.display());
+    run("umoci", &["unpack", "--image", &image_arg, bundle.to_str().unwrap()]);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(fs::read(rootfs.join("app/main.py")).unwrap(), b"print('hello from imgbake')\n");
+    let start = fs::metadata(rootfs.join("app/bin/start")).unwrap();
+    assert_eq!(start.permissions().mode() & 0o7777, 0o755);
+    assert_eq!(fs::read_link(rootfs.join("app/start")).unwrap(), Path::new("bin/start"));
+    assert_eq!(
+        fs::metadata(rootfs.join("app/main-copy.py")).unwrap().ino(),
+        fs::metadata(rootfs.join("app/main.py")).unwrap().ino(),
+        "hard link preserved"
+    );
+    assert_eq!(fs::read(rootfs.join("app").join("l".repeat(110)).join("deep.txt")).unwrap(), b"deep");
+    assert_eq!(fs::read(rootfs.join("app/model_cache/m/w.safetensors")).unwrap(), weight_bytes);
+    assert_eq!(fs::read(rootfs.join("NOTES")).unwrap(), b"plain tar layer\n");
+    assert_eq!(
+        fs::metadata(rootfs.join("app/main.py")).unwrap().mtime(),
+        1_700_000_000
+    );
+}
+
+#[test]
+fn zstd_layer_is_read_by_skopeo_zstd_and_tar() {
+    if std::env::var(SKIP_ENV).as_deref() == Ok("1") {
+        eprintln!("skipped: {SKIP_ENV}=1");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app-src");
+    make_app(&app);
+    let layout_dir = work.path().join("layout");
+    let layout = OciLayout::create(&layout_dir).unwrap();
+    let entries = entries_from_dir(&app, "app").unwrap();
+    let options = LayerOptions {
+        compression: Compression::Zstd { level: 3 },
+        mtime: 0,
+    };
+    let layer = write_layer(layout.blobs(), &entries, &options).unwrap();
+    let new = NewLayer {
+        layer: layer.clone(),
+        history: "imgbake: app files".into(),
+    };
+    let image = assemble(None, &[new], &ImageSettings::default(), &created_timestamp()).unwrap();
+    layout.write_image(&image, "zstd").unwrap();
+
+    let reference = format!("oci:{}:zstd", layout_dir.display());
+    let inspect: serde_json::Value = serde_json::from_str(&run("skopeo", &["inspect", &reference])).unwrap();
+    assert_eq!(inspect["Layers"][0], layer.digest.to_string());
+
+    let blob = layout.blobs().path(&layer.digest);
+    let tar_path = work.path().join("layer.tar");
+    run("zstd", &["-d", "-q", "-o", tar_path.to_str().unwrap(), blob.to_str().unwrap()]);
+    let sum = run("sha256sum", &[tar_path.to_str().unwrap()]);
+    assert_eq!(format!("sha256:{}", &sum[..64]), layer.diff_id.to_string());
+    let out = work.path().join("x");
+    fs::create_dir(&out).unwrap();
+    run("tar", &["-xf", tar_path.to_str().unwrap(), "-C", out.to_str().unwrap()]);
+    assert_eq!(fs::read(out.join("app/main.py")).unwrap(), b"print('hello from imgbake')\n");
+    assert_eq!(fs::read_link(out.join("app/start")).unwrap(), Path::new("bin/start"));
+    assert_eq!(fs::read(out.join("app").join("l".repeat(110)).join("deep.txt")).unwrap(), b"deep");
+}

@@ -36,7 +36,11 @@ fn run(tool: &str, args: &[&str]) -> String {
 fn make_app(root: &Path) {
     fs::create_dir_all(root.join("bin")).unwrap();
     fs::write(root.join("main.py"), b"print('hello from imgbake')\n").unwrap();
-    fs::write(root.join("bin/start"), b"#!/bin/sh\nexec python3 /app/main.py\n").unwrap();
+    fs::write(
+        root.join("bin/start"),
+        b"#!/bin/sh\nexec python3 /app/main.py\n",
+    )
+    .unwrap();
     fs::set_permissions(root.join("bin/start"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::hard_link(root.join("main.py"), root.join("main-copy.py")).unwrap();
     std::os::unix::fs::symlink("bin/start", root.join("start")).unwrap();
@@ -69,20 +73,34 @@ fn layout_is_read_by_skopeo_and_unpacked_by_umoci() {
     };
 
     let app_entries = entries_from_dir(&app, "app").unwrap();
-    let app_layer = write_layer(layout.blobs(), &app_entries, &options(Compression::Gzip { level: 6 })).unwrap();
-    let weight_entries = entries_from_files(&[(weights, "app/model_cache/m/w.safetensors".into())]).unwrap();
+    let app_layer = write_layer(
+        layout.blobs(),
+        &app_entries,
+        &options(Compression::Gzip { level: 6 }),
+    )
+    .unwrap();
+    let weight_entries =
+        entries_from_files(&[(weights, "app/model_cache/m/w.safetensors".into())]).unwrap();
     let weights_layer = cache
-        .get_or_build(&weight_entries, &options(Compression::Gzip { level: 1 }), write_layer)
+        .get_or_build(
+            &weight_entries,
+            &options(Compression::Gzip { level: 1 }),
+            write_layer,
+        )
         .unwrap()
         .layer;
     cache.export(&weights_layer, layout.blobs()).unwrap();
     let notes_entries = entries_from_files(&[(notes, "NOTES".into())]).unwrap();
-    let notes_layer = write_layer(layout.blobs(), &notes_entries, &options(Compression::None)).unwrap();
+    let notes_layer =
+        write_layer(layout.blobs(), &notes_entries, &options(Compression::None)).unwrap();
 
     let layers = vec![
         NewLayer {
             layer: app_layer,
-            history: format!("imgbake: app files ({} files)", app_entries.iter().filter(|e| e.is_file()).count()),
+            history: format!(
+                "imgbake: app files ({} files)",
+                app_entries.iter().filter(|e| e.is_file()).count()
+            ),
         },
         NewLayer {
             layer: weights_layer,
@@ -102,11 +120,15 @@ fn layout_is_read_by_skopeo_and_unpacked_by_umoci() {
     };
     let image = assemble(None, &layers, &settings, &created_timestamp()).unwrap();
     layout.write_image(&image, "v1").unwrap();
-    assert_eq!(read_image(&layout_dir, "v1").unwrap().manifest, image.manifest);
+    assert_eq!(
+        read_image(&layout_dir, "v1").unwrap().manifest,
+        image.manifest
+    );
 
     // skopeo reads the layout and agrees on the digests.
     let reference = format!("oci:{}:v1", layout_dir.display());
-    let inspect: serde_json::Value = serde_json::from_str(&run("skopeo", &["inspect", &reference])).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&run("skopeo", &["inspect", &reference])).unwrap();
     assert_eq!(inspect["Digest"], image.manifest_digest.to_string());
     assert_eq!(inspect["Architecture"], "amd64");
     assert_eq!(inspect["Os"], "linux");
@@ -118,27 +140,48 @@ fn layout_is_read_by_skopeo_and_unpacked_by_umoci() {
         .collect();
     let ours: Vec<String> = layers.iter().map(|l| l.layer.digest.to_string()).collect();
     assert_eq!(skopeo_layers, ours);
-    let raw: serde_json::Value =
-        serde_json::from_str(&run("skopeo", &["inspect", "--config", "--raw", &reference])).unwrap();
+    let raw: serde_json::Value = serde_json::from_str(&run(
+        "skopeo",
+        &["inspect", "--config", "--raw", &reference],
+    ))
+    .unwrap();
     assert_eq!(raw["config"]["Entrypoint"][0], "/app/start");
 
     // umoci unpacks it (it verifies every blob's digest and each diff_id).
     let bundle = work.path().join("bundle");
     let image_arg = format!("{}:v1", layout_dir.display());
-    run("umoci", &["unpack", "--image", &image_arg, bundle.to_str().unwrap()]);
+    run(
+        "umoci",
+        &["unpack", "--image", &image_arg, bundle.to_str().unwrap()],
+    );
     let rootfs = bundle.join("rootfs");
-    assert_eq!(fs::read(rootfs.join("app/main.py")).unwrap(), b"print('hello from imgbake')\n");
+    assert_eq!(
+        fs::read(rootfs.join("app/main.py")).unwrap(),
+        b"print('hello from imgbake')\n"
+    );
     let start = fs::metadata(rootfs.join("app/bin/start")).unwrap();
     assert_eq!(start.permissions().mode() & 0o7777, 0o755);
-    assert_eq!(fs::read_link(rootfs.join("app/start")).unwrap(), Path::new("bin/start"));
+    assert_eq!(
+        fs::read_link(rootfs.join("app/start")).unwrap(),
+        Path::new("bin/start")
+    );
     assert_eq!(
         fs::metadata(rootfs.join("app/main-copy.py")).unwrap().ino(),
         fs::metadata(rootfs.join("app/main.py")).unwrap().ino(),
         "hard link preserved"
     );
-    assert_eq!(fs::read(rootfs.join("app").join("l".repeat(110)).join("deep.txt")).unwrap(), b"deep");
-    assert_eq!(fs::read(rootfs.join("app/model_cache/m/w.safetensors")).unwrap(), weight_bytes);
-    assert_eq!(fs::read(rootfs.join("NOTES")).unwrap(), b"plain tar layer\n");
+    assert_eq!(
+        fs::read(rootfs.join("app").join("l".repeat(110)).join("deep.txt")).unwrap(),
+        b"deep"
+    );
+    assert_eq!(
+        fs::read(rootfs.join("app/model_cache/m/w.safetensors")).unwrap(),
+        weight_bytes
+    );
+    assert_eq!(
+        fs::read(rootfs.join("NOTES")).unwrap(),
+        b"plain tar layer\n"
+    );
     assert_eq!(
         fs::metadata(rootfs.join("app/main.py")).unwrap().mtime(),
         1_700_000_000
@@ -166,22 +209,55 @@ fn zstd_layer_is_read_by_skopeo_zstd_and_tar() {
         layer: layer.clone(),
         history: "imgbake: app files".into(),
     };
-    let image = assemble(None, &[new], &ImageSettings::default(), &created_timestamp()).unwrap();
+    let image = assemble(
+        None,
+        &[new],
+        &ImageSettings::default(),
+        &created_timestamp(),
+    )
+    .unwrap();
     layout.write_image(&image, "zstd").unwrap();
 
     let reference = format!("oci:{}:zstd", layout_dir.display());
-    let inspect: serde_json::Value = serde_json::from_str(&run("skopeo", &["inspect", &reference])).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&run("skopeo", &["inspect", &reference])).unwrap();
     assert_eq!(inspect["Layers"][0], layer.digest.to_string());
 
     let blob = layout.blobs().path(&layer.digest);
     let tar_path = work.path().join("layer.tar");
-    run("zstd", &["-d", "-q", "-o", tar_path.to_str().unwrap(), blob.to_str().unwrap()]);
+    run(
+        "zstd",
+        &[
+            "-d",
+            "-q",
+            "-o",
+            tar_path.to_str().unwrap(),
+            blob.to_str().unwrap(),
+        ],
+    );
     let sum = run("sha256sum", &[tar_path.to_str().unwrap()]);
     assert_eq!(format!("sha256:{}", &sum[..64]), layer.diff_id.to_string());
     let out = work.path().join("x");
     fs::create_dir(&out).unwrap();
-    run("tar", &["-xf", tar_path.to_str().unwrap(), "-C", out.to_str().unwrap()]);
-    assert_eq!(fs::read(out.join("app/main.py")).unwrap(), b"print('hello from imgbake')\n");
-    assert_eq!(fs::read_link(out.join("app/start")).unwrap(), Path::new("bin/start"));
-    assert_eq!(fs::read(out.join("app").join("l".repeat(110)).join("deep.txt")).unwrap(), b"deep");
+    run(
+        "tar",
+        &[
+            "-xf",
+            tar_path.to_str().unwrap(),
+            "-C",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        fs::read(out.join("app/main.py")).unwrap(),
+        b"print('hello from imgbake')\n"
+    );
+    assert_eq!(
+        fs::read_link(out.join("app/start")).unwrap(),
+        Path::new("bin/start")
+    );
+    assert_eq!(
+        fs::read(out.join("app").join("l".repeat(110)).join("deep.txt")).unwrap(),
+        b"deep"
+    );
 }

@@ -259,7 +259,10 @@ fn apply_settings(runtime: &mut Map<String, Value>, settings: &ImageSettings) {
     set("Env", settings.env.as_ref().map(|v| json!(v)));
     set("Entrypoint", settings.entrypoint.as_ref().map(|v| json!(v)));
     set("Cmd", settings.cmd.as_ref().map(|v| json!(v)));
-    set("WorkingDir", settings.working_dir.as_ref().map(|v| json!(v)));
+    set(
+        "WorkingDir",
+        settings.working_dir.as_ref().map(|v| json!(v)),
+    );
     set(
         "ExposedPorts",
         settings.exposed_ports.as_ref().map(|ports| {
@@ -346,8 +349,20 @@ mod tests {
             labels: Some([("z".into(), "1".into()), ("a".into(), "2".into())].into()),
             ..Default::default()
         };
-        let image = assemble(None, &[layer(1), layer(2)], &settings, "1970-01-01T00:00:00Z").unwrap();
-        let again = assemble(None, &[layer(1), layer(2)], &settings, "1970-01-01T00:00:00Z").unwrap();
+        let image = assemble(
+            None,
+            &[layer(1), layer(2)],
+            &settings,
+            "1970-01-01T00:00:00Z",
+        )
+        .unwrap();
+        let again = assemble(
+            None,
+            &[layer(1), layer(2)],
+            &settings,
+            "1970-01-01T00:00:00Z",
+        )
+        .unwrap();
         assert_eq!(image, again);
         assert_eq!(image.config_digest, sha256(&image.config));
         assert_eq!(image.manifest_digest, sha256(&image.manifest));
@@ -355,8 +370,14 @@ mod tests {
         assert!(config.starts_with(r#"{"architecture":"amd64","config":{"Entrypoint":["/app/start"],"ExposedPorts":{"8000/tcp":{}},"Labels":{"a":"2","z":"1"}},"created":"1970-01-01T00:00:00Z","history":[{"created":"#), "{config}");
         let manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
         assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
-        assert_eq!(manifest["config"]["digest"], image.config_digest.to_string());
-        assert_eq!(manifest["layers"][1]["digest"], layer(2).layer.digest.to_string());
+        assert_eq!(
+            manifest["config"]["digest"],
+            image.config_digest.to_string()
+        );
+        assert_eq!(
+            manifest["layers"][1]["digest"],
+            layer(2).layer.digest.to_string()
+        );
     }
 
     #[test]
@@ -365,13 +386,30 @@ mod tests {
             env: Some(vec!["PATH=/usr/bin".into(), "HF_HUB_CACHE=/c".into()]),
             ..Default::default()
         };
-        let image = assemble(Some(&base()), &[layer(3)], &settings, "2024-01-01T00:00:00Z").unwrap();
+        let image = assemble(
+            Some(&base()),
+            &[layer(3)],
+            &settings,
+            "2024-01-01T00:00:00Z",
+        )
+        .unwrap();
         let config: Value = serde_json::from_slice(&image.config).unwrap();
-        assert_eq!(config["config"]["Cmd"], json!(["bash"]), "None keeps the base's value");
-        assert_eq!(config["config"]["User"], json!("1000"), "unknown base fields kept");
+        assert_eq!(
+            config["config"]["Cmd"],
+            json!(["bash"]),
+            "None keeps the base's value"
+        );
+        assert_eq!(
+            config["config"]["User"],
+            json!("1000"),
+            "unknown base fields kept"
+        );
         assert_eq!(config["config"]["Env"][1], json!("HF_HUB_CACHE=/c"));
         assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
-        assert_eq!(config["history"][1]["created_by"], json!("imgbake: layer 3"));
+        assert_eq!(
+            config["history"][1]["created_by"],
+            json!("imgbake: layer 3")
+        );
         let manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
         assert_eq!(manifest["layers"][0]["urls"], json!(["https://x"]));
         assert_eq!(

@@ -173,7 +173,8 @@ impl BlobStore {
                     || e.raw_os_error() == Some(libc::EMLINK) => {}
             Err(e) => return Err(BlobError::io("hard link into", source, &self.dir, e)),
         }
-        let mut input = File::open(source).map_err(|e| BlobError::io("open", source, &self.dir, e))?;
+        let mut input =
+            File::open(source).map_err(|e| BlobError::io("open", source, &self.dir, e))?;
         let mut writer = self.writer()?;
         let mut buffer = vec![0u8; 1 << 20];
         loop {

@@ -75,7 +75,11 @@ pub struct LayerCache {
 impl LayerCache {
     /// `$IMGBAKE_CACHE_DIR`, else `$XDG_CACHE_HOME/imgbake`, else `~/.cache/imgbake`.
     pub fn default_dir() -> Result<PathBuf, CacheError> {
-        let from_env = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let from_env = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         if let Some(dir) = from_env(CACHE_DIR_ENV) {
             return Ok(dir);
         }
@@ -231,7 +235,10 @@ mod tests {
         // Rewrite a file in place with the same size and restore its mtime:
         // the fingerprint cannot see it, so a hit proves the file was not
         // read (reading it would give a different digest).
-        let when = fs::metadata(tree.join("a.bin")).unwrap().modified().unwrap();
+        let when = fs::metadata(tree.join("a.bin"))
+            .unwrap()
+            .modified()
+            .unwrap();
         fs::write(tree.join("a.bin"), b"AAAA").unwrap();
         fs::File::options()
             .write(true)
@@ -265,7 +272,12 @@ mod tests {
             compression: Compression::Gzip { level: 6 },
             ..OPTIONS
         };
-        assert!(!cache.get_or_build(&entries, &gzip, write_layer).unwrap().hit);
+        assert!(
+            !cache
+                .get_or_build(&entries, &gzip, write_layer)
+                .unwrap()
+                .hit
+        );
     }
 
     #[test]

@@ -26,11 +26,18 @@ pub struct LayerEntry {
 pub enum EntryKind {
     Dir,
     /// A regular file; `size` is what the layer writer expects to read.
-    File { source: PathBuf, size: u64 },
+    File {
+        source: PathBuf,
+        size: u64,
+    },
     /// `target` exactly as stored in the link (relative or absolute).
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
     /// `target` is the image path of an earlier entry of the same layer.
-    Hardlink { target: String },
+    Hardlink {
+        target: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +54,9 @@ pub enum EntryError {
         #[source]
         source: walkdir::Error,
     },
-    #[error("`{path}` is a socket, FIFO or device file; layers hold only files, directories and links")]
+    #[error(
+        "`{path}` is a socket, FIFO or device file; layers hold only files, directories and links"
+    )]
     Unsupported { path: PathBuf },
     #[error("`{path}` is not a valid path in the image (must be relative, `/`-separated, without `.`, `..` or empty parts)")]
     BadImagePath { path: String },
@@ -116,13 +125,18 @@ fn join(prefix: &str, rel: &str) -> String {
 pub fn entries_from_dir(root: &Path, prefix_in_image: &str) -> Result<Vec<LayerEntry>, EntryError> {
     let prefix = normalize_image_path(prefix_in_image)?;
     let mut entries = Vec::new();
-    let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name();
     for item in walker {
         let item = item.map_err(|source| EntryError::Walk {
             root: root.to_path_buf(),
             source,
         })?;
-        let rel = item.path().strip_prefix(root).expect("walkdir yields paths under root");
+        let rel = item
+            .path()
+            .strip_prefix(root)
+            .expect("walkdir yields paths under root");
         let rel = rel.to_str().ok_or_else(|| EntryError::NotUtf8 {
             path: item.path().to_path_buf(),
         })?;
@@ -130,10 +144,13 @@ pub fn entries_from_dir(root: &Path, prefix_in_image: &str) -> Result<Vec<LayerE
         if image_path.is_empty() {
             continue; // the root itself, placed at the image root
         }
-        let meta = item.path().symlink_metadata().map_err(|source| EntryError::Io {
-            path: item.path().to_path_buf(),
-            source,
-        })?;
+        let meta = item
+            .path()
+            .symlink_metadata()
+            .map_err(|source| EntryError::Io {
+                path: item.path().to_path_buf(),
+                source,
+            })?;
         entries.push((image_path, item.path().to_path_buf(), meta));
     }
     let mut out = Vec::with_capacity(entries.len());
@@ -273,7 +290,15 @@ mod tests {
         let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["app", "app/x", "app/x/a-link.txt", "app/x/empty", "app/x/sub", "app/x/sub/b.txt", "app/x/z"]
+            [
+                "app",
+                "app/x",
+                "app/x/a-link.txt",
+                "app/x/empty",
+                "app/x/sub",
+                "app/x/sub/b.txt",
+                "app/x/z"
+            ]
         );
         // "a-link.txt" sorts first, so it holds the content; b.txt links to it.
         assert!(matches!(entries[2].kind, EntryKind::File { size: 3, .. }));

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 pub const MEDIA_TYPE_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -206,7 +206,8 @@ fn run_sink(
         }
         Compression::Zstd { level } => {
             let blob = store.writer()?;
-            let mut encoder = zstd::stream::write::Encoder::new(blob, level).map_err(compress_error)?;
+            let mut encoder =
+                zstd::stream::write::Encoder::new(blob, level).map_err(compress_error)?;
             encoder.multithread(ZSTD_WORKERS).map_err(compress_error)?;
             encoder.include_checksum(false).map_err(compress_error)?;
             match drain(&messages, &recycle, |bytes| {
@@ -243,7 +244,7 @@ fn drain(
 
 /// Errors coming out of a compressor are mostly the blob writer's own
 /// (through `Write`); a full disk keeps its meaning and names the blob dir.
-fn compress_error(dir: &std::path::Path, error: io::Error) -> LayerError {
+fn compress_error(dir: &Path, error: io::Error) -> LayerError {
     if error.raw_os_error() == Some(libc::ENOSPC) {
         LayerError::Blob(BlobError::DiskFull {
             dir: dir.to_path_buf(),
@@ -308,7 +309,14 @@ impl TarStream {
                     });
                 }
                 advise_sequential(&file);
-                self.put_header(&entry.path, tar::EntryType::Regular, entry.mode, *size, mtime, None)?;
+                self.put_header(
+                    &entry.path,
+                    tar::EntryType::Regular,
+                    entry.mode,
+                    *size,
+                    mtime,
+                    None,
+                )?;
                 self.copy_file(&mut file, source, *size)?;
                 self.pad(*size)
             }
@@ -316,7 +324,7 @@ impl TarStream {
     }
 
     /// Reads exactly `size` bytes of `file` straight into the outgoing buffers.
-    fn copy_file(&mut self, file: &mut File, path: &PathBuf, size: u64) -> Result<(), LayerError> {
+    fn copy_file(&mut self, file: &mut File, path: &Path, size: u64) -> Result<(), LayerError> {
         let mut remaining = size;
         while remaining > 0 {
             if self.filled == CHUNK {
@@ -326,14 +334,14 @@ impl TarStream {
             let n = match file.read(&mut self.buffer[self.filled..self.filled + want]) {
                 Ok(0) => {
                     return Err(LayerError::FileChanged {
-                        path: path.clone(),
+                        path: path.to_path_buf(),
                     })
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     return Err(LayerError::Read {
-                        path: path.clone(),
+                        path: path.to_path_buf(),
                         source: e,
                     })
                 }
@@ -345,9 +353,11 @@ impl TarStream {
         let mut probe = [0u8; 1];
         match file.read(&mut probe) {
             Ok(0) => Ok(()),
-            Ok(_) => Err(LayerError::FileChanged { path: path.clone() }),
+            Ok(_) => Err(LayerError::FileChanged {
+                path: path.to_path_buf(),
+            }),
             Err(e) => Err(LayerError::Read {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 source: e,
             }),
         }
@@ -387,7 +397,14 @@ impl TarStream {
                 body.extend_from_slice(&pax_record(key, value));
             }
             let pax_name = format!("PaxHeaders.0/{}", last_component(name));
-            let header = ustar_header(&pax_name, tar::EntryType::XHeader, 0o644, body.len() as u64, mtime, None);
+            let header = ustar_header(
+                &pax_name,
+                tar::EntryType::XHeader,
+                0o644,
+                body.len() as u64,
+                mtime,
+                None,
+            );
             self.put(header.as_bytes())?;
             self.put(&body)?;
             self.pad(body.len() as u64)?;
@@ -590,11 +607,17 @@ mod tests {
         let (_d, _, none) = build(NONE, 5);
         let (_e, _, gzip) = build(GZIP, 5);
         let (_f, _, zstd) = build(ZSTD, 5);
-        assert_eq!(none.digest, none.diff_id, "uncompressed: digest is the diff_id");
+        assert_eq!(
+            none.digest, none.diff_id,
+            "uncompressed: digest is the diff_id"
+        );
         assert_eq!(gzip.diff_id, none.diff_id);
         assert_eq!(zstd.diff_id, none.diff_id);
         assert_eq!(
-            format!("none {}\ngzip {}\nzstd {}", none.digest, gzip.digest, zstd.digest),
+            format!(
+                "none {}\ngzip {}\nzstd {}",
+                none.digest, gzip.digest, zstd.digest
+            ),
             "none sha256:defcaeb88d113879e799422bd16ad28a6bda5e59ce18092bc45afd96a40233ba\n\
              gzip sha256:3e545b7850548446a585af7c93453b237a1ec1af43d5ec13c1b67aea37bb32cb\n\
              zstd sha256:2b81fe8d580489ba67789fd9d6a1712c7bd58fabe91a657e9848370debd9e0db"
@@ -635,12 +658,28 @@ mod tests {
                 .map(|l| l.to_string_lossy().into_owned());
             let mut content = Vec::new();
             entry.read_to_end(&mut content).unwrap();
-            seen.push((path, header.entry_type(), header.mode().unwrap(), link, content));
+            seen.push((
+                path,
+                header.entry_type(),
+                header.mode().unwrap(),
+                link,
+                content,
+            ));
         }
-        let find = |p: &str| seen.iter().find(|s| s.0 == p).unwrap_or_else(|| panic!("{p} missing: {:?}", seen.iter().map(|s| &s.0).collect::<Vec<_>>()));
+        let find = |p: &str| {
+            seen.iter().find(|s| s.0 == p).unwrap_or_else(|| {
+                panic!(
+                    "{p} missing: {:?}",
+                    seen.iter().map(|s| &s.0).collect::<Vec<_>>()
+                )
+            })
+        };
         assert!(find("app/empty/").1.is_dir());
         let run = find("app/bin/run.sh");
-        assert_eq!((run.2, run.4.as_slice()), (0o755, &b"#!/bin/sh\necho hi\n"[..]));
+        assert_eq!(
+            (run.2, run.4.as_slice()),
+            (0o755, &b"#!/bin/sh\necho hi\n"[..])
+        );
         let data = find("app/data.txt");
         assert_eq!((data.2, data.4.len()), (0o600, 5000));
         let hard = find("app/hard.txt");
@@ -678,7 +717,8 @@ mod tests {
     fn huge_sizes_use_a_pax_size_record() {
         let header = |size| {
             let (mut tar, _sink) = test_stream();
-            tar.put_header("f", tar::EntryType::Regular, 0o644, size, 0, None).unwrap();
+            tar.put_header("f", tar::EntryType::Regular, 0o644, size, 0, None)
+                .unwrap();
             tar.buffer[..tar.filled].to_vec()
         };
         assert_eq!(header(USTAR_MAX_SIZE - 1).len(), BLOCK);
@@ -693,7 +733,10 @@ mod tests {
         assert_eq!(pax_record("path", "abc"), b"12 path=abc\n");
         let long = "x".repeat(95); // 95 + 8 = 103 bytes with a 3-digit length
         let record = pax_record("path", &long);
-        assert_eq!(record.len().to_string(), String::from_utf8_lossy(&record[..3]));
+        assert_eq!(
+            record.len().to_string(),
+            String::from_utf8_lossy(&record[..3])
+        );
     }
 
     #[test]
@@ -713,7 +756,10 @@ mod tests {
             }];
             for compression in [NONE, ZSTD] {
                 let error = write_layer(&store, &entries, &options(compression)).unwrap_err();
-                assert!(matches!(error, LayerError::FileChanged { ref path } if path == &source), "{error:?}");
+                assert!(
+                    matches!(error, LayerError::FileChanged { ref path } if path == &source),
+                    "{error:?}"
+                );
             }
         }
         // The check while reading (the size matched at open, then the file
@@ -724,12 +770,18 @@ mod tests {
             let error = tar.copy_file(&mut file, &source, promised).unwrap_err();
             assert!(matches!(error, LayerError::FileChanged { .. }), "{error:?}");
         }
-        assert_eq!(fs::read_dir(store.blob_dir()).unwrap().count(), 0, "no blob, no temp file");
+        assert_eq!(
+            fs::read_dir(store.blob_dir()).unwrap().count(),
+            0,
+            "no blob, no temp file"
+        );
     }
 
     #[test]
     fn zstd_output_does_not_depend_on_the_worker_count() {
-        let data: Vec<u8> = (0..(20u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 & 0x3f).collect();
+        let data: Vec<u8> = (0..(20u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 & 0x3f)
+            .collect();
         let compress = |workers| {
             let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
             encoder.multithread(workers).unwrap();

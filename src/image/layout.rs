@@ -5,7 +5,9 @@
 //! after every blob the manifest names is committed, so a reader never sees
 //! a tag pointing at a missing blob.
 
-use crate::image::assemble::{canonical_bytes, sha256, AssembledImage, Descriptor, MEDIA_TYPE_INDEX};
+use crate::image::assemble::{
+    canonical_bytes, sha256, AssembledImage, Descriptor, MEDIA_TYPE_INDEX,
+};
 use crate::image::blobs::{write_file_atomic, BlobError, BlobStore};
 use crate::image::digest::Digest;
 use serde_json::{json, Value};
@@ -134,14 +136,17 @@ impl OciLayout {
 
     /// Stores config and manifest, checks that every layer blob is present,
     /// then points `tag` at the manifest. Returns the manifest descriptor.
-    pub fn write_image(&self, image: &AssembledImage, tag: &str) -> Result<Descriptor, LayoutError> {
-        let manifest: Value = serde_json::from_slice(&image.manifest).map_err(|source| {
-            LayoutError::BadDocument {
+    pub fn write_image(
+        &self,
+        image: &AssembledImage,
+        tag: &str,
+    ) -> Result<Descriptor, LayoutError> {
+        let manifest: Value =
+            serde_json::from_slice(&image.manifest).map_err(|source| LayoutError::BadDocument {
                 path: PathBuf::from("<assembled manifest>"),
                 document: "manifest",
                 source: Some(source),
-            }
-        })?;
+            })?;
         for layer in manifest["layers"].as_array().into_iter().flatten() {
             let digest: Option<Digest> = layer["digest"].as_str().and_then(|d| d.parse().ok());
             match digest {
@@ -241,21 +246,27 @@ pub fn read_image(dir: &Path, tag: &str) -> Result<ImageRead, LayoutError> {
     for _ in 0..4 {
         let digest = descriptor_digest(&descriptor, dir)?;
         let bytes = layout.read_verified(&digest)?;
-        let document: Value = serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadDocument {
-            path: layout.blobs.path(&digest),
-            document: "manifest or index",
-            source: Some(source),
-        })?;
+        let document: Value =
+            serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadDocument {
+                path: layout.blobs.path(&digest),
+                document: "manifest or index",
+                source: Some(source),
+            })?;
         let media_type = document["mediaType"]
             .as_str()
             .or(descriptor["mediaType"].as_str())
             .unwrap_or("");
-        if media_type == MEDIA_TYPE_INDEX || media_type == DOCKER_MANIFEST_LIST || document.get("manifests").is_some() {
+        if media_type == MEDIA_TYPE_INDEX
+            || media_type == DOCKER_MANIFEST_LIST
+            || document.get("manifests").is_some()
+        {
             descriptor = document["manifests"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
+                .find(|m| {
+                    m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64"
+                })
                 .cloned()
                 .ok_or_else(|| LayoutError::NoAmd64 {
                     dir: dir.to_path_buf(),
@@ -330,7 +341,13 @@ mod tests {
             layer,
             history: "imgbake: test".into(),
         };
-        assemble(None, &[new], &ImageSettings::default(), "1970-01-01T00:00:00Z").unwrap()
+        assemble(
+            None,
+            &[new],
+            &ImageSettings::default(),
+            "1970-01-01T00:00:00Z",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -345,8 +362,12 @@ mod tests {
         let read_a = read_image(dir.path(), "a").unwrap();
         assert_eq!(read_a.manifest, two.manifest);
         assert_eq!(read_a.config, two.config);
-        assert_eq!(read_image(dir.path(), "b").unwrap().manifest_digest, one.manifest_digest);
-        let index: Value = serde_json::from_slice(&std::fs::read(dir.path().join(INDEX_FILE)).unwrap()).unwrap();
+        assert_eq!(
+            read_image(dir.path(), "b").unwrap().manifest_digest,
+            one.manifest_digest
+        );
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(INDEX_FILE)).unwrap()).unwrap();
         assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
         assert_eq!(
             std::fs::read_to_string(dir.path().join(OCI_LAYOUT_FILE)).unwrap(),
@@ -379,7 +400,10 @@ mod tests {
             size: bytes.len() as u64,
         };
         layout.set_tag("multi", &descriptor).unwrap();
-        assert_eq!(read_image(dir.path(), "multi").unwrap().manifest, image.manifest);
+        assert_eq!(
+            read_image(dir.path(), "multi").unwrap().manifest,
+            image.manifest
+        );
     }
 
     #[test]
@@ -387,7 +411,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let error = read_image(dir.path(), "latest").unwrap_err();
         assert!(matches!(error, LayoutError::NotALayout { .. }));
-        assert!(error.to_string().contains(&dir.path().display().to_string()));
+        assert!(error
+            .to_string()
+            .contains(&dir.path().display().to_string()));
 
         let other = tempfile::tempdir().unwrap();
         let elsewhere = OciLayout::create(other.path()).unwrap();
@@ -397,14 +423,20 @@ mod tests {
             layout.write_image(&image, "t"),
             Err(LayoutError::MissingBlob { .. })
         ));
-        assert!(!dir.path().join(INDEX_FILE).exists(), "no tag without its blobs");
+        assert!(
+            !dir.path().join(INDEX_FILE).exists(),
+            "no tag without its blobs"
+        );
     }
 
     #[test]
     fn oci_refs_parse() {
         let r = |s| parse_oci_ref(s).map(|r| (r.dir.display().to_string(), r.tag));
         assert_eq!(r("oci:out"), Some(("out".into(), "latest".into())));
-        assert_eq!(r("oci:out/img:v1.2"), Some(("out/img".into(), "v1.2".into())));
+        assert_eq!(
+            r("oci:out/img:v1.2"),
+            Some(("out/img".into(), "v1.2".into()))
+        );
         assert_eq!(r("oci:/a:b/c"), Some(("/a:b/c".into(), "latest".into())));
         assert_eq!(r("docker://x"), None);
         assert_eq!(r("oci:"), None);

@@ -261,3 +261,81 @@ fn zstd_layer_is_read_by_skopeo_zstd_and_tar() {
         b"deep"
     );
 }
+
+/// Unmounts the small tmpfs when the test ends, pass or fail.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_naming_the_blob_dir_and_leaves_nothing() {
+    if std::env::var(SKIP_ENV).as_deref() == Ok("1") {
+        eprintln!("skipped: {SKIP_ENV}=1");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let small = work.path().join("small");
+    fs::create_dir(&small).unwrap();
+    // Needs root (as umoci unpack does): a 1 MiB tmpfs to fill.
+    run(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            "tmpfs",
+            small.to_str().unwrap(),
+        ],
+    );
+    let _mount = Mount(small.clone());
+    let input = work.path().join("big.bin");
+    // Incompressible, so the compressed blob does not fit either.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect();
+    fs::write(&input, noise).unwrap();
+    let entries = entries_from_files(&[(input, "big.bin".into())]).unwrap();
+    let store = imgbake::image::blobs::BlobStore::open(&small).unwrap();
+    for compression in [
+        Compression::None,
+        Compression::Gzip { level: 1 },
+        Compression::Zstd { level: 1 },
+    ] {
+        let options = LayerOptions {
+            compression,
+            mtime: 0,
+        };
+        let error = write_layer(&store, &entries, &options).unwrap_err();
+        let message = error.to_string();
+        let blob_dir = store.blob_dir().display().to_string();
+        assert!(
+            matches!(
+                error,
+                imgbake::image::layer::LayerError::Blob(
+                    imgbake::image::blobs::BlobError::DiskFull { .. }
+                )
+            ),
+            "{compression:?}: {error:?}"
+        );
+        assert!(
+            message.contains("no space left") && message.contains(&blob_dir),
+            "{message}"
+        );
+        assert_eq!(
+            fs::read_dir(store.blob_dir()).unwrap().count(),
+            0,
+            "temp file removed"
+        );
+    }
+}

@@ -107,7 +107,8 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
-    #[error("failed to write the layer blob")]
+    /// Writing the blob failed; its message names the blob dir (e.g. disk full).
+    #[error(transparent)]
     Blob(#[from] BlobError),
     #[error("failed to compress the layer")]
     Compress(#[source] io::Error),

@@ -555,6 +555,11 @@ mod tests {
         fs::hard_link(root.join("data.txt"), root.join("hard.txt")).unwrap();
         std::os::unix::fs::symlink("data.txt", root.join("link")).unwrap();
         fs::write(root.join(long_name()), b"long").unwrap();
+        // Modes set explicitly so the golden digests do not depend on the umask.
+        for dir in [String::new(), "bin".into(), "empty".into(), "d".repeat(120)] {
+            fs::set_permissions(root.join(dir), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::set_permissions(root.join(long_name()), fs::Permissions::from_mode(0o644)).unwrap();
         let when = SystemTime::UNIX_EPOCH + Duration::from_secs(stamp);
         for name in ["bin/run.sh", "data.txt"] {
             fs::File::options()

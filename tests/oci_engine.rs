@@ -339,3 +339,39 @@ fn a_full_disk_is_a_clear_error_naming_the_blob_dir_and_leaves_nothing() {
         );
     }
 }
+
+#[test]
+fn import_across_file_systems_copies_and_checks() {
+    if std::env::var(SKIP_ENV).as_deref() == Ok("1") {
+        eprintln!("skipped: {SKIP_ENV}=1");
+        return;
+    }
+    // /dev/shm (tmpfs) and the temp dir are different file systems, so the
+    // hard link fails with EXDEV and the blob is copied.
+    let shm = tempfile::tempdir_in("/dev/shm").expect("this test needs /dev/shm (tmpfs)");
+    let disk = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    assert_ne!(
+        fs::metadata(shm.path()).unwrap().dev(),
+        fs::metadata(disk.path()).unwrap().dev(),
+        "/dev/shm and the target dir are on one file system; this test needs two"
+    );
+    let cache = imgbake::image::blobs::BlobStore::open(shm.path()).unwrap();
+    let layout = imgbake::image::blobs::BlobStore::open(disk.path()).unwrap();
+    let digest = cache.put_bytes(b"cached layer").unwrap();
+    layout.import_file(&digest, &cache.path(&digest)).unwrap();
+    assert_eq!(fs::read(layout.path(&digest)).unwrap(), b"cached layer");
+    assert_ne!(
+        fs::metadata(layout.path(&digest)).unwrap().ino(),
+        fs::metadata(cache.path(&digest)).unwrap().ino()
+    );
+    // A cached file that no longer matches its digest is refused, not copied.
+    let other = cache.put_bytes(b"other layer").unwrap();
+    fs::write(cache.path(&other), b"tampered").unwrap();
+    assert!(layout.import_file(&other, &cache.path(&other)).is_err());
+    assert!(!layout.has(&other));
+    assert_eq!(
+        fs::read_dir(layout.blob_dir()).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+}

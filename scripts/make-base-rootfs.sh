@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Build (once) a minimal Debian bookworm rootfs with python3, used by the
+# integration tests as a base image and as a runc bundle root.
+#
+#   scripts/make-base-rootfs.sh [DEST]
+#
+# DEST defaults to target/imgbake-fixtures/bookworm-python-rootfs. The rootfs
+# is built in a temporary sibling directory and renamed into place only when
+# debootstrap succeeded and DEST/.complete was written, so a half-built tree
+# never looks complete. A second run with DEST/.complete present does nothing.
+#
+# The mirror is the machine's configured Debian mirror (read from
+# /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list), because the
+# build machines can only reach that mirror. Override with IMGBAKE_DEBIAN_MIRROR.
+set -euo pipefail
+
+dest="${1:-target/imgbake-fixtures/bookworm-python-rootfs}"
+suite="bookworm"
+
+if [[ -e "$dest/.complete" ]]; then
+    echo "base rootfs: $dest is complete (cached)"
+    exit 0
+fi
+
+if [[ "$(id -u)" != 0 ]]; then
+    echo "error: debootstrap needs root" >&2
+    exit 1
+fi
+command -v debootstrap >/dev/null || {
+    echo "error: debootstrap is not installed: run \`bash .ci/run\` or apt-get install debootstrap" >&2
+    exit 1
+}
+
+# The first configured Debian mirror that carries the main suite (not
+# -security, not -updates, not third-party repositories).
+find_mirror() {
+    local file uri
+    # deb822 files: a stanza whose URIs point at a Debian archive and whose
+    # Suites include the bare suite name.
+    for file in /etc/apt/sources.list.d/*.sources; do
+        [[ -f "$file" ]] || continue
+        uri="$(awk -v suite="$suite" '
+            BEGIN { RS = ""; FS = "\n" }
+            {
+                uris = ""; suites = ""; enabled = 1
+                for (i = 1; i <= NF; i++) {
+                    if ($i ~ /^URIs:/)    { uris = $i; sub(/^URIs:[ \t]*/, "", uris) }
+                    if ($i ~ /^Suites:/)  { suites = " " $i " "; sub(/^ Suites:/, "", suites) }
+                    if ($i ~ /^Enabled:[ \t]*no/) { enabled = 0 }
+                }
+                if (enabled && uris != "" && suites ~ ("[ \t]" suite "[ \t]")) {
+                    split(uris, u, /[ \t]+/); print u[1]; exit
+                }
+            }' "$file")"
+        if [[ -n "$uri" ]]; then echo "$uri"; return; fi
+    done
+    # One-line format: deb [options] URI SUITE COMPONENTS...
+    for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [[ -f "$file" ]] || continue
+        uri="$(awk -v suite="$suite" '
+            $1 == "deb" {
+                i = 2
+                if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+                if ($(i + 1) == suite) { print $i; exit }
+            }' "$file")"
+        if [[ -n "$uri" ]]; then echo "$uri"; return; fi
+    done
+}
+
+mirror="${IMGBAKE_DEBIAN_MIRROR:-$(find_mirror)}"
+if [[ -z "$mirror" ]]; then
+    echo "error: no Debian mirror for $suite in /etc/apt/sources.list{,.d/}; set IMGBAKE_DEBIAN_MIRROR" >&2
+    exit 1
+fi
+
+parent="$(dirname "$dest")"
+mkdir -p "$parent"
+tmp="$(mktemp -d "$parent/.$(basename "$dest").partial.XXXXXX")"
+# debootstrap mounts proc/sys inside the target on some paths; unmount before
+# removing so a failed run never deletes host files through a mount.
+cleanup() {
+    if [[ -n "${tmp:-}" && -d "$tmp" ]]; then
+        umount -R "$tmp/proc" "$tmp/sys" 2>/dev/null || true
+        rm -rf --one-file-system "$tmp"
+    fi
+}
+trap cleanup EXIT
+
+echo "base rootfs: debootstrap --variant=minbase --include=python3 $suite from $mirror"
+start=$SECONDS
+debootstrap --variant=minbase --include=python3 "$suite" "$tmp" "$mirror"
+
+# Keep it small: package caches and lists are not needed at run time.
+rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/cache/apt/*.bin \
+    "$tmp"/var/lib/apt/lists/* "$tmp"/var/log/*.log "$tmp"/var/cache/debconf/*-old \
+    "$tmp"/usr/share/doc/* "$tmp"/usr/share/man/* "$tmp"/usr/share/info/*
+find "$tmp" -name __pycache__ -prune -exec rm -rf {} +
+
+date -u +%Y-%m-%dT%H:%M:%SZ >"$tmp/.complete"
+# Another process may have finished first; keep theirs.
+if [[ -e "$dest/.complete" ]]; then
+    echo "base rootfs: $dest was completed concurrently; discarding this build"
+    exit 0
+fi
+rm -rf --one-file-system "$dest"
+mv -T "$tmp" "$dest"
+tmp=""
+echo "base rootfs: $dest ready in $((SECONDS - start))s ($(du -sh "$dest" | cut -f1))"

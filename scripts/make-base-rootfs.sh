@@ -4,32 +4,18 @@
 #
 #   scripts/make-base-rootfs.sh [DEST]
 #
-# DEST defaults to target/imgbake-fixtures/bookworm-python-rootfs. The rootfs
+# DEST defaults to target/imgbake-fixtures/bookworm-python-rootfs under the
+# repository root (where tests/support/tools.rs looks for it). The rootfs
 # is built in a temporary sibling directory and renamed into place only when
 # debootstrap succeeded and DEST/.complete was written, so a half-built tree
 # never looks complete. A second run with DEST/.complete present does nothing.
+# Concurrent runs for the same DEST (parallel tests) take a lock next to it:
+# one builds, the others wait and then find it complete.
 #
 # The mirror is the machine's configured Debian mirror (read from
 # /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list), because the
 # build machines can only reach that mirror. Override with IMGBAKE_DEBIAN_MIRROR.
 set -euo pipefail
-
-dest="${1:-target/imgbake-fixtures/bookworm-python-rootfs}"
-suite="bookworm"
-
-if [[ -e "$dest/.complete" ]]; then
-    echo "base rootfs: $dest is complete (cached)"
-    exit 0
-fi
-
-if [[ "$(id -u)" != 0 ]]; then
-    echo "error: debootstrap needs root" >&2
-    exit 1
-fi
-command -v debootstrap >/dev/null || {
-    echo "error: debootstrap is not installed: run \`bash .ci/run\` or apt-get install debootstrap" >&2
-    exit 1
-}
 
 # The first configured Debian mirror that carries the main suite (not
 # -security, not -updates, not third-party repositories).
@@ -67,42 +53,86 @@ find_mirror() {
     done
 }
 
-mirror="${IMGBAKE_DEBIAN_MIRROR:-$(find_mirror)}"
-if [[ -z "$mirror" ]]; then
-    echo "error: no Debian mirror for $suite in /etc/apt/sources.list{,.d/}; set IMGBAKE_DEBIAN_MIRROR" >&2
-    exit 1
-fi
+suite="bookworm"
 
-parent="$(dirname "$dest")"
-mkdir -p "$parent"
-tmp="$(mktemp -d "$parent/.$(basename "$dest").partial.XXXXXX")"
-# debootstrap mounts proc/sys inside the target on some paths; unmount before
-# removing so a failed run never deletes host files through a mount.
-cleanup() {
-    if [[ -n "${tmp:-}" && -d "$tmp" ]]; then
-        umount -R "$tmp/proc" "$tmp/sys" 2>/dev/null || true
-        rm -rf --one-file-system "$tmp"
+main() {
+    local repo_root dest parent mirror start attempt
+    repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    dest="${1:-$repo_root/target/imgbake-fixtures/bookworm-python-rootfs}"
+    if [[ -e "$dest/.complete" ]]; then
+        echo "base rootfs: $dest is complete (cached)"
+        return 0
     fi
+
+    if [[ "$(id -u)" != 0 ]]; then
+        echo "error: debootstrap needs root" >&2
+        return 1
+    fi
+    command -v debootstrap >/dev/null || {
+        echo "error: debootstrap is not installed: run \`bash .ci/run\` or apt-get install debootstrap" >&2
+        return 1
+    }
+
+    mirror="${IMGBAKE_DEBIAN_MIRROR:-$(find_mirror)}"
+    if [[ -z "$mirror" ]]; then
+        echo "error: no Debian mirror for $suite in /etc/apt/sources.list{,.d/}; set IMGBAKE_DEBIAN_MIRROR" >&2
+        return 1
+    fi
+
+    parent="$(dirname "$dest")"
+    mkdir -p "$parent"
+    exec 9>"$parent/.$(basename "$dest").lock"
+    if ! flock --wait 1800 9; then
+        echo "error: timed out waiting for another build of $dest" >&2
+        return 1
+    fi
+    if [[ -e "$dest/.complete" ]]; then
+        echo "base rootfs: $dest was built by a concurrent run"
+        return 0
+    fi
+
+    tmp="$(mktemp -d "$parent/.$(basename "$dest").partial.XXXXXX")"
+    chmod 0755 "$tmp" # mktemp makes it 0700; it becomes the container's /
+    # debootstrap mounts proc/sys inside the target on some paths; unmount before
+    # removing so a failed run never deletes host files through a mount.
+    cleanup() {
+        if [[ -n "${tmp:-}" && -d "$tmp" ]]; then
+            umount -R "$tmp/proc" "$tmp/sys" 2>/dev/null || true
+            rm -rf --one-file-system "$tmp"
+        fi
+    }
+    trap cleanup EXIT
+
+    echo "base rootfs: debootstrap --variant=minbase --include=python3 $suite from $mirror"
+    start=$SECONDS
+    # One retry: a mirror hiccup should not fail a whole CI run.
+    for attempt in 1 2; do
+        if debootstrap --variant=minbase --include=python3 "$suite" "$tmp" "$mirror"; then
+            break
+        fi
+        if [[ $attempt == 2 ]]; then
+            echo "error: debootstrap failed twice" >&2
+            return 1
+        fi
+        echo "base rootfs: debootstrap failed; retrying once from scratch" >&2
+        cleanup
+        mkdir -m 0755 "$tmp"
+    done
+
+    # Keep it small: package caches and lists are not needed at run time.
+    rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/cache/apt/*.bin \
+        "$tmp"/var/lib/apt/lists/* "$tmp"/var/log/*.log "$tmp"/var/cache/debconf/*-old \
+        "$tmp"/usr/share/doc/* "$tmp"/usr/share/man/* "$tmp"/usr/share/info/*
+    find "$tmp" -name __pycache__ -prune -exec rm -rf {} +
+
+    date -u +%Y-%m-%dT%H:%M:%SZ >"$tmp/.complete"
+    rm -rf --one-file-system "$dest"
+    mv -T "$tmp" "$dest"
+    tmp=""
+    echo "base rootfs: $dest ready in $((SECONDS - start))s ($(du -sh "$dest" | cut -f1))"
 }
-trap cleanup EXIT
 
-echo "base rootfs: debootstrap --variant=minbase --include=python3 $suite from $mirror"
-start=$SECONDS
-debootstrap --variant=minbase --include=python3 "$suite" "$tmp" "$mirror"
-
-# Keep it small: package caches and lists are not needed at run time.
-rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/cache/apt/*.bin \
-    "$tmp"/var/lib/apt/lists/* "$tmp"/var/log/*.log "$tmp"/var/cache/debconf/*-old \
-    "$tmp"/usr/share/doc/* "$tmp"/usr/share/man/* "$tmp"/usr/share/info/*
-find "$tmp" -name __pycache__ -prune -exec rm -rf {} +
-
-date -u +%Y-%m-%dT%H:%M:%SZ >"$tmp/.complete"
-# Another process may have finished first; keep theirs.
-if [[ -e "$dest/.complete" ]]; then
-    echo "base rootfs: $dest was completed concurrently; discarding this build"
-    exit 0
-fi
-rm -rf --one-file-system "$dest"
-mv -T "$tmp" "$dest"
-tmp=""
-echo "base rootfs: $dest ready in $((SECONDS - start))s ($(du -sh "$dest" | cut -f1))"
+# Everything runs from inside main, so editing this file while it runs
+# cannot change what a running build does.
+main "$@"
+exit

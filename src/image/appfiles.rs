@@ -131,13 +131,11 @@ impl PatternSet {
             }
         }
         let build = |builder: GlobSetBuilder| {
-            builder
-                .build()
-                .map_err(|source| AppFilesError::BadPattern {
-                    pattern: patterns.join(", "),
-                    list,
-                    source,
-                })
+            builder.build().map_err(|source| AppFilesError::BadPattern {
+                pattern: patterns.join(", "),
+                list,
+                source,
+            })
         };
         Ok(PatternSet {
             any_component: build(any_component)?,
@@ -615,8 +613,8 @@ mod tests {
         let error = select_app_files(dir.path(), &strings(&["src/[a-"]), &[], &[]).unwrap_err();
         assert!(error.to_string().contains("`src/[a-`"), "{error}");
         assert!(error.to_string().contains("include"), "{error}");
-        let error = select_app_files(dir.path(), &strings(&["*"]), &strings(&["{a,b"]), &[])
-            .unwrap_err();
+        let error =
+            select_app_files(dir.path(), &strings(&["*"]), &strings(&["{a,b"]), &[]).unwrap_err();
         assert!(error.to_string().contains("`{a,b`"), "{error}");
         assert!(std::error::Error::source(&error).is_some());
     }
@@ -627,7 +625,10 @@ mod tests {
         assert!(link_leaves_root(Path::new("a"), Path::new("../x")));
         assert!(!link_leaves_root(Path::new("a/b"), Path::new("../x")));
         assert!(link_leaves_root(Path::new("a/b"), Path::new("../../x")));
-        assert!(link_leaves_root(Path::new("a/b"), Path::new("c/../../../x")));
+        assert!(link_leaves_root(
+            Path::new("a/b"),
+            Path::new("c/../../../x")
+        ));
         assert!(!link_leaves_root(Path::new("a/b"), Path::new("./c")));
     }
 }

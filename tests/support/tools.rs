@@ -28,7 +28,7 @@
 //!   so timeouts go through `runc kill` first.
 
 use serde_json::{json, Value};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -55,9 +55,11 @@ pub fn tool_path(name: &str) -> Option<PathBuf> {
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| {
-            fs::metadata(candidate).is_ok_and(|m| m.is_file() && {
-                use std::os::unix::fs::PermissionsExt;
-                m.permissions().mode() & 0o111 != 0
+            fs::metadata(candidate).is_ok_and(|m| {
+                m.is_file() && {
+                    use std::os::unix::fs::PermissionsExt;
+                    m.permissions().mode() & 0o111 != 0
+                }
             })
         })
 }
@@ -88,7 +90,7 @@ pub fn require_tool(name: &str) -> bool {
 /// The Debian package that ships a tool, for error messages.
 fn debian_package(tool: &str) -> &str {
     match tool {
-        "registry" | "docker-registry" => "docker-registry",
+        "docker-registry" => "docker-registry",
         "python3" => "python3",
         other => other,
     }
@@ -511,22 +513,13 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The cached debootstrap rootfs (Debian bookworm minbase + python3), built by
-/// `scripts/make-base-rootfs.sh` on first use. A file lock makes parallel
-/// tests (threads or processes) build it once; the others wait.
+/// `scripts/make-base-rootfs.sh` on first use (about 1–3 minutes). The script
+/// takes a lock next to the rootfs, so parallel tests (threads or processes)
+/// build it once and the others wait for it.
 pub fn base_rootfs() -> PathBuf {
     let dest = std::env::var_os(BASE_ROOTFS_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/imgbake-fixtures/bookworm-python-rootfs"));
-    if dest.join(".complete").exists() {
-        return dest;
-    }
-    let parent = dest.parent().expect("rootfs path has a parent");
-    fs::create_dir_all(parent).expect("create fixtures dir");
-    let lock_path = parent.join(format!(
-        ".{}.lock",
-        dest.file_name().unwrap().to_string_lossy()
-    ));
-    let _lock = FileLock::acquire(&lock_path, BASE_ROOTFS_TIMEOUT);
     if dest.join(".complete").exists() {
         return dest;
     }
@@ -542,46 +535,19 @@ pub fn base_rootfs() -> PathBuf {
         BASE_ROOTFS_TIMEOUT,
     );
     eprintln!(
-        "built base rootfs in {:?}: {}",
+        "base rootfs after {:?}: {}",
         started.elapsed(),
         String::from_utf8_lossy(&output.stdout)
             .lines()
             .last()
             .unwrap_or("")
     );
-    assert!(dest.join(".complete").exists(), "base rootfs incomplete");
+    assert!(
+        dest.join(".complete").exists(),
+        "{} is incomplete after make-base-rootfs.sh",
+        dest.display()
+    );
     dest
-}
-
-/// An exclusive `flock` held until drop.
-struct FileLock {
-    _file: File,
-}
-
-impl FileLock {
-    fn acquire(path: &Path, timeout: Duration) -> FileLock {
-        use std::os::fd::AsRawFd;
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .unwrap_or_else(|error| panic!("open lock {}: {error}", path.display()));
-        let deadline = Instant::now() + timeout;
-        loop {
-            // SAFETY: plain syscall on a descriptor we own.
-            let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if result == 0 {
-                return FileLock { _file: file };
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for lock {}",
-                path.display()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
-    }
 }
 
 /// Copies a directory tree with `cp -a` (keeps owners, modes, symlinks,

@@ -4,6 +4,7 @@
 //! Pattern rules (each one has a unit test below):
 //!
 //! - A leading `./` is stripped, so `./src` and `src` are the same pattern.
+//!   A leading `/` anchors the pattern at the root (`/main.py`).
 //!   `*`, `./*`, `**` and `./**` select everything, recursively.
 //! - A trailing `/` means the directory and everything below it (`dir/` is
 //!   `dir/**`). A pattern that matches a directory always selects everything
@@ -118,13 +119,13 @@ impl PatternSet {
         let mut any_component = GlobSetBuilder::new();
         let mut anchored = GlobSetBuilder::new();
         for pattern in patterns {
-            let normalized = normalize_pattern(pattern);
+            let (normalized, is_anchored) = normalize_pattern(pattern);
             let glob = build_glob(&normalized).map_err(|source| AppFilesError::BadPattern {
                 pattern: pattern.clone(),
                 list,
                 source,
             })?;
-            if normalized.contains('/') {
+            if is_anchored {
                 anchored.add(glob);
             } else {
                 any_component.add(glob);
@@ -162,19 +163,31 @@ impl PatternSet {
     }
 }
 
-/// `./x` → `x`, `dir/` → `dir/**`, `*` / `./*` / empty → `**`.
-fn normalize_pattern(pattern: &str) -> String {
+/// `./x` → `x`, `dir/` → `dir/**`, `*` / `./*` / empty → `**`. The flag says
+/// whether the pattern is anchored at the root: it contains a `/`, or started
+/// with one (`/main.py` is `main.py` at the root only).
+fn normalize_pattern(pattern: &str) -> (String, bool) {
     let mut text = pattern.trim();
-    while let Some(rest) = text.strip_prefix("./") {
-        text = rest.trim_start_matches('/');
+    let mut anchored = false;
+    loop {
+        if let Some(rest) = text.strip_prefix("./") {
+            text = rest;
+        } else if let Some(rest) = text.strip_prefix('/') {
+            text = rest;
+            anchored = true;
+        } else {
+            break;
+        }
     }
     if text == "." || text == "*" || text.is_empty() {
-        return "**".to_string();
+        return ("**".to_string(), false);
     }
-    match text.strip_suffix('/') {
+    let text = match text.strip_suffix('/') {
         Some(directory) => format!("{}/**", directory.trim_end_matches('/')),
         None => text.to_string(),
-    }
+    };
+    let anchored = anchored || text.contains('/');
+    (text, anchored)
 }
 
 fn build_glob(pattern: &str) -> Result<Glob, globset::Error> {
@@ -459,6 +472,8 @@ mod tests {
         );
         // Anchored: `pkg/mod.py` is not at the root.
         assert!(select(dir.path(), &["pkg/mod.py"], &[]).is_empty());
+        // A leading `/` anchors a pattern without another slash.
+        assert_eq!(select(dir.path(), &["/*.py"], &[]), ["main.py"]);
     }
 
     #[test]

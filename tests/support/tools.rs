@@ -296,6 +296,13 @@ impl BindMount {
             read_only: false,
         }
     }
+
+    pub fn read_only(source: impl Into<PathBuf>, destination: &str) -> BindMount {
+        BindMount {
+            read_only: true,
+            ..BindMount::read_write(source, destination)
+        }
+    }
 }
 
 /// Makes `bundle_dir` runnable here. Edits the existing config.json (from
@@ -570,6 +577,8 @@ pub fn copy_tree(src: &Path, dest: &Path) {
 pub fn wait_for_http(url: &str, timeout: Duration) -> u16 {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(2))
+        // Loopback servers only: an HTTP_PROXY in the environment must not apply.
+        .no_proxy()
         .build()
         .expect("http client");
     let deadline = Instant::now() + timeout;

@@ -6,6 +6,7 @@
 //! [`cache::LayerCache`]) → [`assemble`] (config + manifest bytes) →
 //! [`layout`] (blobs + `index.json` of an OCI image layout directory).
 
+pub mod appfiles;
 pub mod assemble;
 pub mod blobs;
 pub mod cache;

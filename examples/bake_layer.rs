@@ -14,18 +14,9 @@ fn main() {
         std::process::exit(2);
     }
     let source = PathBuf::from(&args[1]);
-    let compression = match args
-        .get(3)
-        .map(String::as_str)
-        .unwrap_or("none")
-        .split_once(':')
-    {
-        Some(("gzip", level)) => Compression::Gzip {
-            level: level.parse().expect("gzip level"),
-        },
-        Some(("zstd", level)) => Compression::Zstd {
-            level: level.parse().expect("zstd level"),
-        },
+    let compression = match args.get(3).map(String::as_str).unwrap_or("none").split_once(':') {
+        Some(("gzip", level)) => Compression::Gzip { level: level.parse().expect("gzip level") },
+        Some(("zstd", level)) => Compression::Zstd { level: level.parse().expect("zstd level") },
         None if args.get(3).map_or(true, |a| a == "none") => Compression::None,
         None if args[3] == "gzip" => Compression::Gzip { level: 6 },
         None if args[3] == "zstd" => Compression::Zstd { level: 1 },
@@ -37,11 +28,7 @@ fn main() {
     let entries = if source.is_dir() {
         entries_from_dir(&source, "data")
     } else {
-        let name = source
-            .file_name()
-            .expect("file name")
-            .to_string_lossy()
-            .into_owned();
+        let name = source.file_name().expect("file name").to_string_lossy().into_owned();
         entries_from_files(&[(source.clone(), format!("data/{name}"))])
     }
     .unwrap_or_else(|e| {

@@ -45,6 +45,24 @@ pub enum Command {
     Build {
         #[arg(default_value = ".")]
         path: PathBuf,
+        /// Output OCI image layout: oci:DIR[:TAG] (default oci:imgbake-out:<app name>).
+        #[arg(long, value_name = "oci:DIR[:TAG]")]
+        output: Option<String>,
+        /// Also push the image to this registry reference (host[:port]/repo[:tag]).
+        #[arg(long, value_name = "REF")]
+        push: Option<String>,
+        /// Use this base image instead of the config's: a reference, oci:DIR[:TAG] or scratch.
+        #[arg(long, value_name = "IMAGE")]
+        base: Option<String>,
+        /// Talk plain HTTP to this registry host[:port] (repeatable; for loopback test registries).
+        #[arg(long = "insecure-registry", value_name = "HOST")]
+        insecure_registries: Vec<String>,
+        /// Layer cache directory (default $XDG_CACHE_HOME/imgbake, or $IMGBAKE_CACHE_DIR).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a Dockerfile build context equivalent to the native build.
     Dockerfile {

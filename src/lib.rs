@@ -4,6 +4,7 @@
 //! Data flow (one module each): `config` → `spec::Spec` → lock → plan →
 //! `image` (layers, layout) | `registry` (push/pull) | dockerfile | report.
 
+pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod config;

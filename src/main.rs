@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use imgbake::cli::{Cli, Command, ValidateFormat};
-use imgbake::commands::{self, validate};
+use imgbake::commands::{self, build, validate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -17,7 +17,9 @@ fn main() -> ExitCode {
         }
         Command::Lock { .. } => commands::not_available("lock"),
         Command::Plan { .. } => commands::not_available("plan"),
-        Command::Build { .. } => commands::not_available("build"),
+        Command::Build { path, output, push, base, insecure_registries, cache_dir, json } => {
+            build::run(&build::BuildArgs { path, output, push, base, insecure_registries, cache_dir, json })
+        }
         Command::Dockerfile { .. } => commands::not_available("dockerfile"),
         Command::Prefetch { .. } => commands::not_available("prefetch"),
     };

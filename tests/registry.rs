@@ -61,9 +61,7 @@ fn small_image(blobs: &Path, text: &str) -> ImageToPush {
         header.set_mode(0o644);
         header.set_mtime(0);
         header.set_cksum();
-        builder
-            .append_data(&mut header, "hello.txt", text.as_bytes())
-            .unwrap();
+        builder.append_data(&mut header, "hello.txt", text.as_bytes()).unwrap();
         builder.finish().unwrap();
     }
     let diff_id = sha256(&tar_bytes);
@@ -110,10 +108,7 @@ fn push_repush_pull_and_skopeo_inspect() {
 
     let report = client.push_image(&image, &target).unwrap();
     assert_eq!(report.manifest_digest, sha256(&image.manifest));
-    assert!(report
-        .blobs
-        .iter()
-        .all(|(_, outcome)| *outcome == BlobPushOutcome::Uploaded));
+    assert!(report.blobs.iter().all(|(_, outcome)| *outcome == BlobPushOutcome::Uploaded));
     let after_first = client.stats();
     assert_eq!(after_first.blobs_uploaded, 2);
     assert_eq!(after_first.blob_checks, 2);
@@ -124,43 +119,27 @@ fn push_repush_pull_and_skopeo_inspect() {
     assert_eq!(after_second.blobs_uploaded, after_first.blobs_uploaded);
     assert_eq!(after_second.bytes_uploaded, after_first.bytes_uploaded);
     assert_eq!(after_second.blob_checks, after_first.blob_checks + 2);
-    assert!(again
-        .blobs
-        .iter()
-        .all(|(_, outcome)| *outcome == BlobPushOutcome::AlreadyPresent));
+    assert!(again.blobs.iter().all(|(_, outcome)| *outcome == BlobPushOutcome::AlreadyPresent));
 
     // Another repository on the same registry mounts instead of uploading.
-    let mounted = ImageToPush {
-        mount_from: Some("team/app".into()),
-        ..image.clone()
-    };
+    let mounted = ImageToPush { mount_from: Some("team/app".into()), ..image.clone() };
     let other = reference(&format!("{}/team/other:v1", registry.host()));
     let report = client.push_image(&mounted, &other).unwrap();
-    assert!(report
-        .blobs
-        .iter()
-        .all(|(_, outcome)| *outcome == BlobPushOutcome::Mounted));
+    assert!(report.blobs.iter().all(|(_, outcome)| *outcome == BlobPushOutcome::Mounted));
     assert_eq!(client.stats().blobs_uploaded, after_first.blobs_uploaded);
 
     // Pull it back into a fresh blob directory: the same bytes, verified.
     let pulled_dir = work.path().join("pulled");
-    let pulled = client
-        .pull_image(&target, "linux", "amd64", &pulled_dir)
-        .unwrap();
+    let pulled = client.pull_image(&target, "linux", "amd64", &pulled_dir).unwrap();
     assert_eq!(pulled.pinned_digest, report.manifest_digest);
     assert_eq!(pulled.manifest.bytes, image.manifest);
     assert_eq!(pulled.manifest.media_type, OCI_MANIFEST);
     for blob in std::iter::once(&image.config).chain(&image.layers) {
         let copy = imgbake::registry::blob_path(&pulled_dir, &blob.digest);
-        assert_eq!(
-            std::fs::read(&copy).unwrap(),
-            std::fs::read(&blob.path).unwrap()
-        );
+        assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&blob.path).unwrap());
     }
     // Pinned by digest, the manifest is checked against it.
-    let by_digest = client
-        .fetch_manifest(&target.with_digest(report.manifest_digest.clone()))
-        .unwrap();
+    let by_digest = client.fetch_manifest(&target.with_digest(report.manifest_digest.clone())).unwrap();
     assert_eq!(by_digest.digest, report.manifest_digest);
 
     let output = Command::new("skopeo")
@@ -168,11 +147,7 @@ fn push_repush_pull_and_skopeo_inspect() {
         .arg(format!("docker://{}/team/app:v1", registry.host()))
         .output()
         .expect("skopeo is installed");
-    assert!(
-        output.status.success(),
-        "skopeo inspect failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "skopeo inspect failed: {}", String::from_utf8_lossy(&output.stderr));
     let inspected: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(inspected["Digest"], report.manifest_digest.to_string());
     assert_eq!(inspected["Os"], "linux");
@@ -197,13 +172,8 @@ fn missing_tag_is_manifest_unknown() {
 fn closed_port_is_unreachable_after_bounded_retries() {
     let host = format!("127.0.0.1:{}", free_port());
     let client = client();
-    let error = client
-        .fetch_manifest(&reference(&format!("{host}/app:v1")))
-        .unwrap_err();
-    assert!(
-        matches!(&error, RegistryError::Unreachable { registry, .. } if *registry == host),
-        "{error:?}"
-    );
+    let error = client.fetch_manifest(&reference(&format!("{host}/app:v1"))).unwrap_err();
+    assert!(matches!(&error, RegistryError::Unreachable { registry, .. } if *registry == host), "{error:?}");
     assert!(error.is_retryable());
     assert_eq!(error.to_string(), format!("registry {host} is unreachable"));
     assert_eq!(client.stats().retries, 2);
@@ -222,10 +192,7 @@ fn plain_http_registry_needs_to_be_listed() {
         .unwrap()
         .fetch_manifest(&reference(&format!("{}/app:v1", registry.host())))
         .unwrap_err();
-    assert!(
-        matches!(error, RegistryError::Unreachable { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, RegistryError::Unreachable { .. }), "{error:?}");
 }
 
 /// 503 and 429 are retried with backoff; the request then succeeds.
@@ -234,21 +201,13 @@ fn server_errors_are_retried_then_succeed() {
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = answered.clone();
     let manifest = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
-    let (host, _server) = fake_server(move |_request| {
-        match count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
-            0 => ("503 Service Unavailable", String::new(), Vec::new()),
-            1 => (
-                "429 Too Many Requests",
-                "Retry-After: 0\r\n".into(),
-                Vec::new(),
-            ),
-            _ => ("200 OK", String::new(), manifest.to_vec()),
-        }
+    let (host, _server) = fake_server(move |_request| match count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        0 => ("503 Service Unavailable", String::new(), Vec::new()),
+        1 => ("429 Too Many Requests", "Retry-After: 0\r\n".into(), Vec::new()),
+        _ => ("200 OK", String::new(), manifest.to_vec()),
     });
     let client = client();
-    let fetched = client
-        .fetch_manifest(&reference(&format!("{host}/flaky/repo:v1")))
-        .unwrap();
+    let fetched = client.fetch_manifest(&reference(&format!("{host}/flaky/repo:v1"))).unwrap();
     // No Content-Type: the media type comes from the document's shape.
     assert_eq!(fetched.media_type, OCI_MANIFEST);
     assert_eq!(client.stats().retries, 2);
@@ -256,13 +215,8 @@ fn server_errors_are_retried_then_succeed() {
 
     // With the retries used up, the 503 is reported, and called retryable.
     let always = fake_server(|_request| ("503 Service Unavailable", String::new(), Vec::new()));
-    let error = client
-        .fetch_manifest(&reference(&format!("{}/flaky/repo:v1", always.0)))
-        .unwrap_err();
-    assert!(
-        matches!(error, RegistryError::UnexpectedStatus { status: 503, .. }),
-        "{error:?}"
-    );
+    let error = client.fetch_manifest(&reference(&format!("{}/flaky/repo:v1", always.0))).unwrap_err();
+    assert!(matches!(error, RegistryError::UnexpectedStatus { status: 503, .. }), "{error:?}");
     assert!(error.is_retryable());
 }
 
@@ -293,11 +247,7 @@ fn big_blob_streams_without_buffering() {
             file.write_all(&chunk).unwrap();
         }
     }
-    let blob = BlobSource {
-        digest: Digest::from_sha256_bytes(&hasher.finalize()),
-        size: SIZE,
-        path,
-    };
+    let blob = BlobSource { digest: Digest::from_sha256_bytes(&hasher.finalize()), size: SIZE, path };
     let image = reference(&format!("{}/big/blob:v1", registry.host()));
     let client = client();
 
@@ -311,22 +261,13 @@ fn big_blob_streams_without_buffering() {
     assert_eq!(outcome, BlobPushOutcome::Uploaded);
     let dest = work.path().join("copy").join("big.bin");
     let started = std::time::Instant::now();
-    let size = client
-        .fetch_blob_to_file(&image, &blob.digest, &dest)
-        .unwrap();
+    let size = client.fetch_blob_to_file(&image, &blob.digest, &dest).unwrap();
     let pulled_in = started.elapsed();
     let growth_kib = peak_rss_kib().saturating_sub(before);
-    eprintln!(
-        "64 MiB blob: push {pushed_in:?}, pull {pulled_in:?}, peak RSS growth {} KiB",
-        growth_kib
-    );
+    eprintln!("64 MiB blob: push {pushed_in:?}, pull {pulled_in:?}, peak RSS growth {} KiB", growth_kib);
     assert_eq!(size, SIZE);
     assert_eq!(std::fs::metadata(&dest).unwrap().len(), SIZE);
-    assert!(
-        growth_kib < SIZE / 1024 / 4,
-        "peak RSS grew by {growth_kib} KiB while moving a {} KiB blob",
-        SIZE / 1024
-    );
+    assert!(growth_kib < SIZE / 1024 / 4, "peak RSS grew by {growth_kib} KiB while moving a {} KiB blob", SIZE / 1024);
 }
 
 #[test]
@@ -336,30 +277,20 @@ fn missing_blob_is_blob_unknown_and_leaves_no_file() {
     let image = small_image(&work.path().join("blobs"), "checked\n");
     let target = reference(&format!("{}/check/me:v1", registry.host()));
     // Bars mode too (drawn only on a terminal): the code path must work.
-    let client = RegistryClient::new(RegistryClientOptions {
-        progress: ProgressMode::Bars,
-        ..options()
-    })
-    .unwrap();
+    let client = RegistryClient::new(RegistryClientOptions { progress: ProgressMode::Bars, ..options() }).unwrap();
     client.push_image(&image, &target).unwrap();
     let dest_dir = work.path().join("out");
     let dest = dest_dir.join("blob");
     let missing = sha256(b"not pushed anywhere");
-    let error = client
-        .fetch_blob_to_file(&target, &missing, &dest)
-        .unwrap_err();
-    assert!(
-        matches!(error, RegistryError::BlobUnknown { .. }),
-        "{error:?}"
-    );
+    let error = client.fetch_blob_to_file(&target, &missing, &dest).unwrap_err();
+    assert!(matches!(error, RegistryError::BlobUnknown { .. }), "{error:?}");
     assert!(!error.is_retryable());
     assert_no_files(&dest_dir);
 }
 
 fn assert_no_files(dir: &Path) {
-    let leftovers: Vec<_> = std::fs::read_dir(dir)
-        .map(|entries| entries.map(|entry| entry.unwrap().path()).collect())
-        .unwrap_or_default();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(dir).map(|entries| entries.map(|entry| entry.unwrap().path()).collect()).unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -367,8 +298,7 @@ fn assert_no_files(dir: &Path) {
 /// the download fails with DigestMismatch and the temp file is gone.
 #[test]
 fn corrupted_blob_is_digest_mismatch_and_leaves_no_file() {
-    let (host, server) =
-        fake_server(|_request| ("200 OK", String::new(), b"corrupted bytes".to_vec()));
+    let (host, server) = fake_server(|_request| ("200 OK", String::new(), b"corrupted bytes".to_vec()));
     let work = tempfile::tempdir().unwrap();
     let dest = work.path().join("blob");
     let wanted = sha256(b"the real bytes");
@@ -379,9 +309,7 @@ fn corrupted_blob_is_digest_mismatch_and_leaves_no_file() {
         .fetch_blob_to_file(&reference(&format!("{host}/some/repo")), &wanted, &dest)
         .unwrap_err();
     match &error {
-        RegistryError::DigestMismatch {
-            expected, actual, ..
-        } => {
+        RegistryError::DigestMismatch { expected, actual, .. } => {
             assert_eq!(expected, &wanted);
             assert_eq!(actual, &sha256(b"corrupted bytes"));
         }
@@ -428,9 +356,7 @@ fn fake_server(
 fn request_header(request: &str, name: &str) -> Option<String> {
     request.lines().skip(1).find_map(|line| {
         let (key, value) = line.split_once(':')?;
-        key.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| value.trim().to_string())
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_string())
     })
 }
 
@@ -440,8 +366,7 @@ fn index_without_the_platform_is_no_platform() {
     let work = tempfile::tempdir().unwrap();
     let image = small_image(&work.path().join("blobs"), "arm only\n");
     let client = client();
-    let by_digest = reference(&format!("{}/multi/arch:arm-only", registry.host()))
-        .with_digest(sha256(&image.manifest));
+    let by_digest = reference(&format!("{}/multi/arch:arm-only", registry.host())).with_digest(sha256(&image.manifest));
     client.push_image(&image, &by_digest).unwrap();
     let index = serde_json::json!({
         "schemaVersion": 2,
@@ -455,16 +380,12 @@ fn index_without_the_platform_is_no_platform() {
     });
     let index_bytes = serde_json::to_vec(&index).unwrap();
     let tagged = reference(&format!("{}/multi/arch:arm-only", registry.host()));
-    client
-        .push_manifest(&tagged, &index_bytes, OCI_INDEX)
-        .unwrap();
+    client.push_manifest(&tagged, &index_bytes, OCI_INDEX).unwrap();
 
     let fetched = client.fetch_manifest(&tagged).unwrap();
     assert_eq!(fetched.media_type, OCI_INDEX);
     assert_eq!(fetched.digest, sha256(&index_bytes));
-    let error = client
-        .resolve_platform(&tagged, fetched.clone(), "linux", "amd64")
-        .unwrap_err();
+    let error = client.resolve_platform(&tagged, fetched.clone(), "linux", "amd64").unwrap_err();
     match &error {
         RegistryError::NoPlatform { available, .. } => {
             assert_eq!(available, &["linux/arm64/v8".to_string()])
@@ -472,14 +393,9 @@ fn index_without_the_platform_is_no_platform() {
         other => panic!("expected NoPlatform, got {other:?}"),
     }
     assert!(error.to_string().contains("linux/arm64"), "{error}");
-    assert!(
-        error.to_string().contains("no linux/amd64 image"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("no linux/amd64 image"), "{error}");
 
-    let arm = client
-        .resolve_platform(&tagged, fetched, "linux", "arm64")
-        .unwrap();
+    let arm = client.resolve_platform(&tagged, fetched, "linux", "arm64").unwrap();
     assert_eq!(arm.bytes, image.manifest);
 }
 
@@ -499,11 +415,7 @@ fn as_docker(oci: ImageToPush) -> ImageToPush {
             "size": oci.layers[0].size,
         }],
     });
-    ImageToPush {
-        manifest: serde_json::to_vec(&manifest).unwrap(),
-        manifest_media_type: DOCKER_MANIFEST.into(),
-        ..oci
-    }
+    ImageToPush { manifest: serde_json::to_vec(&manifest).unwrap(), manifest_media_type: DOCKER_MANIFEST.into(), ..oci }
 }
 
 /// Docker schema 2 manifests and manifest lists are pulled like OCI ones.
@@ -519,9 +431,7 @@ fn docker_manifest_list_resolves_to_the_platform() {
     for (architecture, text) in [("arm64", "arm flavour\n"), ("amd64", "amd flavour\n")] {
         let image = as_docker(small_image(&blobs, text));
         let digest = sha256(&image.manifest);
-        client
-            .push_image(&image, &reference(&format!("{name}@{digest}")))
-            .unwrap();
+        client.push_image(&image, &reference(&format!("{name}@{digest}"))).unwrap();
         entries.push(serde_json::json!({
             "mediaType": DOCKER_MANIFEST,
             "digest": digest.to_string(),
@@ -538,27 +448,18 @@ fn docker_manifest_list_resolves_to_the_platform() {
     });
     let list_bytes = serde_json::to_vec(&list).unwrap();
     let tagged = reference(&format!("{name}:multi"));
-    client
-        .push_manifest(&tagged, &list_bytes, DOCKER_MANIFEST_LIST)
-        .unwrap();
+    client.push_manifest(&tagged, &list_bytes, DOCKER_MANIFEST_LIST).unwrap();
 
     let pulled_dir = work.path().join("pulled");
-    let pulled = client
-        .pull_image(&tagged, "linux", "amd64", &pulled_dir)
-        .unwrap();
+    let pulled = client.pull_image(&tagged, "linux", "amd64", &pulled_dir).unwrap();
     assert_eq!(pulled.pinned_digest, sha256(&list_bytes));
     assert_eq!(pulled.manifest.media_type, DOCKER_MANIFEST);
     assert_eq!(pulled.manifest.bytes, amd64.manifest);
     assert_eq!(pulled.layers[0].digest, amd64.layers[0].digest);
     assert!(imgbake::registry::blob_path(&pulled_dir, &amd64.layers[0].digest).exists());
 
-    let error = client
-        .pull_image(&tagged, "linux", "s390x", &pulled_dir)
-        .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        format!("{tagged} has no linux/s390x image; available: linux/arm64, linux/amd64")
-    );
+    let error = client.pull_image(&tagged, "linux", "s390x", &pulled_dir).unwrap_err();
+    assert_eq!(error.to_string(), format!("{tagged} has no linux/s390x image; available: linux/arm64, linux/amd64"));
 }
 
 #[test]
@@ -576,25 +477,13 @@ fn htpasswd_registry_needs_the_credentials() {
     assert!(!error.is_retryable());
 
     let mut wrong = options();
-    wrong.credentials.insert(
-        registry.host(),
-        Credentials::new("builder", "wrong password"),
-    );
-    let error = RegistryClient::new(wrong)
-        .unwrap()
-        .push_image(&image, &target)
-        .unwrap_err();
-    assert!(
-        matches!(error, RegistryError::Unauthorized { .. }),
-        "{error:?}"
-    );
+    wrong.credentials.insert(registry.host(), Credentials::new("builder", "wrong password"));
+    let error = RegistryClient::new(wrong).unwrap().push_image(&image, &target).unwrap_err();
+    assert!(matches!(error, RegistryError::Unauthorized { .. }), "{error:?}");
     assert!(!format!("{error} {error:?}").contains("wrong password"));
 
     let mut right = options();
-    right.credentials.insert(
-        registry.host(),
-        Credentials::new("builder", "correct horse"),
-    );
+    right.credentials.insert(registry.host(), Credentials::new("builder", "correct horse"));
     let client = RegistryClient::new(right).unwrap();
     let report = client.push_image(&image, &target).unwrap();
     let fetched = client.fetch_manifest(&target).unwrap();
@@ -627,11 +516,7 @@ fn bearer_token_flow() {
                 ("401 Unauthorized", String::new(), Vec::new())
             }
         } else if authorization.as_deref() == Some("Bearer tok-123") {
-            (
-                "200 OK",
-                format!("Content-Type: {OCI_MANIFEST}\r\n"),
-                manifest.to_vec(),
-            )
+            ("200 OK", format!("Content-Type: {OCI_MANIFEST}\r\n"), manifest.to_vec())
         } else {
             let realm = format!("http://{}/token", realm_for_server.get().unwrap());
             (
@@ -647,19 +532,11 @@ fn bearer_token_flow() {
     let target = reference(&format!("{host}/ml/model:v1"));
 
     let anonymous = client().fetch_manifest(&target).unwrap_err();
-    assert!(
-        matches!(anonymous, RegistryError::Unauthorized { status: 401, .. }),
-        "{anonymous:?}"
-    );
+    assert!(matches!(anonymous, RegistryError::Unauthorized { status: 401, .. }), "{anonymous:?}");
 
     let mut with_credentials = options();
-    with_credentials
-        .credentials
-        .insert(host.clone(), Credentials::new("robot", "s3cret"));
-    let fetched = RegistryClient::new(with_credentials)
-        .unwrap()
-        .fetch_manifest(&target)
-        .unwrap();
+    with_credentials.credentials.insert(host.clone(), Credentials::new("robot", "s3cret"));
+    let fetched = RegistryClient::new(with_credentials).unwrap().fetch_manifest(&target).unwrap();
     assert_eq!(fetched.bytes, manifest.to_vec());
     assert_eq!(fetched.media_type, OCI_MANIFEST);
 }

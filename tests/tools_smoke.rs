@@ -34,21 +34,13 @@ fn python_from_the_base_rootfs_runs_under_runc() {
     let bundle = base_bundle(dir.path());
     tools::prepare_runc_bundle(
         &bundle,
-        &[
-            "python3",
-            "-c",
-            r#"import os; print("hello from runc"); print(os.environ["GREETING"])"#,
-        ],
+        &["python3", "-c", r#"import os; print("hello from runc"); print(os.environ["GREETING"])"#],
         &[("GREETING", "from the test")],
         &[],
     );
     let id = tools::unique_container_id("smoke");
     let output = tools::runc_run(&bundle, &id, RUN_TIMEOUT);
-    assert!(
-        output.status.success(),
-        "{output:?}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{output:?}\n{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stdout_of(&output), "hello from runc\nfrom the test\n");
 }
 
@@ -78,13 +70,7 @@ fn umoci_layout_unpacks_inspects_and_runs_with_a_volume() {
     for args in [
         vec!["init", "--layout", layout.to_str().unwrap()],
         vec!["new", "--image", &image],
-        vec![
-            "insert",
-            "--image",
-            &image,
-            tools::base_rootfs().to_str().unwrap(),
-            "/",
-        ],
+        vec!["insert", "--image", &image, tools::base_rootfs().to_str().unwrap(), "/"],
     ] {
         tools::run_checked(Command::new("umoci").args(args), tools::TOOL_TIMEOUT);
     }
@@ -96,11 +82,7 @@ fn umoci_layout_unpacks_inspects_and_runs_with_a_volume() {
     assert_eq!(manifest["schemaVersion"], 2);
 
     let copy = dir.path().join("copy");
-    tools::skopeo_copy(
-        &format!("oci:{image}"),
-        &format!("oci:{}:copied", copy.display()),
-        &[],
-    );
+    tools::skopeo_copy(&format!("oci:{image}"), &format!("oci:{}:copied", copy.display()), &[]);
     let copied = tools::skopeo_inspect(&format!("oci:{}:copied", copy.display()));
     assert_eq!(copied["Layers"], inspected["Layers"]);
 
@@ -111,21 +93,14 @@ fn umoci_layout_unpacks_inspects_and_runs_with_a_volume() {
     std::fs::write(volume.join("in.txt"), "from the host").unwrap();
     tools::prepare_runc_bundle(
         &bundle,
-        &[
-            "sh",
-            "-c",
-            "cat /persistent-storage/in.txt; echo -n written > /persistent-storage/out.txt",
-        ],
+        &["sh", "-c", "cat /persistent-storage/in.txt; echo -n written > /persistent-storage/out.txt"],
         &[],
         &[BindMount::read_write(&volume, "/persistent-storage")],
     );
     let output = tools::runc_run(&bundle, &tools::unique_container_id("umoci"), RUN_TIMEOUT);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(stdout_of(&output), "from the host");
-    assert_eq!(
-        std::fs::read_to_string(volume.join("out.txt")).unwrap(),
-        "written"
-    );
+    assert_eq!(std::fs::read_to_string(volume.join("out.txt")).unwrap(), "written");
 }
 
 #[test]
@@ -135,24 +110,11 @@ fn detached_server_is_reachable_on_loopback() {
     }
     let dir = tempfile::tempdir().unwrap();
     let bundle = base_bundle(dir.path());
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let port_text = port.to_string();
     tools::prepare_runc_bundle(
         &bundle,
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            &port_text,
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-            "/etc",
-        ],
+        &["python3", "-m", "http.server", &port_text, "--bind", "127.0.0.1", "--directory", "/etc"],
         &[],
         &[],
     );
@@ -164,9 +126,6 @@ fn detached_server_is_reachable_on_loopback() {
     assert!(body.starts_with("12."), "{body}");
     let id = container.id.clone();
     drop(container);
-    let listed = tools::run_checked(
-        Command::new("runc").args(["list", "--quiet"]),
-        tools::TOOL_TIMEOUT,
-    );
+    let listed = tools::run_checked(Command::new("runc").args(["list", "--quiet"]), tools::TOOL_TIMEOUT);
     assert!(!stdout_of(&listed).contains(&id), "container left behind");
 }

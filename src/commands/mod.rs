@@ -1,9 +1,10 @@
-//! One module per subcommand; each returns an [`ExitCode`]-like status.
+//! One module per subcommand; each returns its exit status.
 
+pub mod build;
 pub mod validate;
 
-/// Exit statuses: 0 success, 1 the user's input is wrong, 2 usage, internal
-/// errors or a feature that is not built yet.
+/// Exit statuses: 0 success, 1 the user's input is wrong or an operation
+/// failed, 2 usage or internal errors, or a feature that is not built yet.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_INVALID_INPUT: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -12,4 +13,14 @@ pub const EXIT_USAGE: u8 = 2;
 pub fn not_available(command: &str) -> u8 {
     eprintln!("error: `imgbake {command}` is not available yet in this version");
     EXIT_USAGE
+}
+
+/// Prints `error: …` then one `Caused by: …` line per source, as uv does.
+pub fn print_error(error: &dyn std::error::Error) {
+    eprintln!("error: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  Caused by: {cause}");
+        source = cause.source();
+    }
 }

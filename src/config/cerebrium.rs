@@ -512,7 +512,10 @@ mod tests {
             (scaling.min_replicas, scaling.max_replicas, scaling.replica_concurrency, scaling.cooldown),
             (0, 2, 10, 1800)
         );
-        assert_eq!((scaling.response_grace_period, scaling.scaling_target, scaling.evaluation_interval), (3600, 100, 30));
+        assert_eq!(
+            (scaling.response_grace_period, scaling.scaling_target, scaling.evaluation_interval),
+            (3600, 100, 30)
+        );
         assert_eq!(scaling.scaling_metric, "concurrency_utilization");
         assert_eq!(spec.target.name, Target::Cerebrium);
         assert!(spec.runtime.entrypoint.is_empty());
@@ -520,7 +523,9 @@ mod tests {
 
     #[test]
     fn gpu_count_defaults_to_one_for_a_gpu_and_zero_for_cpu() {
-        let gpu = spec("[cerebrium.deployment]\nname = \"a\"\n[cerebrium.hardware]\ncpu = 2\nmemory = 8.0\ncompute = \"ADA_L4\"\n");
+        let gpu = spec(
+            "[cerebrium.deployment]\nname = \"a\"\n[cerebrium.hardware]\ncpu = 2\nmemory = 8.0\ncompute = \"ADA_L4\"\n",
+        );
         assert_eq!(gpu.hardware.unwrap().gpu_count, 1);
         let cpu = spec("[cerebrium.deployment]\nname = \"a\"\n[cerebrium.hardware]\ncpu = 2\nmemory = 8.0\n");
         let hardware = cpu.hardware.unwrap();
@@ -552,11 +557,14 @@ mod tests {
             assert_eq!(load_text(Path::new("c.toml"), &text).spec.is_some(), ok, "{key} = {value}");
         }
         for (value, ok) in [(6, true), (300, true), (5, false), (301, false)] {
-            let text = format!("[cerebrium.deployment]\nname = \"a\"\n[cerebrium.scaling]\nevaluation_interval = {value}\n");
+            let text =
+                format!("[cerebrium.deployment]\nname = \"a\"\n[cerebrium.scaling]\nevaluation_interval = {value}\n");
             assert_eq!(load_text(Path::new("c.toml"), &text).spec.is_some(), ok, "evaluation_interval = {value}");
         }
         for (value, ok) in [(600, true), (601, false)] {
-            let text = format!("[cerebrium.deployment]\nname = \"a\"\n[cerebrium.scaling]\nroll_out_duration_seconds = {value}\n");
+            let text = format!(
+                "[cerebrium.deployment]\nname = \"a\"\n[cerebrium.scaling]\nroll_out_duration_seconds = {value}\n"
+            );
             assert_eq!(load_text(Path::new("c.toml"), &text).spec.is_some(), ok, "roll_out_duration_seconds = {value}");
         }
     }
@@ -576,6 +584,10 @@ mod tests {
         let text = "[cerebrium.deployment]\nname = \"a\"\n[cerebrium.runtime.custom]\nport = 8000\nentrypoint = [\"uvicorn\", \"m:app\", \"--port\", \"9000\"]\n";
         let loaded = load_text(Path::new("c.toml"), text);
         assert!(loaded.spec.is_some());
-        assert!(loaded.diagnostics[0].message.contains("uses port 9000 but `port` is 8000"), "{:?}", loaded.diagnostics);
+        assert!(
+            loaded.diagnostics[0].message.contains("uses port 9000 but `port` is 8000"),
+            "{:?}",
+            loaded.diagnostics
+        );
     }
 }

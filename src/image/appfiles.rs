@@ -132,16 +132,9 @@ impl PatternSet {
             }
         }
         let build = |builder: GlobSetBuilder| {
-            builder.build().map_err(|source| AppFilesError::BadPattern {
-                pattern: patterns.join(", "),
-                list,
-                source,
-            })
+            builder.build().map_err(|source| AppFilesError::BadPattern { pattern: patterns.join(", "), list, source })
         };
-        Ok(PatternSet {
-            any_component: build(any_component)?,
-            anchored: build(anchored)?,
-        })
+        Ok(PatternSet { any_component: build(any_component)?, anchored: build(anchored)? })
     }
 
     /// Whether `relative` or one of its parent directories matches.
@@ -191,11 +184,7 @@ fn normalize_pattern(pattern: &str) -> (String, bool) {
 }
 
 fn build_glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .empty_alternates(true)
-        .build()
+    GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).empty_alternates(true).build()
 }
 
 /// Select the app files under `root`: everything matching `include`, minus
@@ -212,17 +201,11 @@ pub fn select_app_files(
 
     let mut files = Vec::new();
     let mut warnings = Vec::new();
-    let mut walker = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter();
+    let mut walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
     while let Some(entry) = walker.next() {
         let entry = entry.map_err(|error| {
             let path = error.path().unwrap_or(root).to_path_buf();
-            AppFilesError::Walk {
-                path,
-                source: error.into(),
-            }
+            AppFilesError::Walk { path, source: error.into() }
         })?;
         let relative = match entry.path().strip_prefix(root) {
             Ok(relative) if !relative.as_os_str().is_empty() => relative.to_path_buf(),
@@ -250,17 +233,10 @@ pub fn select_app_files(
 
     for path in always_include {
         let relative = relative_to_root(root, path)?;
-        let metadata = std::fs::symlink_metadata(root.join(&relative)).map_err(|_| {
-            AppFilesError::AlwaysIncludeMissing {
-                path: path.clone(),
-                root: root.to_path_buf(),
-            }
-        })?;
+        let metadata = std::fs::symlink_metadata(root.join(&relative))
+            .map_err(|_| AppFilesError::AlwaysIncludeMissing { path: path.clone(), root: root.to_path_buf() })?;
         if metadata.is_dir() {
-            return Err(AppFilesError::AlwaysIncludeMissing {
-                path: path.clone(),
-                root: root.to_path_buf(),
-            });
+            return Err(AppFilesError::AlwaysIncludeMissing { path: path.clone(), root: root.to_path_buf() });
         }
         files.push(relative);
     }
@@ -271,10 +247,7 @@ pub fn select_app_files(
     for path in &files {
         if let Ok(target) = std::fs::read_link(root.join(path)) {
             if link_leaves_root(path, &target) {
-                warnings.push(AppFileWarning::SymlinkOutsideRoot {
-                    path: path.clone(),
-                    target,
-                });
+                warnings.push(AppFileWarning::SymlinkOutsideRoot { path: path.clone(), target });
             }
         }
     }
@@ -284,15 +257,8 @@ pub fn select_app_files(
 
 /// `path` relative to `root`, normalized (`./` removed), refusing `..`.
 fn relative_to_root(root: &Path, path: &Path) -> Result<PathBuf, AppFilesError> {
-    let outside = || AppFilesError::AlwaysIncludeOutsideRoot {
-        path: path.to_path_buf(),
-        root: root.to_path_buf(),
-    };
-    let relative = if path.is_absolute() {
-        path.strip_prefix(root).map_err(|_| outside())?
-    } else {
-        path
-    };
+    let outside = || AppFilesError::AlwaysIncludeOutsideRoot { path: path.to_path_buf(), root: root.to_path_buf() };
+    let relative = if path.is_absolute() { path.strip_prefix(root).map_err(|_| outside())? } else { path };
     let mut normalized = PathBuf::new();
     for component in relative.components() {
         match component {
@@ -340,20 +306,14 @@ fn heavy_directory_warnings(files: &[PathBuf]) -> Vec<AppFileWarning> {
             if components.peek().is_none() {
                 break;
             }
-            let is_heavy = component
-                .as_os_str()
-                .to_str()
-                .is_some_and(|name| HEAVY_DIRECTORIES.contains(&name));
+            let is_heavy = component.as_os_str().to_str().is_some_and(|name| HEAVY_DIRECTORIES.contains(&name));
             if is_heavy {
                 *counts.entry(prefix).or_default() += 1;
                 break;
             }
         }
     }
-    counts
-        .into_iter()
-        .map(|(directory, files)| AppFileWarning::HeavyDirectory { directory, files })
-        .collect()
+    counts.into_iter().map(|(directory, files)| AppFileWarning::HeavyDirectory { directory, files }).collect()
 }
 
 #[cfg(test)]
@@ -430,24 +390,15 @@ mod tests {
     fn leading_dot_slash_is_stripped() {
         let dir = tree();
         assert_eq!(select(dir.path(), &["./main.py"], &[]), ["main.py"]);
-        assert_eq!(
-            select(dir.path(), &["./src/app.py", "./src/util.py"], &[]),
-            ["src/app.py", "src/util.py"]
-        );
+        assert_eq!(select(dir.path(), &["./src/app.py", "./src/util.py"], &[]), ["src/app.py", "src/util.py"]);
     }
 
     #[test]
     fn trailing_slash_means_directory_and_everything_below() {
         let dir = tree();
-        assert_eq!(
-            select(dir.path(), &["weights/"], &[]),
-            ["weights/config.json", "weights/model.safetensors"]
-        );
+        assert_eq!(select(dir.path(), &["weights/"], &[]), ["weights/config.json", "weights/model.safetensors"]);
         // Without the slash a matched directory selects its contents too.
-        assert_eq!(
-            select(dir.path(), &["./weights"], &[]),
-            ["weights/config.json", "weights/model.safetensors"]
-        );
+        assert_eq!(select(dir.path(), &["./weights"], &[]), ["weights/config.json", "weights/model.safetensors"]);
     }
 
     #[test]
@@ -462,14 +413,8 @@ mod tests {
     #[test]
     fn pattern_with_slash_is_anchored_and_star_stays_in_one_directory() {
         let dir = tree();
-        assert_eq!(
-            select(dir.path(), &["src/*.py"], &[]),
-            ["src/app.py", "src/util.py"]
-        );
-        assert_eq!(
-            select(dir.path(), &["src/**/*.py"], &[]),
-            ["src/app.py", "src/pkg/mod.py", "src/util.py"]
-        );
+        assert_eq!(select(dir.path(), &["src/*.py"], &[]), ["src/app.py", "src/util.py"]);
+        assert_eq!(select(dir.path(), &["src/**/*.py"], &[]), ["src/app.py", "src/pkg/mod.py", "src/util.py"]);
         // Anchored: `pkg/mod.py` is not at the root.
         assert!(select(dir.path(), &["pkg/mod.py"], &[]).is_empty());
         // A leading `/` anchors a pattern without another slash.
@@ -479,27 +424,15 @@ mod tests {
     #[test]
     fn braces_are_alternatives() {
         let dir = tree();
-        assert_eq!(
-            select(dir.path(), &["src/*.{py,json}"], &[]),
-            ["src/app.py", "src/data.json", "src/util.py"]
-        );
-        assert_eq!(
-            select(dir.path(), &["{main.py,README.md}"], &[]),
-            ["README.md", "main.py"]
-        );
+        assert_eq!(select(dir.path(), &["src/*.{py,json}"], &[]), ["src/app.py", "src/data.json", "src/util.py"]);
+        assert_eq!(select(dir.path(), &["{main.py,README.md}"], &[]), ["README.md", "main.py"]);
     }
 
     #[test]
     fn default_exclude_drops_dot_files_and_dot_directories_at_any_level() {
         let dir = tree();
         let files = select(dir.path(), &["./*"], &[".*"]);
-        for dropped in [
-            ".env",
-            ".git/HEAD",
-            ".git/objects/ab/cdef",
-            ".venv/lib/site.py",
-            "src/.cache/x",
-        ] {
+        for dropped in [".env", ".git/HEAD", ".git/objects/ab/cdef", ".venv/lib/site.py", "src/.cache/x"] {
             assert!(!files.contains(&dropped.to_string()), "{dropped} selected");
         }
         assert!(files.contains(&"main.py".to_string()));
@@ -509,11 +442,7 @@ mod tests {
     #[test]
     fn excludes_apply_to_included_files() {
         let dir = tree();
-        let files = select(
-            dir.path(),
-            &["./*"],
-            &[".*", "./example_exclude", "weights/*.safetensors"],
-        );
+        let files = select(dir.path(), &["./*"], &[".*", "./example_exclude", "weights/*.safetensors"]);
         assert!(!files.iter().any(|f| f.starts_with("example_exclude")));
         assert!(!files.contains(&"weights/model.safetensors".to_string()));
         assert!(files.contains(&"weights/config.json".to_string()));
@@ -529,10 +458,7 @@ mod tests {
             &[PathBuf::from("./cerebrium.toml")],
         )
         .unwrap();
-        assert_eq!(
-            selection.files,
-            [PathBuf::from("cerebrium.toml"), PathBuf::from("main.py")]
-        );
+        assert_eq!(selection.files, [PathBuf::from("cerebrium.toml"), PathBuf::from("main.py")]);
         // An absolute path inside the root works too.
         let absolute = dir.path().join("cerebrium.toml");
         let selection = select_app_files(dir.path(), &[], &[], &[absolute]).unwrap();
@@ -543,15 +469,9 @@ mod tests {
     fn always_include_must_exist_inside_the_root() {
         let dir = tree();
         let missing = select_app_files(dir.path(), &[], &[], &[PathBuf::from("nope.toml")]);
-        assert!(matches!(
-            missing,
-            Err(AppFilesError::AlwaysIncludeMissing { .. })
-        ));
+        assert!(matches!(missing, Err(AppFilesError::AlwaysIncludeMissing { .. })));
         let outside = select_app_files(dir.path(), &[], &[], &[PathBuf::from("../x.toml")]);
-        assert!(matches!(
-            outside,
-            Err(AppFilesError::AlwaysIncludeOutsideRoot { .. })
-        ));
+        assert!(matches!(outside, Err(AppFilesError::AlwaysIncludeOutsideRoot { .. })));
     }
 
     #[test]
@@ -562,28 +482,15 @@ mod tests {
         assert_eq!(
             selection.warnings,
             [
-                AppFileWarning::HeavyDirectory {
-                    directory: PathBuf::from(".git"),
-                    files: 2
-                },
-                AppFileWarning::HeavyDirectory {
-                    directory: PathBuf::from(".venv"),
-                    files: 1
-                },
-                AppFileWarning::HeavyDirectory {
-                    directory: PathBuf::from("src/pkg/__pycache__"),
-                    files: 1
-                },
-                AppFileWarning::HeavyDirectory {
-                    directory: PathBuf::from("web/node_modules"),
-                    files: 2
-                },
+                AppFileWarning::HeavyDirectory { directory: PathBuf::from(".git"), files: 2 },
+                AppFileWarning::HeavyDirectory { directory: PathBuf::from(".venv"), files: 1 },
+                AppFileWarning::HeavyDirectory { directory: PathBuf::from("src/pkg/__pycache__"), files: 1 },
+                AppFileWarning::HeavyDirectory { directory: PathBuf::from("web/node_modules"), files: 2 },
             ]
         );
         assert!(messages[0].contains("`.git/` (2 files)"), "{}", messages[0]);
         // With the default exclude only node_modules and __pycache__ remain.
-        let selection =
-            select_app_files(dir.path(), &strings(&["*"]), &strings(&[".*"]), &[]).unwrap();
+        let selection = select_app_files(dir.path(), &strings(&["*"]), &strings(&[".*"]), &[]).unwrap();
         assert_eq!(selection.warnings.len(), 2);
     }
 
@@ -596,18 +503,14 @@ mod tests {
         std::os::unix::fs::symlink("../../etc/passwd", dir.path().join("src/escape")).unwrap();
         std::os::unix::fs::symlink("app.py", dir.path().join("src/alias.py")).unwrap();
 
-        let selection =
-            select_app_files(dir.path(), &strings(&["linked_dir", "src/"]), &[], &[]).unwrap();
+        let selection = select_app_files(dir.path(), &strings(&["linked_dir", "src/"]), &[], &[]).unwrap();
         let files = &selection.files;
         // The directory link is one entry; nothing below it is read.
         assert!(files.contains(&PathBuf::from("linked_dir")));
         assert!(!files.iter().any(|f| f.starts_with("linked_dir/secret")));
         assert!(files.contains(&PathBuf::from("src/alias.py")));
         assert!(files.contains(&PathBuf::from("src/escape")));
-        assert!(fs::symlink_metadata(dir.path().join("src/alias.py"))
-            .unwrap()
-            .file_type()
-            .is_symlink());
+        assert!(fs::symlink_metadata(dir.path().join("src/alias.py")).unwrap().file_type().is_symlink());
         let outside_links: Vec<&PathBuf> = selection
             .warnings
             .iter()
@@ -616,10 +519,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(
-            outside_links,
-            [&PathBuf::from("linked_dir"), &PathBuf::from("src/escape")]
-        );
+        assert_eq!(outside_links, [&PathBuf::from("linked_dir"), &PathBuf::from("src/escape")]);
     }
 
     #[test]
@@ -628,8 +528,7 @@ mod tests {
         let error = select_app_files(dir.path(), &strings(&["src/[a-"]), &[], &[]).unwrap_err();
         assert!(error.to_string().contains("`src/[a-`"), "{error}");
         assert!(error.to_string().contains("include"), "{error}");
-        let error =
-            select_app_files(dir.path(), &strings(&["*"]), &strings(&["{a,b"]), &[]).unwrap_err();
+        let error = select_app_files(dir.path(), &strings(&["*"]), &strings(&["{a,b"]), &[]).unwrap_err();
         assert!(error.to_string().contains("`{a,b`"), "{error}");
         assert!(std::error::Error::source(&error).is_some());
     }
@@ -640,10 +539,7 @@ mod tests {
         assert!(link_leaves_root(Path::new("a"), Path::new("../x")));
         assert!(!link_leaves_root(Path::new("a/b"), Path::new("../x")));
         assert!(link_leaves_root(Path::new("a/b"), Path::new("../../x")));
-        assert!(link_leaves_root(
-            Path::new("a/b"),
-            Path::new("c/../../../x")
-        ));
+        assert!(link_leaves_root(Path::new("a/b"), Path::new("c/../../../x")));
         assert!(!link_leaves_root(Path::new("a/b"), Path::new("./c")));
     }
 }

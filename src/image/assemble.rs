@@ -86,11 +86,7 @@ impl AssembledImage {
             annotations: None,
             digest: self.manifest_digest.clone(),
             media_type: MEDIA_TYPE_MANIFEST.to_string(),
-            platform: Some(Platform {
-                architecture: ARCHITECTURE.to_string(),
-                os: OS.to_string(),
-                variant: None,
-            }),
+            platform: Some(Platform { architecture: ARCHITECTURE.to_string(), os: OS.to_string(), variant: None }),
             size: self.manifest.len() as u64,
         }
     }
@@ -118,10 +114,9 @@ pub enum AssembleError {
 /// else `1970-01-01T00:00:00Z`. Never the wall clock.
 pub fn created_timestamp() -> String {
     let seconds = source_date_epoch().unwrap_or(0);
-    let time = time::OffsetDateTime::from_unix_timestamp(seconds.min(253_402_300_799) as i64)
-        .expect("clamped to year 9999");
-    time.format(&time::format_description::well_known::Rfc3339)
-        .expect("RFC 3339 formatting of a UTC time")
+    let time =
+        time::OffsetDateTime::from_unix_timestamp(seconds.min(253_402_300_799) as i64).expect("clamped to year 9999");
+    time.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339 formatting of a UTC time")
 }
 
 /// Builds the config and manifest of `base` (or scratch) + `layers`.
@@ -148,9 +143,7 @@ pub fn assemble(
         .ok_or(AssembleError::BaseField("config", "config"))?;
     apply_settings(runtime, settings);
 
-    let rootfs = root
-        .entry("rootfs")
-        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    let rootfs = root.entry("rootfs").or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
     let diff_ids = rootfs
         .get_mut("diff_ids")
         .and_then(Value::as_array_mut)
@@ -202,16 +195,10 @@ pub fn assemble(
 /// The base config as a JSON object, and its manifest's layer descriptors
 /// as they are. Checks that they belong together.
 fn parse_base(base: &BaseImage) -> Result<(Value, Vec<Value>), AssembleError> {
-    let manifest: Value =
-        serde_json::from_slice(&base.manifest).map_err(|source| AssembleError::BaseJson {
-            document: "manifest",
-            source,
-        })?;
-    let config: Value =
-        serde_json::from_slice(&base.config).map_err(|source| AssembleError::BaseJson {
-            document: "config",
-            source,
-        })?;
+    let manifest: Value = serde_json::from_slice(&base.manifest)
+        .map_err(|source| AssembleError::BaseJson { document: "manifest", source })?;
+    let config: Value = serde_json::from_slice(&base.config)
+        .map_err(|source| AssembleError::BaseJson { document: "config", source })?;
     if !config.is_object() {
         return Err(AssembleError::BaseField("config", "{…}"));
     }
@@ -224,21 +211,15 @@ fn parse_base(base: &BaseImage) -> Result<(Value, Vec<Value>), AssembleError> {
     if actual != expected {
         return Err(AssembleError::BaseConfigDigest { expected, actual });
     }
-    let layers = manifest
-        .get("layers")
-        .and_then(Value::as_array)
-        .ok_or(AssembleError::BaseField("manifest", "layers"))?
-        .clone();
+    let layers =
+        manifest.get("layers").and_then(Value::as_array).ok_or(AssembleError::BaseField("manifest", "layers"))?.clone();
     let diff_ids = config
         .pointer("/rootfs/diff_ids")
         .and_then(Value::as_array)
         .ok_or(AssembleError::BaseField("config", "rootfs.diff_ids"))?
         .len();
     if diff_ids != layers.len() {
-        return Err(AssembleError::BaseLayerCount {
-            layers: layers.len(),
-            diff_ids,
-        });
+        return Err(AssembleError::BaseLayerCount { layers: layers.len(), diff_ids });
     }
     let field = |name| config.get(name).and_then(Value::as_str).unwrap_or("");
     if (field("os"), field("architecture")) != (OS, ARCHITECTURE) {
@@ -259,21 +240,14 @@ fn apply_settings(runtime: &mut Map<String, Value>, settings: &ImageSettings) {
     set("Env", settings.env.as_ref().map(|v| json!(v)));
     set("Entrypoint", settings.entrypoint.as_ref().map(|v| json!(v)));
     set("Cmd", settings.cmd.as_ref().map(|v| json!(v)));
-    set(
-        "WorkingDir",
-        settings.working_dir.as_ref().map(|v| json!(v)),
-    );
+    set("WorkingDir", settings.working_dir.as_ref().map(|v| json!(v)));
     set(
         "ExposedPorts",
         settings.exposed_ports.as_ref().map(|ports| {
             let map: BTreeMap<String, Value> = ports
                 .iter()
                 .map(|p| {
-                    let port = if p.contains('/') {
-                        p.clone()
-                    } else {
-                        format!("{p}/tcp")
-                    };
+                    let port = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
                     (port, json!({}))
                 })
                 .collect();
@@ -335,10 +309,7 @@ mod tests {
             config.len(),
             "a".repeat(64)
         );
-        BaseImage {
-            manifest: manifest.into_bytes(),
-            config,
-        }
+        BaseImage { manifest: manifest.into_bytes(), config }
     }
 
     #[test]
@@ -349,20 +320,8 @@ mod tests {
             labels: Some([("z".into(), "1".into()), ("a".into(), "2".into())].into()),
             ..Default::default()
         };
-        let image = assemble(
-            None,
-            &[layer(1), layer(2)],
-            &settings,
-            "1970-01-01T00:00:00Z",
-        )
-        .unwrap();
-        let again = assemble(
-            None,
-            &[layer(1), layer(2)],
-            &settings,
-            "1970-01-01T00:00:00Z",
-        )
-        .unwrap();
+        let image = assemble(None, &[layer(1), layer(2)], &settings, "1970-01-01T00:00:00Z").unwrap();
+        let again = assemble(None, &[layer(1), layer(2)], &settings, "1970-01-01T00:00:00Z").unwrap();
         assert_eq!(image, again);
         assert_eq!(image.config_digest, sha256(&image.config));
         assert_eq!(image.manifest_digest, sha256(&image.manifest));
@@ -370,52 +329,24 @@ mod tests {
         assert!(config.starts_with(r#"{"architecture":"amd64","config":{"Entrypoint":["/app/start"],"ExposedPorts":{"8000/tcp":{}},"Labels":{"a":"2","z":"1"}},"created":"1970-01-01T00:00:00Z","history":[{"created":"#), "{config}");
         let manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
         assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
-        assert_eq!(
-            manifest["config"]["digest"],
-            image.config_digest.to_string()
-        );
-        assert_eq!(
-            manifest["layers"][1]["digest"],
-            layer(2).layer.digest.to_string()
-        );
+        assert_eq!(manifest["config"]["digest"], image.config_digest.to_string());
+        assert_eq!(manifest["layers"][1]["digest"], layer(2).layer.digest.to_string());
     }
 
     #[test]
     fn base_is_appended_to_never_rewritten() {
-        let settings = ImageSettings {
-            env: Some(vec!["PATH=/usr/bin".into(), "HF_HUB_CACHE=/c".into()]),
-            ..Default::default()
-        };
-        let image = assemble(
-            Some(&base()),
-            &[layer(3)],
-            &settings,
-            "2024-01-01T00:00:00Z",
-        )
-        .unwrap();
+        let settings =
+            ImageSettings { env: Some(vec!["PATH=/usr/bin".into(), "HF_HUB_CACHE=/c".into()]), ..Default::default() };
+        let image = assemble(Some(&base()), &[layer(3)], &settings, "2024-01-01T00:00:00Z").unwrap();
         let config: Value = serde_json::from_slice(&image.config).unwrap();
-        assert_eq!(
-            config["config"]["Cmd"],
-            json!(["bash"]),
-            "None keeps the base's value"
-        );
-        assert_eq!(
-            config["config"]["User"],
-            json!("1000"),
-            "unknown base fields kept"
-        );
+        assert_eq!(config["config"]["Cmd"], json!(["bash"]), "None keeps the base's value");
+        assert_eq!(config["config"]["User"], json!("1000"), "unknown base fields kept");
         assert_eq!(config["config"]["Env"][1], json!("HF_HUB_CACHE=/c"));
         assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
-        assert_eq!(
-            config["history"][1]["created_by"],
-            json!("imgbake: layer 3")
-        );
+        assert_eq!(config["history"][1]["created_by"], json!("imgbake: layer 3"));
         let manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
         assert_eq!(manifest["layers"][0]["urls"], json!(["https://x"]));
-        assert_eq!(
-            manifest["layers"][0]["mediaType"],
-            json!("application/vnd.docker.image.rootfs.diff.tar.gzip")
-        );
+        assert_eq!(manifest["layers"][0]["mediaType"], json!("application/vnd.docker.image.rootfs.diff.tar.gzip"));
     }
 
     #[test]

@@ -32,27 +32,16 @@ pub enum BlobError {
         source: io::Error,
     },
     #[error("blob written to `{dir}` has digest {actual}, expected {expected}")]
-    DigestMismatch {
-        dir: PathBuf,
-        expected: Digest,
-        actual: Digest,
-    },
+    DigestMismatch { dir: PathBuf, expected: Digest, actual: Digest },
 }
 
 impl BlobError {
     /// Wraps an I/O error, turning ENOSPC into [`BlobError::DiskFull`] naming `dir`.
     fn io(action: &'static str, path: &Path, dir: &Path, source: io::Error) -> BlobError {
         if source.raw_os_error() == Some(libc::ENOSPC) {
-            BlobError::DiskFull {
-                dir: dir.to_path_buf(),
-                source,
-            }
+            BlobError::DiskFull { dir: dir.to_path_buf(), source }
         } else {
-            BlobError::Io {
-                action,
-                path: path.to_path_buf(),
-                source,
-            }
+            BlobError::Io { action, path: path.to_path_buf(), source }
         }
     }
 }
@@ -69,10 +58,7 @@ impl BlobStore {
     pub fn open(root: &Path) -> Result<BlobStore, BlobError> {
         let dir = root.join("blobs").join("sha256");
         fs::create_dir_all(&dir).map_err(|e| BlobError::io("create", &dir, &dir, e))?;
-        Ok(BlobStore {
-            root: root.to_path_buf(),
-            dir,
-        })
+        Ok(BlobStore { root: root.to_path_buf(), dir })
     }
 
     /// The directory given to [`BlobStore::open`].
@@ -120,17 +106,9 @@ impl BlobStore {
     fn new_writer(&self, hashed: bool) -> Result<BlobWriter, BlobError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         loop {
-            let name = format!(
-                "{TEMP_PREFIX}{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
+            let name = format!("{TEMP_PREFIX}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
             let temp_path = self.dir.join(name);
-            match File::options()
-                .write(true)
-                .create_new(true)
-                .open(&temp_path)
-            {
+            match File::options().write(true).create_new(true).open(&temp_path) {
                 Ok(file) => {
                     return Ok(BlobWriter {
                         file: Some(file),
@@ -173,14 +151,11 @@ impl BlobStore {
                     || e.raw_os_error() == Some(libc::EMLINK) => {}
             Err(e) => return Err(BlobError::io("hard link into", source, &self.dir, e)),
         }
-        let mut input =
-            File::open(source).map_err(|e| BlobError::io("open", source, &self.dir, e))?;
+        let mut input = File::open(source).map_err(|e| BlobError::io("open", source, &self.dir, e))?;
         let mut writer = self.writer()?;
         let mut buffer = vec![0u8; 1 << 20];
         loop {
-            let n = input
-                .read(&mut buffer)
-                .map_err(|e| BlobError::io("read", source, &self.dir, e))?;
+            let n = input.read(&mut buffer).map_err(|e| BlobError::io("read", source, &self.dir, e))?;
             if n == 0 {
                 break;
             }
@@ -215,8 +190,7 @@ impl BlobWriter {
 
     /// `write_all` with a [`BlobError`] (ENOSPC named as disk full).
     pub fn write_all_blob(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
-        self.write_all(bytes)
-            .map_err(|e| BlobError::io("write", &self.temp_path, &self.dir, e))
+        self.write_all(bytes).map_err(|e| BlobError::io("write", &self.temp_path, &self.dir, e))
     }
 
     /// Finishes a hashed blob: fsync, rename to `<hex>`, fsync the directory.
@@ -226,10 +200,7 @@ impl BlobWriter {
     }
 
     fn commit_expecting(mut self, expected: Option<&Digest>) -> Result<(Digest, u64), BlobError> {
-        let hasher = self
-            .hasher
-            .take()
-            .expect("commit() on a writer made by writer_unhashed(); use commit_as()");
+        let hasher = self.hasher.take().expect("commit() on a writer made by writer_unhashed(); use commit_as()");
         let digest = Digest::from_sha256_bytes(&hasher.finalize());
         if let Some(expected) = expected {
             if expected != &digest {
@@ -268,24 +239,17 @@ impl BlobWriter {
         let len = self.size - start;
         // SAFETY: a plain syscall on a valid, open descriptor; result ignored.
         unsafe {
-            libc::sync_file_range(
-                file.as_raw_fd(),
-                start as i64,
-                len as i64,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
+            libc::sync_file_range(file.as_raw_fd(), start as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
         }
         self.writeback_started = self.size;
     }
 
     fn finish(&mut self, digest: &Digest) -> Result<(), BlobError> {
         let file = self.file.take().expect("finish called once");
-        file.sync_all()
-            .map_err(|e| BlobError::io("fsync", &self.temp_path, &self.dir, e))?;
+        file.sync_all().map_err(|e| BlobError::io("fsync", &self.temp_path, &self.dir, e))?;
         drop(file);
         let target = self.dir.join(digest.hex());
-        fs::rename(&self.temp_path, &target)
-            .map_err(|e| BlobError::io("rename", &self.temp_path, &self.dir, e))?;
+        fs::rename(&self.temp_path, &target).map_err(|e| BlobError::io("rename", &self.temp_path, &self.dir, e))?;
         // Renamed: nothing for Drop to clean up.
         self.temp_path = PathBuf::new();
         sync_dir(&self.dir)
@@ -322,9 +286,7 @@ impl Drop for BlobWriter {
 
 /// Makes a rename or link in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), BlobError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| BlobError::io("fsync directory", dir, dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| BlobError::io("fsync directory", dir, dir, e))
 }
 
 /// Writes a small file atomically: temp file in the same directory, fsync,
@@ -399,10 +361,7 @@ mod tests {
         let wrong = sha(b"something else");
         let mut writer = layout.writer().unwrap();
         writer.write_all_blob(b"layer bytes").unwrap();
-        assert!(matches!(
-            writer.commit_expecting(Some(&wrong)),
-            Err(BlobError::DigestMismatch { .. })
-        ));
+        assert!(matches!(writer.commit_expecting(Some(&wrong)), Err(BlobError::DigestMismatch { .. })));
         assert_eq!(names(&layout), vec![digest.hex().to_string()]);
     }
 }

@@ -75,28 +75,19 @@ pub struct LayerCache {
 impl LayerCache {
     /// `$IMGBAKE_CACHE_DIR`, else `$XDG_CACHE_HOME/imgbake`, else `~/.cache/imgbake`.
     pub fn default_dir() -> Result<PathBuf, CacheError> {
-        let from_env = |name| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
+        let from_env = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
         if let Some(dir) = from_env(CACHE_DIR_ENV) {
             return Ok(dir);
         }
         if let Some(dir) = from_env("XDG_CACHE_HOME") {
             return Ok(dir.join("imgbake"));
         }
-        from_env("HOME")
-            .map(|home| home.join(".cache").join("imgbake"))
-            .ok_or(CacheError::NoCacheDir)
+        from_env("HOME").map(|home| home.join(".cache").join("imgbake")).ok_or(CacheError::NoCacheDir)
     }
 
     pub fn open(root: &Path) -> Result<LayerCache, CacheError> {
         let index_dir = root.join(INDEX_DIR);
-        std::fs::create_dir_all(&index_dir).map_err(|source| CacheError::Create {
-            dir: index_dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&index_dir).map_err(|source| CacheError::Create { dir: index_dir.clone(), source })?;
         Ok(LayerCache {
             blobs: BlobStore::open(root)?,
             index_dir,
@@ -187,10 +178,8 @@ pub fn fingerprint(entries: &[LayerEntry], options: &LayerOptions) -> Result<Dig
                 field(target.as_bytes());
             }
             EntryKind::File { source, size } => {
-                let meta = std::fs::metadata(source).map_err(|e| CacheError::Stat {
-                    path: source.clone(),
-                    source: e,
-                })?;
+                let meta =
+                    std::fs::metadata(source).map_err(|e| CacheError::Stat { path: source.clone(), source: e })?;
                 let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
                 field(b"file");
                 field(&size.to_le_bytes());
@@ -212,10 +201,7 @@ mod tests {
     use std::fs;
     use std::time::{Duration, SystemTime};
 
-    const OPTIONS: LayerOptions = LayerOptions {
-        compression: Compression::Zstd { level: 3 },
-        mtime: 0,
-    };
+    const OPTIONS: LayerOptions = LayerOptions { compression: Compression::Zstd { level: 3 }, mtime: 0 };
 
     #[test]
     fn unchanged_inputs_hit_without_reading_changed_ones_miss() {
@@ -235,21 +221,11 @@ mod tests {
         // Rewrite a file in place with the same size and restore its mtime:
         // the fingerprint cannot see it, so a hit proves the file was not
         // read (reading it would give a different digest).
-        let when = fs::metadata(tree.join("a.bin"))
-            .unwrap()
-            .modified()
-            .unwrap();
+        let when = fs::metadata(tree.join("a.bin")).unwrap().modified().unwrap();
         fs::write(tree.join("a.bin"), b"AAAA").unwrap();
-        fs::File::options()
-            .write(true)
-            .open(tree.join("a.bin"))
-            .unwrap()
-            .set_modified(when)
-            .unwrap();
+        fs::File::options().write(true).open(tree.join("a.bin")).unwrap().set_modified(when).unwrap();
         let entries = entries_from_dir(&tree, "w").unwrap();
-        let second = cache
-            .get_or_build(&entries, &OPTIONS, |_, _, _| panic!("a hit must not build"))
-            .unwrap();
+        let second = cache.get_or_build(&entries, &OPTIONS, |_, _, _| panic!("a hit must not build")).unwrap();
         assert!(second.hit);
         assert_eq!(second.layer, first.layer);
         let stats = cache.stats();
@@ -268,16 +244,8 @@ mod tests {
         assert_eq!(cache.stats().files_read, 4);
 
         // Other options are another layer.
-        let gzip = LayerOptions {
-            compression: Compression::Gzip { level: 6 },
-            ..OPTIONS
-        };
-        assert!(
-            !cache
-                .get_or_build(&entries, &gzip, write_layer)
-                .unwrap()
-                .hit
-        );
+        let gzip = LayerOptions { compression: Compression::Gzip { level: 6 }, ..OPTIONS };
+        assert!(!cache.get_or_build(&entries, &gzip, write_layer).unwrap().hit);
     }
 
     #[test]

@@ -54,11 +54,11 @@ pub enum EntryError {
         #[source]
         source: walkdir::Error,
     },
-    #[error(
-        "`{path}` is a socket, FIFO or device file; layers hold only files, directories and links"
-    )]
+    #[error("`{path}` is a socket, FIFO or device file; layers hold only files, directories and links")]
     Unsupported { path: PathBuf },
-    #[error("`{path}` is not a valid path in the image (must be relative, `/`-separated, without `.`, `..` or empty parts)")]
+    #[error(
+        "`{path}` is not a valid path in the image (must be relative, `/`-separated, without `.`, `..` or empty parts)"
+    )]
     BadImagePath { path: String },
     #[error("`{path}` appears twice in the same layer")]
     Duplicate { path: String },
@@ -68,21 +68,11 @@ pub enum EntryError {
 
 impl LayerEntry {
     pub fn dir(path: &str, mode: u32) -> LayerEntry {
-        LayerEntry {
-            path: path.to_string(),
-            mode: mode & 0o7777,
-            kind: EntryKind::Dir,
-        }
+        LayerEntry { path: path.to_string(), mode: mode & 0o7777, kind: EntryKind::Dir }
     }
 
     pub fn symlink(path: &str, target: &str) -> LayerEntry {
-        LayerEntry {
-            path: path.to_string(),
-            mode: 0o777,
-            kind: EntryKind::Symlink {
-                target: target.to_string(),
-            },
-        }
+        LayerEntry { path: path.to_string(), mode: 0o777, kind: EntryKind::Symlink { target: target.to_string() } }
     }
 
     pub fn is_file(&self) -> bool {
@@ -97,14 +87,8 @@ pub fn normalize_image_path(path: &str) -> Result<String, EntryError> {
     if trimmed.is_empty() {
         return Ok(String::new());
     }
-    if trimmed
-        .split('/')
-        .any(|part| part.is_empty() || part == "." || part == "..")
-        || trimmed.contains('\0')
-    {
-        return Err(EntryError::BadImagePath {
-            path: path.to_string(),
-        });
+    if trimmed.split('/').any(|part| part.is_empty() || part == "." || part == "..") || trimmed.contains('\0') {
+        return Err(EntryError::BadImagePath { path: path.to_string() });
     }
     Ok(trimmed.to_string())
 }
@@ -125,21 +109,11 @@ fn join(prefix: &str, rel: &str) -> String {
 pub fn entries_from_dir(root: &Path, prefix_in_image: &str) -> Result<Vec<LayerEntry>, EntryError> {
     let prefix = normalize_image_path(prefix_in_image)?;
     let mut entries = Vec::new();
-    let walker = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name();
+    let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name();
     for item in walker {
-        let item = item.map_err(|source| EntryError::Walk {
-            root: root.to_path_buf(),
-            source,
-        })?;
-        let rel = item
-            .path()
-            .strip_prefix(root)
-            .expect("walkdir yields paths under root");
-        let rel = rel.to_str().ok_or_else(|| EntryError::NotUtf8 {
-            path: item.path().to_path_buf(),
-        })?;
+        let item = item.map_err(|source| EntryError::Walk { root: root.to_path_buf(), source })?;
+        let rel = item.path().strip_prefix(root).expect("walkdir yields paths under root");
+        let rel = rel.to_str().ok_or_else(|| EntryError::NotUtf8 { path: item.path().to_path_buf() })?;
         let image_path = join(&prefix, rel);
         if image_path.is_empty() {
             continue; // the root itself, placed at the image root
@@ -147,10 +121,7 @@ pub fn entries_from_dir(root: &Path, prefix_in_image: &str) -> Result<Vec<LayerE
         let meta = item
             .path()
             .symlink_metadata()
-            .map_err(|source| EntryError::Io {
-                path: item.path().to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| EntryError::Io { path: item.path().to_path_buf(), source })?;
         entries.push((image_path, item.path().to_path_buf(), meta));
     }
     let mut out = Vec::with_capacity(entries.len());
@@ -163,16 +134,8 @@ pub fn entries_from_dir(root: &Path, prefix_in_image: &str) -> Result<Vec<LayerE
         let kind = if file_type.is_dir() {
             EntryKind::Dir
         } else if file_type.is_symlink() {
-            let target = std::fs::read_link(&source).map_err(|e| EntryError::Io {
-                path: source.clone(),
-                source: e,
-            })?;
-            let target = target
-                .to_str()
-                .ok_or_else(|| EntryError::NotUtf8 {
-                    path: source.clone(),
-                })?
-                .to_string();
+            let target = std::fs::read_link(&source).map_err(|e| EntryError::Io { path: source.clone(), source: e })?;
+            let target = target.to_str().ok_or_else(|| EntryError::NotUtf8 { path: source.clone() })?.to_string();
             EntryKind::Symlink { target }
         } else if file_type.is_file() {
             if meta.nlink() > 1 {
@@ -181,26 +144,17 @@ pub fn entries_from_dir(root: &Path, prefix_in_image: &str) -> Result<Vec<LayerE
                     out.push(LayerEntry {
                         path: image_path,
                         mode,
-                        kind: EntryKind::Hardlink {
-                            target: first.clone(),
-                        },
+                        kind: EntryKind::Hardlink { target: first.clone() },
                     });
                     continue;
                 }
                 seen_inodes.insert(key, image_path.clone());
             }
-            EntryKind::File {
-                source,
-                size: meta.len(),
-            }
+            EntryKind::File { source, size: meta.len() }
         } else {
             return Err(EntryError::Unsupported { path: source });
         };
-        out.push(LayerEntry {
-            path: image_path,
-            mode,
-            kind,
-        });
+        out.push(LayerEntry { path: image_path, mode, kind });
     }
     finish_entries(out)
 }
@@ -213,26 +167,16 @@ pub fn entries_from_files(files: &[(PathBuf, String)]) -> Result<Vec<LayerEntry>
     for (source, image_path) in files {
         let path = normalize_image_path(image_path)?;
         if path.is_empty() {
-            return Err(EntryError::BadImagePath {
-                path: image_path.clone(),
-            });
+            return Err(EntryError::BadImagePath { path: image_path.clone() });
         }
-        let meta = std::fs::metadata(source).map_err(|e| EntryError::Io {
-            path: source.clone(),
-            source: e,
-        })?;
+        let meta = std::fs::metadata(source).map_err(|e| EntryError::Io { path: source.clone(), source: e })?;
         if !meta.is_file() {
-            return Err(EntryError::Unsupported {
-                path: source.clone(),
-            });
+            return Err(EntryError::Unsupported { path: source.clone() });
         }
         out.push(LayerEntry {
             path,
             mode: meta.permissions().mode() & 0o7777,
-            kind: EntryKind::File {
-                source: source.clone(),
-                size: meta.len(),
-            },
+            kind: EntryKind::File { source: source.clone(), size: meta.len() },
         });
     }
     finish_entries(out)
@@ -255,16 +199,10 @@ pub fn finish_entries(entries: Vec<LayerEntry>) -> Result<Vec<LayerEntry>, Entry
     }
     let parents: Vec<String> = by_path
         .keys()
-        .flat_map(|path| {
-            path.match_indices('/')
-                .map(|(i, _)| path[..i].to_string())
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|path| path.match_indices('/').map(|(i, _)| path[..i].to_string()).collect::<Vec<_>>())
         .collect();
     for parent in parents {
-        by_path
-            .entry(parent.clone())
-            .or_insert_with(|| LayerEntry::dir(&parent, DEFAULT_DIR_MODE));
+        by_path.entry(parent.clone()).or_insert_with(|| LayerEntry::dir(&parent, DEFAULT_DIR_MODE));
     }
     // BTreeMap order is byte order of the paths, the order the tar gets.
     Ok(by_path.into_values().collect())
@@ -290,31 +228,13 @@ mod tests {
         let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            [
-                "app",
-                "app/x",
-                "app/x/a-link.txt",
-                "app/x/empty",
-                "app/x/sub",
-                "app/x/sub/b.txt",
-                "app/x/z"
-            ]
+            ["app", "app/x", "app/x/a-link.txt", "app/x/empty", "app/x/sub", "app/x/sub/b.txt", "app/x/z"]
         );
         // "a-link.txt" sorts first, so it holds the content; b.txt links to it.
         assert!(matches!(entries[2].kind, EntryKind::File { size: 3, .. }));
-        assert_eq!(
-            entries[5].kind,
-            EntryKind::Hardlink {
-                target: "app/x/a-link.txt".into()
-            }
-        );
+        assert_eq!(entries[5].kind, EntryKind::Hardlink { target: "app/x/a-link.txt".into() });
         assert_eq!(entries[5].mode, 0o750);
-        assert_eq!(
-            entries[6].kind,
-            EntryKind::Symlink {
-                target: "sub/b.txt".into()
-            }
-        );
+        assert_eq!(entries[6].kind, EntryKind::Symlink { target: "sub/b.txt".into() });
         assert_eq!(entries[0].mode, DEFAULT_DIR_MODE);
     }
 
@@ -330,9 +250,6 @@ mod tests {
             entries_from_files(&[(file.clone(), "a".into()), (file.clone(), "/a".into())]),
             Err(EntryError::Duplicate { .. })
         ));
-        assert!(matches!(
-            entries_from_files(&[(file, "a/../b".into())]),
-            Err(EntryError::BadImagePath { .. })
-        ));
+        assert!(matches!(entries_from_files(&[(file, "a/../b".into())]), Err(EntryError::BadImagePath { .. })));
     }
 }

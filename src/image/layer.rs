@@ -71,10 +71,7 @@ pub struct LayerOptions {
 impl LayerOptions {
     /// `mtime` from `SOURCE_DATE_EPOCH` when set and valid, else 0.
     pub fn from_env(compression: Compression) -> LayerOptions {
-        LayerOptions {
-            compression,
-            mtime: source_date_epoch().unwrap_or(0),
-        }
+        LayerOptions { compression, mtime: source_date_epoch().unwrap_or(0) }
     }
 }
 
@@ -134,14 +131,8 @@ pub fn write_layer(
     let compression = options.compression;
     std::thread::scope(|scope| {
         let sink = scope.spawn(move || run_sink(store, compression, from_producer, recycle));
-        let mut tar = TarStream {
-            to_sink,
-            recycled,
-            buffer: vec![0; CHUNK],
-            filled: 0,
-            hasher: Sha256::new(),
-            total: 0,
-        };
+        let mut tar =
+            TarStream { to_sink, recycled, buffer: vec![0; CHUNK], filled: 0, hasher: Sha256::new(), total: 0 };
         let produced = tar.write_entries(entries, options.mtime);
         let finished = match produced {
             Ok(()) => tar.finish(),
@@ -191,13 +182,9 @@ fn run_sink(
         Compression::Gzip { level } => {
             let blob = store.writer()?;
             // Fixed header fields: no mtime, OS "unknown", whatever the host.
-            let mut encoder = flate2::GzBuilder::new()
-                .mtime(0)
-                .operating_system(255)
-                .write(blob, flate2::Compression::new(level));
-            match drain(&messages, &recycle, |bytes| {
-                encoder.write_all(bytes).map_err(compress_error)
-            })? {
+            let mut encoder =
+                flate2::GzBuilder::new().mtime(0).operating_system(255).write(blob, flate2::Compression::new(level));
+            match drain(&messages, &recycle, |bytes| encoder.write_all(bytes).map_err(compress_error))? {
                 Some(_) => {
                     let blob = encoder.finish().map_err(compress_error)?;
                     Ok(Some(blob.commit()?))
@@ -207,13 +194,10 @@ fn run_sink(
         }
         Compression::Zstd { level } => {
             let blob = store.writer()?;
-            let mut encoder =
-                zstd::stream::write::Encoder::new(blob, level).map_err(compress_error)?;
+            let mut encoder = zstd::stream::write::Encoder::new(blob, level).map_err(compress_error)?;
             encoder.multithread(ZSTD_WORKERS).map_err(compress_error)?;
             encoder.include_checksum(false).map_err(compress_error)?;
-            match drain(&messages, &recycle, |bytes| {
-                encoder.write_all(bytes).map_err(compress_error)
-            })? {
+            match drain(&messages, &recycle, |bytes| encoder.write_all(bytes).map_err(compress_error))? {
                 Some(_) => {
                     let blob = encoder.finish().map_err(compress_error)?;
                     Ok(Some(blob.commit()?))
@@ -247,10 +231,7 @@ fn drain(
 /// (through `Write`); a full disk keeps its meaning and names the blob dir.
 fn compress_error(dir: &Path, error: io::Error) -> LayerError {
     if error.raw_os_error() == Some(libc::ENOSPC) {
-        LayerError::Blob(BlobError::DiskFull {
-            dir: dir.to_path_buf(),
-            source: error,
-        })
+        LayerError::Blob(BlobError::DiskFull { dir: dir.to_path_buf(), source: error })
     } else {
         LayerError::Compress(error)
     }
@@ -281,43 +262,21 @@ impl TarStream {
                 let name = format!("{}/", entry.path);
                 self.put_header(&name, tar::EntryType::Directory, entry.mode, 0, mtime, None)
             }
-            EntryKind::Symlink { target } => self.put_header(
-                &entry.path,
-                tar::EntryType::Symlink,
-                entry.mode,
-                0,
-                mtime,
-                Some(target),
-            ),
-            EntryKind::Hardlink { target } => self.put_header(
-                &entry.path,
-                tar::EntryType::Link,
-                entry.mode,
-                0,
-                mtime,
-                Some(target),
-            ),
+            EntryKind::Symlink { target } => {
+                self.put_header(&entry.path, tar::EntryType::Symlink, entry.mode, 0, mtime, Some(target))
+            }
+            EntryKind::Hardlink { target } => {
+                self.put_header(&entry.path, tar::EntryType::Link, entry.mode, 0, mtime, Some(target))
+            }
             EntryKind::File { source, size } => {
-                let read_error = |source_error| LayerError::Read {
-                    path: source.clone(),
-                    source: source_error,
-                };
+                let read_error = |source_error| LayerError::Read { path: source.clone(), source: source_error };
                 let mut file = File::open(source).map_err(read_error)?;
                 let on_disk = file.metadata().map_err(read_error)?.len();
                 if on_disk != *size {
-                    return Err(LayerError::FileChanged {
-                        path: source.clone(),
-                    });
+                    return Err(LayerError::FileChanged { path: source.clone() });
                 }
                 advise_sequential(&file);
-                self.put_header(
-                    &entry.path,
-                    tar::EntryType::Regular,
-                    entry.mode,
-                    *size,
-                    mtime,
-                    None,
-                )?;
+                self.put_header(&entry.path, tar::EntryType::Regular, entry.mode, *size, mtime, None)?;
                 self.copy_file(&mut file, source, *size)?;
                 self.pad(*size)
             }
@@ -333,19 +292,10 @@ impl TarStream {
             }
             let want = (CHUNK - self.filled).min(remaining.try_into().unwrap_or(usize::MAX));
             let n = match file.read(&mut self.buffer[self.filled..self.filled + want]) {
-                Ok(0) => {
-                    return Err(LayerError::FileChanged {
-                        path: path.to_path_buf(),
-                    })
-                }
+                Ok(0) => return Err(LayerError::FileChanged { path: path.to_path_buf() }),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(LayerError::Read {
-                        path: path.to_path_buf(),
-                        source: e,
-                    })
-                }
+                Err(e) => return Err(LayerError::Read { path: path.to_path_buf(), source: e }),
             };
             self.filled += n;
             remaining -= n as u64;
@@ -354,13 +304,8 @@ impl TarStream {
         let mut probe = [0u8; 1];
         match file.read(&mut probe) {
             Ok(0) => Ok(()),
-            Ok(_) => Err(LayerError::FileChanged {
-                path: path.to_path_buf(),
-            }),
-            Err(e) => Err(LayerError::Read {
-                path: path.to_path_buf(),
-                source: e,
-            }),
+            Ok(_) => Err(LayerError::FileChanged { path: path.to_path_buf() }),
+            Err(e) => Err(LayerError::Read { path: path.to_path_buf(), source: e }),
         }
     }
 
@@ -398,14 +343,7 @@ impl TarStream {
                 body.extend_from_slice(&pax_record(key, value));
             }
             let pax_name = format!("PaxHeaders.0/{}", last_component(name));
-            let header = ustar_header(
-                &pax_name,
-                tar::EntryType::XHeader,
-                0o644,
-                body.len() as u64,
-                mtime,
-                None,
-            );
+            let header = ustar_header(&pax_name, tar::EntryType::XHeader, 0o644, body.len() as u64, mtime, None);
             self.put(header.as_bytes())?;
             self.put(&body)?;
             self.pad(body.len() as u64)?;
@@ -442,9 +380,7 @@ impl TarStream {
     }
 
     fn send(&mut self, message: Message) -> Result<(), LayerError> {
-        self.to_sink
-            .send(message)
-            .map_err(|_| LayerError::SinkStopped)
+        self.to_sink.send(message).map_err(|_| LayerError::SinkStopped)
     }
 
     fn finish(mut self) -> Result<(Digest, u64), LayerError> {
@@ -533,10 +469,7 @@ mod tests {
     const ZSTD: Compression = Compression::Zstd { level: 3 };
 
     fn options(compression: Compression) -> LayerOptions {
-        LayerOptions {
-            compression,
-            mtime: 1_700_000_000,
-        }
+        LayerOptions { compression, mtime: 1_700_000_000 }
     }
 
     fn long_name() -> String {
@@ -562,12 +495,7 @@ mod tests {
         fs::set_permissions(root.join(long_name()), fs::Permissions::from_mode(0o644)).unwrap();
         let when = SystemTime::UNIX_EPOCH + Duration::from_secs(stamp);
         for name in ["bin/run.sh", "data.txt"] {
-            fs::File::options()
-                .write(true)
-                .open(root.join(name))
-                .unwrap()
-                .set_modified(when)
-                .unwrap();
+            fs::File::options().write(true).open(root.join(name)).unwrap().set_modified(when).unwrap();
         }
     }
 
@@ -613,17 +541,11 @@ mod tests {
         let (_d, _, none) = build(NONE, 5);
         let (_e, _, gzip) = build(GZIP, 5);
         let (_f, _, zstd) = build(ZSTD, 5);
-        assert_eq!(
-            none.digest, none.diff_id,
-            "uncompressed: digest is the diff_id"
-        );
+        assert_eq!(none.digest, none.diff_id, "uncompressed: digest is the diff_id");
         assert_eq!(gzip.diff_id, none.diff_id);
         assert_eq!(zstd.diff_id, none.diff_id);
         assert_eq!(
-            format!(
-                "none {}\ngzip {}\nzstd {}",
-                none.digest, gzip.digest, zstd.digest
-            ),
+            format!("none {}\ngzip {}\nzstd {}", none.digest, gzip.digest, zstd.digest),
             "none sha256:defcaeb88d113879e799422bd16ad28a6bda5e59ce18092bc45afd96a40233ba\n\
              gzip sha256:3e545b7850548446a585af7c93453b237a1ec1af43d5ec13c1b67aea37bb32cb\n\
              zstd sha256:2b81fe8d580489ba67789fd9d6a1712c7bd58fabe91a657e9848370debd9e0db"
@@ -658,34 +580,19 @@ mod tests {
             assert_eq!(header.gid().unwrap(), 0);
             assert_eq!(header.username_bytes(), Some(&b""[..]));
             assert_eq!(header.mtime().unwrap(), 1_700_000_000);
-            let link = entry
-                .link_name()
-                .unwrap()
-                .map(|l| l.to_string_lossy().into_owned());
+            let link = entry.link_name().unwrap().map(|l| l.to_string_lossy().into_owned());
             let mut content = Vec::new();
             entry.read_to_end(&mut content).unwrap();
-            seen.push((
-                path,
-                header.entry_type(),
-                header.mode().unwrap(),
-                link,
-                content,
-            ));
+            seen.push((path, header.entry_type(), header.mode().unwrap(), link, content));
         }
         let find = |p: &str| {
-            seen.iter().find(|s| s.0 == p).unwrap_or_else(|| {
-                panic!(
-                    "{p} missing: {:?}",
-                    seen.iter().map(|s| &s.0).collect::<Vec<_>>()
-                )
-            })
+            seen.iter()
+                .find(|s| s.0 == p)
+                .unwrap_or_else(|| panic!("{p} missing: {:?}", seen.iter().map(|s| &s.0).collect::<Vec<_>>()))
         };
         assert!(find("app/empty/").1.is_dir());
         let run = find("app/bin/run.sh");
-        assert_eq!(
-            (run.2, run.4.as_slice()),
-            (0o755, &b"#!/bin/sh\necho hi\n"[..])
-        );
+        assert_eq!((run.2, run.4.as_slice()), (0o755, &b"#!/bin/sh\necho hi\n"[..]));
         let data = find("app/data.txt");
         assert_eq!((data.2, data.4.len()), (0o600, 5000));
         let hard = find("app/hard.txt");
@@ -698,10 +605,7 @@ mod tests {
         assert_eq!(long.4, b"long");
         // PAX only where needed: exactly one extended header, for the long file
         // (its directory "app/ddd…/" is 125 bytes too: two).
-        let pax_headers = tar_bytes
-            .chunks(BLOCK)
-            .filter(|b| b[156] == b'x' && &b[257..263] == b"ustar\0")
-            .count();
+        let pax_headers = tar_bytes.chunks(BLOCK).filter(|b| b[156] == b'x' && &b[257..263] == b"ustar\0").count();
         assert_eq!(pax_headers, 2);
     }
 
@@ -723,8 +627,7 @@ mod tests {
     fn huge_sizes_use_a_pax_size_record() {
         let header = |size| {
             let (mut tar, _sink) = test_stream();
-            tar.put_header("f", tar::EntryType::Regular, 0o644, size, 0, None)
-                .unwrap();
+            tar.put_header("f", tar::EntryType::Regular, 0o644, size, 0, None).unwrap();
             tar.buffer[..tar.filled].to_vec()
         };
         assert_eq!(header(USTAR_MAX_SIZE - 1).len(), BLOCK);
@@ -739,10 +642,7 @@ mod tests {
         assert_eq!(pax_record("path", "abc"), b"12 path=abc\n");
         let long = "x".repeat(95); // 95 + 8 = 103 bytes with a 3-digit length
         let record = pax_record("path", &long);
-        assert_eq!(
-            record.len().to_string(),
-            String::from_utf8_lossy(&record[..3])
-        );
+        assert_eq!(record.len().to_string(), String::from_utf8_lossy(&record[..3]));
     }
 
     #[test]
@@ -755,17 +655,11 @@ mod tests {
             let entries = vec![LayerEntry {
                 path: "w.bin".into(),
                 mode: 0o644,
-                kind: EntryKind::File {
-                    source: source.clone(),
-                    size: wrong_size,
-                },
+                kind: EntryKind::File { source: source.clone(), size: wrong_size },
             }];
             for compression in [NONE, ZSTD] {
                 let error = write_layer(&store, &entries, &options(compression)).unwrap_err();
-                assert!(
-                    matches!(error, LayerError::FileChanged { ref path } if path == &source),
-                    "{error:?}"
-                );
+                assert!(matches!(error, LayerError::FileChanged { ref path } if path == &source), "{error:?}");
             }
         }
         // The check while reading (the size matched at open, then the file
@@ -776,18 +670,12 @@ mod tests {
             let error = tar.copy_file(&mut file, &source, promised).unwrap_err();
             assert!(matches!(error, LayerError::FileChanged { .. }), "{error:?}");
         }
-        assert_eq!(
-            fs::read_dir(store.blob_dir()).unwrap().count(),
-            0,
-            "no blob, no temp file"
-        );
+        assert_eq!(fs::read_dir(store.blob_dir()).unwrap().count(), 0, "no blob, no temp file");
     }
 
     #[test]
     fn zstd_output_does_not_depend_on_the_worker_count() {
-        let data: Vec<u8> = (0..(20u32 << 20))
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 & 0x3f)
-            .collect();
+        let data: Vec<u8> = (0..(20u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 & 0x3f).collect();
         let compress = |workers| {
             let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
             encoder.multithread(workers).unwrap();

@@ -5,9 +5,7 @@
 //! after every blob the manifest names is committed, so a reader never sees
 //! a tag pointing at a missing blob.
 
-use crate::image::assemble::{
-    canonical_bytes, sha256, AssembledImage, Descriptor, MEDIA_TYPE_INDEX,
-};
+use crate::image::assemble::{canonical_bytes, sha256, AssembledImage, Descriptor, MEDIA_TYPE_INDEX};
 use crate::image::blobs::{write_file_atomic, BlobError, BlobStore};
 use crate::image::digest::Digest;
 use serde_json::{json, Value};
@@ -24,11 +22,7 @@ pub enum LayoutError {
     #[error("`{dir}` is not an OCI image layout (no `oci-layout` file or `index.json`)")]
     NotALayout { dir: PathBuf },
     #[error("`{dir}` has no image tagged `{tag}` (tags: {available})")]
-    TagNotFound {
-        dir: PathBuf,
-        tag: String,
-        available: String,
-    },
+    TagNotFound { dir: PathBuf, tag: String, available: String },
     #[error("`{path}` is not a valid {document}")]
     BadDocument {
         path: PathBuf,
@@ -67,14 +61,10 @@ pub fn parse_oci_ref(text: &str) -> Option<OciRef> {
         return None;
     }
     match rest.rsplit_once(':') {
-        Some((dir, tag)) if !dir.is_empty() && is_valid_tag(tag) => Some(OciRef {
-            dir: PathBuf::from(dir),
-            tag: tag.to_string(),
-        }),
-        _ => Some(OciRef {
-            dir: PathBuf::from(rest),
-            tag: DEFAULT_TAG.to_string(),
-        }),
+        Some((dir, tag)) if !dir.is_empty() && is_valid_tag(tag) => {
+            Some(OciRef { dir: PathBuf::from(dir), tag: tag.to_string() })
+        }
+        _ => Some(OciRef { dir: PathBuf::from(rest), tag: DEFAULT_TAG.to_string() }),
     }
 }
 
@@ -84,9 +74,7 @@ pub fn is_valid_tag(tag: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 128
         && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// An OCI image layout directory; its blob store is where layers go.
@@ -99,31 +87,20 @@ pub struct OciLayout {
 impl OciLayout {
     /// Opens `dir` as a layout, creating it (and `oci-layout`) if needed.
     pub fn create(dir: &Path) -> Result<OciLayout, LayoutError> {
-        std::fs::create_dir_all(dir).map_err(|source| LayoutError::Create {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| LayoutError::Create { dir: dir.to_path_buf(), source })?;
         let marker = dir.join(OCI_LAYOUT_FILE);
         if !marker.is_file() {
             write_file_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        Ok(OciLayout {
-            dir: dir.to_path_buf(),
-            blobs: BlobStore::open(dir)?,
-        })
+        Ok(OciLayout { dir: dir.to_path_buf(), blobs: BlobStore::open(dir)? })
     }
 
     /// Opens an existing layout; a directory that is not one is an error naming it.
     pub fn open(dir: &Path) -> Result<OciLayout, LayoutError> {
         if !dir.join(OCI_LAYOUT_FILE).is_file() || !dir.join(INDEX_FILE).is_file() {
-            return Err(LayoutError::NotALayout {
-                dir: dir.to_path_buf(),
-            });
+            return Err(LayoutError::NotALayout { dir: dir.to_path_buf() });
         }
-        Ok(OciLayout {
-            dir: dir.to_path_buf(),
-            blobs: BlobStore::open(dir)?,
-        })
+        Ok(OciLayout { dir: dir.to_path_buf(), blobs: BlobStore::open(dir)? })
     }
 
     pub fn dir(&self) -> &Path {
@@ -136,27 +113,17 @@ impl OciLayout {
 
     /// Stores config and manifest, checks that every layer blob is present,
     /// then points `tag` at the manifest. Returns the manifest descriptor.
-    pub fn write_image(
-        &self,
-        image: &AssembledImage,
-        tag: &str,
-    ) -> Result<Descriptor, LayoutError> {
-        let manifest: Value =
-            serde_json::from_slice(&image.manifest).map_err(|source| LayoutError::BadDocument {
-                path: PathBuf::from("<assembled manifest>"),
-                document: "manifest",
-                source: Some(source),
-            })?;
+    pub fn write_image(&self, image: &AssembledImage, tag: &str) -> Result<Descriptor, LayoutError> {
+        let manifest: Value = serde_json::from_slice(&image.manifest).map_err(|source| LayoutError::BadDocument {
+            path: PathBuf::from("<assembled manifest>"),
+            document: "manifest",
+            source: Some(source),
+        })?;
         for layer in manifest["layers"].as_array().into_iter().flatten() {
             let digest: Option<Digest> = layer["digest"].as_str().and_then(|d| d.parse().ok());
             match digest {
                 Some(digest) if self.blobs.has(&digest) => {}
-                Some(digest) => {
-                    return Err(LayoutError::MissingBlob {
-                        dir: self.dir.clone(),
-                        digest,
-                    })
-                }
+                Some(digest) => return Err(LayoutError::MissingBlob { dir: self.dir.clone(), digest }),
                 None => {
                     return Err(LayoutError::BadDocument {
                         path: PathBuf::from("<assembled manifest>"),
@@ -185,10 +152,7 @@ impl OciLayout {
         };
         manifests.retain(|m| ref_name(m) != Some(tag));
         let mut entry = descriptor.clone();
-        entry
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(REF_NAME_ANNOTATION.to_string(), tag.to_string());
+        entry.annotations.get_or_insert_with(Default::default).insert(REF_NAME_ANNOTATION.to_string(), tag.to_string());
         manifests.push(serde_json::to_value(&entry).expect("a descriptor serializes"));
         let index = json!({
             "schemaVersion": 2,
@@ -203,10 +167,7 @@ impl OciLayout {
     fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, LayoutError> {
         let bytes = self.blobs.read_small(digest)?;
         if &sha256(&bytes) != digest {
-            return Err(LayoutError::Corrupt {
-                dir: self.dir.clone(),
-                digest: digest.clone(),
-            });
+            return Err(LayoutError::Corrupt { dir: self.dir.clone(), digest: digest.clone() });
         }
         Ok(bytes)
     }
@@ -226,11 +187,8 @@ pub fn read_image(dir: &Path, tag: &str) -> Result<ImageRead, LayoutError> {
     let layout = OciLayout::open(dir)?;
     let index = read_json(&dir.join(INDEX_FILE), "image index")?;
     let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
-    let mut descriptor = manifests
-        .iter()
-        .find(|m| ref_name(m) == Some(tag))
-        .cloned()
-        .ok_or_else(|| LayoutError::TagNotFound {
+    let mut descriptor =
+        manifests.iter().find(|m| ref_name(m) == Some(tag)).cloned().ok_or_else(|| LayoutError::TagNotFound {
             dir: dir.to_path_buf(),
             tag: tag.to_string(),
             available: {
@@ -246,47 +204,28 @@ pub fn read_image(dir: &Path, tag: &str) -> Result<ImageRead, LayoutError> {
     for _ in 0..4 {
         let digest = descriptor_digest(&descriptor, dir)?;
         let bytes = layout.read_verified(&digest)?;
-        let document: Value =
-            serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadDocument {
-                path: layout.blobs.path(&digest),
-                document: "manifest or index",
-                source: Some(source),
-            })?;
-        let media_type = document["mediaType"]
-            .as_str()
-            .or(descriptor["mediaType"].as_str())
-            .unwrap_or("");
-        if media_type == MEDIA_TYPE_INDEX
-            || media_type == DOCKER_MANIFEST_LIST
-            || document.get("manifests").is_some()
-        {
+        let document: Value = serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadDocument {
+            path: layout.blobs.path(&digest),
+            document: "manifest or index",
+            source: Some(source),
+        })?;
+        let media_type = document["mediaType"].as_str().or(descriptor["mediaType"].as_str()).unwrap_or("");
+        if media_type == MEDIA_TYPE_INDEX || media_type == DOCKER_MANIFEST_LIST || document.get("manifests").is_some() {
             descriptor = document["manifests"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|m| {
-                    m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64"
-                })
+                .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
                 .cloned()
-                .ok_or_else(|| LayoutError::NoAmd64 {
-                    dir: dir.to_path_buf(),
-                })?;
+                .ok_or_else(|| LayoutError::NoAmd64 { dir: dir.to_path_buf() })?;
             continue;
         }
-        let config_digest: Digest = document["config"]["digest"]
-            .as_str()
-            .and_then(|d| d.parse().ok())
-            .ok_or_else(|| LayoutError::BadDocument {
-                path: layout.blobs.path(&digest),
-                document: "manifest",
-                source: None,
+        let config_digest: Digest =
+            document["config"]["digest"].as_str().and_then(|d| d.parse().ok()).ok_or_else(|| {
+                LayoutError::BadDocument { path: layout.blobs.path(&digest), document: "manifest", source: None }
             })?;
         let config = layout.read_verified(&config_digest)?;
-        return Ok(ImageRead {
-            manifest: bytes,
-            manifest_digest: digest,
-            config,
-        });
+        return Ok(ImageRead { manifest: bytes, manifest_digest: digest, config });
     }
     Err(LayoutError::BadDocument {
         path: dir.join(INDEX_FILE),
@@ -300,22 +239,16 @@ fn ref_name(descriptor: &Value) -> Option<&str> {
 }
 
 fn descriptor_digest(descriptor: &Value, dir: &Path) -> Result<Digest, LayoutError> {
-    descriptor["digest"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .ok_or_else(|| LayoutError::BadDocument {
-            path: dir.join(INDEX_FILE),
-            document: "descriptor",
-            source: None,
-        })
+    descriptor["digest"].as_str().and_then(|d| d.parse().ok()).ok_or_else(|| LayoutError::BadDocument {
+        path: dir.join(INDEX_FILE),
+        document: "descriptor",
+        source: None,
+    })
 }
 
 fn read_json(path: &Path, document: &'static str) -> Result<Value, LayoutError> {
-    let bytes = std::fs::read(path).map_err(|source| BlobError::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes =
+        std::fs::read(path).map_err(|source| BlobError::Io { action: "read", path: path.to_path_buf(), source })?;
     serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadDocument {
         path: path.to_path_buf(),
         document,
@@ -332,22 +265,10 @@ mod tests {
 
     fn image_in(layout: &OciLayout, dir_name: &str) -> AssembledImage {
         let entries = vec![LayerEntry::dir(dir_name, 0o755)];
-        let options = LayerOptions {
-            compression: Compression::Gzip { level: 6 },
-            mtime: 0,
-        };
+        let options = LayerOptions { compression: Compression::Gzip { level: 6 }, mtime: 0 };
         let layer = write_layer(layout.blobs(), &entries, &options).unwrap();
-        let new = NewLayer {
-            layer,
-            history: "imgbake: test".into(),
-        };
-        assemble(
-            None,
-            &[new],
-            &ImageSettings::default(),
-            "1970-01-01T00:00:00Z",
-        )
-        .unwrap()
+        let new = NewLayer { layer, history: "imgbake: test".into() };
+        assemble(None, &[new], &ImageSettings::default(), "1970-01-01T00:00:00Z").unwrap()
     }
 
     #[test]
@@ -362,12 +283,8 @@ mod tests {
         let read_a = read_image(dir.path(), "a").unwrap();
         assert_eq!(read_a.manifest, two.manifest);
         assert_eq!(read_a.config, two.config);
-        assert_eq!(
-            read_image(dir.path(), "b").unwrap().manifest_digest,
-            one.manifest_digest
-        );
-        let index: Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join(INDEX_FILE)).unwrap()).unwrap();
+        assert_eq!(read_image(dir.path(), "b").unwrap().manifest_digest, one.manifest_digest);
+        let index: Value = serde_json::from_slice(&std::fs::read(dir.path().join(INDEX_FILE)).unwrap()).unwrap();
         assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
         assert_eq!(
             std::fs::read_to_string(dir.path().join(OCI_LAYOUT_FILE)).unwrap(),
@@ -400,10 +317,7 @@ mod tests {
             size: bytes.len() as u64,
         };
         layout.set_tag("multi", &descriptor).unwrap();
-        assert_eq!(
-            read_image(dir.path(), "multi").unwrap().manifest,
-            image.manifest
-        );
+        assert_eq!(read_image(dir.path(), "multi").unwrap().manifest, image.manifest);
     }
 
     #[test]
@@ -411,32 +325,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let error = read_image(dir.path(), "latest").unwrap_err();
         assert!(matches!(error, LayoutError::NotALayout { .. }));
-        assert!(error
-            .to_string()
-            .contains(&dir.path().display().to_string()));
+        assert!(error.to_string().contains(&dir.path().display().to_string()));
 
         let other = tempfile::tempdir().unwrap();
         let elsewhere = OciLayout::create(other.path()).unwrap();
         let image = image_in(&elsewhere, "x");
         let layout = OciLayout::create(dir.path()).unwrap();
-        assert!(matches!(
-            layout.write_image(&image, "t"),
-            Err(LayoutError::MissingBlob { .. })
-        ));
-        assert!(
-            !dir.path().join(INDEX_FILE).exists(),
-            "no tag without its blobs"
-        );
+        assert!(matches!(layout.write_image(&image, "t"), Err(LayoutError::MissingBlob { .. })));
+        assert!(!dir.path().join(INDEX_FILE).exists(), "no tag without its blobs");
     }
 
     #[test]
     fn oci_refs_parse() {
         let r = |s| parse_oci_ref(s).map(|r| (r.dir.display().to_string(), r.tag));
         assert_eq!(r("oci:out"), Some(("out".into(), "latest".into())));
-        assert_eq!(
-            r("oci:out/img:v1.2"),
-            Some(("out/img".into(), "v1.2".into()))
-        );
+        assert_eq!(r("oci:out/img:v1.2"), Some(("out/img".into(), "v1.2".into())));
         assert_eq!(r("oci:/a:b/c"), Some(("/a:b/c".into(), "latest".into())));
         assert_eq!(r("docker://x"), None);
         assert_eq!(r("oci:"), None);

@@ -27,28 +27,19 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
     }
 }
 
 impl Credentials {
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
-        Credentials {
-            username: username.into(),
-            password: password.into(),
-        }
+        Credentials { username: username.into(), password: password.into() }
     }
 
     /// The value of an `Authorization: Basic …` header.
     pub fn basic_header(&self) -> String {
         let pair = format!("{}:{}", self.username, self.password);
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
-        )
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
     }
 
     /// From the environment, when both variables are set and non-empty.
@@ -93,23 +84,15 @@ pub fn from_docker_config_text(text: &str, registry: &str) -> Option<Credentials
     }
     let config: Config = serde_json::from_str(text).ok()?;
     let wanted = normalize_host(registry);
-    let entry = config
-        .auths
-        .iter()
-        .find(|(key, _)| normalize_host(key) == wanted)?
-        .1;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(entry.auth.as_deref()?.trim())
-        .ok()?;
+    let entry = config.auths.iter().find(|(key, _)| normalize_host(key) == wanted)?.1;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(entry.auth.as_deref()?.trim()).ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (username, password) = decoded.split_once(':')?;
     Some(Credentials::new(username, password))
 }
 
 fn normalize_host(key: &str) -> String {
-    let host = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
+    let host = key.trim_start_matches("https://").trim_start_matches("http://");
     let host = host.split('/').next().unwrap_or(host);
     match host {
         "docker.io" | "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
@@ -121,11 +104,7 @@ fn normalize_host(key: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
     Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-        scope: Option<String>,
-    },
+    Bearer { realm: String, service: Option<String>, scope: Option<String> },
 }
 
 impl Challenge {
@@ -156,11 +135,7 @@ fn parse_params(text: &str) -> BTreeMap<String, String> {
         let Some((key, after)) = rest.split_once('=') else {
             break;
         };
-        let key = key
-            .trim()
-            .trim_start_matches(',')
-            .trim()
-            .to_ascii_lowercase();
+        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
         let after = after.trim_start();
         let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
             match quoted.find('"') {
@@ -188,9 +163,7 @@ pub(crate) struct TokenResponse {
 
 impl TokenResponse {
     pub fn into_token(self) -> Option<String> {
-        self.token
-            .or(self.access_token)
-            .filter(|token| !token.is_empty())
+        self.token.or(self.access_token).filter(|token| !token.is_empty())
     }
 }
 
@@ -212,10 +185,7 @@ mod tests {
                 scope: Some("repository:library/debian:pull,push".into()),
             }
         );
-        assert_eq!(
-            Challenge::parse(r#"Basic realm="imgbake""#),
-            Some(Challenge::Basic)
-        );
+        assert_eq!(Challenge::parse(r#"Basic realm="imgbake""#), Some(Challenge::Basic));
         assert_eq!(Challenge::parse("Negotiate"), None);
     }
 

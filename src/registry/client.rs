@@ -139,10 +139,7 @@ impl RegistryClient {
         let listed = self.options.insecure_registries.iter().any(|entry| {
             entry == registry
                 || entry.strip_suffix(":*").is_some_and(|host| {
-                    registry == host
-                        || registry
-                            .strip_prefix(host)
-                            .is_some_and(|port| port.starts_with(':'))
+                    registry == host || registry.strip_prefix(host).is_some_and(|port| port.starts_with(':'))
                 })
         });
         if listed {
@@ -195,17 +192,11 @@ impl RegistryClient {
                     if status == 401 && !answered_challenge {
                         answered_challenge = true;
                         let value = self.answer_challenge(registry, repository, &response)?;
-                        self.authorizations
-                            .lock()
-                            .unwrap()
-                            .insert(key.clone(), value);
+                        self.authorizations.lock().unwrap().insert(key.clone(), value);
                         continue;
                     }
                     if status == 401 || status == 403 {
-                        return Err(RegistryError::Unauthorized {
-                            registry: registry.to_string(),
-                            status,
-                        });
+                        return Err(RegistryError::Unauthorized { registry: registry.to_string(), status });
                     }
                     if is_retryable_status(status) && retries_left {
                         let hint = retry_after(&response);
@@ -226,25 +217,12 @@ impl RegistryClient {
 
     fn pause_before_retry(&self, attempt: u32, hint: Option<Duration>) {
         Counters::add(&self.counters.retries, 1);
-        std::thread::sleep(backoff(
-            attempt,
-            self.options.initial_backoff,
-            self.options.max_backoff,
-            hint,
-        ));
+        std::thread::sleep(backoff(attempt, self.options.initial_backoff, self.options.max_backoff, hint));
     }
 
     /// Turns a 401's `WWW-Authenticate` into an `Authorization` value.
-    fn answer_challenge(
-        &self,
-        registry: &str,
-        repository: &str,
-        response: &Response,
-    ) -> Result<String> {
-        let unauthorized = || RegistryError::Unauthorized {
-            registry: registry.to_string(),
-            status: 401,
-        };
+    fn answer_challenge(&self, registry: &str, repository: &str, response: &Response) -> Result<String> {
+        let unauthorized = || RegistryError::Unauthorized { registry: registry.to_string(), status: 401 };
         let challenge = response
             .headers()
             .get_all(WWW_AUTHENTICATE)
@@ -254,14 +232,8 @@ impl RegistryClient {
             .ok_or_else(unauthorized)?;
         let credentials = self.credentials_for(registry);
         match challenge {
-            Challenge::Basic => credentials
-                .map(|credentials| credentials.basic_header())
-                .ok_or_else(unauthorized),
-            Challenge::Bearer {
-                realm,
-                service,
-                scope,
-            } => {
+            Challenge::Basic => credentials.map(|credentials| credentials.basic_header()).ok_or_else(unauthorized),
+            Challenge::Bearer { realm, service, scope } => {
                 let scope = scope.unwrap_or_else(|| format!("repository:{repository}:pull"));
                 let mut query: Vec<(&str, &str)> = Vec::new();
                 if let Some(service) = &service {
@@ -286,10 +258,7 @@ impl RegistryClient {
                 let response = self.send_token_request(registry, &realm, &query, &credentials)?;
                 let status = response.status().as_u16();
                 if status == 401 || status == 403 {
-                    return Err(RegistryError::Unauthorized {
-                        registry: registry.to_string(),
-                        status,
-                    });
+                    return Err(RegistryError::Unauthorized { registry: registry.to_string(), status });
                 }
                 if !response.status().is_success() {
                     return Err(RegistryError::Token {
@@ -297,13 +266,12 @@ impl RegistryClient {
                         detail: format!("HTTP {status}"),
                     });
                 }
-                let token = response
-                    .json::<TokenResponse>()
-                    .ok()
-                    .and_then(TokenResponse::into_token)
-                    .ok_or_else(|| RegistryError::Token {
-                        registry: registry.to_string(),
-                        detail: "the answer holds no token".to_string(),
+                let token =
+                    response.json::<TokenResponse>().ok().and_then(TokenResponse::into_token).ok_or_else(|| {
+                        RegistryError::Token {
+                            registry: registry.to_string(),
+                            detail: "the answer holds no token".to_string(),
+                        }
                     })?;
                 Ok(format!("Bearer {token}"))
             }
@@ -341,15 +309,8 @@ impl RegistryClient {
 
 /// `initial * 2^attempt`, capped, then "equal jitter": half fixed, half random,
 /// so that parallel uploads hitting the same 503 do not retry in lockstep.
-pub(crate) fn backoff(
-    attempt: u32,
-    initial: Duration,
-    max: Duration,
-    hint: Option<Duration>,
-) -> Duration {
-    let exponential = initial
-        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
-        .min(max);
+pub(crate) fn backoff(attempt: u32, initial: Duration, max: Duration, hint: Option<Duration>) -> Duration {
+    let exponential = initial.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX)).min(max);
     let half = exponential / 2;
     let jitter = half.mul_f64(fastrand::f64());
     let delay = half + jitter;
@@ -360,14 +321,7 @@ pub(crate) fn backoff(
 }
 
 fn retry_after(response: &Response) -> Option<Duration> {
-    let seconds: u64 = response
-        .headers()
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let seconds: u64 = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds))
 }
 
@@ -380,10 +334,7 @@ pub(crate) fn is_transient(error: &reqwest::Error) -> bool {
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | TimedOut
-            ) {
+            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | TimedOut) {
                 return true;
             }
         }
@@ -394,15 +345,9 @@ pub(crate) fn is_transient(error: &reqwest::Error) -> bool {
 
 pub(crate) fn transport_error(registry: &str, error: reqwest::Error) -> RegistryError {
     if error.is_connect() {
-        RegistryError::Unreachable {
-            registry: registry.to_string(),
-            source: error,
-        }
+        RegistryError::Unreachable { registry: registry.to_string(), source: error }
     } else {
-        RegistryError::Transfer {
-            registry: registry.to_string(),
-            source: Box::new(error),
-        }
+        RegistryError::Transfer { registry: registry.to_string(), source: Box::new(error) }
     }
 }
 

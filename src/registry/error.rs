@@ -25,25 +25,13 @@ pub enum RegistryError {
     ManifestUnknown { reference: String },
 
     #[error("blob {digest} not found in {registry}/{repository}")]
-    BlobUnknown {
-        registry: String,
-        repository: String,
-        digest: Digest,
-    },
+    BlobUnknown { registry: String, repository: String, digest: Digest },
 
     #[error("{reference} has no {wanted} image; available: {}", available.join(", "))]
-    NoPlatform {
-        reference: String,
-        wanted: String,
-        available: Vec<String>,
-    },
+    NoPlatform { reference: String, wanted: String, available: Vec<String> },
 
     #[error("content of {what} does not match its digest: expected {expected}, got {actual}")]
-    DigestMismatch {
-        what: String,
-        expected: Digest,
-        actual: Digest,
-    },
+    DigestMismatch { what: String, expected: Digest, actual: Digest },
 
     #[error("upload of blob {digest} to {registry}/{repository} failed{}", status_suffix(*status))]
     BlobUpload {
@@ -56,29 +44,16 @@ pub enum RegistryError {
     },
 
     #[error("blob file `{}` holds {actual} bytes but its descriptor says {expected}", path.display())]
-    BlobSizeMismatch {
-        path: PathBuf,
-        expected: u64,
-        actual: u64,
-    },
+    BlobSizeMismatch { path: PathBuf, expected: u64, actual: u64 },
 
     #[error("registry rejected manifest {reference} (HTTP {status}): {detail}")]
-    ManifestRejected {
-        reference: String,
-        status: u16,
-        detail: String,
-    },
+    ManifestRejected { reference: String, status: u16, detail: String },
 
     #[error("manifest {reference} is not usable: {detail}")]
     InvalidManifest { reference: String, detail: String },
 
     #[error("registry {registry} answered {method} {path} with HTTP {status}")]
-    UnexpectedStatus {
-        registry: String,
-        method: String,
-        path: String,
-        status: u16,
-    },
+    UnexpectedStatus { registry: String, method: String, path: String, status: u16 },
 
     #[error("transfer from or to registry {registry} was cut off")]
     Transfer {
@@ -109,7 +84,7 @@ impl RegistryError {
         match self {
             RegistryError::Unreachable { .. } | RegistryError::Transfer { .. } => true,
             RegistryError::UnexpectedStatus { status, .. } => is_retryable_status(*status),
-            RegistryError::BlobUpload { status, .. } => status.map_or(true, is_retryable_status),
+            RegistryError::BlobUpload { status, .. } => status.is_none_or(is_retryable_status),
             RegistryError::ManifestRejected { status, .. } => is_retryable_status(*status),
             // A corrupted download can be a transient proxy fault.
             RegistryError::DigestMismatch { .. } => true,
@@ -149,9 +124,7 @@ impl RegistryError {
 
 /// `host/repo:tag@sha256:…` → `host/repo`.
 fn without_tag_or_digest(reference: &str) -> &str {
-    let name = reference
-        .split_once('@')
-        .map_or(reference, |(name, _)| name);
+    let name = reference.split_once('@').map_or(reference, |(name, _)| name);
     match name.rsplit_once(':') {
         Some((repository, tag)) if !tag.contains('/') => repository,
         _ => name,

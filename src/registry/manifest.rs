@@ -11,12 +11,7 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Sent as `Accept` when fetching a manifest.
-pub const ACCEPTED_MANIFESTS: [&str; 4] = [
-    OCI_INDEX,
-    DOCKER_MANIFEST_LIST,
-    OCI_MANIFEST,
-    DOCKER_MANIFEST,
-];
+pub const ACCEPTED_MANIFESTS: [&str; 4] = [OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 
 pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST

@@ -37,12 +37,7 @@ pub(crate) fn for_each_parallel<T: Sync, R: Send, E: Send>(
     if let Some(error) = first_error.into_inner().unwrap() {
         return Err(error);
     }
-    Ok(results
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(|result| result.expect("every item ran"))
-        .collect())
+    Ok(results.into_inner().unwrap().into_iter().map(|result| result.expect("every item ran")).collect())
 }
 
 #[cfg(test)]

@@ -29,8 +29,7 @@ impl Progress {
             ProgressMode::Auto => ProgressMode::Lines,
             other => other,
         };
-        let bars = (mode == ProgressMode::Bars)
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let bars = (mode == ProgressMode::Bars).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Progress { mode, bars }
     }
 
@@ -40,23 +39,14 @@ impl Progress {
         let bar = self.bars.as_ref().map(|bars| {
             let bar = bars.add(ProgressBar::new(size));
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar.set_prefix(format!("{verb} {}", short(digest)));
             bar
         });
-        Transfer {
-            mode: self.mode,
-            verb,
-            digest: digest.clone(),
-            size,
-            started: Instant::now(),
-            bar,
-        }
+        Transfer { mode: self.mode, verb, digest: digest.clone(), size, started: Instant::now(), bar }
     }
 
     /// A one-off event, e.g. a blob skipped because the registry has it.
@@ -83,10 +73,7 @@ pub(crate) struct Transfer {
 impl Transfer {
     /// Wraps a reader so that bytes read advance the bar.
     pub fn reader<R: Read>(&self, inner: R) -> CountingReader<R> {
-        CountingReader {
-            inner,
-            bar: self.bar.clone(),
-        }
+        CountingReader { inner, bar: self.bar.clone() }
     }
 
     pub fn advance(&self, bytes: u64) {

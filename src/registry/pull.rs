@@ -5,8 +5,7 @@
 use super::client::{Counters, RegistryClient};
 use super::error::{RegistryError, Result};
 use super::manifest::{
-    declared_media_type, is_image_manifest, is_index, Descriptor, IndexView, ManifestView,
-    ACCEPTED_MANIFESTS,
+    declared_media_type, is_image_manifest, is_index, Descriptor, IndexView, ManifestView, ACCEPTED_MANIFESTS,
 };
 use super::parallel::for_each_parallel;
 use super::reference::Reference;
@@ -46,32 +45,20 @@ impl RegistryClient {
     /// Fetches the manifest or index `reference` names, checking its digest
     /// when the reference is pinned.
     pub fn fetch_manifest(&self, reference: &Reference) -> Result<FetchedManifest> {
-        let url = self.url(
-            &reference.registry,
-            &format!(
-                "{}/manifests/{}",
-                reference.repository,
-                reference.manifest_selector()
-            ),
-        );
+        let url = self
+            .url(&reference.registry, &format!("{}/manifests/{}", reference.repository, reference.manifest_selector()));
         let response = self.send(&reference.registry, &reference.repository, true, &|http| {
             Ok(http.get(&url).header(ACCEPT, ACCEPTED_MANIFESTS.join(", ")))
         })?;
         let status = response.status().as_u16();
         if status == 404 {
-            return Err(RegistryError::ManifestUnknown {
-                reference: reference.to_string(),
-            });
+            return Err(RegistryError::ManifestUnknown { reference: reference.to_string() });
         }
         if !response.status().is_success() {
             return Err(RegistryError::UnexpectedStatus {
                 registry: reference.registry.clone(),
                 method: "GET".into(),
-                path: format!(
-                    "{}/manifests/{}",
-                    reference.repository,
-                    reference.manifest_selector()
-                ),
+                path: format!("{}/manifests/{}", reference.repository, reference.manifest_selector()),
                 status,
             });
         }
@@ -81,13 +68,10 @@ impl RegistryClient {
             .and_then(|value| value.to_str().ok())
             .map(|value| value.split(';').next().unwrap_or(value).trim().to_string());
         let mut bytes = Vec::new();
-        response
-            .take(MAX_MANIFEST_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|source| RegistryError::Transfer {
-                registry: reference.registry.clone(),
-                source: Box::new(source),
-            })?;
+        response.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes).map_err(|source| RegistryError::Transfer {
+            registry: reference.registry.clone(),
+            source: Box::new(source),
+        })?;
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
             return Err(RegistryError::InvalidManifest {
                 reference: reference.to_string(),
@@ -117,11 +101,7 @@ impl RegistryClient {
                 detail: format!("media type {media_type} is not supported"),
             });
         }
-        Ok(FetchedManifest {
-            bytes,
-            digest,
-            media_type,
-        })
+        Ok(FetchedManifest { bytes, digest, media_type })
     }
 
     /// For an index, fetches the manifest for `os`/`architecture` (any
@@ -137,10 +117,7 @@ impl RegistryClient {
             return Ok(manifest);
         }
         let index: IndexView = serde_json::from_slice(&manifest.bytes).map_err(|error| {
-            RegistryError::InvalidManifest {
-                reference: reference.to_string(),
-                detail: error.to_string(),
-            }
+            RegistryError::InvalidManifest { reference: reference.to_string(), detail: error.to_string() }
         })?;
         let chosen = index.manifests.iter().find(|descriptor| {
             descriptor
@@ -177,12 +154,7 @@ impl RegistryClient {
     /// file beside it, sha256 checked while streaming, fsync, rename. On a
     /// mismatch the temp file is deleted and `dest` is untouched. Returns
     /// the size.
-    pub fn fetch_blob_to_file(
-        &self,
-        image: &Reference,
-        digest: &Digest,
-        dest: &Path,
-    ) -> Result<u64> {
+    pub fn fetch_blob_to_file(&self, image: &Reference, digest: &Digest, dest: &Path) -> Result<u64> {
         let mut attempt = 0;
         loop {
             match self.fetch_blob_once(image, digest, dest) {
@@ -205,9 +177,7 @@ impl RegistryClient {
     fn fetch_blob_once(&self, image: &Reference, digest: &Digest, dest: &Path) -> Result<u64> {
         let path = format!("{}/blobs/{digest}", image.repository);
         let url = self.url(&image.registry, &path);
-        let mut response = self.send(&image.registry, &image.repository, true, &|http| {
-            Ok(http.get(&url))
-        })?;
+        let mut response = self.send(&image.registry, &image.repository, true, &|http| Ok(http.get(&url)))?;
         let status = response.status().as_u16();
         if status == 404 {
             return Err(RegistryError::BlobUnknown {
@@ -224,22 +194,11 @@ impl RegistryClient {
                 status,
             });
         }
-        let io_error = |source| RegistryError::Io {
-            path: dest.to_path_buf(),
-            source,
-        };
-        let directory = dest
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let io_error = |source| RegistryError::Io { path: dest.to_path_buf(), source };
+        let directory = dest.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
         fs::create_dir_all(directory).map_err(io_error)?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempfile_in(directory)
-            .map_err(io_error)?;
-        let transfer =
-            self.progress
-                .start("pulled", digest, response.content_length().unwrap_or(0));
+        let mut temp = tempfile::Builder::new().prefix(".partial-").tempfile_in(directory).map_err(io_error)?;
+        let transfer = self.progress.start("pulled", digest, response.content_length().unwrap_or(0));
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
         let mut size = 0u64;
@@ -249,10 +208,7 @@ impl RegistryClient {
                 Ok(count) => count,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(source) => {
-                    return Err(RegistryError::Transfer {
-                        registry: image.registry.clone(),
-                        source: Box::new(source),
-                    })
+                    return Err(RegistryError::Transfer { registry: image.registry.clone(), source: Box::new(source) })
                 }
             };
             hasher.update(&buffer[..count]);
@@ -292,10 +248,7 @@ impl RegistryClient {
         let pinned_digest = top.digest.clone();
         let manifest = self.resolve_platform(reference, top, os, architecture)?;
         let view: ManifestView = serde_json::from_slice(&manifest.bytes).map_err(|error| {
-            RegistryError::InvalidManifest {
-                reference: reference.to_string(),
-                detail: error.to_string(),
-            }
+            RegistryError::InvalidManifest { reference: reference.to_string(), detail: error.to_string() }
         })?;
         let manifest_path = blob_path(blobs_dir, &manifest.digest);
         if !manifest_path.exists() {
@@ -312,12 +265,7 @@ impl RegistryClient {
             let path = blob_path(blobs_dir, &descriptor.digest);
             self.fetch_blob_to_file(reference, &descriptor.digest, &path)
         })?;
-        Ok(PulledImage {
-            pinned_digest,
-            manifest,
-            config: view.config,
-            layers: view.layers,
-        })
+        Ok(PulledImage { pinned_digest, manifest, config: view.config, layers: view.layers })
     }
 }
 
@@ -331,16 +279,10 @@ pub(crate) fn sha256_of(bytes: &[u8]) -> Digest {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io_error = |source| RegistryError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_error = |source| RegistryError::Io { path: path.to_path_buf(), source };
     let directory = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(directory).map_err(io_error)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".partial-")
-        .tempfile_in(directory)
-        .map_err(io_error)?;
+    let mut temp = tempfile::Builder::new().prefix(".partial-").tempfile_in(directory).map_err(io_error)?;
     temp.write_all(bytes).map_err(io_error)?;
     temp.as_file().sync_all().map_err(io_error)?;
     set_readable(temp.path()).map_err(io_error)?;

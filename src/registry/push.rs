@@ -29,11 +29,7 @@ pub struct BlobSource {
 impl BlobSource {
     /// The blob at `<blobs_dir>/sha256/<hex>` (OCI image layout).
     pub fn in_blobs_dir(blobs_dir: &Path, digest: Digest, size: u64) -> BlobSource {
-        BlobSource {
-            path: blob_path(blobs_dir, &digest),
-            digest,
-            size,
-        }
+        BlobSource { path: blob_path(blobs_dir, &digest), digest, size }
     }
 }
 
@@ -71,9 +67,7 @@ impl RegistryClient {
         Counters::add(&self.counters.blob_checks, 1);
         let path = format!("{}/blobs/{digest}", image.repository);
         let url = self.url(&image.registry, &path);
-        let response = self.send(&image.registry, &image.repository, true, &|http| {
-            Ok(http.head(&url))
-        })?;
+        let response = self.send(&image.registry, &image.repository, true, &|http| Ok(http.head(&url)))?;
         match response.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
@@ -95,14 +89,11 @@ impl RegistryClient {
         mount_from: Option<&str>,
     ) -> Result<BlobPushOutcome> {
         if self.blob_exists(image, &blob.digest)? {
-            self.progress
-                .note(&format!("exists {} (skipped)", blob.digest));
+            self.progress.note(&format!("exists {} (skipped)", blob.digest));
             return Ok(BlobPushOutcome::AlreadyPresent);
         }
-        let on_disk = std::fs::metadata(&blob.path).map_err(|source| RegistryError::Io {
-            path: blob.path.clone(),
-            source,
-        })?;
+        let on_disk =
+            std::fs::metadata(&blob.path).map_err(|source| RegistryError::Io { path: blob.path.clone(), source })?;
         if on_disk.len() != blob.size {
             return Err(RegistryError::BlobSizeMismatch {
                 path: blob.path.clone(),
@@ -112,11 +103,7 @@ impl RegistryClient {
         }
         let mut attempt = 0;
         loop {
-            match self.upload_once(
-                image,
-                blob,
-                mount_from.filter(|from| *from != image.repository),
-            ) {
+            match self.upload_once(image, blob, mount_from.filter(|from| *from != image.repository)) {
                 Err(error) if error.is_retryable() && attempt < self.options.max_retries => {
                     Counters::add(&self.counters.retries, 1);
                     std::thread::sleep(super::client::backoff(
@@ -132,31 +119,21 @@ impl RegistryClient {
         }
     }
 
-    fn upload_once(
-        &self,
-        image: &Reference,
-        blob: &BlobSource,
-        mount_from: Option<&str>,
-    ) -> Result<BlobPushOutcome> {
+    fn upload_once(&self, image: &Reference, blob: &BlobSource, mount_from: Option<&str>) -> Result<BlobPushOutcome> {
         let registry = &image.registry;
         let repository = &image.repository;
         let start_url = self.url(registry, &format!("{repository}/blobs/uploads/"));
         let start = self.send(registry, repository, true, &|http| {
             let mut request = http.post(&start_url).header(CONTENT_LENGTH, 0);
             if let Some(from) = mount_from {
-                request =
-                    request.query(&[("mount", blob.digest.to_string().as_str()), ("from", from)]);
+                request = request.query(&[("mount", blob.digest.to_string().as_str()), ("from", from)]);
             }
             Ok(request)
         })?;
         let status = start.status().as_u16();
         if status == 201 && mount_from.is_some() {
             Counters::add(&self.counters.blobs_mounted, 1);
-            self.progress.note(&format!(
-                "mounted {} from {}",
-                blob.digest,
-                mount_from.unwrap_or_default()
-            ));
+            self.progress.note(&format!("mounted {} from {}", blob.digest, mount_from.unwrap_or_default()));
             return Ok(BlobPushOutcome::Mounted);
         }
         if status != 202 {
@@ -166,29 +143,21 @@ impl RegistryClient {
             .headers()
             .get(LOCATION)
             .and_then(|value| value.to_str().ok())
-            .ok_or_else(|| {
-                self.upload_error(image, blob, Some(status), Some("no upload location".into()))
-            })?;
+            .ok_or_else(|| self.upload_error(image, blob, Some(status), Some("no upload location".into())))?;
         let base = Url::parse(&self.url(registry, ""))
             .map_err(|error| self.upload_error(image, blob, None, Some(error.to_string())))?;
-        let mut put_url = base
-            .join(location)
-            .map_err(|error| self.upload_error(image, blob, None, Some(error.to_string())))?;
-        put_url
-            .query_pairs_mut()
-            .append_pair("digest", &blob.digest.to_string());
+        let mut put_url =
+            base.join(location).map_err(|error| self.upload_error(image, blob, None, Some(error.to_string())))?;
+        put_url.query_pairs_mut().append_pair("digest", &blob.digest.to_string());
         drop(start);
 
         let transfer = self.progress.start("pushed", &blob.digest, blob.size);
         // The whole body is sent within the request timeout, so give big
         // blobs time in proportion to their size.
-        let allowance =
-            Duration::from_secs(blob.size / self.options.min_upload_bytes_per_second.max(1));
+        let allowance = Duration::from_secs(blob.size / self.options.min_upload_bytes_per_second.max(1));
         let response = self.send(registry, repository, false, &|http| {
-            let file = File::open(&blob.path).map_err(|source| RegistryError::Io {
-                path: blob.path.clone(),
-                source,
-            })?;
+            let file =
+                File::open(&blob.path).map_err(|source| RegistryError::Io { path: blob.path.clone(), source })?;
             Ok(http
                 .put(put_url.clone())
                 .header(CONTENT_TYPE, "application/octet-stream")
@@ -225,23 +194,12 @@ impl RegistryClient {
 
     /// Pushes manifest bytes under `target`'s tag (or digest). Returns the
     /// manifest digest, the sha256 of exactly these bytes.
-    pub fn push_manifest(
-        &self,
-        target: &Reference,
-        bytes: &[u8],
-        media_type: &str,
-    ) -> Result<Digest> {
+    pub fn push_manifest(&self, target: &Reference, bytes: &[u8], media_type: &str) -> Result<Digest> {
         let digest = sha256_of(bytes);
         let selector = target.manifest_selector();
-        let url = self.url(
-            &target.registry,
-            &format!("{}/manifests/{selector}", target.repository),
-        );
+        let url = self.url(&target.registry, &format!("{}/manifests/{selector}", target.repository));
         let response = self.send(&target.registry, &target.repository, true, &|http| {
-            Ok(http
-                .put(&url)
-                .header(CONTENT_TYPE, media_type)
-                .body(bytes.to_vec()))
+            Ok(http.put(&url).header(CONTENT_TYPE, media_type).body(bytes.to_vec()))
         })?;
         let status = response.status().as_u16();
         if status != 201 && status != 200 {
@@ -258,22 +216,15 @@ impl RegistryClient {
     /// ones uploaded (a few at once), then the manifest under `target`.
     pub fn push_image(&self, image: &ImageToPush, target: &Reference) -> Result<PushReport> {
         check_manifest_matches(image, target)?;
-        let blobs: Vec<&BlobSource> = std::iter::once(&image.config)
-            .chain(&image.layers)
-            .collect();
+        let blobs: Vec<&BlobSource> = std::iter::once(&image.config).chain(&image.layers).collect();
         let outcomes = for_each_parallel(&blobs, self.options.parallel_transfers, |blob| {
             self.push_blob_from_file(target, blob, image.mount_from.as_deref())
         })?;
-        let manifest_digest =
-            self.push_manifest(target, &image.manifest, &image.manifest_media_type)?;
+        let manifest_digest = self.push_manifest(target, &image.manifest, &image.manifest_media_type)?;
         Ok(PushReport {
             pinned: target.with_digest(manifest_digest.clone()),
             manifest_digest,
-            blobs: blobs
-                .iter()
-                .zip(outcomes)
-                .map(|(blob, outcome)| (blob.digest.clone(), outcome))
-                .collect(),
+            blobs: blobs.iter().zip(outcomes).map(|(blob, outcome)| (blob.digest.clone(), outcome)).collect(),
         })
     }
 }
@@ -281,12 +232,8 @@ impl RegistryClient {
 /// The manifest must reference exactly the blobs given, or the registry
 /// would reject it after the uploads (or accept a manifest we did not mean).
 fn check_manifest_matches(image: &ImageToPush, target: &Reference) -> Result<()> {
-    let invalid = |detail: String| RegistryError::InvalidManifest {
-        reference: target.to_string(),
-        detail,
-    };
-    let view: ManifestView =
-        serde_json::from_slice(&image.manifest).map_err(|error| invalid(error.to_string()))?;
+    let invalid = |detail: String| RegistryError::InvalidManifest { reference: target.to_string(), detail };
+    let view: ManifestView = serde_json::from_slice(&image.manifest).map_err(|error| invalid(error.to_string()))?;
     if view.config.digest != image.config.digest || view.config.size != image.config.size {
         return Err(invalid(format!(
             "its config is {} but the config blob given is {}",
@@ -296,9 +243,7 @@ fn check_manifest_matches(image: &ImageToPush, target: &Reference) -> Result<()>
     let listed: Vec<(&Digest, u64)> = view.layers.iter().map(|l| (&l.digest, l.size)).collect();
     let given: Vec<(&Digest, u64)> = image.layers.iter().map(|l| (&l.digest, l.size)).collect();
     if listed != given {
-        return Err(invalid(
-            "its layers differ from the layer blobs given (digest, size or order)".into(),
-        ));
+        return Err(invalid("its layers differ from the layer blobs given (digest, size or order)".into()));
     }
     Ok(())
 }
@@ -316,9 +261,5 @@ fn error_detail(response: reqwest::blocking::Response) -> Option<String> {
     }
     let body: Errors = response.json().ok()?;
     let item = body.errors.into_iter().next()?;
-    Some(format!(
-        "{}: {}",
-        item.code.unwrap_or_default(),
-        item.message.unwrap_or_default()
-    ))
+    Some(format!("{}: {}", item.code.unwrap_or_default(), item.message.unwrap_or_default()))
 }

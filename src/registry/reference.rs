@@ -30,19 +30,12 @@ pub struct ReferenceError {
 impl Reference {
     /// The same image by digest (what a lock file records).
     pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference {
-            digest: Some(digest),
-            ..self.clone()
-        }
+        Reference { digest: Some(digest), ..self.clone() }
     }
 
     /// The same repository with another tag and no digest.
     pub fn with_tag(&self, tag: &str) -> Reference {
-        Reference {
-            tag: Some(tag.to_string()),
-            digest: None,
-            ..self.clone()
-        }
+        Reference { tag: Some(tag.to_string()), digest: None, ..self.clone() }
     }
 
     /// What to put after `/manifests/`: the digest when pinned, else the tag.
@@ -72,10 +65,7 @@ impl FromStr for Reference {
     type Err = ReferenceError;
 
     fn from_str(text: &str) -> Result<Reference, ReferenceError> {
-        let fail = |reason: &str| ReferenceError {
-            reference: text.to_string(),
-            reason: reason.to_string(),
-        };
+        let fail = |reason: &str| ReferenceError { reference: text.to_string(), reason: reason.to_string() };
         if text.is_empty() {
             return Err(fail("it is empty"));
         }
@@ -97,10 +87,7 @@ impl FromStr for Reference {
         let (name, tag) = match name_and_tag[last_slash..].rfind(':') {
             Some(i) => {
                 let split = last_slash + i;
-                (
-                    &name_and_tag[..split],
-                    Some(name_and_tag[split + 1..].to_string()),
-                )
+                (&name_and_tag[..split], Some(name_and_tag[split + 1..].to_string()))
             }
             None => (name_and_tag, None),
         };
@@ -112,9 +99,7 @@ impl FromStr for Reference {
             }
         }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+            Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
                 (first.to_string(), rest.to_string())
             }
             _ => (DOCKER_HUB_REGISTRY.to_string(), name.to_string()),
@@ -140,12 +125,7 @@ impl FromStr for Reference {
             (None, None) => Some(DEFAULT_TAG.to_string()),
             _ => tag,
         };
-        Ok(Reference {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        Ok(Reference { registry, repository, tag, digest })
     }
 }
 
@@ -165,9 +145,9 @@ fn valid_repository(repository: &str) -> bool {
             !bytes.is_empty()
                 && bytes[0].is_ascii_alphanumeric()
                 && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-                && bytes.iter().all(|&b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-                })
+                && bytes
+                    .iter()
+                    .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
         })
 }
 
@@ -181,22 +161,10 @@ mod tests {
 
     #[test]
     fn docker_hub_defaults() {
-        assert_eq!(
-            parse("debian:bookworm-slim").to_string(),
-            "registry-1.docker.io/library/debian:bookworm-slim"
-        );
-        assert_eq!(
-            parse("python").to_string(),
-            "registry-1.docker.io/library/python:latest"
-        );
-        assert_eq!(
-            parse("docker.io/pytorch/pytorch:2.3.0").to_string(),
-            "registry-1.docker.io/pytorch/pytorch:2.3.0"
-        );
-        assert_eq!(
-            parse("nvidia/cuda:12.4.1-runtime-ubuntu22.04").repository,
-            "nvidia/cuda"
-        );
+        assert_eq!(parse("debian:bookworm-slim").to_string(), "registry-1.docker.io/library/debian:bookworm-slim");
+        assert_eq!(parse("python").to_string(), "registry-1.docker.io/library/python:latest");
+        assert_eq!(parse("docker.io/pytorch/pytorch:2.3.0").to_string(), "registry-1.docker.io/pytorch/pytorch:2.3.0");
+        assert_eq!(parse("nvidia/cuda:12.4.1-runtime-ubuntu22.04").repository, "nvidia/cuda");
     }
 
     #[test]
@@ -217,15 +185,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_reference() {
-        for bad in [
-            "",
-            "Debian:12",
-            "debian:",
-            "debian@sha256:abc",
-            "host:5000/",
-            "a b",
-            "repo:-tag",
-        ] {
+        for bad in ["", "Debian:12", "debian:", "debian@sha256:abc", "host:5000/", "a b", "repo:-tag"] {
             let error = bad.parse::<Reference>().unwrap_err();
             assert!(error.to_string().contains(&format!("`{bad}`")), "{error}");
         }

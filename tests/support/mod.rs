@@ -2,5 +2,6 @@
 //! stopped by the tests themselves.
 #![allow(dead_code)]
 
+pub mod base_image;
 pub mod registry;
 pub mod tools;

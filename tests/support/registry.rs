@@ -48,10 +48,7 @@ impl TestRegistry {
             let hash = bcrypt::hash(password, 5).expect("bcrypt hash");
             let file = dir.path().join("htpasswd");
             std::fs::write(&file, format!("{user}:{hash}\n")).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: imgbake-test\n    path: {}\n",
-                file.display()
-            ));
+            config.push_str(&format!("auth:\n  htpasswd:\n    realm: imgbake-test\n    path: {}\n", file.display()));
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -86,10 +83,7 @@ impl TestRegistry {
         let deadline = Instant::now() + STARTUP_WAIT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{REGISTRY_BINARY} exited with {status} before answering:\n{}",
-                    self.log()
-                );
+                panic!("{REGISTRY_BINARY} exited with {status} before answering:\n{}", self.log());
             }
             if let Some(status) = http_status(&self.host(), "/v2/") {
                 // 401 counts: the server is up and asks for credentials.
@@ -129,11 +123,7 @@ pub fn free_port() -> u16 {
 fn http_status(host: &str, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(host).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
     let mut head = [0u8; 32];
     let count = stream.read(&mut head).ok()?;
     let text = std::str::from_utf8(&head[..count]).ok()?;

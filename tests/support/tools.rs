@@ -79,10 +79,7 @@ pub fn require_tool(name: &str) -> bool {
         return false;
     }
     if tool_path(name).is_none() {
-        panic!(
-            "`{name}` is not installed: run `bash .ci/run` or apt-get install {}",
-            debian_package(name)
-        );
+        panic!("`{name}` is not installed: run `bash .ci/run` or apt-get install {}", debian_package(name));
     }
     true
 }
@@ -118,12 +115,7 @@ impl Captured {
             .unwrap_or_else(|error| panic!("failed to start {description}: {error}"));
         let stdout = child.stdout.take().map(spawn_reader);
         let stderr = child.stderr.take().map(spawn_reader);
-        Captured {
-            child,
-            description,
-            stdout,
-            stderr,
-        }
+        Captured { child, description, stdout, stderr }
     }
 
     /// The exit status, or `None` if still running after `timeout`.
@@ -143,15 +135,9 @@ impl Captured {
 
     fn output(self, status: ExitStatus) -> Output {
         let join = |reader: Option<thread::JoinHandle<Vec<u8>>>| {
-            reader
-                .map(|r| r.join().unwrap_or_default())
-                .unwrap_or_default()
+            reader.map(|r| r.join().unwrap_or_default()).unwrap_or_default()
         };
-        Output {
-            status,
-            stdout: join(self.stdout),
-            stderr: join(self.stderr),
-        }
+        Output { status, stdout: join(self.stdout), stderr: join(self.stderr) }
     }
 }
 
@@ -217,9 +203,7 @@ pub fn run_checked(command: &mut Command, timeout: Duration) -> Output {
 /// skopeo's TLS flag for a reference on the loopback registry (plain HTTP).
 fn insecure_flag(image_ref: &str, flag: &str) -> Option<String> {
     let rest = image_ref.strip_prefix("docker://")?;
-    let loopback = ["127.0.0.1", "localhost", "[::1]"]
-        .iter()
-        .any(|host| rest.starts_with(host));
+    let loopback = ["127.0.0.1", "localhost", "[::1]"].iter().any(|host| rest.starts_with(host));
     loopback.then(|| format!("{flag}=false"))
 }
 
@@ -269,13 +253,7 @@ pub fn skopeo_copy(src: &str, dst: &str, extra_args: &[&str]) -> Output {
 /// (config.json + rootfs/). `bundle_dir` must not exist yet.
 pub fn umoci_unpack(layout_dir: &Path, tag: &str, bundle_dir: &Path) {
     let image = format!("{}:{tag}", layout_dir.display());
-    run_checked(
-        Command::new("umoci")
-            .args(["unpack", "--image"])
-            .arg(image)
-            .arg(bundle_dir),
-        TOOL_TIMEOUT,
-    );
+    run_checked(Command::new("umoci").args(["unpack", "--image"]).arg(image).arg(bundle_dir), TOOL_TIMEOUT);
 }
 
 // ---------------------------------------------------------------- runc
@@ -290,18 +268,11 @@ pub struct BindMount {
 
 impl BindMount {
     pub fn read_write(source: impl Into<PathBuf>, destination: &str) -> BindMount {
-        BindMount {
-            source: source.into(),
-            destination: destination.to_string(),
-            read_only: false,
-        }
+        BindMount { source: source.into(), destination: destination.to_string(), read_only: false }
     }
 
     pub fn read_only(source: impl Into<PathBuf>, destination: &str) -> BindMount {
-        BindMount {
-            read_only: true,
-            ..BindMount::read_write(source, destination)
-        }
+        BindMount { read_only: true, ..BindMount::read_write(source, destination) }
     }
 }
 
@@ -310,41 +281,20 @@ impl BindMount {
 /// edits described at the top of this file. `args` replaces the process
 /// arguments unless empty (then the image's entrypoint + cmd stay); `env`
 /// sets variables, replacing ones of the same name.
-pub fn prepare_runc_bundle(
-    bundle_dir: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-    extra_mounts: &[BindMount],
-) {
+pub fn prepare_runc_bundle(bundle_dir: &Path, args: &[&str], env: &[(&str, &str)], extra_mounts: &[BindMount]) {
     let config_path = bundle_dir.join("config.json");
     if !config_path.exists() {
-        run_checked(
-            Command::new("runc")
-                .arg("spec")
-                .arg("--bundle")
-                .arg(bundle_dir),
-            TOOL_TIMEOUT,
-        );
+        run_checked(Command::new("runc").arg("spec").arg("--bundle").arg(bundle_dir), TOOL_TIMEOUT);
     }
     let text = fs::read_to_string(&config_path).expect("read config.json");
     let mut config: Value = serde_json::from_str(&text).expect("config.json is JSON");
     edit_runc_config(&mut config, args, env, extra_mounts);
-    fs::write(
-        &config_path,
-        serde_json::to_vec_pretty(&config).expect("serialize config.json"),
-    )
-    .expect("write config.json");
+    fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("serialize config.json"))
+        .expect("write config.json");
 }
 
-fn edit_runc_config(
-    config: &mut Value,
-    args: &[&str],
-    env: &[(&str, &str)],
-    extra_mounts: &[BindMount],
-) {
-    let process = config["process"]
-        .as_object_mut()
-        .expect("config.json has a process");
+fn edit_runc_config(config: &mut Value, args: &[&str], env: &[(&str, &str)], extra_mounts: &[BindMount]) {
+    let process = config["process"].as_object_mut().expect("config.json has a process");
     process.insert("terminal".into(), json!(false));
     if !args.is_empty() {
         process.insert("args".into(), json!(args));
@@ -352,11 +302,7 @@ fn edit_runc_config(
     let mut variables: Vec<String> = process
         .get("env")
         .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|list| list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     for (name, value) in env {
         let prefix = format!("{name}=");
@@ -367,17 +313,13 @@ fn edit_runc_config(
 
     config["root"]["readonly"] = json!(false);
 
-    let linux = config["linux"]
-        .as_object_mut()
-        .expect("config.json has linux");
+    let linux = config["linux"].as_object_mut().expect("config.json has linux");
     linux.remove("resources");
     if let Some(namespaces) = linux.get_mut("namespaces").and_then(Value::as_array_mut) {
         namespaces.retain(|namespace| namespace["type"] != "network");
     }
 
-    let mounts = config["mounts"]
-        .as_array_mut()
-        .expect("config.json has mounts");
+    let mounts = config["mounts"].as_array_mut().expect("config.json has mounts");
     for mount in extra_mounts {
         let mode = if mount.read_only { "ro" } else { "rw" };
         mounts.push(json!({
@@ -392,11 +334,7 @@ fn edit_runc_config(
 /// A container id unique to this test process.
 pub fn unique_container_id(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "imgbake-{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("imgbake-{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// `runc run` in the foreground; returns its output (the container's exit
@@ -405,13 +343,8 @@ pub fn unique_container_id(prefix: &str) -> String {
 pub fn runc_run(bundle_dir: &Path, container_id: &str, timeout: Duration) -> Output {
     // A leftover from an aborted earlier run would make `runc run` fail.
     runc_kill_delete(container_id);
-    let mut captured = Captured::spawn(
-        Command::new("runc")
-            .arg("run")
-            .arg("--bundle")
-            .arg(bundle_dir)
-            .arg(container_id),
-    );
+    let mut captured =
+        Captured::spawn(Command::new("runc").arg("run").arg("--bundle").arg(bundle_dir).arg(container_id));
     match captured.wait(timeout) {
         Some(status) => {
             runc_kill_delete(container_id);
@@ -422,11 +355,7 @@ pub fn runc_run(bundle_dir: &Path, container_id: &str, timeout: Duration) -> Out
             // container running: kill it through runc first.
             runc_kill_delete(container_id);
             let status = captured.kill();
-            timeout_panic(
-                &format!("container {container_id}"),
-                timeout,
-                &captured.output(status),
-            )
+            timeout_panic(&format!("container {container_id}"), timeout, &captured.output(status))
         }
     }
 }
@@ -456,11 +385,7 @@ impl Drop for DetachedContainer {
 pub fn runc_run_detached(bundle_dir: &Path, container_id: &str) -> DetachedContainer {
     runc_kill_delete(container_id);
     let log = bundle_dir.join("container.log");
-    let log_file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .expect("open container log");
+    let log_file = OpenOptions::new().create(true).append(true).open(&log).expect("open container log");
     let mut child = Command::new("runc")
         .arg("run")
         .arg("--detach")
@@ -472,20 +397,13 @@ pub fn runc_run_detached(bundle_dir: &Path, container_id: &str) -> DetachedConta
         .stderr(log_file)
         .spawn()
         .expect("start runc run --detach");
-    let container = DetachedContainer {
-        id: container_id.to_string(),
-        log,
-    };
+    let container = DetachedContainer { id: container_id.to_string(), log };
     let Some(status) = wait_until(&mut child, Instant::now() + TOOL_TIMEOUT) else {
         let _ = child.kill();
         let _ = child.wait();
         panic!("runc run --detach {container_id} did not return within {TOOL_TIMEOUT:?}");
     };
-    assert!(
-        status.success(),
-        "runc run --detach {container_id} failed ({status}):\n{}",
-        container.log_text()
-    );
+    assert!(status.success(), "runc run --detach {container_id} failed ({status}):\n{}", container.log_text());
     container
 }
 
@@ -496,11 +414,7 @@ pub fn runc_kill_delete(container_id: &str) {
         let mut command = Command::new("runc");
         command.args(args);
         // Cleanup must never panic (it runs in Drop); a hung runc is killed.
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
         if let Ok(mut child) = child {
             if wait_until(&mut child, Instant::now() + Duration::from_secs(30)).is_none() {
                 let _ = child.kill();
@@ -536,38 +450,22 @@ pub fn base_rootfs() -> PathBuf {
     );
     let started = Instant::now();
     let output = run_checked(
-        Command::new("bash")
-            .arg(repo_root().join("scripts/make-base-rootfs.sh"))
-            .arg(&dest),
+        Command::new("bash").arg(repo_root().join("scripts/make-base-rootfs.sh")).arg(&dest),
         BASE_ROOTFS_TIMEOUT,
     );
     eprintln!(
         "base rootfs after {:?}: {}",
         started.elapsed(),
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .last()
-            .unwrap_or("")
+        String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or("")
     );
-    assert!(
-        dest.join(".complete").exists(),
-        "{} is incomplete after make-base-rootfs.sh",
-        dest.display()
-    );
+    assert!(dest.join(".complete").exists(), "{} is incomplete after make-base-rootfs.sh", dest.display());
     dest
 }
 
 /// Copies a directory tree with `cp -a` (keeps owners, modes, symlinks,
 /// device nodes). `dest` must not exist.
 pub fn copy_tree(src: &Path, dest: &Path) {
-    run_checked(
-        Command::new("cp")
-            .arg("-a")
-            .arg("--reflink=auto")
-            .arg(src)
-            .arg(dest),
-        TOOL_TIMEOUT,
-    );
+    run_checked(Command::new("cp").arg("-a").arg("--reflink=auto").arg(src).arg(dest), TOOL_TIMEOUT);
 }
 
 // ---------------------------------------------------------------- http

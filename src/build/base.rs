@@ -1,0 +1,131 @@
+//! The base image: `scratch`, a local OCI layout (`oci:DIR[:TAG]`), or a
+//! registry reference pulled (linux/amd64, digest pinned) into the layer
+//! cache's blob store. Base layers are referenced as they are, never rewritten.
+
+use crate::image::assemble::BaseImage;
+use crate::image::blobs::BlobStore;
+use crate::image::cache::LayerCache;
+use crate::image::digest::Digest;
+use crate::image::layout::{self, parse_oci_ref};
+use crate::registry::{Reference, RegistryClient, RegistryClientOptions, RegistryError};
+use std::path::PathBuf;
+
+/// A base layer as its manifest lists it.
+#[derive(Debug, Clone)]
+pub struct BaseLayer {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// The resolved base: its documents, its layers, and where their blobs are.
+#[derive(Debug)]
+pub struct ResolvedBase {
+    pub image: Option<BaseImage>,
+    pub layers: Vec<BaseLayer>,
+    /// The store holding the base's layer blobs (the source layout, or the cache).
+    pub blobs: Option<BlobStore>,
+    /// `registry/repo@sha256:…` when the base came from a registry.
+    pub pinned: Option<String>,
+    pub reference: Option<Reference>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    #[error("cannot read the base image {base}")]
+    Layout {
+        base: String,
+        #[source]
+        source: Box<layout::LayoutError>,
+    },
+    #[error("`{base}` is not a valid image reference")]
+    Reference {
+        base: String,
+        #[source]
+        source: crate::registry::ReferenceError,
+    },
+    #[error("cannot pull the base image {base}")]
+    Pull {
+        base: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    #[error("the base image {base} has a malformed manifest: {problem}")]
+    Manifest { base: String, problem: String },
+    #[error("cannot open the blob store of {base}")]
+    Blobs {
+        base: String,
+        #[source]
+        source: crate::image::blobs::BlobError,
+    },
+}
+
+impl ResolvedBase {
+    /// `config.Env` of the base, if it has one.
+    pub fn config_env(&self) -> Option<Vec<String>> {
+        let config: serde_json::Value = serde_json::from_slice(&self.image.as_ref()?.config).ok()?;
+        let env = config.get("config")?.get("Env")?.as_array()?;
+        Some(env.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+    }
+}
+
+pub fn resolve(base: &str, cache: &LayerCache, registry: &RegistryClientOptions) -> Result<ResolvedBase, BaseError> {
+    if base == "scratch" {
+        return Ok(ResolvedBase { image: None, layers: Vec::new(), blobs: None, pinned: None, reference: None });
+    }
+    if let Some(oci) = parse_oci_ref(base) {
+        let read = layout::read_image(&oci.dir, &oci.tag)
+            .map_err(|source| BaseError::Layout { base: base.to_string(), source: Box::new(source) })?;
+        let blobs = BlobStore::open(&oci.dir).map_err(|source| BaseError::Blobs { base: base.to_string(), source })?;
+        let layers = layers_of(base, &read.manifest)?;
+        return Ok(ResolvedBase {
+            image: Some(BaseImage { manifest: read.manifest, config: read.config }),
+            layers,
+            blobs: Some(blobs),
+            pinned: None,
+            reference: None,
+        });
+    }
+    let reference: Reference =
+        base.parse().map_err(|source| BaseError::Reference { base: base.to_string(), source })?;
+    let client = RegistryClient::new(registry.clone())
+        .map_err(|source| BaseError::Pull { base: base.to_string(), source: Box::new(source) })?;
+    let blobs_dir: PathBuf = cache.blobs().root().join("blobs");
+    let pulled = client
+        .pull_image(&reference, "linux", "amd64", &blobs_dir)
+        .map_err(|source| BaseError::Pull { base: base.to_string(), source: Box::new(source) })?;
+    let config = cache
+        .blobs()
+        .read_small(&pulled.config.digest)
+        .map_err(|source| BaseError::Blobs { base: base.to_string(), source })?;
+    let manifest = pulled.manifest.bytes.clone();
+    let layers = layers_of(base, &manifest)?;
+    let store =
+        BlobStore::open(cache.blobs().root()).map_err(|source| BaseError::Blobs { base: base.to_string(), source })?;
+    Ok(ResolvedBase {
+        image: Some(BaseImage { manifest, config }),
+        layers,
+        blobs: Some(store),
+        pinned: Some(format!("{}/{}@{}", reference.registry, reference.repository, pulled.pinned_digest)),
+        reference: Some(reference),
+    })
+}
+
+fn layers_of(base: &str, manifest: &[u8]) -> Result<Vec<BaseLayer>, BaseError> {
+    let malformed = |problem: &str| BaseError::Manifest { base: base.to_string(), problem: problem.to_string() };
+    let json: serde_json::Value = serde_json::from_slice(manifest).map_err(|_| malformed("not JSON"))?;
+    let layers = json.get("layers").and_then(|l| l.as_array()).ok_or_else(|| malformed("no `layers` list"))?;
+    layers
+        .iter()
+        .map(|layer| {
+            let digest = layer
+                .get("digest")
+                .and_then(|d| d.as_str())
+                .and_then(|d| d.parse().ok())
+                .ok_or_else(|| malformed("a layer without a valid sha256 digest"))?;
+            let size = layer.get("size").and_then(|s| s.as_u64()).ok_or_else(|| malformed("a layer without a size"))?;
+            let media_type = layer.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default().to_string();
+            Ok(BaseLayer { digest, size, media_type })
+        })
+        .collect()
+}

@@ -1,0 +1,285 @@
+//! The build's own layers: the app files, and baked weights from local
+//! directories. Every layer goes through the layer cache, so an unchanged
+//! input is neither read nor compressed again.
+
+use crate::image::appfiles::{self, AppFilesError};
+use crate::image::cache::{CacheError, LayerCache};
+use crate::image::entries::{self, EntryError, LayerEntry};
+use crate::image::layer::{write_layer, Compression, LayerOptions, WrittenLayer};
+use crate::spec::{self, Spec, WeightsEntry, WeightsSource};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// gzip level for app and text-like layers: fixed so digests never drift.
+const GZIP_LEVEL: u32 = 6;
+const ZSTD_LEVEL: i32 = 3;
+/// Compressed/original size above which `auto` stores a layer uncompressed:
+/// saving under 10% is not worth the CPU at pull and unpack time.
+const INCOMPRESSIBLE_RATIO: f64 = 0.90;
+/// How much of a weights source is sampled to decide `auto` compression.
+const SAMPLE_BYTES: u64 = 8 << 20;
+
+#[derive(Debug, Clone)]
+pub struct BuiltLayer {
+    pub layer: WrittenLayer,
+    pub history: String,
+    /// Short name for logs (`app files`, `weights sdxl-base`).
+    pub what: String,
+    pub files: usize,
+    pub cached: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerBuildError {
+    #[error("cannot select the app files")]
+    AppFiles(#[source] AppFilesError),
+    #[error("cannot list the files of {what}")]
+    Entries {
+        what: String,
+        #[source]
+        source: EntryError,
+    },
+    #[error("cannot build the layer of {what}")]
+    Cache {
+        what: String,
+        #[source]
+        source: CacheError,
+    },
+    #[error("cannot read the weights directory {}", path.display())]
+    Walk {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad pattern `{pattern}` in {origin}")]
+    Pattern {
+        pattern: String,
+        origin: String,
+        #[source]
+        source: globset::Error,
+    },
+    #[error("{origin}: no file of {source_path} matches allow_patterns {allow:?} / ignore_patterns {ignore:?}; the image would ship without these weights")]
+    EmptyWeights { origin: String, source_path: String, allow: Vec<String>, ignore: Vec<String> },
+    #[error("{origin}: `{}` is a symlink that leaves the weights directory", path.display())]
+    EscapingSymlink { origin: String, path: PathBuf },
+}
+
+fn compression_for(setting: spec::Compression, sample: impl FnOnce() -> f64) -> Compression {
+    match setting {
+        spec::Compression::None => Compression::None,
+        spec::Compression::Gzip => Compression::Gzip { level: GZIP_LEVEL },
+        spec::Compression::Zstd => Compression::Zstd { level: ZSTD_LEVEL },
+        spec::Compression::Auto => {
+            if sample() > INCOMPRESSIBLE_RATIO {
+                Compression::None
+            } else {
+                Compression::Gzip { level: GZIP_LEVEL }
+            }
+        }
+    }
+}
+
+/// The app files (include/exclude of the config) under the image's workdir.
+pub fn app_files_layer(
+    spec: &Spec,
+    cache: &LayerCache,
+    warnings: &mut Vec<String>,
+) -> Result<BuiltLayer, LayerBuildError> {
+    let root = &spec.app.root;
+    let config_file = spec.source.path.file_name().map(PathBuf::from).into_iter().collect::<Vec<_>>();
+    let selection = appfiles::select_app_files(root, &spec.app.include, &spec.app.exclude, &config_file)
+        .map_err(LayerBuildError::AppFiles)?;
+    warnings.extend(selection.warnings.iter().map(|w| w.to_string()));
+    let prefix = spec.app.workdir.trim_matches('/');
+    let mut files = Vec::new();
+    let mut links = Vec::new();
+    for relative in &selection.files {
+        let source = root.join(relative);
+        let image_path = format!("{prefix}/{}", relative.to_string_lossy());
+        match std::fs::read_link(&source) {
+            Ok(target) => links.push(LayerEntry::symlink(&image_path, &target.to_string_lossy())),
+            Err(_) => files.push((source, image_path)),
+        }
+    }
+    let what = "app files".to_string();
+    let mut all = entries::entries_from_files(&files)
+        .map_err(|source| LayerBuildError::Entries { what: what.clone(), source })?;
+    all.extend(links);
+    if all.is_empty() {
+        all.push(LayerEntry::dir(prefix, entries::DEFAULT_DIR_MODE));
+    }
+    let all = entries::finish_entries(all).map_err(|source| LayerBuildError::Entries { what: what.clone(), source })?;
+    let options = LayerOptions::from_env(compression_for(spec.compression, || 0.0));
+    let count = selection.files.len();
+    build_cached(cache, &all, &options, what, format!("imgbake: app files ({count} files) at /{prefix}"), count)
+}
+
+/// A local weights directory baked at the entry's path, as one layer.
+pub fn local_weights_layers(
+    entry: &WeightsEntry,
+    spec: &Spec,
+    cache: &LayerCache,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<BuiltLayer>, LayerBuildError> {
+    let WeightsSource::Local { path: root } = &entry.source else { return Ok(Vec::new()) };
+    if entry.mode == spec::WeightsMode::Auto {
+        warnings.push(format!(
+            "{}: mode auto bakes a local directory (its files are already on the build machine; the cost model is not built yet)",
+            entry.origin
+        ));
+    }
+    let files = select_weight_files(entry, root)?;
+    let image_root = entry.path.trim_start_matches('/');
+    let pairs: Vec<(PathBuf, String)> = files
+        .iter()
+        .map(|relative| (root.join(relative), format!("{image_root}/{}", relative.to_string_lossy())))
+        .collect();
+    let what = format!("weights {}", entry.mount);
+    let all = entries::entries_from_files(&pairs)
+        .map_err(|source| LayerBuildError::Entries { what: what.clone(), source })?;
+    let sources: Vec<PathBuf> = pairs.iter().map(|(s, _)| s.clone()).collect();
+    let options = LayerOptions::from_env(compression_for(spec.compression, || sampled_ratio(&sources)));
+    let history = format!("imgbake: weights {} ({} files) at {}", entry.uri, files.len(), entry.path);
+    Ok(vec![build_cached(cache, &all, &options, what, history, files.len())?])
+}
+
+fn build_cached(
+    cache: &LayerCache,
+    entries: &[LayerEntry],
+    options: &LayerOptions,
+    what: String,
+    history: String,
+    files: usize,
+) -> Result<BuiltLayer, LayerBuildError> {
+    let cached = cache
+        .get_or_build(entries, options, write_layer)
+        .map_err(|source| LayerBuildError::Cache { what: what.clone(), source })?;
+    Ok(BuiltLayer { layer: cached.layer, history, what, files, cached: cached.hit })
+}
+
+/// fnmatch-style patterns as huggingface_hub uses them: `*` also matches
+/// `/`, and a pattern ending in `/` means everything in that folder.
+fn pattern_set(patterns: &[String], origin: &str) -> Result<Option<GlobSet>, LayerBuildError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let text = if pattern.ends_with('/') { format!("{pattern}*") } else { pattern.clone() };
+        let glob = GlobBuilder::new(&text).literal_separator(false).build().map_err(|source| {
+            LayerBuildError::Pattern { pattern: pattern.clone(), origin: origin.to_string(), source }
+        })?;
+        builder.add(glob);
+    }
+    builder.build().map(Some).map_err(|source| LayerBuildError::Pattern {
+        pattern: patterns.join(", "),
+        origin: origin.to_string(),
+        source,
+    })
+}
+
+/// Files of a local source (relative paths, sorted), filtered by the entry's patterns.
+fn select_weight_files(entry: &WeightsEntry, root: &Path) -> Result<Vec<PathBuf>, LayerBuildError> {
+    let allow = pattern_set(&entry.allow_patterns, &entry.origin)?;
+    let ignore = pattern_set(&entry.ignore_patterns, &entry.origin)?;
+    let canonical_root =
+        root.canonicalize().map_err(|source| LayerBuildError::Walk { path: root.to_path_buf(), source })?;
+    let mut files = Vec::new();
+    for item in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
+        let item = item.map_err(|e| LayerBuildError::Walk {
+            path: e.path().unwrap_or(root).to_path_buf(),
+            source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed")),
+        })?;
+        let file_type = item.file_type();
+        if file_type.is_dir() {
+            continue;
+        }
+        if file_type.is_symlink() {
+            let target = item.path().canonicalize().ok();
+            if !target.as_ref().is_some_and(|t| t.starts_with(&canonical_root) && t.is_file()) {
+                return Err(LayerBuildError::EscapingSymlink {
+                    origin: entry.origin.clone(),
+                    path: item.path().to_path_buf(),
+                });
+            }
+        } else if !file_type.is_file() {
+            continue;
+        }
+        let relative = item.path().strip_prefix(root).unwrap_or(item.path()).to_path_buf();
+        let text = relative.to_string_lossy();
+        if allow.as_ref().is_some_and(|set| !set.is_match(text.as_ref())) {
+            continue;
+        }
+        if ignore.as_ref().is_some_and(|set| set.is_match(text.as_ref())) {
+            continue;
+        }
+        files.push(relative);
+    }
+    if files.is_empty() {
+        return Err(LayerBuildError::EmptyWeights {
+            origin: entry.origin.clone(),
+            source_path: root.display().to_string(),
+            allow: entry.allow_patterns.clone(),
+            ignore: entry.ignore_patterns.clone(),
+        });
+    }
+    Ok(files)
+}
+
+/// zstd-1 compressed size / original size over samples spread across the
+/// files (1 = incompressible). Reads at most [`SAMPLE_BYTES`].
+pub fn sampled_ratio(files: &[PathBuf]) -> f64 {
+    let per_file = (SAMPLE_BYTES / files.len().max(1) as u64).max(64 << 10);
+    let mut sample = Vec::new();
+    for path in files {
+        if sample.len() as u64 >= SAMPLE_BYTES {
+            break;
+        }
+        if let Ok(file) = std::fs::File::open(path) {
+            let _ = file.take(per_file).read_to_end(&mut sample);
+        }
+    }
+    if sample.is_empty() {
+        return 0.0;
+    }
+    let compressed = zstd::bulk::compress(&sample, 1).map(|c| c.len()).unwrap_or(sample.len());
+    compressed as f64 / sample.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_compression_stores_random_bytes_uncompressed_and_gzips_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let random = dir.path().join("random.bin");
+        let mut state = 0x2545F4914F6CDD1Du64;
+        let bytes: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        std::fs::write(&random, bytes).unwrap();
+        let text = dir.path().join("config.json");
+        std::fs::write(&text, "{\"hidden_size\": 4096, \"layers\": 32}\n".repeat(20_000)).unwrap();
+        assert_eq!(compression_for(spec::Compression::Auto, || sampled_ratio(&[random])), Compression::None);
+        assert_eq!(
+            compression_for(spec::Compression::Auto, || sampled_ratio(&[text])),
+            Compression::Gzip { level: GZIP_LEVEL }
+        );
+    }
+
+    #[test]
+    fn fnmatch_patterns_match_across_folders_and_folder_patterns() {
+        let set = pattern_set(&["*.json".to_string(), "unet/".to_string()], "test").unwrap().unwrap();
+        assert!(set.is_match("config.json"));
+        assert!(set.is_match("text_encoder/config.json"));
+        assert!(set.is_match("unet/diffusion.bin"));
+        assert!(!set.is_match("model.safetensors"));
+    }
+}

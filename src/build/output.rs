@@ -1,0 +1,100 @@
+//! Where a built image goes: an OCI image layout directory (always) and a
+//! registry (with `--push`). Blobs are placed before the index names them.
+
+use super::base::ResolvedBase;
+use super::layers::BuiltLayer;
+use crate::image::assemble::{AssembledImage, MEDIA_TYPE_MANIFEST};
+use crate::image::cache::LayerCache;
+use crate::image::layout::{LayoutError, OciLayout, OciRef};
+use crate::registry::{BlobSource, ImageToPush, Reference, RegistryClient, RegistryClientOptions, RegistryError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot write the image to oci:{}:{tag}", dir.display())]
+    Layout {
+        dir: std::path::PathBuf,
+        tag: String,
+        #[source]
+        source: Box<LayoutError>,
+    },
+    #[error("cannot copy blob {digest} into the output")]
+    Blob {
+        digest: String,
+        #[source]
+        source: crate::image::blobs::BlobError,
+    },
+    #[error("cannot push to {target}")]
+    Push {
+        target: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+}
+
+pub fn write_layout(
+    output: &OciRef,
+    image: &AssembledImage,
+    base: &ResolvedBase,
+    built: &[BuiltLayer],
+    cache: &LayerCache,
+) -> Result<(), OutputError> {
+    let layout_error =
+        |source| OutputError::Layout { dir: output.dir.clone(), tag: output.tag.clone(), source: Box::new(source) };
+    let layout = OciLayout::create(&output.dir).map_err(layout_error)?;
+    if let Some(blobs) = &base.blobs {
+        for layer in &base.layers {
+            if !layout.blobs().has(&layer.digest) {
+                layout
+                    .blobs()
+                    .import_file(&layer.digest, &blobs.path(&layer.digest))
+                    .map_err(|source| OutputError::Blob { digest: layer.digest.to_string(), source })?;
+            }
+        }
+    }
+    for layer in built {
+        if !layout.blobs().has(&layer.layer.digest) {
+            cache
+                .export(&layer.layer, layout.blobs())
+                .map_err(|source| OutputError::Blob { digest: layer.layer.digest.to_string(), source })?;
+        }
+    }
+    layout.write_image(image, &output.tag).map_err(layout_error)?;
+    Ok(())
+}
+
+/// Pushes the image from the output layout; returns `registry/repo@digest`.
+pub fn push(
+    output: &OciRef,
+    image: &AssembledImage,
+    base: &ResolvedBase,
+    target: &Reference,
+    options: &RegistryClientOptions,
+) -> Result<String, OutputError> {
+    let push_error = |source| OutputError::Push { target: target.to_string(), source: Box::new(source) };
+    let blobs_dir = output.dir.join("blobs");
+    let manifest: serde_json::Value = serde_json::from_slice(&image.manifest).expect("we wrote this manifest");
+    let layers = manifest["layers"]
+        .as_array()
+        .expect("our manifest has layers")
+        .iter()
+        .map(|layer| {
+            let digest = layer["digest"].as_str().and_then(|d| d.parse().ok()).expect("our digests are valid");
+            BlobSource::in_blobs_dir(&blobs_dir, digest, layer["size"].as_u64().expect("our sizes are numbers"))
+        })
+        .collect();
+    let mount_from = base
+        .reference
+        .as_ref()
+        .filter(|r| r.registry == target.registry && r.repository != target.repository)
+        .map(|r| r.repository.clone());
+    let to_push = ImageToPush {
+        manifest: image.manifest.clone(),
+        manifest_media_type: MEDIA_TYPE_MANIFEST.to_string(),
+        config: BlobSource::in_blobs_dir(&blobs_dir, image.config_digest.clone(), image.config.len() as u64),
+        layers,
+        mount_from,
+    };
+    let client = RegistryClient::new(options.clone()).map_err(push_error)?;
+    let report = client.push_image(&to_push, target).map_err(push_error)?;
+    Ok(report.pinned.to_string())
+}

@@ -1,0 +1,137 @@
+//! `imgbake build`: load the config, build natively, print what was made.
+
+use super::{print_error, EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE};
+use crate::build::{self, BuildError, BuildOptions};
+use crate::config;
+use crate::image::layout::{is_valid_tag, parse_oci_ref, OciRef};
+use crate::registry::{human_bytes, Reference, RegistryClientOptions};
+use std::path::{Path, PathBuf};
+
+/// Build flags as typed values (made from the CLI in main).
+#[derive(Debug, Clone, Default)]
+pub struct BuildArgs {
+    pub path: PathBuf,
+    pub output: Option<String>,
+    pub push: Option<String>,
+    pub base: Option<String>,
+    pub insecure_registries: Vec<String>,
+    pub cache_dir: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// The default output: `oci:imgbake-out:<app name>` in the current directory.
+pub fn default_output(app_name: &str) -> OciRef {
+    let tag: String = app_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' })
+        .collect();
+    let tag = if is_valid_tag(&tag) { tag } else { "latest".to_string() };
+    OciRef { dir: PathBuf::from("imgbake-out"), tag }
+}
+
+pub fn run(args: &BuildArgs) -> u8 {
+    let loaded = config::load(&args.path);
+    for diagnostic in &loaded.diagnostics {
+        eprintln!("{diagnostic}");
+    }
+    let Some(spec) = loaded.spec else {
+        eprintln!("error: {} is not a valid config; nothing was built", args.path.display());
+        return EXIT_INVALID_INPUT;
+    };
+    let output = match &args.output {
+        Some(text) => match parse_oci_ref(text) {
+            Some(oci) => oci,
+            None => {
+                eprintln!("error: --output must be oci:DIR[:TAG], found `{text}`");
+                return EXIT_USAGE;
+            }
+        },
+        None => default_output(&spec.name),
+    };
+    let push = match args.push.as_deref().map(str::parse::<Reference>) {
+        None => None,
+        Some(Ok(reference)) => Some(reference),
+        Some(Err(err)) => {
+            print_error(&err);
+            return EXIT_USAGE;
+        }
+    };
+    let options = BuildOptions {
+        output,
+        push,
+        base_override: args.base.clone(),
+        cache_dir: args.cache_dir.clone(),
+        registry: RegistryClientOptions {
+            insecure_registries: args.insecure_registries.clone(),
+            ..RegistryClientOptions::default()
+        },
+    };
+    match build::build(&spec, &options) {
+        Ok(outcome) => {
+            for warning in &outcome.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome)).expect("serializes"));
+            } else {
+                print_outcome(&outcome, Path::new(&outcome.output.dir));
+            }
+            EXIT_OK
+        }
+        Err(BuildError::NotAvailable(message)) => {
+            eprintln!("error: {message}");
+            EXIT_USAGE
+        }
+        Err(err) => {
+            print_error(&err);
+            EXIT_INVALID_INPUT
+        }
+    }
+}
+
+fn print_outcome(outcome: &build::BuildOutcome, dir: &Path) {
+    match &outcome.base_pinned {
+        Some(pinned) => println!("base      {} ({pinned})", outcome.base),
+        None => println!("base      {}", outcome.base),
+    }
+    for layer in &outcome.layers {
+        let state = if layer.cached { "cached" } else { "built" };
+        println!(
+            "layer     {} {:>10}  {} ({} files, {state})",
+            layer.layer.digest,
+            human_bytes(layer.layer.size),
+            layer.what,
+            layer.files
+        );
+    }
+    println!("image     oci:{}:{}  {}", dir.display(), outcome.output.tag, outcome.manifest_digest);
+    if let Some(pushed) = &outcome.pushed {
+        println!("pushed    {pushed}");
+    }
+}
+
+fn outcome_json(outcome: &build::BuildOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "manifest_digest": outcome.manifest_digest.to_string(),
+        "output": format!("oci:{}:{}", outcome.output.dir.display(), outcome.output.tag),
+        "base": outcome.base,
+        "base_pinned": outcome.base_pinned,
+        "pushed": outcome.pushed,
+        "layers": outcome.layers.iter().map(|l| serde_json::json!({
+            "what": l.what,
+            "digest": l.layer.digest.to_string(),
+            "diff_id": l.layer.diff_id.to_string(),
+            "size": l.layer.size,
+            "uncompressed_size": l.layer.uncompressed_size,
+            "media_type": l.layer.media_type,
+            "files": l.files,
+            "cached": l.cached,
+        })).collect::<Vec<_>>(),
+        "cache": {
+            "hits": outcome.cache.hits,
+            "misses": outcome.cache.misses,
+            "files_read": outcome.cache.files_read,
+            "bytes_read": outcome.cache.bytes_read,
+        },
+    })
+}

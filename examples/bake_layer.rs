@@ -17,7 +17,7 @@ fn main() {
     let compression = match args.get(3).map(String::as_str).unwrap_or("none").split_once(':') {
         Some(("gzip", level)) => Compression::Gzip { level: level.parse().expect("gzip level") },
         Some(("zstd", level)) => Compression::Zstd { level: level.parse().expect("zstd level") },
-        None if args.get(3).map_or(true, |a| a == "none") => Compression::None,
+        None if args.get(3).is_none_or(|a| a == "none") => Compression::None,
         None if args[3] == "gzip" => Compression::Gzip { level: 6 },
         None if args[3] == "zstd" => Compression::Zstd { level: 1 },
         _ => {

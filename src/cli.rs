@@ -51,7 +51,7 @@ pub enum Command {
         /// Also push the image to this registry reference (host[:port]/repo[:tag]).
         #[arg(long, value_name = "REF")]
         push: Option<String>,
-        /// Use this base image instead of the config's: a reference, oci:DIR[:TAG] or scratch.
+        /// Use this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
         #[arg(long, value_name = "IMAGE")]
         base: Option<String>,
         /// Talk plain HTTP to this registry host[:port] (repeatable; for loopback test registries).

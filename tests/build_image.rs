@@ -137,27 +137,7 @@ fn image_on_the_debootstrap_base_goes_through_registry_skopeo_umoci_and_runc() {
         &["--src-tls-verify=false"],
     );
     assert!(copy.status.success(), "{}", String::from_utf8_lossy(&copy.stderr));
-    let bundle = dir.path().join("bundle");
-    tools::umoci_unpack(&pulled, "app", &bundle);
-    let rootfs = bundle.join("rootfs");
-    for name in ["config.json", "model.safetensors"] {
-        let baked = rootfs.join("app/model_cache/tiny").join(name);
-        let original = tools::repo_root().join(FIXTURE).join("weights/tiny").join(name);
-        assert_eq!(sha256_file(&baked), sha256_file(&original), "{name}");
-    }
-    assert!(rootfs.join("app/server.py").is_file());
-    assert!(!rootfs.join("app/weights").exists(), "excluded by the config");
-
-    let port = support::registry::free_port().to_string();
-    tools::prepare_runc_bundle(&bundle, &[], &[("PORT", &port)], &[]);
-    let container = tools::runc_run_detached(&bundle, &tools::unique_container_id("build"));
-    let url = format!("http://127.0.0.1:{port}/health");
-    let status = tools::wait_for_http(&url, Duration::from_secs(60));
-    assert_eq!(status, 200, "{}", container.log_text());
-    let body: serde_json::Value =
-        reqwest::blocking::Client::builder().no_proxy().build().unwrap().get(&url).send().unwrap().json().unwrap();
-    let expected = sha256_file(&tools::repo_root().join(FIXTURE).join("weights/tiny/model.safetensors"));
-    assert_eq!(body["weights"]["model.safetensors"], expected.as_str(), "{body:#}");
+    unpack_run_and_check_health(&pulled, "app", dir.path());
 
     // Re-push of the unchanged image uploads nothing.
     let again = build_json(&[
@@ -174,6 +154,54 @@ fn image_on_the_debootstrap_base_goes_through_registry_skopeo_umoci_and_runc() {
         dir.path().join("cache").to_str().unwrap(),
     ]);
     assert_eq!(again["manifest_digest"], digest.as_str());
+}
+
+/// umoci-unpacks `layout:tag`, checks the baked files, starts the image's own
+/// entrypoint under runc and checks that the app served the weights' digests.
+fn unpack_run_and_check_health(layout: &Path, tag: &str, dir: &Path) {
+    let bundle = dir.join("bundle");
+    tools::umoci_unpack(layout, tag, &bundle);
+    let rootfs = bundle.join("rootfs");
+    for name in ["config.json", "model.safetensors"] {
+        let baked = rootfs.join("app/model_cache/tiny").join(name);
+        let original = tools::repo_root().join(FIXTURE).join("weights/tiny").join(name);
+        assert_eq!(sha256_file(&baked), sha256_file(&original), "{name}");
+    }
+    assert!(rootfs.join("app/server.py").is_file());
+    assert!(!rootfs.join("app/weights").exists(), "excluded by the config");
+
+    let port = support::registry::free_port().to_string();
+    tools::prepare_runc_bundle(&bundle, &[], &[("PORT", &port)], &[]);
+    let container = tools::runc_run_detached(&bundle, &tools::unique_container_id("build"));
+    let url = format!("http://127.0.0.1:{port}/health");
+    let status = tools::wait_for_http(&url, Duration::from_secs(60));
+    assert_eq!(status, 200, "{}", container.log_text());
+    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    let body: serde_json::Value = client.get(&url).send().unwrap().json().unwrap();
+    let expected = sha256_file(&tools::repo_root().join(FIXTURE).join("weights/tiny/model.safetensors"));
+    assert_eq!(body["weights"]["model.safetensors"], expected.as_str(), "{body:#}");
+}
+
+#[test]
+fn image_on_a_rootfs_base_starts_under_runc() {
+    if !["umoci", "runc", "debootstrap"].iter().all(|t| tools::require_tool(t)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let project = project_copy(dir.path());
+    let layout = dir.path().join("out");
+    let base = format!("rootfs:{}", tools::base_rootfs().display());
+    let result = build_json(&[
+        project.to_str().unwrap(),
+        "--base",
+        &base,
+        "--output",
+        &format!("oci:{}:app", layout.display()),
+        "--cache-dir",
+        dir.path().join("cache").to_str().unwrap(),
+    ]);
+    assert_eq!(result["layers"][0]["what"], "base root filesystem");
+    unpack_run_and_check_health(&layout, "app", dir.path());
 }
 
 /// Writes `size` bytes of fast pseudo-random data.

@@ -115,6 +115,42 @@ pub fn app_files_layer(
     build_cached(cache, &all, &options, what, format!("imgbake: app files ({count} files) at /{prefix}"), count)
 }
 
+/// Layer entries for a root filesystem directory (e.g. made by debootstrap):
+/// everything, except that `dev`, `proc` and `sys` stay empty (a container
+/// runtime mounts its own; device nodes never belong in an image).
+pub fn rootfs_entries(root: &Path) -> Result<Vec<LayerEntry>, EntryError> {
+    let mut all = Vec::new();
+    let read = std::fs::read_dir(root).map_err(|source| EntryError::Io { path: root.to_path_buf(), source })?;
+    let mut children: Vec<PathBuf> = read.filter_map(Result::ok).map(|e| e.path()).collect();
+    children.sort();
+    for child in children {
+        let name = child.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let meta =
+            std::fs::symlink_metadata(&child).map_err(|source| EntryError::Io { path: child.clone(), source })?;
+        if ["dev", "proc", "sys"].contains(&name.as_str()) {
+            all.push(LayerEntry::dir(&name, entries::DEFAULT_DIR_MODE));
+        } else if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&child).map_err(|source| EntryError::Io { path: child.clone(), source })?;
+            all.push(LayerEntry::symlink(&name, &target.to_string_lossy()));
+        } else if meta.is_dir() {
+            all.extend(entries::entries_from_dir(&child, &name)?);
+        } else {
+            all.extend(entries::entries_from_files(&[(child.clone(), name)])?);
+        }
+    }
+    entries::finish_entries(all)
+}
+
+/// A root filesystem directory as the image's first layer (`--base rootfs:DIR`).
+pub fn rootfs_layer(root: &Path, cache: &LayerCache) -> Result<BuiltLayer, LayerBuildError> {
+    let what = "base root filesystem".to_string();
+    let all = rootfs_entries(root).map_err(|source| LayerBuildError::Entries { what: what.clone(), source })?;
+    let files = all.iter().filter(|e| e.is_file()).count();
+    let options = LayerOptions::from_env(Compression::Gzip { level: GZIP_LEVEL });
+    let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    build_cached(cache, &all, &options, what, format!("imgbake: base root filesystem {name} ({files} files)"), files)
+}
+
 /// A local weights directory baked at the entry's path, as one layer.
 pub fn local_weights_layers(
     entry: &WeightsEntry,

@@ -18,6 +18,10 @@ use crate::spec::{Spec, WeightsMode, WeightsSource};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// `--base rootfs:DIR`: a root filesystem directory becomes the first layer.
+pub const ROOTFS_PREFIX: &str = "rootfs:";
+const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Everything `build` needs besides the Spec; made from CLI flags in one place.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -119,16 +123,26 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
     };
     let cache = LayerCache::open(&cache_dir).map_err(BuildError::Cache)?;
     let base_text = options.base_override.clone().unwrap_or_else(|| spec.base.image.clone());
-    let base = base::resolve(&base_text, &cache, &options.registry)?;
+    let rootfs = base_text.strip_prefix(ROOTFS_PREFIX).map(PathBuf::from);
+    let base = base::resolve(if rootfs.is_some() { "scratch" } else { &base_text }, &cache, &options.registry)?;
 
     let mut warnings = Vec::new();
     let mut built = Vec::new();
+    if let Some(root) = &rootfs {
+        built.push(layers::rootfs_layer(root, &cache)?);
+    }
     built.push(layers::app_files_layer(spec, &cache, &mut warnings)?);
     for entry in &spec.weights {
         built.extend(layers::local_weights_layers(entry, spec, &cache, &mut warnings)?);
     }
 
-    let settings = image_settings(spec, base.config_env().as_deref());
+    // A bare root filesystem has no image config; give it the usual PATH so
+    // runtimes that do not add one (runc, umoci) still find the entrypoint.
+    let base_env = if rootfs.is_some() { Some(vec![DEFAULT_PATH_ENV.to_string()]) } else { base.config_env() };
+    let mut settings = image_settings(spec, base_env.as_deref());
+    if rootfs.is_some() && settings.env.is_none() {
+        settings.env = base_env;
+    }
     let new_layers: Vec<NewLayer> =
         built.iter().map(|b| NewLayer { layer: b.layer.clone(), history: b.history.clone() }).collect();
     let image = assemble::assemble(base.image.as_ref(), &new_layers, &settings, &assemble::created_timestamp())

@@ -4,7 +4,6 @@
 
 use super::tools;
 use imgbake::image::assemble::{self, ImageSettings, NewLayer};
-use imgbake::image::entries::{self, LayerEntry};
 use imgbake::image::layer::{write_layer, Compression, LayerOptions};
 use imgbake::image::layout::OciLayout;
 use std::path::{Path, PathBuf};
@@ -27,27 +26,9 @@ pub fn base_layout() -> PathBuf {
     dir
 }
 
-/// Every file of the rootfs in one layer; `/dev`, `/proc`, `/sys` empty
-/// (a container runtime mounts its own; device nodes never go in images).
+/// The rootfs as one layer (imgbake's own `rootfs:` base logic) in a layout.
 fn build_base(rootfs: &Path, layout_dir: &Path) {
-    let mut all = Vec::new();
-    let mut children: Vec<_> = std::fs::read_dir(rootfs).unwrap().map(|e| e.unwrap().path()).collect();
-    children.sort();
-    for child in children {
-        let name = child.file_name().unwrap().to_string_lossy().into_owned();
-        let meta = std::fs::symlink_metadata(&child).unwrap();
-        if ["dev", "proc", "sys"].contains(&name.as_str()) {
-            all.push(LayerEntry::dir(&name, 0o755));
-        } else if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&child).unwrap();
-            all.push(LayerEntry::symlink(&name, &target.to_string_lossy()));
-        } else if meta.is_dir() {
-            all.extend(entries::entries_from_dir(&child, &name).unwrap());
-        } else {
-            all.extend(entries::entries_from_files(&[(child.clone(), name)]).unwrap());
-        }
-    }
-    let all = entries::finish_entries(all).unwrap();
+    let all = imgbake::build::layers::rootfs_entries(rootfs).unwrap();
     let layout = OciLayout::create(layout_dir).unwrap();
     let options = LayerOptions { compression: Compression::Gzip { level: 1 }, mtime: 0 };
     let layer = write_layer(layout.blobs(), &all, &options).unwrap();

@@ -103,12 +103,16 @@ fn image_on_the_debootstrap_base_goes_through_registry_skopeo_umoci_and_runc() {
 
     let dir = tempfile::tempdir().unwrap();
     let project = project_copy(dir.path());
+    // The fixture names the loopback registry's base in its own config.
+    let config = project.join("cerebrium.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("\"python:3.11-slim-bookworm\"", &format!("\"{base_ref}\""));
+    assert!(text.contains(&base_ref));
+    std::fs::write(&config, text).unwrap();
     let layout = dir.path().join("out");
     let target = format!("{host}/apps/local-weights:1");
     let result = build_json(&[
         project.to_str().unwrap(),
-        "--base",
-        &base_ref,
         "--insecure-registry",
         &host,
         "--output",
@@ -142,8 +146,6 @@ fn image_on_the_debootstrap_base_goes_through_registry_skopeo_umoci_and_runc() {
     // Re-push of the unchanged image uploads nothing.
     let again = build_json(&[
         project.to_str().unwrap(),
-        "--base",
-        &base_ref,
         "--insecure-registry",
         &host,
         "--output",

@@ -11,3 +11,4 @@ pub mod config;
 pub mod image;
 pub mod registry;
 pub mod spec;
+pub mod weights;

@@ -7,7 +7,7 @@ use crate::image::cache::{CacheError, LayerCache};
 use crate::image::entries::{self, EntryError, LayerEntry};
 use crate::image::layer::{write_layer, Compression, LayerOptions, WrittenLayer};
 use crate::spec::{self, Spec, WeightsEntry, WeightsSource};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use crate::weights::filter::PathFilter;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -52,13 +52,8 @@ pub enum LayerBuildError {
         #[source]
         source: std::io::Error,
     },
-    #[error("bad pattern `{pattern}` in {origin}")]
-    Pattern {
-        pattern: String,
-        origin: String,
-        #[source]
-        source: globset::Error,
-    },
+    #[error("{origin}: {message}")]
+    Pattern { origin: String, message: String },
     #[error("{origin}: no file of {source_path} matches allow_patterns {allow:?} / ignore_patterns {ignore:?}; the image would ship without these weights")]
     EmptyWeights { origin: String, source_path: String, allow: Vec<String>, ignore: Vec<String> },
     #[error("{origin}: `{}` is a symlink that leaves the weights directory", path.display())]
@@ -194,31 +189,10 @@ fn build_cached(
     Ok(BuiltLayer { layer: cached.layer, history, what, files, cached: cached.hit })
 }
 
-/// fnmatch-style patterns as huggingface_hub uses them: `*` also matches
-/// `/`, and a pattern ending in `/` means everything in that folder.
-fn pattern_set(patterns: &[String], origin: &str) -> Result<Option<GlobSet>, LayerBuildError> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut builder = GlobSetBuilder::new();
-    for pattern in patterns {
-        let text = if pattern.ends_with('/') { format!("{pattern}*") } else { pattern.clone() };
-        let glob = GlobBuilder::new(&text).literal_separator(false).build().map_err(|source| {
-            LayerBuildError::Pattern { pattern: pattern.clone(), origin: origin.to_string(), source }
-        })?;
-        builder.add(glob);
-    }
-    builder.build().map(Some).map_err(|source| LayerBuildError::Pattern {
-        pattern: patterns.join(", "),
-        origin: origin.to_string(),
-        source,
-    })
-}
-
 /// Files of a local source (relative paths, sorted), filtered by the entry's patterns.
 fn select_weight_files(entry: &WeightsEntry, root: &Path) -> Result<Vec<PathBuf>, LayerBuildError> {
-    let allow = pattern_set(&entry.allow_patterns, &entry.origin)?;
-    let ignore = pattern_set(&entry.ignore_patterns, &entry.origin)?;
+    let filter = PathFilter::new(&entry.allow_patterns, &entry.ignore_patterns)
+        .map_err(|message| LayerBuildError::Pattern { origin: entry.origin.clone(), message })?;
     let canonical_root =
         root.canonicalize().map_err(|source| LayerBuildError::Walk { path: root.to_path_buf(), source })?;
     let mut files = Vec::new();
@@ -244,10 +218,7 @@ fn select_weight_files(entry: &WeightsEntry, root: &Path) -> Result<Vec<PathBuf>
         }
         let relative = item.path().strip_prefix(root).unwrap_or(item.path()).to_path_buf();
         let text = relative.to_string_lossy();
-        if allow.as_ref().is_some_and(|set| !set.is_match(text.as_ref())) {
-            continue;
-        }
-        if ignore.as_ref().is_some_and(|set| set.is_match(text.as_ref())) {
+        if !filter.matches(&text) {
             continue;
         }
         files.push(relative);
@@ -308,14 +279,5 @@ mod tests {
             compression_for(spec::Compression::Auto, || sampled_ratio(&[text])),
             Compression::Gzip { level: GZIP_LEVEL }
         );
-    }
-
-    #[test]
-    fn fnmatch_patterns_match_across_folders_and_folder_patterns() {
-        let set = pattern_set(&["*.json".to_string(), "unet/".to_string()], "test").unwrap().unwrap();
-        assert!(set.is_match("config.json"));
-        assert!(set.is_match("text_encoder/config.json"));
-        assert!(set.is_match("unet/diffusion.bin"));
-        assert!(!set.is_match("model.safetensors"));
     }
 }

@@ -9,6 +9,12 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// Default for `[imgbake] weights_split_mib`: files of 512 MiB or more get a
+/// layer each, so a runtime pulls them in parallel (containerd pulls 3 layers
+/// at a time, one connection each). Provisional until the cold-start lab
+/// measures where splitting stops paying.
+pub const DEFAULT_WEIGHTS_SPLIT_SIZE: u64 = 512 << 20;
+
 /// Version of the JSON shape printed by `validate --format json`.
 pub const SPEC_SCHEMA_VERSION: u32 = 1;
 
@@ -35,6 +41,8 @@ pub struct Spec {
     pub compression: Compression,
     pub weights_mode: WeightsMode,
     pub weights_updates_per_week: Option<f64>,
+    /// Baked weights files of at least this many bytes get a layer each.
+    pub weights_split_size: u64,
     pub weights: Vec<WeightsEntry>,
 }
 

@@ -324,3 +324,36 @@ fn settings_the_native_build_cannot_honour_exit_2_with_one_line() {
         assert!(stderr.lines().last().unwrap().contains(expected), "{project}: {stderr}");
     }
 }
+
+#[test]
+fn weights_over_the_split_size_get_a_layer_each_and_auto_compression_fits_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = project_copy(dir.path());
+    let weights = project.join("weights/tiny");
+    write_random(&weights.join("shard-1.safetensors"), 3 << 20);
+    write_random(&weights.join("shard-2.safetensors"), 2 << 20);
+    std::fs::write(weights.join("tokenizer.json"), "{\"vocab\": [\"a\", \"b\"]}\n".repeat(50_000)).unwrap();
+    let config = project.join("cerebrium.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[imgbake]\n", "[imgbake]\nweights_split_mib = 2\n");
+    std::fs::write(&config, text).unwrap();
+    let result = build_json(&[
+        project.to_str().unwrap(),
+        "--base",
+        "scratch",
+        "--output",
+        &format!("oci:{}:app", dir.path().join("out").display()),
+        "--cache-dir",
+        dir.path().join("cache").to_str().unwrap(),
+    ]);
+    let layers = result["layers"].as_array().unwrap();
+    let weights_layers: Vec<&serde_json::Value> =
+        layers.iter().filter(|l| l["what"].as_str().unwrap().starts_with("weights")).collect();
+    // config.json, model.safetensors (64 KiB) and tokenizer.json (1.1 MiB) share one layer; each 2+ MiB shard is alone.
+    assert_eq!(weights_layers.len(), 3, "{result:#}");
+    assert_eq!(weights_layers[0]["files"], 3);
+    assert_eq!((weights_layers[1]["files"].as_u64(), weights_layers[2]["files"].as_u64()), (Some(1), Some(1)));
+    // Random shards are stored uncompressed; the text-heavy small-file layer is gzipped.
+    assert_eq!(weights_layers[1]["media_type"], "application/vnd.oci.image.layer.v1.tar");
+    assert_eq!(weights_layers[2]["media_type"], "application/vnd.oci.image.layer.v1.tar");
+    assert_eq!(weights_layers[0]["media_type"], "application/vnd.oci.image.layer.v1.tar+gzip");
+}

@@ -146,7 +146,28 @@ pub fn rootfs_layer(root: &Path, cache: &LayerCache) -> Result<BuiltLayer, Layer
     build_cached(cache, &all, &options, what, format!("imgbake: base root filesystem {name} ({files} files)"), files)
 }
 
-/// A local weights directory baked at the entry's path, as one layer.
+/// A weights file ready to bake: where its bytes are on the build machine,
+/// and its path below the entry's mount.
+#[derive(Debug, Clone)]
+pub struct WeightsFile {
+    pub source: PathBuf,
+    pub relative: String,
+    pub size: u64,
+}
+
+/// Groups files into layers: each file of `split_size` or more alone (in
+/// path order), all smaller files together in one layer first.
+pub fn split_into_layers(files: Vec<WeightsFile>, split_size: u64) -> Vec<Vec<WeightsFile>> {
+    let (large, small): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.size >= split_size);
+    let mut groups = Vec::new();
+    if !small.is_empty() {
+        groups.push(small);
+    }
+    groups.extend(large.into_iter().map(|f| vec![f]));
+    groups
+}
+
+/// A local weights directory baked at the entry's path.
 pub fn local_weights_layers(
     entry: &WeightsEntry,
     spec: &Spec,
@@ -160,19 +181,46 @@ pub fn local_weights_layers(
             entry.origin
         ));
     }
-    let files = select_weight_files(entry, root)?;
-    let image_root = entry.path.trim_start_matches('/');
-    let pairs: Vec<(PathBuf, String)> = files
-        .iter()
-        .map(|relative| (root.join(relative), format!("{image_root}/{}", relative.to_string_lossy())))
+    let files = select_weight_files(entry, root)?
+        .into_iter()
+        .map(|relative| {
+            let source = root.join(&relative);
+            let size = std::fs::metadata(&source).map(|m| m.len()).unwrap_or(0);
+            WeightsFile { source, relative: relative.to_string_lossy().into_owned(), size }
+        })
         .collect();
-    let what = format!("weights {}", entry.mount);
-    let all = entries::entries_from_files(&pairs)
-        .map_err(|source| LayerBuildError::Entries { what: what.clone(), source })?;
-    let sources: Vec<PathBuf> = pairs.iter().map(|(s, _)| s.clone()).collect();
-    let options = LayerOptions::from_env(compression_for(spec.compression, || sampled_ratio(&sources)));
-    let history = format!("imgbake: weights {} ({} files) at {}", entry.uri, files.len(), entry.path);
-    Ok(vec![build_cached(cache, &all, &options, what, history, files.len())?])
+    weights_layers(entry, spec, files, cache)
+}
+
+/// Bakes `files` at the entry's path, in as many layers as [`split_into_layers`]
+/// makes with the Spec's `weights_split_size`.
+pub fn weights_layers(
+    entry: &WeightsEntry,
+    spec: &Spec,
+    files: Vec<WeightsFile>,
+    cache: &LayerCache,
+) -> Result<Vec<BuiltLayer>, LayerBuildError> {
+    let image_root = entry.path.trim_start_matches('/');
+    let groups = split_into_layers(files, spec.weights_split_size);
+    let parts = groups.len();
+    let mut built = Vec::with_capacity(parts);
+    for (index, group) in groups.into_iter().enumerate() {
+        let pairs: Vec<(PathBuf, String)> =
+            group.iter().map(|f| (f.source.clone(), format!("{image_root}/{}", f.relative))).collect();
+        let what = if parts == 1 {
+            format!("weights {}", entry.mount)
+        } else {
+            format!("weights {} {}/{parts}", entry.mount, index + 1)
+        };
+        let all = entries::entries_from_files(&pairs)
+            .map_err(|source| LayerBuildError::Entries { what: what.clone(), source })?;
+        let sources: Vec<PathBuf> = pairs.iter().map(|(s, _)| s.clone()).collect();
+        let options = LayerOptions::from_env(compression_for(spec.compression, || sampled_ratio(&sources)));
+        let names = if group.len() == 1 { group[0].relative.clone() } else { format!("{} files", group.len()) };
+        let history = format!("imgbake: weights {} ({names}) at {}", entry.uri, entry.path);
+        built.push(build_cached(cache, &all, &options, what, history, group.len())?);
+    }
+    Ok(built)
 }
 
 fn build_cached(
@@ -257,6 +305,24 @@ pub fn sampled_ratio(files: &[PathBuf]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_files_get_a_layer_each_and_small_ones_share_one() {
+        let file = |name: &str, size| WeightsFile { source: PathBuf::from(name), relative: name.to_string(), size };
+        let groups = split_into_layers(
+            vec![
+                file("a.json", 10),
+                file("b.safetensors", 600),
+                file("c.safetensors", 500),
+                file("d.safetensors", 900),
+            ],
+            512,
+        );
+        let names: Vec<Vec<&str>> = groups.iter().map(|g| g.iter().map(|f| f.relative.as_str()).collect()).collect();
+        assert_eq!(names, [vec!["a.json", "c.safetensors"], vec!["b.safetensors"], vec!["d.safetensors"]]);
+        assert_eq!(split_into_layers(vec![file("big", 512)], 512).len(), 1);
+        assert!(split_into_layers(Vec::new(), 512).is_empty());
+    }
 
     #[test]
     fn auto_compression_stores_random_bytes_uncompressed_and_gzips_text() {

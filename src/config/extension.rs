@@ -14,6 +14,7 @@ pub struct Extension {
     pub model_root: Option<String>,
     pub volume_root: Option<String>,
     pub weights_updates_per_week: Option<f64>,
+    pub weights_split_size: Option<u64>,
     pub weights: Vec<WeightsDraft>,
 }
 
@@ -66,6 +67,9 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
         } else {
             extension.weights_updates_per_week = Some(rate);
         }
+    }
+    if let Some(mib) = super::cerebrium::int_in_range(reader, section, "weights_split_mib", 1, 1 << 20) {
+        extension.weights_split_size = Some((mib as u64) << 20);
     }
     let Some(list) = reader.value(section, "weights") else {
         return extension;

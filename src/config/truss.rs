@@ -123,6 +123,7 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
         compression: ext.compression.unwrap_or(Compression::Auto),
         weights_mode,
         weights_updates_per_week: ext.weights_updates_per_week,
+        weights_split_size: ext.weights_split_size.unwrap_or(DEFAULT_WEIGHTS_SPLIT_SIZE),
         weights,
     };
     (Some(spec), diags)

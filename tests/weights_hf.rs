@@ -153,7 +153,12 @@ fn allow_and_ignore_patterns_select_files() {
     let no_onnx_no_docs = list(&hub, "main", &[], &["*.onnx", "*.md"]).unwrap();
     assert_eq!(
         paths(&no_onnx_no_docs),
-        ["model_index.json", "text_encoder/config.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors"]
+        [
+            "model_index.json",
+            "text_encoder/config.json",
+            "unet/config.json",
+            "unet/diffusion_pytorch_model.safetensors"
+        ]
     );
 
     let both = list(&hub, "main", &["unet/", "*.json"], &["unet/config.json"]).unwrap();
@@ -227,8 +232,8 @@ fn a_protected_repo_needs_the_token_and_errors_name_the_credential_not_the_value
         assert!(!shown.contains(TOKEN) && !shown.contains("hf_wrongWRONGwrong"), "a token leaked: {shown}");
     }
 
-    let client = HfClient::new(Some(hub.endpoint()), Some(Secret::new(TOKEN.to_string())))
-        .with_credential_name(CREDENTIAL);
+    let client =
+        HfClient::new(Some(hub.endpoint()), Some(Secret::new(TOKEN.to_string()))).with_credential_name(CREDENTIAL);
     let listing = client.list(REPO, "main", &[], &[], URI).unwrap();
     assert_eq!(listing.files.len(), files.len());
     assert!(!format!("{client:?}").contains(TOKEN));

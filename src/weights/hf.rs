@@ -149,11 +149,13 @@ impl HfClient {
             return Err(self.not_found(repo, revision, uri, &response));
         }
         let response = self.check_status(uri, response)?;
-        let info: RevisionInfo = response
-            .json()
-            .map_err(|err| protocol(format!("unexpected answer from {url}: {err}")))?;
+        let info: RevisionInfo =
+            response.json().map_err(|err| protocol(format!("unexpected answer from {url}: {err}")))?;
         if !is_commit(&info.sha) {
-            return Err(protocol(format!("the hub answered `{}`, not a commit sha, for revision `{revision}`", info.sha)));
+            return Err(protocol(format!(
+                "the hub answered `{}`, not a commit sha, for revision `{revision}`",
+                info.sha
+            )));
         }
         if is_commit(revision) && info.sha != revision {
             return Err(protocol(format!("asked for commit {revision}, the hub answered {}", info.sha)));
@@ -218,11 +220,19 @@ impl HfClient {
         let headers = response.headers();
         match header(headers, X_REPO_COMMIT) {
             Some(answered) if answered == commit => {}
-            Some(answered) => return Err(protocol(format!("`{path}`: the hub served commit {answered}, not {commit}"))),
-            None => return Err(protocol(format!("`{path}`: no {X_REPO_COMMIT} header; is the endpoint a Hugging Face hub?"))),
+            Some(answered) => {
+                return Err(protocol(format!("`{path}`: the hub served commit {answered}, not {commit}")))
+            }
+            None => {
+                return Err(protocol(format!(
+                    "`{path}`: no {X_REPO_COMMIT} header; is the endpoint a Hugging Face hub?"
+                )))
+            }
         }
         let size = header(headers, X_LINKED_SIZE)
-            .or_else(|| if response.status().is_redirection() { None } else { header(headers, CONTENT_LENGTH.as_str()) })
+            .or_else(
+                || if response.status().is_redirection() { None } else { header(headers, CONTENT_LENGTH.as_str()) },
+            )
             .ok_or_else(|| protocol(format!("`{path}`: the hub gave no size")))?;
         let size: u64 = size.parse().map_err(|_| protocol(format!("`{path}`: bad size `{size}`")))?;
         let etag = header(headers, X_LINKED_ETAG).or_else(|| header(headers, ETAG.as_str())).map(normalize_etag);
@@ -310,10 +320,15 @@ impl HfClient {
         for attempt in 1..=ATTEMPTS {
             let mut builder = request();
             if let Some(token) = &self.token {
-                let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {}", token.expose()))
-                    .map_err(|_| WeightsError::Protocol {
-                        source_uri: uri.to_string(),
-                        message: format!("the credential {} holds characters not allowed in a header", self.credential),
+                let mut value =
+                    reqwest::header::HeaderValue::try_from(format!("Bearer {}", token.expose())).map_err(|_| {
+                        WeightsError::Protocol {
+                            source_uri: uri.to_string(),
+                            message: format!(
+                                "the credential {} holds characters not allowed in a header",
+                                self.credential
+                            ),
+                        }
                     })?;
                 value.set_sensitive(true);
                 builder = builder.header(AUTHORIZATION, value);
@@ -350,7 +365,8 @@ impl HfClient {
 
     /// A 404 from the revision API: the revision is missing if the repo exists.
     fn not_found(&self, repo: &str, revision: &str, uri: &str, response: &Response) -> WeightsError {
-        let revision_missing = WeightsError::RevisionNotFound { source_uri: uri.to_string(), revision: revision.to_string() };
+        let revision_missing =
+            WeightsError::RevisionNotFound { source_uri: uri.to_string(), revision: revision.to_string() };
         let repo_missing = WeightsError::NotFound { source_uri: uri.to_string() };
         match header(response.headers(), X_ERROR_CODE).as_deref() {
             Some("RevisionNotFound") => revision_missing,

@@ -258,14 +258,18 @@ fn a_protected_repo_needs_the_token_and_errors_name_the_credential_not_the_value
 
 #[test]
 fn token_for_prefers_the_entry_credential() {
-    // A name no other test or CI sets, so the fallbacks cannot interfere.
-    let name = "IMGBAKE_TEST_HF_TOKEN_FOR_ENTRY";
-    std::env::set_var(name, "hf_fromTheEntry");
-    assert_eq!(hf::token_for(Some(name)).map(|s| s.expose().to_string()).as_deref(), Some("hf_fromTheEntry"));
-    std::env::remove_var(name);
+    // No set_var here (other tests' threads read the environment): the entry's
+    // "credential" is a variable that is always set, and one that never is.
+    let path = std::env::var("PATH").unwrap();
+    assert_eq!(hf::token_for(Some("PATH")).map(|s| s.expose().to_string()), Some(path));
     let fallback = Secret::from_env(&["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"]);
-    assert_eq!(hf::token_for(Some(name)), fallback, "unset → HF_TOKEN, then HUGGING_FACE_HUB_TOKEN");
-    assert_eq!(hf::credential_name(Some(name)), name);
+    assert_eq!(
+        hf::token_for(Some("IMGBAKE_TEST_NEVER_SET")),
+        fallback,
+        "unset → HF_TOKEN, then HUGGING_FACE_HUB_TOKEN"
+    );
+    assert_eq!(hf::token_for(None), fallback);
+    assert_eq!(hf::credential_name(Some("MY_HF")), "MY_HF");
     assert_eq!(hf::credential_name(None), "HF_TOKEN");
 }
 

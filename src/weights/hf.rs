@@ -333,15 +333,14 @@ impl HfClient {
                 value.set_sensitive(true);
                 builder = builder.header(AUTHORIZATION, value);
             }
-            let retry = match builder.send() {
+            match builder.send() {
                 Ok(response) if !retryable(response.status()) || attempt == ATTEMPTS => return Ok(response),
-                Ok(_) => true,
                 Err(err) if attempt == ATTEMPTS || !(err.is_connect() || err.is_timeout() || err.is_request()) => {
                     return Err(WeightsError::Http { source_uri: uri.to_string(), source: Box::new(err) })
                 }
-                Err(_) => true,
-            };
-            debug_assert!(retry);
+                // A 5xx / 429 or a dropped connection: try again after a pause.
+                _ => {}
+            }
             std::thread::sleep(backoff);
             backoff *= 2;
         }

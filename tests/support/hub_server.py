@@ -24,6 +24,9 @@ Test hooks (files under ROOT, read on every request):
 
     ROOT/.corrupt/<sha256>   the CDN serves that blob with one byte flipped
     ROOT/.fail_next          holds N: the next N hub requests get a 503
+    ROOT/<org>/<name>/<commit>.extra_siblings
+                             more names for the listing, one a line, with no
+                             file behind them (e.g. `../escape`)
 
 Usage: hub_server.py --root DIR [--port 0] [--token TOKEN]
 Prints the hub port on the first stdout line and the CDN port on the second.

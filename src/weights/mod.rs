@@ -6,6 +6,7 @@
 //! big they are, what hash the source vouches for, and how to read them.
 
 pub mod filter;
+pub mod hf;
 pub mod hf_cache;
 pub mod manifest;
 pub mod store;

@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod base_image;
+pub mod hub;
 pub mod registry;
 pub mod tools;

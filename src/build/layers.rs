@@ -56,6 +56,10 @@ pub enum LayerBuildError {
     Pattern { origin: String, message: String },
     #[error("{origin}: no file of {source_path} matches allow_patterns {allow:?} / ignore_patterns {ignore:?}; the image would ship without these weights")]
     EmptyWeights { origin: String, source_path: String, allow: Vec<String>, ignore: Vec<String> },
+    #[error(transparent)]
+    Weights(crate::weights::WeightsError),
+    #[error("cannot fetch weights")]
+    Store(#[source] crate::weights::store::StoreError),
     #[error("{origin}: `{}` is a symlink that leaves the weights directory", path.display())]
     EscapingSymlink { origin: String, path: PathBuf },
 }
@@ -221,6 +225,18 @@ pub fn weights_layers(
         built.push(build_cached(cache, &all, &options, what, history, group.len())?);
     }
     Ok(built)
+}
+
+/// One layer through the cache (for callers building their own entries).
+pub fn build_cached_layer(
+    cache: &LayerCache,
+    entries: &[LayerEntry],
+    options: &LayerOptions,
+    what: String,
+    history: String,
+    files: usize,
+) -> Result<BuiltLayer, LayerBuildError> {
+    build_cached(cache, entries, options, what, history, files)
 }
 
 fn build_cached(

@@ -9,6 +9,7 @@
 pub mod base;
 pub mod layers;
 pub mod output;
+pub mod remote;
 
 use crate::image::assemble::{self, ImageSettings, NewLayer};
 use crate::image::cache::{CacheStats, LayerCache};
@@ -46,6 +47,8 @@ pub struct BuildOutcome {
     pub base_pinned: Option<String>,
     pub layers: Vec<layers::BuiltLayer>,
     pub pushed: Option<String>,
+    /// `source → pinned revision` of every remote weights source.
+    pub pinned_weights: Vec<String>,
     pub cache: CacheStats,
     pub warnings: Vec<String>,
 }
@@ -100,14 +103,17 @@ pub fn unsupported_settings(spec: &Spec) -> Option<String> {
         return Some(format!("installing {} dependencies is not available yet in this version", managers.join("/")));
     }
     for entry in &spec.weights {
-        if !matches!(entry.source, WeightsSource::Local { .. }) {
+        if !matches!(entry.source, WeightsSource::Local { .. } | WeightsSource::Hf { .. }) {
             return Some(format!(
-                "weights from {} ({}) are not available yet in this version; only local directories are built",
+                "weights from {} ({}) are not available yet in this version; local directories and hf:// are built",
                 entry.uri, entry.origin
             ));
         }
         if entry.mode == WeightsMode::Volume {
-            return Some(format!("volume mode for {} is not available yet in this version", entry.origin));
+            return Some(format!(
+                "volume mode for {} needs the prefetch hook, which is not available yet in this version",
+                entry.origin
+            ));
         }
     }
     None
@@ -132,8 +138,23 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         built.push(layers::rootfs_layer(root, &cache)?);
     }
     built.push(layers::app_files_layer(spec, &cache, &mut warnings)?);
+    let store = crate::weights::store::WeightsStore::open(&cache_dir)
+        .map_err(|e| BuildError::Layers(layers::LayerBuildError::Store(e)))?;
+    let mut pinned_weights = Vec::new();
     for entry in &spec.weights {
-        built.extend(layers::local_weights_layers(entry, spec, &cache, &mut warnings)?);
+        if matches!(entry.source, WeightsSource::Local { .. }) {
+            built.extend(layers::local_weights_layers(entry, spec, &cache, &mut warnings)?);
+            continue;
+        }
+        if entry.mode == WeightsMode::Auto {
+            warnings.push(format!(
+                "{}: mode auto bakes it (volume mode needs the prefetch hook, not available yet)",
+                entry.origin
+            ));
+        }
+        let baked = remote::bake(entry, spec, &cache, &store, &mut warnings)?;
+        pinned_weights.push(format!("{} → {}", entry.uri, baked.listing.revision.as_deref().unwrap_or("-")));
+        built.extend(baked.layers);
     }
 
     // A bare root filesystem has no image config; give it the usual PATH so
@@ -159,6 +180,7 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         base_pinned: base.pinned.clone(),
         layers: built,
         pushed,
+        pinned_weights,
         cache: cache.stats(),
         warnings,
     })
@@ -166,13 +188,17 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
 
 /// The image's runtime settings from the Spec; `None` keeps the base's value.
 fn image_settings(spec: &Spec, base_env: Option<&[String]>) -> ImageSettings {
+    let mut environment = spec.runtime.environment.clone();
+    // huggingface_hub / transformers find an hf-cache layout through HF_HUB_CACHE.
+    if let Some(entry) = spec.weights.iter().find(|e| e.layout == crate::spec::WeightsLayout::HfCache) {
+        environment.entry("HF_HUB_CACHE".to_string()).or_insert_with(|| entry.path.clone());
+    }
     let mut labels = BTreeMap::new();
     labels.insert("org.opencontainers.image.title".to_string(), spec.name.clone());
     labels.insert("dev.imgbake.version".to_string(), env!("CARGO_PKG_VERSION").to_string());
     let config_name = spec.source.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     labels.insert("dev.imgbake.config".to_string(), config_name);
-    let env =
-        (!spec.runtime.environment.is_empty()).then(|| merge_env(base_env.unwrap_or(&[]), &spec.runtime.environment));
+    let env = (!environment.is_empty()).then(|| merge_env(base_env.unwrap_or(&[]), &environment));
     let (entrypoint, cmd) = if spec.runtime.entrypoint.is_empty() {
         (None, None)
     } else {

@@ -336,7 +336,7 @@ fn model_cache<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Pat
                 None => {
                     if volume {
                         reader.diags.error(repo_span, format!("{origin} ({repo_id}) has use_volume: true but no `revision`; Hugging Face weights on a volume must be pinned")).hint =
-                            Some("add revision: <commit sha> (or a branch, which imgbake lock pins)".to_string());
+                            Some("add revision: <commit sha> (or a branch, which the build pins to its commit)".to_string());
                         continue;
                     } else {
                         reader.diags.warning(repo_span, format!("{origin} ({repo_id}) has no `revision`; using main"));

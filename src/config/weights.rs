@@ -192,7 +192,7 @@ pub fn finish(
             if !pinned {
                 diags.warning(
                     draft.uri_span,
-                    format!("revision `{revision}` of {} is a branch or tag, not a commit; `imgbake lock` pins it to its commit", draft.uri),
+                    format!("revision `{revision}` of {} is a branch or tag, not a commit; the build pins it to the commit it points at", draft.uri),
                 );
             }
         }

@@ -1,0 +1,279 @@
+//! `imgbake build` with `hf://` weights against the loopback hub: the files
+//! land at the app's path, a token never reaches the image, a rebuild
+//! downloads nothing, and the hf-cache layout loads offline with the real
+//! `huggingface_hub`.
+
+mod support;
+
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::hub::{self, TestHub};
+use support::tools;
+
+const TOKEN: &str = "hf_imgbakeTESTtoken_7f3a9c21d";
+const TOKEN_VAR: &str = "IMGBAKE_TEST_HF_TOKEN";
+
+fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn repo_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("config.json", b"{\"hidden_size\": 8}\n".to_vec()),
+        ("model.safetensors", random_bytes(2 << 20, 11)),
+        ("tokenizer/vocab.txt", b"a\nb\nc\n".to_vec()),
+        ("pytorch_model.bin", random_bytes(1 << 20, 12)),
+    ]
+}
+
+/// A project whose only weights are `hf://org/tiny@main` with these extra keys.
+fn project(dir: &Path, extra: &str) -> PathBuf {
+    let project = dir.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::copy(tools::repo_root().join("fixtures/cerebrium-local-weights/server.py"), project.join("server.py"))
+        .unwrap();
+    let config = format!(
+        "[cerebrium.deployment]\nname = \"hf-app\"\n\n[cerebrium.runtime.custom]\nport = 8080\nentrypoint = [\"python3\", \"server.py\"]\n\n\
+         [[imgbake.weights]]\nsource = \"hf://org/tiny@main\"\nmount = \"tiny\"\nmode = \"bake\"\nsecret = \"{TOKEN_VAR}\"\n{extra}\n"
+    );
+    std::fs::write(project.join("cerebrium.toml"), config).unwrap();
+    project
+}
+
+fn build(project: &Path, dir: &Path, hub: &TestHub, token: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imgbake"));
+    command
+        .args(["build", "--json", project.to_str().unwrap(), "--base", "scratch", "--output"])
+        .arg(format!("oci:{}:app", dir.join("out").display()))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .env("HF_ENDPOINT", hub.endpoint())
+        .env_remove("HF_TOKEN")
+        .env_remove("HUGGING_FACE_HUB_TOKEN");
+    match token {
+        Some(token) => command.env(TOKEN_VAR, token),
+        None => command.env_remove(TOKEN_VAR),
+    };
+    command.output().unwrap()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Every blob of the layout, decompressed when it is gzip.
+fn layout_blobs(layout: &Path) -> Vec<Vec<u8>> {
+    let mut blobs = Vec::new();
+    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap();
+            blobs.push(out);
+        } else {
+            blobs.push(bytes);
+        }
+    }
+    blobs
+}
+
+/// Files (content) and symlinks (`-> target`) of every tar layer in the layout.
+fn image_tree(layout: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut tree = BTreeMap::new();
+    for blob in layout_blobs(layout) {
+        let mut archive = tar::Archive::new(&blob[..]);
+        let Ok(entries) = archive.entries() else { continue };
+        for entry in entries {
+            let Ok(mut entry) = entry else { break };
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            match entry.header().entry_type() {
+                tar::EntryType::Regular => {
+                    let mut content = Vec::new();
+                    entry.read_to_end(&mut content).unwrap();
+                    tree.insert(path, content);
+                }
+                tar::EntryType::Symlink => {
+                    let target = entry.link_name().unwrap().unwrap().to_string_lossy().into_owned();
+                    tree.insert(path, format!("-> {target}").into_bytes());
+                }
+                _ => {}
+            }
+        }
+    }
+    tree
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn hf_weights_are_baked_at_the_app_path_and_the_token_reaches_no_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let commit = hub::make_repo(&root, "org/tiny", "main", &repo_files());
+    let hub = TestHub::start(&root, Some(TOKEN));
+    let project = project(dir.path(), "allow_patterns = [\"*.json\", \"*.safetensors\", \"tokenizer/\"]");
+
+    let output = build(&project, dir.path(), &hub, Some(TOKEN));
+    let result = json(&output);
+    assert_eq!(result["pinned_weights"][0], format!("hf://org/tiny@main → {commit}").as_str());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("pinned to commit {commit}")), "{stderr}");
+
+    let tree = image_tree(&dir.path().join("out"));
+    for (name, content) in repo_files() {
+        let path = format!("app/model_cache/tiny/{name}");
+        if name == "pytorch_model.bin" {
+            assert!(!tree.contains_key(&path), "{name} is not in allow_patterns");
+        } else {
+            assert_eq!(tree.get(&path).map(Sha256::digest), Some(Sha256::digest(&content)), "{path}");
+        }
+    }
+
+    // The token is in no blob (layers, config, manifest), no cache file, no output.
+    for blob in layout_blobs(&dir.path().join("out")) {
+        assert!(!contains(&blob, TOKEN.as_bytes()), "the token reached a blob");
+    }
+    for entry in walkdir::WalkDir::new(dir.path().join("cache")).into_iter().filter_map(Result::ok) {
+        if entry.file_type().is_file() {
+            assert!(!contains(&std::fs::read(entry.path()).unwrap(), TOKEN.as_bytes()), "{}", entry.path().display());
+        }
+    }
+    assert!(!contains(&output.stdout, TOKEN.as_bytes()) && !contains(&output.stderr, TOKEN.as_bytes()));
+
+    // A rebuild lists again but downloads nothing and gives the same image.
+    let downloads = |hub: &TestHub| -> u64 {
+        let stats = hub.stats();
+        stats["requests"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("GET ") && !k.contains("/api/"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    let before = downloads(&hub);
+    let again = json(&build(&project, dir.path(), &hub, Some(TOKEN)));
+    assert_eq!(downloads(&hub), before, "the rebuild downloaded weights again");
+    assert_eq!(again["manifest_digest"], result["manifest_digest"]);
+}
+
+#[test]
+fn hub_errors_are_clear_and_build_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    hub::make_repo(&root, "org/tiny", "main", &repo_files());
+    let hub = TestHub::start(&root, Some(TOKEN));
+
+    let no_token = build(&project(dir.path(), ""), dir.path(), &hub, None);
+    assert_eq!(no_token.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&no_token.stderr);
+    assert!(stderr.contains(TOKEN_VAR) && stderr.contains("401"), "{stderr}");
+    assert!(!dir.path().join("out/index.json").exists());
+
+    let empty = build(&project(dir.path(), "allow_patterns = [\"*.gguf\"]"), dir.path(), &hub, Some(TOKEN));
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("*.gguf"), "{}", String::from_utf8_lossy(&empty.stderr));
+
+    let config = dir.path().join("project/cerebrium.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("@main", "@no-such-branch")
+        .replace("allow_patterns = [\"*.gguf\"]", "");
+    std::fs::write(&config, text).unwrap();
+    let bad_revision = build(&dir.path().join("project"), dir.path(), &hub, Some(TOKEN));
+    assert_eq!(bad_revision.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_revision.stderr).contains("no-such-branch"));
+}
+
+#[test]
+fn hf_cache_layout_loads_offline_with_huggingface_hub() {
+    if !tools::require_tool("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let commit = hub::make_repo(&root, "org/tiny", "main", &repo_files());
+    let hub = TestHub::start(&root, Some(TOKEN));
+    let project = project(dir.path(), "layout = \"hf-cache\"");
+    json(&build(&project, dir.path(), &hub, Some(TOKEN)));
+
+    let layout = dir.path().join("out");
+    let tree = image_tree(&layout);
+    let cache = "app/model_cache/tiny/models--org--tiny";
+    assert_eq!(
+        tree.get(&format!("{cache}/refs/main")).map(Vec::as_slice),
+        Some(commit.as_bytes()),
+        "refs/main holds the commit, no newline"
+    );
+    assert_eq!(
+        tree.get(&format!("{cache}/snapshots/{commit}/tokenizer/vocab.txt"))
+            .map(|t| String::from_utf8_lossy(t).into_owned()),
+        Some(format!("-> ../../../blobs/{}", hub_etag(b"a\nb\nc\n")))
+    );
+    let config: serde_json::Value = {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let manifest_digest =
+            index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(manifest_digest)).unwrap()).unwrap();
+        let config_digest = manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(config_digest)).unwrap()).unwrap()
+    };
+    assert!(
+        config["config"]["Env"].as_array().unwrap().iter().any(|e| e == "HF_HUB_CACHE=/app/model_cache/tiny"),
+        "{config:#}"
+    );
+
+    // Unpack the image's files and let huggingface_hub load them offline.
+    let rootfs = dir.path().join("rootfs");
+    for (path, content) in &tree {
+        let target = rootfs.join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        match content.strip_prefix(b"-> ") {
+            Some(link) => std::os::unix::fs::symlink(String::from_utf8_lossy(link).as_ref(), &target).unwrap(),
+            None => std::fs::write(&target, content).unwrap(),
+        }
+    }
+    let script = "from huggingface_hub import hf_hub_download, snapshot_download\n\
+                  path = snapshot_download('org/tiny', revision='main')\n\
+                  print(open(hf_hub_download('org/tiny', 'config.json', revision='main')).read().strip())\n\
+                  print(len(open(path + '/model.safetensors', 'rb').read()))\n";
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .env("HF_HUB_CACHE", rootfs.join("app/model_cache/tiny"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout, format!("{{\"hidden_size\": 8}}\n{}\n", 2 << 20));
+}
+
+/// The hub's etag of a small (non-LFS) file: its git blob sha1, from git itself.
+fn hub_etag(content: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("git")
+        .args(["hash-object", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(content).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
+}

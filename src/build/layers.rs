@@ -111,7 +111,7 @@ pub fn app_files_layer(
     let all = entries::finish_entries(all).map_err(|source| LayerBuildError::Entries { what: what.clone(), source })?;
     let options = LayerOptions::from_env(compression_for(spec.compression, || 0.0));
     let count = selection.files.len();
-    build_cached(cache, &all, &options, what, format!("imgbake: app files ({count} files) at /{prefix}"), count)
+    build_cached_layer(cache, &all, &options, what, format!("imgbake: app files ({count} files) at /{prefix}"), count)
 }
 
 /// Layer entries for a root filesystem directory (e.g. made by debootstrap):
@@ -147,7 +147,14 @@ pub fn rootfs_layer(root: &Path, cache: &LayerCache) -> Result<BuiltLayer, Layer
     let files = all.iter().filter(|e| e.is_file()).count();
     let options = LayerOptions::from_env(Compression::Gzip { level: GZIP_LEVEL });
     let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    build_cached(cache, &all, &options, what, format!("imgbake: base root filesystem {name} ({files} files)"), files)
+    build_cached_layer(
+        cache,
+        &all,
+        &options,
+        what,
+        format!("imgbake: base root filesystem {name} ({files} files)"),
+        files,
+    )
 }
 
 /// A weights file ready to bake: where its bytes are on the build machine,
@@ -222,24 +229,13 @@ pub fn weights_layers(
         let options = LayerOptions::from_env(compression_for(spec.compression, || sampled_ratio(&sources)));
         let names = if group.len() == 1 { group[0].relative.clone() } else { format!("{} files", group.len()) };
         let history = format!("imgbake: weights {} ({names}) at {}", entry.uri, entry.path);
-        built.push(build_cached(cache, &all, &options, what, history, group.len())?);
+        built.push(build_cached_layer(cache, &all, &options, what, history, group.len())?);
     }
     Ok(built)
 }
 
-/// One layer through the cache (for callers building their own entries).
+/// One layer through the cache: a hit reads no input file.
 pub fn build_cached_layer(
-    cache: &LayerCache,
-    entries: &[LayerEntry],
-    options: &LayerOptions,
-    what: String,
-    history: String,
-    files: usize,
-) -> Result<BuiltLayer, LayerBuildError> {
-    build_cached(cache, entries, options, what, history, files)
-}
-
-fn build_cached(
     cache: &LayerCache,
     entries: &[LayerEntry],
     options: &LayerOptions,

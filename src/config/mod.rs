@@ -125,6 +125,14 @@ pub fn load_text(file: &Path, text: &str) -> Loaded {
     Loaded { spec: if failed { None } else { spec }, diagnostics }
 }
 
+/// For loader tests: the Spec of `text`, or a panic listing every diagnostic.
+#[cfg(test)]
+pub(crate) fn spec_of(file: &str, text: &str) -> Spec {
+    let loaded = load_text(Path::new(file), text);
+    let diagnostics: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+    loaded.spec.unwrap_or_else(|| panic!("{diagnostics:#?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

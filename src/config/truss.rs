@@ -475,9 +475,7 @@ mod tests {
     use std::path::Path;
 
     fn spec(text: &str) -> Spec {
-        let loaded = load_text(Path::new("config.yaml"), text);
-        let errors: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
-        loaded.spec.unwrap_or_else(|| panic!("{errors:#?}"))
+        crate::config::spec_of("config.yaml", text)
     }
 
     #[test]

@@ -71,8 +71,13 @@ pub enum Command {
     },
     /// In-image hook: fetch and verify volume weights, then exec the app.
     Prefetch {
+        /// The weights manifest written by `build` (volume mode).
+        #[arg(long, default_value = "/etc/imgbake/weights.json")]
+        manifest: PathBuf,
+        /// Write the files under this directory instead of each entry's volume path.
         #[arg(long)]
-        manifest: Option<PathBuf>,
+        dest: Option<PathBuf>,
+        /// The app to exec once every file is verified.
         #[arg(last = true)]
         command: Vec<String>,
     },

@@ -10,5 +10,6 @@ pub mod commands;
 pub mod config;
 pub mod image;
 pub mod registry;
+pub mod runtime;
 pub mod spec;
 pub mod weights;

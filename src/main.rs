@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use imgbake::cli::{Cli, Command, ValidateFormat};
-use imgbake::commands::{self, build, validate};
+use imgbake::commands::{self, build, prefetch, validate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -21,7 +21,9 @@ fn main() -> ExitCode {
             build::run(&build::BuildArgs { path, output, push, base, insecure_registries, cache_dir, json })
         }
         Command::Dockerfile { .. } => commands::not_available("dockerfile"),
-        Command::Prefetch { .. } => commands::not_available("prefetch"),
+        Command::Prefetch { manifest, dest, command } => {
+            prefetch::run(&imgbake::runtime::prefetch::PrefetchOptions { manifest, dest, command })
+        }
     };
     ExitCode::from(status)
 }

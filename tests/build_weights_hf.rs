@@ -277,3 +277,97 @@ fn hub_etag(content: &[u8]) -> String {
     child.stdin.take().unwrap().write_all(content).unwrap();
     String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
 }
+
+#[test]
+fn volume_mode_image_carries_no_weights_and_its_hook_fills_the_volume_before_the_app_starts() {
+    if !["umoci", "runc", "debootstrap"].iter().all(|t| tools::require_tool(t)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let commit = hub::make_repo(&root, "org/tiny", "main", &repo_files());
+    let hub = TestHub::start(&root, Some(TOKEN));
+    let project = project(dir.path(), "").to_path_buf();
+    let config = project.join("cerebrium.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("mode = \"bake\"", "mode = \"volume\"\nallow_patterns = [\"*.json\", \"*.safetensors\"]");
+    std::fs::write(&config, text).unwrap();
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imgbake"));
+    command
+        .args(["build", "--json", project.to_str().unwrap(), "--base"])
+        .arg(format!("rootfs:{}", tools::base_rootfs().display()))
+        .arg("--output")
+        .arg(format!("oci:{}:app", dir.path().join("out").display()))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .env("HF_ENDPOINT", hub.endpoint())
+        .env(TOKEN_VAR, TOKEN);
+    let result = json(&command.output().unwrap());
+    assert_eq!(result["pinned_weights"][0], format!("hf://org/tiny@main → {commit}").as_str());
+
+    // The image: manifest, hook, symlink; no weights bytes; no token.
+    let layout = dir.path().join("out");
+    let tree = image_tree(&layout);
+    let manifest: serde_json::Value = serde_json::from_slice(&tree["etc/imgbake/weights.json"]).unwrap();
+    assert_eq!(manifest["schema"], "imgbake.weights-manifest/v1");
+    let entry = &manifest["entries"][0];
+    assert_eq!((entry["credential"].as_str(), entry["revision"].as_str()), (Some(TOKEN_VAR), Some(commit.as_str())));
+    assert_eq!(entry["volume_path"], "/persistent-storage/imgbake/tiny");
+    let files: Vec<&str> = entry["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(files, ["config.json", "model.safetensors"]);
+    for file in entry["files"].as_array().unwrap() {
+        let content = &repo_files().into_iter().find(|(name, _)| *name == file["path"]).unwrap().1;
+        assert_eq!(file["sha256"], hex::encode(Sha256::digest(content)).as_str(), "every file carries its sha256");
+    }
+    assert_eq!(tree["app/model_cache/tiny"], b"-> /persistent-storage/imgbake/tiny");
+    assert!(tree.contains_key("usr/local/bin/imgbake"));
+    let weights = &repo_files()[1].1;
+    for blob in layout_blobs(&layout) {
+        assert!(!contains(&blob, &weights[..4096]), "weights bytes reached the image");
+        assert!(!contains(&blob, TOKEN.as_bytes()), "the token reached the image");
+    }
+
+    // A node runs it with an empty volume: the hook fills it, then the app starts and loads the weights.
+    let bundle = dir.path().join("bundle");
+    tools::umoci_unpack(&layout, "app", &bundle);
+    let volume = dir.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    let port = support::registry::free_port().to_string();
+    let endpoint = hub.endpoint();
+    let env = [("PORT", port.as_str()), ("HF_ENDPOINT", endpoint.as_str()), (TOKEN_VAR, TOKEN)];
+    tools::prepare_runc_bundle(&bundle, &[], &env, &[tools::BindMount::read_write(&volume, "/persistent-storage")]);
+    let health = |bundle: &Path| {
+        let _ = std::fs::remove_file(bundle.join("container.log"));
+        let container = tools::runc_run_detached(bundle, &tools::unique_container_id("volume"));
+        let url = format!("http://127.0.0.1:{port}/health");
+        assert_eq!(tools::wait_for_http(&url, std::time::Duration::from_secs(60)), 200, "{}", container.log_text());
+        let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+        let body: serde_json::Value = client.get(&url).send().unwrap().json().unwrap();
+        (body, container.log_text())
+    };
+    let (body, log) = health(&bundle);
+    assert_eq!(body["weights"]["model.safetensors"], hex::encode(Sha256::digest(weights)).as_str(), "{log}");
+    assert!(log.contains("\"event\":\"downloaded\""), "{log}");
+    assert!(volume.join("imgbake/tiny.imgbake-ready").is_file());
+    assert_eq!(body["weights"].as_object().unwrap().len(), 2, "the app sees only the weights: {body:#}");
+    assert_eq!(std::fs::read(volume.join("imgbake/tiny/model.safetensors")).unwrap(), *weights);
+
+    // Warm volume: a second start downloads nothing.
+    let before = hub.stats()["requests"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("GET ")).count();
+    let (body, log) = health(&bundle);
+    assert_eq!(body["status"], "ok");
+    assert!(!log.contains("\"event\":\"downloaded\""), "{log}");
+    let after = hub.stats()["requests"].as_object().unwrap().iter().filter(|(k, _)| k.starts_with("GET ")).count();
+    assert_eq!(before, after);
+
+    // A corrupted file on the volume is not accepted: it is fetched again.
+    let stored = volume.join("imgbake/tiny/model.safetensors");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&stored, &bytes).unwrap();
+    let (body, log) = health(&bundle);
+    assert_eq!(body["weights"]["model.safetensors"], hex::encode(Sha256::digest(weights)).as_str(), "{log}");
+    assert!(log.contains("\"event\":\"downloaded\""), "{log}");
+}

@@ -10,6 +10,7 @@ pub mod base;
 pub mod layers;
 pub mod output;
 pub mod remote;
+pub mod volume;
 
 use crate::image::assemble::{self, ImageSettings, NewLayer};
 use crate::image::cache::{CacheStats, LayerCache};
@@ -109,9 +110,17 @@ pub fn unsupported_settings(spec: &Spec) -> Option<String> {
                 entry.uri, entry.origin
             ));
         }
-        if entry.mode == WeightsMode::Volume {
+        let remote_plain =
+            matches!(entry.source, WeightsSource::Hf { .. }) && entry.layout == crate::spec::WeightsLayout::Plain;
+        if entry.mode == WeightsMode::Volume && !remote_plain {
             return Some(format!(
-                "volume mode for {} needs the prefetch hook, which is not available yet in this version",
+                "volume mode for {} is available for hf:// sources with layout \"plain\" only in this version",
+                entry.origin
+            ));
+        }
+        if entry.mode == WeightsMode::Volume && spec.runtime.entrypoint.is_empty() {
+            return Some(format!(
+                "volume mode for {} wraps the config's entrypoint with the prefetch hook, but the config has none",
                 entry.origin
             ));
         }
@@ -141,26 +150,40 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
     let store = crate::weights::store::WeightsStore::open(&cache_dir)
         .map_err(|e| BuildError::Layers(layers::LayerBuildError::Store(e)))?;
     let mut pinned_weights = Vec::new();
+    let mut volume_entries = Vec::new();
     for entry in &spec.weights {
         if matches!(entry.source, WeightsSource::Local { .. }) {
             built.extend(layers::local_weights_layers(entry, spec, &cache, &mut warnings)?);
             continue;
         }
+        if entry.mode == WeightsMode::Volume {
+            volume_entries.push(volume::manifest_entry(entry, &store, &mut warnings)?);
+            continue;
+        }
         if entry.mode == WeightsMode::Auto {
-            warnings.push(format!(
-                "{}: mode auto bakes it (volume mode needs the prefetch hook, not available yet)",
-                entry.origin
-            ));
+            warnings.push(format!("{}: mode auto bakes it (the plan's cost model is not built yet)", entry.origin));
         }
         let baked = remote::bake(entry, spec, &cache, &store, &mut warnings)?;
         pinned_weights.push(format!("{} → {}", entry.uri, baked.listing.revision.as_deref().unwrap_or("-")));
         built.extend(baked.layers);
     }
 
+    let volume_mode = !volume_entries.is_empty();
+    if volume_mode {
+        for entry in &volume_entries {
+            pinned_weights.push(format!("{} → {}", entry.source, entry.revision.as_deref().unwrap_or("-")));
+        }
+        let manifest = crate::weights::manifest::WeightsManifest::new(spec, volume_entries);
+        built.push(volume::volume_layer(&manifest, &store, &cache)?);
+    }
+
     // A bare root filesystem has no image config; give it the usual PATH so
     // runtimes that do not add one (runc, umoci) still find the entrypoint.
     let base_env = if rootfs.is_some() { Some(vec![DEFAULT_PATH_ENV.to_string()]) } else { base.config_env() };
     let mut settings = image_settings(spec, base_env.as_deref());
+    if volume_mode {
+        settings.entrypoint = Some(volume::wrap_entrypoint(&spec.runtime.entrypoint));
+    }
     if rootfs.is_some() && settings.env.is_none() {
         settings.env = base_env;
     }

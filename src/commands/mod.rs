@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns its exit status.
 
 pub mod build;
+pub mod prefetch;
 pub mod validate;
 
 /// Exit statuses: 0 success, 1 the user's input is wrong or an operation

@@ -159,7 +159,11 @@ impl OciLayout {
             "mediaType": MEDIA_TYPE_INDEX,
             "manifests": manifests,
         });
-        write_file_atomic(&index_path, &canonical_bytes(&index))?;
+        let bytes = canonical_bytes(&index);
+        // Unchanged (a no-op rebuild): leave the file, skip the fsyncs.
+        if std::fs::read(&index_path).ok().as_deref() != Some(&bytes[..]) {
+            write_file_atomic(&index_path, &bytes)?;
+        }
         Ok(())
     }
 

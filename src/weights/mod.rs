@@ -6,6 +6,8 @@
 //! big they are, what hash the source vouches for, and how to read them.
 
 pub mod filter;
+pub mod http;
+pub mod object;
 
 use crate::image::digest::Digest;
 use std::io::Read;

@@ -4,4 +4,5 @@
 
 pub mod base_image;
 pub mod registry;
+pub mod s3;
 pub mod tools;

@@ -218,8 +218,9 @@ fn open_streams_a_20_mib_object_exactly_in_bounded_memory() {
         let bytes = source.read_range(file, start, len).unwrap();
         // Recompute the expected slice from the 1 MiB chunk that holds it.
         let mut expected = Vec::new();
-        let mut offset = start - start % (1 << 20);
-        while (expected.len() as u64) < (start - offset) + len {
+        let first = start - start % (1 << 20);
+        let mut offset = first;
+        while (expected.len() as u64) < (start - first) + len {
             let n = (1u64 << 20).min(SIZE - offset) as usize;
             let mut chunk = vec![0u8; n];
             whole_fill(offset, &mut chunk);

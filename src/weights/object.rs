@@ -228,7 +228,19 @@ impl ErrorContext {
                 source_uri,
                 message: "an object changed since it was listed (its ETag differs); list the source again".to_string(),
             },
-            other => WeightsError::Http { source_uri, source: Box::new(Scrubbed::new(&other, &self.secrets)) },
+            other => {
+                let scrubbed = Scrubbed::new(&other, &self.secrets);
+                // List requests come back as `Generic` errors whatever the
+                // status (object_store keeps its retry error private), so
+                // the status is read from the text: "status code: 404 …".
+                match scrubbed.status() {
+                    Some(404) => WeightsError::NotFound { source_uri },
+                    Some(status @ (401 | 403)) => {
+                        WeightsError::Unauthorized { source_uri, status, credential: self.credential.clone() }
+                    }
+                    _ => WeightsError::Http { source_uri, source: Box::new(scrubbed) },
+                }
+            }
         }
     }
 
@@ -258,6 +270,15 @@ impl Scrubbed {
             text = text.replace(secret.as_str(), "***");
         }
         Scrubbed(text)
+    }
+}
+
+impl Scrubbed {
+    /// The HTTP status the store answered with, when the text gives it.
+    fn status(&self) -> Option<u16> {
+        const MARKER: &str = "status code: ";
+        let at = self.0.find(MARKER)? + MARKER.len();
+        self.0.get(at..at + 3)?.parse().ok()
     }
 }
 
@@ -700,6 +721,8 @@ mod tests {
         let error = io::Error::other("SignatureDoesNotMatch for AKIAX with key s3cr3t");
         let text = Scrubbed::new(&error, &["AKIAX".to_string(), "s3cr3t".to_string()]).to_string();
         assert_eq!(text, "SignatureDoesNotMatch for *** with key ***");
+        let error = io::Error::other("Error performing GET http://h/b - Server returned non-2xx status code: 403 Forbidden");
+        assert_eq!(Scrubbed::new(&error, &[]).status(), Some(403));
     }
 
     #[test]

@@ -19,6 +19,13 @@ const STARTUP_WAIT: Duration = Duration::from_secs(60);
 /// moto's fake credentials: any key is accepted unless auth is switched on.
 pub const FAKE_KEY: &str = "testing";
 
+/// moto's default mode does not check signatures, but it treats a request
+/// with no `Authorization` at all as anonymous, and anonymous users may not
+/// overwrite or delete an existing object (HTTP 403). A well-formed header
+/// with a fake signature is accepted as the `testing` user.
+const FAKE_AUTHORIZATION: &str = "Authorization: AWS4-HMAC-SHA256 \
+     Credential=testing/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+
 pub struct TestS3 {
     child: Child,
     port: u16,
@@ -179,7 +186,7 @@ fn send(port: u16, method: &str, path: &str, body: Body<'_>) -> std::io::Result<
     };
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {size}\r\n{FAKE_AUTHORIZATION}\r\nConnection: close\r\n\r\n"
     )?;
     match body {
         Body::Bytes(bytes) => stream.write_all(bytes)?,

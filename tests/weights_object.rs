@@ -269,8 +269,9 @@ fn http_server(name: &'static str, body: &'static [u8], token: Option<&'static s
             }
             let mut parts = request_line.split(' ');
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let authorized =
-                token.is_none_or(|token| headers.iter().any(|h| *h == format!("authorization: bearer {}", token.to_ascii_lowercase())));
+            let authorized = token.is_none_or(|token| {
+                headers.iter().any(|h| *h == format!("authorization: bearer {}", token.to_ascii_lowercase()))
+            });
             let range = headers.iter().find_map(|h| h.strip_prefix("range: bytes=")).map(|r| {
                 let (start, end) = r.split_once('-').unwrap();
                 (start.parse::<usize>().unwrap(), end.parse::<usize>().unwrap())

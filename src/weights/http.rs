@@ -90,9 +90,9 @@ impl HttpSource {
         let filter = PathFilter::new(allow, ignore)
             .map_err(|message| WeightsError::Protocol { source_uri: uri.clone(), message })?;
         let raw = self.url.path_segments().and_then(|mut segments| segments.next_back()).unwrap_or("");
-        let path = percent_decode(raw).filter(|p| !p.contains('/') && safe_relative_path(p)).ok_or_else(|| {
-            WeightsError::UnsafePath { source_uri: uri.clone(), path: raw.to_string() }
-        })?;
+        let path = percent_decode(raw)
+            .filter(|p| !p.contains('/') && safe_relative_path(p))
+            .ok_or_else(|| WeightsError::UnsafePath { source_uri: uri.clone(), path: raw.to_string() })?;
         let (size, etag) = self.probe()?;
         let mut files = Vec::new();
         if filter.matches(&path) {
@@ -124,8 +124,7 @@ impl HttpSource {
         let end = start.checked_add(len).filter(|end| *end <= file.size && len > 0).ok_or_else(|| {
             self.protocol(format!("range {start}+{len} is outside `{}` ({} bytes)", file.path, file.size))
         })?;
-        let mut request =
-            self.request(self.client.get(&file.url)).header(RANGE, format!("bytes={start}-{}", end - 1));
+        let mut request = self.request(self.client.get(&file.url)).header(RANGE, format!("bytes={start}-{}", end - 1));
         if let Some(etag) = &file.etag {
             request = request.header(IF_MATCH, etag);
         }
@@ -285,7 +284,8 @@ mod tests {
     #[test]
     fn only_http_urls() {
         assert!(HttpSource::with_token("ftp://h/x", None, None).is_err());
-        let source = HttpSource::with_token("https://h/x.bin", Some(Secret::new("tok-SECRET".into())), Some("T")).unwrap();
+        let source =
+            HttpSource::with_token("https://h/x.bin", Some(Secret::new("tok-SECRET".into())), Some("T")).unwrap();
         assert!(!format!("{source:?}").contains("tok-SECRET"));
     }
 }

@@ -137,7 +137,11 @@ impl ObjectOptions {
         let bad_secret = |name: &str, expected: &str, error: serde_json::Error| WeightsError::Protocol {
             source_uri: uri.clone(),
             // serde_json's message names the line and column, never the text.
-            message: format!("the secret `{name}` is not {expected} (line {}, column {})", error.line(), error.column()),
+            message: format!(
+                "the secret `{name}` is not {expected} (line {}, column {})",
+                error.line(),
+                error.column()
+            ),
         };
         let mut options = ObjectOptions { credential_name: secret_name.map(str::to_string), ..Default::default() };
         match source {
@@ -348,8 +352,9 @@ impl ObjectSource {
                 if options.endpoint.is_some() {
                     return Err(WeightsError::Protocol {
                         source_uri: uri,
-                        message: "an endpoint is not supported for gs://; put `gcs_base_url` in the service account JSON"
-                            .to_string(),
+                        message:
+                            "an endpoint is not supported for gs://; put `gcs_base_url` in the service account JSON"
+                                .to_string(),
                     });
                 }
                 let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
@@ -383,9 +388,10 @@ impl ObjectSource {
             }
             _ => return Err(not_an_object_store(source)),
         };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| {
-            WeightsError::Http { source_uri: uri.clone(), source: Box::new(error) }
-        })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| WeightsError::Http { source_uri: uri.clone(), source: Box::new(error) })?;
         let credential = options.credential_name.clone().unwrap_or_else(|| default_credential.to_string());
         Ok(ObjectSource {
             runtime: Arc::new(runtime),
@@ -454,7 +460,11 @@ impl ObjectSource {
             })
             .collect();
         if files.is_empty() {
-            return Err(WeightsError::Empty { source_uri: uri.to_string(), allow: allow.to_vec(), ignore: ignore.to_vec() });
+            return Err(WeightsError::Empty {
+                source_uri: uri.to_string(),
+                allow: allow.to_vec(),
+                ignore: ignore.to_vec(),
+            });
         }
         Ok(Listing { uri: uri.to_string(), revision: None, files })
     }
@@ -527,9 +537,10 @@ impl ObjectSource {
         if self.prefix.is_empty() {
             return Ok(None);
         }
-        StorePath::parse(&self.prefix)
-            .map(Some)
-            .map_err(|_| WeightsError::UnsafePath { source_uri: self.context.source_uri.clone(), path: self.prefix.clone() })
+        StorePath::parse(&self.prefix).map(Some).map_err(|_| WeightsError::UnsafePath {
+            source_uri: self.context.source_uri.clone(),
+            path: self.prefix.clone(),
+        })
     }
 
     /// The object key of a file this source listed.
@@ -539,8 +550,10 @@ impl ObjectSource {
             source_uri: self.context.source_uri.clone(),
             message: format!("`{}` is not an object of {base}", file.url),
         })?;
-        StorePath::parse(key)
-            .map_err(|_| WeightsError::UnsafePath { source_uri: self.context.source_uri.clone(), path: key.to_string() })
+        StorePath::parse(key).map_err(|_| WeightsError::UnsafePath {
+            source_uri: self.context.source_uri.clone(),
+            path: key.to_string(),
+        })
     }
 }
 
@@ -684,7 +697,8 @@ mod tests {
 
     #[test]
     fn a_named_secret_holds_truss_json_and_is_never_quoted() {
-        let json = r#"{"aws_access_key_id": "AKIAJSON", "aws_secret_access_key": "json-secret", "aws_region": "us-west-2"}"#;
+        let json =
+            r#"{"aws_access_key_id": "AKIAJSON", "aws_secret_access_key": "json-secret", "aws_region": "us-west-2"}"#;
         let env = lookup(&[("aws_secret_json", json), (AWS_ACCESS_KEY_ID, "AKIAENV"), (AWS_REGION, "eu-west-1")]);
         let options = ObjectOptions::from_lookup(&s3(), Some("aws_secret_json"), &env).unwrap();
         assert_eq!(options.access_key.as_ref().map(Secret::expose), Some("AKIAJSON"));
@@ -707,7 +721,10 @@ mod tests {
         let options = ObjectOptions::from_lookup(&gcs, Some("gcs_service_account"), &env).unwrap();
         assert!(options.gcs_service_account_key.is_some());
         let env = lookup(&[(GOOGLE_APPLICATION_CREDENTIALS, "/k.json")]);
-        assert_eq!(ObjectOptions::from_lookup(&gcs, None, &env).unwrap().gcs_credentials_path.as_deref(), Some("/k.json"));
+        assert_eq!(
+            ObjectOptions::from_lookup(&gcs, None, &env).unwrap().gcs_credentials_path.as_deref(),
+            Some("/k.json")
+        );
 
         let azure = WeightsSource::Azure { container: "c".into(), prefix: "p".into() };
         let env = lookup(&[("azure_secret_json", r#"{"account_key": "a2V5"}"#), (AZURE_STORAGE_ACCOUNT_NAME, "acct")]);
@@ -721,7 +738,8 @@ mod tests {
         let error = io::Error::other("SignatureDoesNotMatch for AKIAX with key s3cr3t");
         let text = Scrubbed::new(&error, &["AKIAX".to_string(), "s3cr3t".to_string()]).to_string();
         assert_eq!(text, "SignatureDoesNotMatch for *** with key ***");
-        let error = io::Error::other("Error performing GET http://h/b - Server returned non-2xx status code: 403 Forbidden");
+        let error =
+            io::Error::other("Error performing GET http://h/b - Server returned non-2xx status code: 403 Forbidden");
         assert_eq!(Scrubbed::new(&error, &[]).status(), Some(403));
     }
 

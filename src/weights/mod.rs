@@ -8,7 +8,9 @@
 pub mod filter;
 pub mod hf;
 pub mod hf_cache;
+pub mod http;
 pub mod manifest;
+pub mod object;
 pub mod store;
 
 use crate::image::digest::Digest;

@@ -5,4 +5,5 @@
 pub mod base_image;
 pub mod hub;
 pub mod registry;
+pub mod s3;
 pub mod tools;

@@ -104,12 +104,6 @@ pub fn unsupported_settings(spec: &Spec) -> Option<String> {
         return Some(format!("installing {} dependencies is not available yet in this version", managers.join("/")));
     }
     for entry in &spec.weights {
-        if !matches!(entry.source, WeightsSource::Local { .. } | WeightsSource::Hf { .. }) {
-            return Some(format!(
-                "weights from {} ({}) are not available yet in this version; local directories and hf:// are built",
-                entry.uri, entry.origin
-            ));
-        }
         let remote_plain =
             matches!(entry.source, WeightsSource::Hf { .. }) && entry.layout == crate::spec::WeightsLayout::Plain;
         if entry.mode == WeightsMode::Volume && !remote_plain {

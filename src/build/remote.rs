@@ -1,4 +1,5 @@
-//! Remote weights baked into layers: list the source at its pinned revision,
+//! Remote weights (hf://, s3://, gs://, azure://, https://) baked into
+//! layers: list the source at its pinned revision,
 //! fetch every file through the verified download store (so a rebuild
 //! downloads nothing), then split and compress like local weights. With
 //! `layout = "hf-cache"` the files are laid out as a Hugging Face hub cache.
@@ -8,7 +9,7 @@ use crate::image::cache::LayerCache;
 use crate::image::entries::{self, LayerEntry};
 use crate::image::layer::{Compression, LayerOptions};
 use crate::spec::{Spec, WeightsEntry, WeightsLayout, WeightsSource};
-use crate::weights::hf::HfClient;
+use crate::weights::source::SourceClient;
 use crate::weights::store::WeightsStore;
 use crate::weights::{hf_cache, Listing, RemoteFile};
 
@@ -25,15 +26,9 @@ pub fn bake(
     store: &WeightsStore,
     warnings: &mut Vec<String>,
 ) -> Result<RemoteBake, LayerBuildError> {
-    let WeightsSource::Hf { revision, .. } = &entry.source else {
-        return Err(LayerBuildError::Weights(crate::weights::WeightsError::Protocol {
-            source_uri: entry.uri.clone(),
-            message: "only hf:// remote sources are built in this version".to_string(),
-        }));
-    };
-    let client = HfClient::for_entry(entry);
-    let listing = client.list_entry(entry).map_err(LayerBuildError::Weights)?;
-    if let Some(commit) = &listing.revision {
+    let client = SourceClient::for_entry(entry).map_err(LayerBuildError::Weights)?;
+    let listing = client.list(entry).map_err(LayerBuildError::Weights)?;
+    if let (Some(commit), WeightsSource::Hf { revision, .. }) = (&listing.revision, &entry.source) {
         if commit != revision {
             warnings.push(format!("{}: revision `{revision}` pinned to commit {commit}", entry.origin));
         }

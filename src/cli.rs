@@ -77,6 +77,9 @@ pub enum Command {
         /// Write the files under this directory instead of each entry's volume path.
         #[arg(long)]
         dest: Option<PathBuf>,
+        /// Files downloaded at once (default: twice the cores, 4 to 16).
+        #[arg(long)]
+        jobs: Option<usize>,
         /// The app to exec once every file is verified.
         #[arg(last = true)]
         command: Vec<String>,

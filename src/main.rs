@@ -21,8 +21,8 @@ fn main() -> ExitCode {
             build::run(&build::BuildArgs { path, output, push, base, insecure_registries, cache_dir, json })
         }
         Command::Dockerfile { .. } => commands::not_available("dockerfile"),
-        Command::Prefetch { manifest, dest, command } => {
-            prefetch::run(&imgbake::runtime::prefetch::PrefetchOptions { manifest, dest, command })
+        Command::Prefetch { manifest, dest, jobs, command } => {
+            prefetch::run(&imgbake::runtime::prefetch::PrefetchOptions { manifest, dest, jobs, command })
         }
     };
     ExitCode::from(status)

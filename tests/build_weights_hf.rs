@@ -371,3 +371,71 @@ fn volume_mode_image_carries_no_weights_and_its_hook_fills_the_volume_before_the
     assert_eq!(body["weights"]["model.safetensors"], hex::encode(Sha256::digest(weights)).as_str(), "{log}");
     assert!(log.contains("\"event\":\"downloaded\""), "{log}");
 }
+
+#[test]
+fn eight_hooks_sharing_a_volume_download_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let mut files = repo_files();
+    files.push(("shard-2.safetensors", random_bytes(3 << 20, 21)));
+    files.push(("shard-3.safetensors", random_bytes(3 << 20, 22)));
+    hub::make_repo(&root, "org/tiny", "main", &files);
+    let hub = TestHub::start(&root, Some(TOKEN));
+    let project = project(dir.path(), "");
+    let config = project.join("cerebrium.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("mode = \"bake\"", "mode = \"volume\"\nallow_patterns = [\"*.json\", \"*.safetensors\"]");
+    std::fs::write(&config, text).unwrap();
+    json(&build(&project, dir.path(), &hub, Some(TOKEN)));
+    let manifest = dir.path().join("weights.json");
+    std::fs::write(&manifest, &image_tree(&dir.path().join("out"))["etc/imgbake/weights.json"]).unwrap();
+
+    let volume = dir.path().join("volume/tiny");
+    let gets_before = hub.stats();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_imgbake"))
+                .args([
+                    "prefetch",
+                    "--manifest",
+                    manifest.to_str().unwrap(),
+                    "--dest",
+                    volume.to_str().unwrap(),
+                    "--jobs",
+                    "3",
+                ])
+                .env("HF_ENDPOINT", hub.endpoint())
+                .env(TOKEN_VAR, TOKEN)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut downloaded_events = 0;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        downloaded_events += stderr.matches("\"event\":\"downloaded\"").count();
+    }
+    // Four files, each downloaded by exactly one of the eight hooks.
+    assert_eq!(downloaded_events, 4);
+    let gets_after = hub.stats();
+    let resolve_gets = |stats: &serde_json::Value| -> u64 {
+        stats["requests"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("GET ") && k.contains("/resolve/"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(resolve_gets(&gets_after) - resolve_gets(&gets_before), 4, "{gets_after:#}");
+    for (name, content) in files.iter().filter(|(n, _)| n.ends_with(".json") || n.ends_with(".safetensors")) {
+        assert_eq!(std::fs::read(volume.join(name)).unwrap(), *content, "{name}");
+    }
+    let names: Vec<String> =
+        std::fs::read_dir(&volume).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.ends_with(".lock") && !n.ends_with(".partial")), "{names:?}");
+}

@@ -9,6 +9,7 @@ use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use support::data::write_random;
 use support::{base_image, registry::TestRegistry, tools};
 
 const FIXTURE: &str = "fixtures/cerebrium-local-weights";
@@ -204,23 +205,6 @@ fn image_on_a_rootfs_base_starts_under_runc() {
     ]);
     assert_eq!(result["layers"][0]["what"], "base root filesystem");
     unpack_run_and_check_health(&layout, "app", dir.path());
-}
-
-/// Writes `size` bytes of fast pseudo-random data.
-fn write_random(path: &Path, size: usize) {
-    use std::io::Write;
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut buffer = vec![0u8; 1 << 20];
-    for _ in 0..size / buffer.len() {
-        for chunk in buffer.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes());
-        }
-        file.write_all(&buffer).unwrap();
-    }
 }
 
 #[test]

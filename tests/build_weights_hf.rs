@@ -10,23 +10,12 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::data::random_bytes;
 use support::hub::{self, TestHub};
 use support::tools;
 
 const TOKEN: &str = "hf_imgbakeTESTtoken_7f3a9c21d";
 const TOKEN_VAR: &str = "IMGBAKE_TEST_HF_TOKEN";
-
-fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 fn repo_files() -> Vec<(&'static str, Vec<u8>)> {
     vec![

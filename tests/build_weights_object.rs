@@ -8,20 +8,9 @@ use sha2::{Digest as _, Sha256};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
+use support::data::random_bytes;
 use support::hub::{self, TestHub};
 use support::s3::TestS3;
-
-fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 fn write_project(dir: &Path, weights: &str) -> std::path::PathBuf {
     let project = dir.join("project");

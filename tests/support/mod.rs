@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod base_image;
+pub mod data;
 pub mod hub;
 pub mod registry;
 pub mod s3;

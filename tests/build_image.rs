@@ -112,17 +112,20 @@ fn image_on_the_debootstrap_base_goes_through_registry_skopeo_umoci_and_runc() {
     std::fs::write(&config, text).unwrap();
     let layout = dir.path().join("out");
     let target = format!("{host}/apps/local-weights:1");
-    let result = build_json(&[
+    let output_arg = format!("oci:{}:app", layout.display());
+    let cache_arg = dir.path().join("cache");
+    let build_args = [
         project.to_str().unwrap(),
         "--insecure-registry",
         &host,
         "--output",
-        &format!("oci:{}:app", layout.display()),
+        &output_arg,
         "--push",
         &target,
         "--cache-dir",
-        dir.path().join("cache").to_str().unwrap(),
-    ]);
+        cache_arg.to_str().unwrap(),
+    ];
+    let result = build_json(&build_args);
     let digest = result["manifest_digest"].as_str().unwrap().to_string();
     assert!(result["base_pinned"].as_str().unwrap().starts_with(&format!("{host}/base/bookworm-python@sha256:")));
     assert!(result["pushed"].as_str().unwrap().ends_with(&digest), "{result:#}");
@@ -145,17 +148,7 @@ fn image_on_the_debootstrap_base_goes_through_registry_skopeo_umoci_and_runc() {
     unpack_run_and_check_health(&pulled, "app", dir.path());
 
     // Re-push of the unchanged image uploads nothing.
-    let again = build_json(&[
-        project.to_str().unwrap(),
-        "--insecure-registry",
-        &host,
-        "--output",
-        &format!("oci:{}:app", layout.display()),
-        "--push",
-        &target,
-        "--cache-dir",
-        dir.path().join("cache").to_str().unwrap(),
-    ]);
+    let again = build_json(&build_args);
     assert_eq!(again["manifest_digest"], digest.as_str());
 }
 

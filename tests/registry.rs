@@ -16,6 +16,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use support::data::peak_rss_kib;
 use support::registry::{free_port, TestRegistry};
 
 fn options() -> RegistryClientOptions {
@@ -218,16 +219,6 @@ fn server_errors_are_retried_then_succeed() {
     let error = client.fetch_manifest(&reference(&format!("{}/flaky/repo:v1", always.0))).unwrap_err();
     assert!(matches!(error, RegistryError::UnexpectedStatus { status: 503, .. }), "{error:?}");
     assert!(error.is_retryable());
-}
-
-/// Peak resident memory of this process, in KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
 }
 
 #[test]

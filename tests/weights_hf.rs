@@ -12,6 +12,7 @@ use sha2::{Digest as _, Sha256};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::data::random_bytes;
 use support::hub::{add_listed_path, make_repo, TestHub};
 use support::tools::{run_with_timeout, skipping_tool_tests, SKIP_TOOL_TESTS_ENV};
 
@@ -20,19 +21,6 @@ const URI: &str = "hf://org/name@main";
 const MIB: usize = 1024 * 1024;
 const TOKEN: &str = "hf_testTOKENvalue123";
 const CREDENTIAL: &str = "IMGBAKE_TEST_HF_CREDENTIAL";
-
-/// Bytes that are not all alike, so a flipped or shifted byte changes the hash.
-fn data(len: usize, seed: u8) -> Vec<u8> {
-    let mut state = (seed as u32).wrapping_mul(2654435761) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -57,9 +45,9 @@ fn sdxl_like_files() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("model_index.json", b"{\"_class_name\": \"Pipeline\"}\n".to_vec()),
         ("unet/config.json", b"{\"in_channels\": 4}\n".to_vec()),
-        ("unet/diffusion_pytorch_model.safetensors", data(3 * MIB, 1)),
+        ("unet/diffusion_pytorch_model.safetensors", random_bytes(3 * MIB, 1)),
         ("text_encoder/config.json", b"{\"hidden_size\": 768}\n".to_vec()),
-        ("text_encoder/model.onnx", data(2000, 2)),
+        ("text_encoder/model.onnx", random_bytes(2000, 2)),
         ("README.md", b"# a model\n".to_vec()),
     ]
 }

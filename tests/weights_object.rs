@@ -13,6 +13,7 @@ use imgbake::weights::{Secret, WeightsError};
 use sha2::{Digest as _, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use support::data::peak_rss_kib;
 use support::s3::TestS3;
 
 fn s3(bucket: &str, prefix: &str) -> WeightsSource {
@@ -167,15 +168,6 @@ fn expected_sha256(size: u64, seed: u64) -> Vec<u8> {
         offset += n as u64;
     }
     hasher.finalize().to_vec()
-}
-
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
 }
 
 #[test]

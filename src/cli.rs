@@ -33,8 +33,21 @@ pub enum Command {
     },
     /// Resolve and pin every dependency and weights file into imgbake.lock.
     Lock {
+        /// Config file, or a directory holding cerebrium.toml or config.yaml.
         #[arg(default_value = ".")]
         path: PathBuf,
+        /// Resolve against this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
+        #[arg(long, value_name = "IMAGE")]
+        base: Option<String>,
+        /// Talk plain HTTP to this registry host[:port] (repeatable).
+        #[arg(long = "insecure-registry", value_name = "HOST")]
+        insecure_registries: Vec<String>,
+        /// Cache directory (default $XDG_CACHE_HOME/imgbake, or $IMGBAKE_CACHE_DIR).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Only check: exit 1 with the difference when imgbake.lock is missing or stale.
+        #[arg(long)]
+        check: bool,
     },
     /// Report image size and cold-start cost of baking weights vs keeping them on a volume.
     Plan {
@@ -63,6 +76,9 @@ pub enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Fail (with the difference) instead of updating a missing or stale imgbake.lock.
+        #[arg(long)]
+        locked: bool,
     },
     /// Write a Dockerfile build context equivalent to the native build.
     Dockerfile {

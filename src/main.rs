@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use imgbake::cli::{Cli, Command, ValidateFormat};
-use imgbake::commands::{self, build, prefetch, validate};
+use imgbake::commands::{self, build, lock, prefetch, validate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -15,10 +15,12 @@ fn main() -> ExitCode {
             };
             validate::run(&path, format)
         }
-        Command::Lock { .. } => commands::not_available("lock"),
+        Command::Lock { path, base, insecure_registries, cache_dir, check } => {
+            lock::run(&lock::LockArgs { path, base, insecure_registries, cache_dir, check })
+        }
         Command::Plan { .. } => commands::not_available("plan"),
-        Command::Build { path, output, push, base, insecure_registries, cache_dir, json } => {
-            build::run(&build::BuildArgs { path, output, push, base, insecure_registries, cache_dir, json })
+        Command::Build { path, output, push, base, insecure_registries, cache_dir, json, locked } => {
+            build::run(&build::BuildArgs { path, output, push, base, insecure_registries, cache_dir, json, locked })
         }
         Command::Dockerfile { .. } => commands::not_available("dockerfile"),
         Command::Prefetch { manifest, dest, jobs, command } => {

@@ -291,9 +291,18 @@ fn bad_base_images_are_one_clear_error_naming_them() {
 
 #[test]
 fn settings_the_native_build_cannot_honour_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let conda = dir.path().join("conda");
+    std::fs::create_dir_all(&conda).unwrap();
+    std::fs::write(
+        conda.join("cerebrium.toml"),
+        "[cerebrium.deployment]\nname = \"c\"\n[cerebrium.dependencies.conda]\nnumpy = \"latest\"\n",
+    )
+    .unwrap();
+    let conda = conda.to_str().unwrap();
     for (project, expected) in [
-        ("fixtures/cerebrium-cpu-fastapi", "installing pip dependencies is not available yet"),
-        ("fixtures/truss-volume", "installing pip/apt dependencies is not available yet"),
+        (conda, "installing conda dependencies is not available yet"),
+        ("fixtures/truss-volume", "installing apt dependencies is not available yet"),
     ] {
         let output = imgbake(&["build", project, "--base", "scratch", "--output", "oci:/nonexistent/never:x"]);
         assert_eq!(output.status.code(), Some(2), "{project}");

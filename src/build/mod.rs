@@ -7,6 +7,8 @@
 //! and refuses, with one clear line, what is not built natively yet.
 
 pub mod base;
+pub mod basefs;
+pub mod deps;
 pub mod layers;
 pub mod output;
 pub mod remote;
@@ -36,6 +38,8 @@ pub struct BuildOptions {
     /// Layer cache directory (default `$XDG_CACHE_HOME/imgbake`).
     pub cache_dir: Option<PathBuf>,
     pub registry: RegistryClientOptions,
+    /// How `imgbake.lock` is used (`--locked` forbids updating it).
+    pub lock_policy: crate::lock::resolve::LockPolicy,
 }
 
 /// What a build produced, for the CLI to print and tests to check.
@@ -52,6 +56,8 @@ pub struct BuildOutcome {
     pub pinned_weights: Vec<String>,
     pub cache: CacheStats,
     pub warnings: Vec<String>,
+    /// `imgbake.lock` was (re)written by this build.
+    pub lock_written: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +73,12 @@ pub enum BuildError {
     Output(#[from] output::OutputError),
     #[error("cannot open the layer cache")]
     Cache(#[source] crate::image::cache::CacheError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::resolve::ResolveError),
+    #[error("cannot read the base image's files")]
+    BaseFs(#[from] basefs::BaseFsError),
+    #[error(transparent)]
+    Deps(#[from] deps::DepsError),
     #[error("cannot assemble the image config")]
     Assemble(#[source] crate::image::assemble::AssembleError),
 }
@@ -92,7 +104,6 @@ pub fn unsupported_settings(spec: &Spec) -> Option<String> {
     }
     let deps = &spec.dependencies;
     let managers: Vec<&str> = [
-        ("pip", !deps.pip.is_empty() || deps.pip_file.is_some()),
         ("apt", !deps.apt.is_empty() || deps.apt_file.is_some()),
         ("conda", !deps.conda.is_empty() || deps.conda_file.is_some()),
     ]
@@ -133,12 +144,31 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
     let cache = LayerCache::open(&cache_dir).map_err(BuildError::Cache)?;
     let base_text = options.base_override.clone().unwrap_or_else(|| spec.base.image.clone());
     let rootfs = base_text.strip_prefix(ROOTFS_PREFIX).map(PathBuf::from);
-    let base = base::resolve(if rootfs.is_some() { "scratch" } else { &base_text }, &cache, &options.registry)?;
+    // A current lock pins a registry base to the digest it was resolved with.
+    let pinned_base = match &options.base_override {
+        Some(_) => None,
+        None => current_lock(spec).and_then(|lock| lock.base.pinned),
+    };
+    let base_ref = match (&rootfs, &pinned_base) {
+        (Some(_), _) => "scratch",
+        (None, Some(pinned)) => pinned.as_str(),
+        (None, None) => base_text.as_str(),
+    };
+    let base = base::resolve(base_ref, &cache, &options.registry)?;
+    let facts = match &rootfs {
+        Some(root) => basefs::facts_of_rootfs(root)?,
+        None => basefs::facts_of_base(&base, &cache_dir)?,
+    };
 
     let mut warnings = Vec::new();
+    let (lock, lock_written) =
+        crate::lock::resolve::lock_for_build(spec, &base, &facts, &cache_dir, options.lock_policy, &mut warnings)?;
     let mut built = Vec::new();
     if let Some(root) = &rootfs {
         built.push(layers::rootfs_layer(root, &cache)?);
+    }
+    if let Some(python) = &lock.python {
+        built.extend(deps::python_layers(python, &cache_dir, &cache)?);
     }
     built.push(layers::app_files_layer(spec, &cache, &mut warnings)?);
     let store = crate::weights::store::WeightsStore::open(&cache_dir)
@@ -146,6 +176,7 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
     let mut pinned_weights = Vec::new();
     let mut volume_entries = Vec::new();
     for entry in &spec.weights {
+        let entry = &crate::lock::pinned_entry(entry, &lock);
         if matches!(entry.source, WeightsSource::Local { .. }) {
             built.extend(layers::local_weights_layers(entry, spec, &cache, &mut warnings)?);
             continue;
@@ -200,7 +231,15 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         pinned_weights,
         cache: cache.stats(),
         warnings,
+        lock_written,
     })
+}
+
+/// The lock beside the config when it answers the Spec's current inputs.
+fn current_lock(spec: &Spec) -> Option<crate::lock::Lock> {
+    let lock = crate::lock::Lock::read(&crate::lock::lock_path(spec)).ok()??;
+    let inputs = crate::lock::inputs_of(spec).ok()?;
+    lock.is_current(&inputs).then_some(lock)
 }
 
 /// The image's runtime settings from the Spec; `None` keeps the base's value.

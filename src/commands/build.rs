@@ -4,6 +4,7 @@ use super::{print_error, EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE};
 use crate::build::{self, BuildError, BuildOptions};
 use crate::config;
 use crate::image::layout::{is_valid_tag, parse_oci_ref, OciRef};
+use crate::lock::resolve::LockPolicy;
 use crate::registry::{human_bytes, Reference, RegistryClientOptions};
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ pub struct BuildArgs {
     pub insecure_registries: Vec<String>,
     pub cache_dir: Option<PathBuf>,
     pub json: bool,
+    pub locked: bool,
 }
 
 /// The default output: `oci:imgbake-out:<app name>` in the current directory.
@@ -65,11 +67,15 @@ pub fn run(args: &BuildArgs) -> u8 {
             insecure_registries: args.insecure_registries.clone(),
             ..RegistryClientOptions::default()
         },
+        lock_policy: if args.locked { LockPolicy::Locked } else { LockPolicy::Refresh },
     };
     match build::build(&spec, &options) {
         Ok(outcome) => {
             for warning in &outcome.warnings {
                 eprintln!("warning: {warning}");
+            }
+            if outcome.lock_written {
+                eprintln!("wrote {}", crate::lock::lock_path(&spec).display());
             }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome)).expect("serializes"));

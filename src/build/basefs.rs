@@ -1,0 +1,433 @@
+//! What the base image already holds, read from its layers (or its root
+//! filesystem directory) without running it: the OS release, the dpkg
+//! status, the apt sources, the Python interpreter and its site-packages
+//! path, the glibc version and whether `/bin` is merged into `/usr`.
+//!
+//! Layers are read as tar streams in order, applying OCI whiteouts. Only the
+//! few paths that matter are kept, and each layer's findings are cached by
+//! its digest (`<cache>/base-facts/<hex>.json`), so a multi-GB CUDA base is
+//! scanned once per machine, not once per build.
+
+use crate::build::base::ResolvedBase;
+use crate::image::digest::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Files whose content is kept (small text files).
+const CONTENT_FILES: &[&str] =
+    &["etc/os-release", "usr/lib/os-release", "var/lib/dpkg/status", "etc/apt/sources.list", "etc/debian_version"];
+/// Directories whose direct children's content is kept.
+const CONTENT_DIRS: &[&str] = &["etc/apt/sources.list.d"];
+/// Kept content is capped; a dpkg status of a large CUDA image is a few MB.
+const MAX_CONTENT: u64 = 32 << 20;
+
+/// The facts a build needs about its base.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BaseFacts {
+    pub os_release: Option<String>,
+    pub dpkg_status: Option<String>,
+    /// `sources.list` and every `sources.list.d/*` file, concatenated.
+    pub apt_sources: Option<String>,
+    pub python: Option<BasePython>,
+    /// glibc `(major, minor)` from the dpkg status (`libc6`), when known.
+    pub glibc: Option<(u32, u32)>,
+    /// `/bin`, `/lib`, `/sbin` are symlinks into `/usr` (merged /usr).
+    pub usrmerge: bool,
+}
+
+/// The interpreter that will run the app's packages, and where they go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BasePython {
+    /// `major.minor`.
+    pub version: String,
+    /// Absolute path used in console-script shebangs.
+    pub interpreter: String,
+    /// Absolute path packages are installed into.
+    pub site_packages: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaseFsError {
+    #[error("cannot read base layer {digest}")]
+    Layer {
+        digest: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read the base root filesystem `{path}`")]
+    Rootfs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One layer's findings, in the order met; applied on top of earlier layers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct LayerFacts {
+    events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Event {
+    /// `.wh.NAME`: the path and everything under it are gone.
+    Whiteout(String),
+    /// `.wh..wh..opq` in a directory: its earlier contents are gone.
+    Opaque(String),
+    Exists(String),
+    Symlink(String, String),
+    Content(String, String),
+}
+
+/// Paths tracked in the merged view.
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Exists,
+    Symlink(String),
+    Content(String),
+}
+
+/// Reads the facts of a resolved base (registry or OCI layout), using and
+/// filling the per-layer cache under `cache_dir`.
+pub fn facts_of_base(base: &ResolvedBase, cache_dir: &Path) -> Result<BaseFacts, BaseFsError> {
+    let Some(blobs) = &base.blobs else { return Ok(BaseFacts::default()) };
+    let mut merged = BTreeMap::new();
+    for layer in &base.layers {
+        let layer_facts = cached_layer_facts(&layer.digest, cache_dir, || {
+            let file = blobs.open_blob(&layer.digest).map_err(io::Error::other)?;
+            scan_layer(decompressed(file, &layer.media_type)?)
+        })
+        .map_err(|source| BaseFsError::Layer { digest: layer.digest.to_string(), source })?;
+        apply(&mut merged, layer_facts.events);
+    }
+    Ok(facts_from_nodes(&merged))
+}
+
+/// Reads the facts of a root filesystem directory (`--base rootfs:DIR`).
+pub fn facts_of_rootfs(root: &Path) -> Result<BaseFacts, BaseFsError> {
+    let err = |source| BaseFsError::Rootfs { path: root.to_path_buf(), source };
+    let mut merged = BTreeMap::new();
+    let mut interesting: Vec<String> = CONTENT_FILES.iter().map(|s| s.to_string()).collect();
+    for dir in CONTENT_DIRS {
+        if let Ok(read) = fs::read_dir(root.join(dir)) {
+            for child in read.flatten() {
+                interesting.push(format!("{dir}/{}", child.file_name().to_string_lossy()));
+            }
+        }
+    }
+    for top in ["bin", "lib", "sbin", "lib64"] {
+        interesting.push(top.to_string());
+    }
+    for dir in ["usr/local/bin", "usr/bin", "usr/local/lib"] {
+        if let Ok(read) = fs::read_dir(root.join(dir)) {
+            for child in read.flatten() {
+                interesting.push(format!("{dir}/{}", child.file_name().to_string_lossy()));
+            }
+        }
+    }
+    for path in interesting {
+        let full = root.join(&path);
+        let Ok(meta) = fs::symlink_metadata(&full) else { continue };
+        let node = if meta.file_type().is_symlink() {
+            Node::Symlink(fs::read_link(&full).map_err(err)?.to_string_lossy().into_owned())
+        } else if meta.is_file() && wants_content(&path) && meta.len() <= MAX_CONTENT {
+            Node::Content(String::from_utf8_lossy(&fs::read(&full).map_err(err)?).into_owned())
+        } else {
+            Node::Exists
+        };
+        merged.insert(path, node);
+    }
+    Ok(facts_from_nodes(&merged))
+}
+
+fn cached_layer_facts(
+    digest: &Digest,
+    cache_dir: &Path,
+    scan: impl FnOnce() -> io::Result<LayerFacts>,
+) -> io::Result<LayerFacts> {
+    let path = cache_dir.join("base-facts").join(format!("{}.json", digest.hex()));
+    if let Ok(bytes) = fs::read(&path) {
+        if let Ok(facts) = serde_json::from_slice(&bytes) {
+            return Ok(facts);
+        }
+    }
+    let facts = scan()?;
+    // The cache is an optimisation: a failure to write it is not an error.
+    let _ = write_atomically(&path, &serde_json::to_vec(&facts).unwrap_or_default());
+    Ok(facts)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
+    fs::create_dir_all(dir)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    io::Write::write_all(&mut temp, bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn decompressed(file: fs::File, media_type: &str) -> io::Result<Box<dyn Read>> {
+    let reader = io::BufReader::with_capacity(1 << 20, file);
+    Ok(if media_type.ends_with("+zstd") {
+        Box::new(zstd::Decoder::with_buffer(reader)?)
+    } else if media_type.ends_with("+gzip") || media_type.ends_with(".gzip") || media_type.contains("tar.gzip") {
+        Box::new(flate2::bufread::MultiGzDecoder::new(reader))
+    } else if media_type.ends_with(".tar") || media_type.is_empty() {
+        Box::new(reader)
+    } else {
+        // Docker's media type `application/vnd.docker.image.rootfs.diff.tar.gzip` ends in `.gzip`
+        // and is handled above; anything else is read as gzip when it starts like gzip.
+        let mut peek = reader;
+        let starts_gzip = io::BufRead::fill_buf(&mut peek)?.starts_with(&[0x1f, 0x8b]);
+        if starts_gzip {
+            Box::new(flate2::bufread::MultiGzDecoder::new(peek))
+        } else {
+            Box::new(peek)
+        }
+    })
+}
+
+fn scan_layer(stream: Box<dyn Read>) -> io::Result<LayerFacts> {
+    let mut archive = tar::Archive::new(stream);
+    let mut facts = LayerFacts::default();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let raw = entry.path()?.to_string_lossy().into_owned();
+        let path = normalize(&raw);
+        if path.is_empty() {
+            continue;
+        }
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((dir, name)) => (dir.to_string(), name.to_string()),
+            None => (String::new(), path.clone()),
+        };
+        if name == ".wh..wh..opq" {
+            facts.events.push(Event::Opaque(dir));
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            let hidden = if dir.is_empty() { hidden.to_string() } else { format!("{dir}/{hidden}") };
+            facts.events.push(Event::Whiteout(hidden));
+            continue;
+        }
+        if !is_interesting(&path) {
+            continue;
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() {
+            let target = entry.link_name()?.map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+            facts.events.push(Event::Symlink(path, target));
+        } else if kind.is_file() && wants_content(&path) && entry.size() <= MAX_CONTENT {
+            let mut text = Vec::new();
+            entry.read_to_end(&mut text)?;
+            facts.events.push(Event::Content(path, String::from_utf8_lossy(&text).into_owned()));
+        } else {
+            facts.events.push(Event::Exists(path));
+        }
+    }
+    Ok(facts)
+}
+
+fn normalize(raw: &str) -> String {
+    raw.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/').to_string()
+}
+
+fn wants_content(path: &str) -> bool {
+    CONTENT_FILES.contains(&path)
+        || CONTENT_DIRS.iter().any(|dir| path.strip_prefix(dir).is_some_and(|rest| rest.matches('/').count() == 1))
+}
+
+/// Top-level entries (for merged /usr), interpreters, site-packages dirs and content files.
+fn is_interesting(path: &str) -> bool {
+    if wants_content(path) || !path.contains('/') {
+        return true;
+    }
+    let python_like = |rest: &str| rest.starts_with("python3") && !rest.contains('/');
+    if let Some(rest) = path.strip_prefix("usr/local/bin/").or_else(|| path.strip_prefix("usr/bin/")) {
+        return python_like(rest);
+    }
+    if let Some(rest) = path.strip_prefix("usr/local/lib/") {
+        return python_like(rest) || (rest.starts_with("python3") && rest.ends_with("/site-packages"));
+    }
+    false
+}
+
+fn apply(merged: &mut BTreeMap<String, Node>, events: Vec<Event>) {
+    let remove_under = |merged: &mut BTreeMap<String, Node>, dir: &str, including_self: bool| {
+        let prefix = format!("{dir}/");
+        merged.retain(|path, _| !(path.starts_with(&prefix) || (including_self && path == dir) || dir.is_empty()));
+    };
+    for event in events {
+        match event {
+            Event::Whiteout(path) => remove_under(merged, &path, true),
+            Event::Opaque(dir) => remove_under(merged, &dir, false),
+            Event::Exists(path) => {
+                merged.insert(path, Node::Exists);
+            }
+            Event::Symlink(path, target) => {
+                merged.insert(path, Node::Symlink(target));
+            }
+            Event::Content(path, text) => {
+                merged.insert(path, Node::Content(text));
+            }
+        }
+    }
+}
+
+fn facts_from_nodes(nodes: &BTreeMap<String, Node>) -> BaseFacts {
+    let content = |path: &str| match nodes.get(path) {
+        Some(Node::Content(text)) => Some(text.clone()),
+        _ => None,
+    };
+    let os_release = content("etc/os-release").or_else(|| content("usr/lib/os-release"));
+    let dpkg_status = content("var/lib/dpkg/status");
+    let mut sources: Vec<String> = content("etc/apt/sources.list").into_iter().collect();
+    for (path, node) in nodes.range("etc/apt/sources.list.d/".to_string()..) {
+        if !path.starts_with("etc/apt/sources.list.d/") {
+            break;
+        }
+        if let Node::Content(text) = node {
+            sources.push(format!("# {path}\n{text}"));
+        }
+    }
+    let apt_sources = (!sources.is_empty()).then(|| sources.join("\n"));
+    let usrmerge =
+        matches!(nodes.get("bin"), Some(Node::Symlink(target)) if target.trim_start_matches('/') == "usr/bin");
+    let glibc = dpkg_status.as_deref().and_then(glibc_from_status);
+    BaseFacts { os_release, dpkg_status, apt_sources, python: find_python(nodes), glibc, usrmerge }
+}
+
+/// The newest `python3.X` interpreter, preferring `/usr/local` (python:* images)
+/// over the distribution's.
+fn find_python(nodes: &BTreeMap<String, Node>) -> Option<BasePython> {
+    let versions_in = |dir: &str| -> Vec<(u32, u32)> {
+        nodes
+            .keys()
+            .filter_map(|path| path.strip_prefix(dir)?.strip_prefix("python3.").map(str::to_string))
+            .filter_map(|minor| minor.parse::<u32>().ok().map(|m| (3, m)))
+            .collect()
+    };
+    if let Some((major, minor)) = versions_in("usr/local/bin/").into_iter().max() {
+        return Some(BasePython {
+            version: format!("{major}.{minor}"),
+            interpreter: format!("/usr/local/bin/python{major}.{minor}"),
+            site_packages: format!("/usr/local/lib/python{major}.{minor}/site-packages"),
+        });
+    }
+    let (major, minor) = versions_in("usr/bin/").into_iter().max()?;
+    // Debian's interpreter looks in /usr/local/lib/pythonX.Y/dist-packages for
+    // locally installed packages (and /usr/lib/python3/dist-packages for its own).
+    Some(BasePython {
+        version: format!("{major}.{minor}"),
+        interpreter: format!("/usr/bin/python{major}.{minor}"),
+        site_packages: format!("/usr/local/lib/python{major}.{minor}/dist-packages"),
+    })
+}
+
+/// `libc6`'s version in a dpkg status file: `2.36-9+deb12u4` → (2, 36).
+fn glibc_from_status(status: &str) -> Option<(u32, u32)> {
+    let mut in_libc = false;
+    for line in status.lines() {
+        if let Some(name) = line.strip_prefix("Package: ") {
+            in_libc = name.trim() == "libc6";
+        } else if in_libc {
+            if let Some(version) = line.strip_prefix("Version: ") {
+                let upstream = version.trim().split(':').next_back()?.split('-').next()?;
+                let mut parts = upstream.split('.');
+                return Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(entries: &[(&str, Option<&str>, Option<&str>)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, content, link) in entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_mode(0o644);
+            if let Some(target) = link {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                builder.append_link(&mut header, path, target).unwrap();
+            } else if let Some(text) = content {
+                header.set_size(text.len() as u64);
+                builder.append_data(&mut header, path, text.as_bytes()).unwrap();
+            } else {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                builder.append_data(&mut header, path, &[][..]).unwrap();
+            }
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn facts_of_tars(layers: &[Vec<u8>]) -> BaseFacts {
+        let mut merged = BTreeMap::new();
+        for layer in layers {
+            apply(&mut merged, scan_layer(Box::new(io::Cursor::new(layer.clone()))).unwrap().events);
+        }
+        facts_from_nodes(&merged)
+    }
+
+    #[test]
+    fn python_image_layout_is_found_with_site_packages() {
+        let layer = tar_of(&[
+            ("bin", None, Some("usr/bin")),
+            ("usr/local/bin/python3.12", Some("elf"), None),
+            ("usr/bin/python3.11", Some("elf"), None),
+            ("etc/os-release", Some("ID=debian\nVERSION_CODENAME=bookworm\n"), None),
+            (
+                "var/lib/dpkg/status",
+                Some("Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u4\n"),
+                None,
+            ),
+        ]);
+        let facts = facts_of_tars(&[layer]);
+        let python = facts.python.unwrap();
+        assert_eq!(python.version, "3.12");
+        assert_eq!(python.interpreter, "/usr/local/bin/python3.12");
+        assert_eq!(python.site_packages, "/usr/local/lib/python3.12/site-packages");
+        assert_eq!(facts.glibc, Some((2, 36)));
+        assert!(facts.usrmerge);
+        assert!(facts.os_release.unwrap().contains("bookworm"));
+    }
+
+    #[test]
+    fn debian_python_installs_into_local_dist_packages() {
+        let facts = facts_of_tars(&[tar_of(&[("usr/bin/python3.11", Some("elf"), None)])]);
+        assert_eq!(facts.python.unwrap().site_packages, "/usr/local/lib/python3.11/dist-packages");
+        assert!(!facts.usrmerge);
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs_hide_earlier_layers() {
+        let lower = tar_of(&[
+            ("usr/local/bin/python3.10", Some("elf"), None),
+            ("etc/apt/sources.list.d/a.list", Some("deb http://a bookworm main\n"), None),
+        ]);
+        let upper = tar_of(&[
+            ("usr/local/bin/.wh.python3.10", Some(""), None),
+            ("etc/apt/sources.list.d/.wh..wh..opq", Some(""), None),
+            ("etc/apt/sources.list.d/b.list", Some("deb http://b bookworm main\n"), None),
+        ]);
+        let facts = facts_of_tars(&[lower, upper]);
+        assert_eq!(facts.python, None);
+        let sources = facts.apt_sources.unwrap();
+        assert!(sources.contains("http://b") && !sources.contains("http://a"), "{sources}");
+    }
+
+    #[test]
+    fn glibc_version_parses_epochs_and_revisions() {
+        assert_eq!(glibc_from_status("Package: libc6\nVersion: 2.35-0ubuntu3.8\n"), Some((2, 35)));
+        assert_eq!(glibc_from_status("Package: libc-bin\nVersion: 2.36-9\n"), None);
+    }
+}

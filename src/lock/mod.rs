@@ -1,0 +1,298 @@
+//! `imgbake.lock`: every input of the image pinned — the base image digest,
+//! each Python wheel and Debian package (URL, sha256, size), and each weights
+//! file at its revision — next to the config it answers.
+//!
+//! TOML, sorted, one table per item, so a diff reads like a changelog. The
+//! `[inputs]` table records what the lock was resolved *from*; when the
+//! config's inputs differ, the lock is stale: `build` refreshes it, and
+//! `build --locked` fails with the difference. Writes are atomic.
+
+use crate::deps::python::{LockedWheel, PythonTarget};
+use crate::spec::Spec;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub mod resolve;
+
+pub const LOCK_FILE: &str = "imgbake.lock";
+pub const LOCK_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lock {
+    pub version: u32,
+    pub inputs: LockInputs,
+    pub base: LockedBase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<LockedPython>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<LockedWeightsFile>,
+}
+
+/// What the lock was resolved from: the parts of the config that change it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInputs {
+    pub base: String,
+    pub python_version: String,
+    pub installer: String,
+    pub pip: Vec<String>,
+    /// sha256 of the requirements file (`paths.pip` / `requirements_file`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pip_file_sha256: Option<String>,
+    pub apt: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apt_file_sha256: Option<String>,
+    /// `uri [allow=…] [ignore=…]` of every remote weights source.
+    pub weights: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedBase {
+    pub image: String,
+    /// `registry/repo@sha256:…` for registry bases; absent for scratch and local layouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedPython {
+    /// `uv` or `pip`: which resolver produced the pins.
+    pub installer: String,
+    pub target: PythonTarget,
+    pub packages: Vec<LockedWheel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedWeightsFile {
+    /// The source as written in the config.
+    pub source: String,
+    /// The pinned revision (a commit for `hf://`), when the source has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    pub path: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: not a valid imgbake lock: {message}\nhint: delete it and run `imgbake lock` to write a new one", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{}: lock version {found}, this imgbake reads version {LOCK_VERSION}\nhint: run `imgbake lock` to rewrite it", path.display())]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read {}", path.display())]
+    Input {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Where the lock of a config lives: beside it.
+pub fn lock_path(spec: &Spec) -> PathBuf {
+    spec.source.project_dir.join(LOCK_FILE)
+}
+
+/// The inputs of `spec` that a lock answers.
+pub fn inputs_of(spec: &Spec) -> Result<LockInputs, LockError> {
+    let file_hash = |path: &Option<PathBuf>| -> Result<Option<String>, LockError> {
+        path.as_ref()
+            .map(|path| {
+                fs::read(path)
+                    .map(|bytes| hex::encode(Sha256::digest(&bytes)))
+                    .map_err(|source| LockError::Input { path: path.clone(), source })
+            })
+            .transpose()
+    };
+    let deps = &spec.dependencies;
+    let weights = spec
+        .weights
+        .iter()
+        .filter(|entry| !matches!(entry.source, crate::spec::WeightsSource::Local { .. }))
+        .map(|entry| {
+            let mut text = entry.uri.clone();
+            if !entry.allow_patterns.is_empty() {
+                text.push_str(&format!(" allow={:?}", entry.allow_patterns));
+            }
+            if !entry.ignore_patterns.is_empty() {
+                text.push_str(&format!(" ignore={:?}", entry.ignore_patterns));
+            }
+            text
+        })
+        .collect();
+    Ok(LockInputs {
+        base: spec.base.image.clone(),
+        python_version: spec.python.version.clone(),
+        installer: format!("{:?}", spec.python.installer).to_lowercase(),
+        pip: deps.pip.iter().map(|r| r.to_requirement_string()).collect(),
+        pip_file_sha256: file_hash(&deps.pip_file)?,
+        apt: deps.apt.iter().map(|r| r.to_requirement_string()).collect(),
+        apt_file_sha256: file_hash(&deps.apt_file)?,
+        weights,
+    })
+}
+
+impl Lock {
+    /// Reads the lock at `path`; `Ok(None)` when there is none.
+    pub fn read(path: &Path) -> Result<Option<Lock>, LockError> {
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(LockError::Read { path: path.to_path_buf(), source }),
+        };
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let version: VersionOnly =
+            toml::from_str(&text).map_err(|e| LockError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        if version.version != LOCK_VERSION {
+            return Err(LockError::Version { path: path.to_path_buf(), found: version.version });
+        }
+        toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| LockError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    }
+
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).expect("the lock is plain data");
+        format!("# imgbake.lock: written by `imgbake lock` / `imgbake build`; commit it, do not edit it.\n{body}")
+    }
+
+    /// Writes atomically (temp file, fsync, rename, fsync of the directory).
+    pub fn write(&self, path: &Path) -> Result<(), LockError> {
+        let err = |source| LockError::Write { path: path.to_path_buf(), source };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+        io::Write::write_all(&mut temp, self.to_toml().as_bytes()).map_err(err)?;
+        temp.as_file().sync_all().map_err(err)?;
+        temp.persist(path).map_err(|e| err(e.error))?;
+        if let Ok(dir) = fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Whether the lock answers these inputs.
+    pub fn is_current(&self, inputs: &LockInputs) -> bool {
+        &self.inputs == inputs
+    }
+}
+
+/// The weights entry with its revision pinned to the lock's (hf:// sources),
+/// so a build with a current lock fetches exactly what was locked.
+pub fn pinned_entry(entry: &crate::spec::WeightsEntry, lock: &Lock) -> crate::spec::WeightsEntry {
+    let mut entry = entry.clone();
+    if let crate::spec::WeightsSource::Hf { revision, .. } = &mut entry.source {
+        if let Some(pinned) = lock.weights.iter().find(|f| f.source == entry.uri).and_then(|f| f.revision.clone()) {
+            *revision = pinned;
+        }
+    }
+    entry
+}
+
+/// A line diff (`- old` / `+ new`) of two locks' TOML, for `--locked` failures
+/// and `lock` output. Unchanged lines are left out; table headers are kept as
+/// context when something under them changed.
+pub fn diff(old: &str, new: &str) -> String {
+    let old_lines: Vec<&str> = old.lines().filter(|l| !l.starts_with('#')).collect();
+    let new_lines: Vec<&str> = new.lines().filter(|l| !l.starts_with('#')).collect();
+    let old_set: std::collections::BTreeSet<&str> = old_lines.iter().copied().collect();
+    let new_set: std::collections::BTreeSet<&str> = new_lines.iter().copied().collect();
+    let mut out = String::new();
+    for line in &old_lines {
+        if !new_set.contains(line) && !line.trim().is_empty() {
+            out.push_str(&format!("- {line}\n"));
+        }
+    }
+    for line in &new_lines {
+        if !old_set.contains(line) && !line.trim().is_empty() {
+            out.push_str(&format!("+ {line}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Lock {
+        Lock {
+            version: LOCK_VERSION,
+            inputs: LockInputs {
+                base: "debian:bookworm-slim".into(),
+                python_version: "3.12".into(),
+                installer: "uv".into(),
+                pip: vec!["numpy==2.1.0".into()],
+                pip_file_sha256: None,
+                apt: vec![],
+                apt_file_sha256: None,
+                weights: vec![],
+            },
+            base: LockedBase { image: "debian:bookworm-slim".into(), pinned: Some("r/debian@sha256:00".into()) },
+            python: Some(LockedPython {
+                installer: "uv".into(),
+                target: PythonTarget {
+                    python_version: "3.12".into(),
+                    platform: "x86_64-manylinux_2_36".into(),
+                    interpreter: "/usr/local/bin/python3.12".into(),
+                    site_packages: "/usr/local/lib/python3.12/site-packages".into(),
+                },
+                packages: vec![LockedWheel {
+                    name: "numpy".into(),
+                    version: "2.1.0".into(),
+                    url: "https://files.example/numpy.whl".into(),
+                    sha256: "ab".into(),
+                    size: 3,
+                }],
+            }),
+            weights: vec![],
+        }
+    }
+
+    #[test]
+    fn a_lock_round_trips_through_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        assert_eq!(Lock::read(&path).unwrap(), None);
+        sample().write(&path).unwrap();
+        assert_eq!(Lock::read(&path).unwrap(), Some(sample()));
+    }
+
+    #[test]
+    fn a_changed_requirement_shows_in_the_diff() {
+        let old = sample();
+        let mut new = sample();
+        new.inputs.pip = vec!["numpy==2.2.0".into()];
+        assert!(!old.is_current(&new.inputs));
+        let diff = diff(&old.to_toml(), &new.to_toml());
+        assert_eq!(diff, "- pip = [\"numpy==2.1.0\"]\n+ pip = [\"numpy==2.2.0\"]\n");
+    }
+
+    #[test]
+    fn another_version_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        fs::write(&path, "version = 9\n").unwrap();
+        let message = Lock::read(&path).unwrap_err().to_string();
+        assert!(message.contains("lock version 9"), "{message}");
+    }
+}

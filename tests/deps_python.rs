@@ -1,0 +1,259 @@
+//! Python dependencies end to end: uv and pip resolve for the image's Python
+//! (not this machine's), wheels install into per-distribution layers, the
+//! lock makes builds reproducible and `--locked` catches drift, and a real
+//! set from PyPI imports inside a container under runc.
+//!
+//! Offline tests use a local index of real wheels the test writes itself
+//! (tests/support/make_wheel.py), served to uv/pip by `--find-links`.
+
+mod support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+use support::tools;
+
+fn imgbake_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imgbake"));
+    command.args(args).env("NO_COLOR", "1").env("SOURCE_DATE_EPOCH", "0");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+fn make_wheel(index: &Path, name: &str, tag: &str, extra: &[&str]) {
+    let script = tools::repo_root().join("tests/support/make_wheel.py");
+    let mut command = Command::new("python3");
+    command.arg(script).arg(index).args([name, "1.0", tag]).args(extra);
+    tools::run_checked(&mut command, Duration::from_secs(60));
+}
+
+/// A local index: `tinyapp` with a wheel for CPython 3.11 and one for 3.12
+/// (and a console script), `bigpkg` with 70 MiB inside, `srconly` as an sdist only.
+fn local_index(dir: &Path) -> PathBuf {
+    let index = dir.join("index");
+    make_wheel(&index, "tinyapp", "cp311-cp311-manylinux_2_17_x86_64", &["--script"]);
+    make_wheel(&index, "tinyapp", "cp312-cp312-manylinux_2_17_x86_64", &["--script"]);
+    make_wheel(&index, "bigpkg", "py3-none-any", &["--big", "70"]);
+    make_wheel(&index, "srconly", "-", &["--sdist"]);
+    index
+}
+
+fn offline_env(index: &Path) -> Vec<(&'static str, String)> {
+    let index = index.display().to_string();
+    vec![
+        ("UV_FIND_LINKS", index.clone()),
+        ("UV_NO_INDEX", "1".into()),
+        ("PIP_FIND_LINKS", index),
+        ("PIP_NO_INDEX", "1".into()),
+    ]
+}
+
+fn write_project(dir: &Path, use_uv: bool, python: &str, deps: &[(&str, &str)]) -> PathBuf {
+    let project = dir.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let deps: String = deps.iter().map(|(name, version)| format!("{name} = \"{version}\"\n")).collect();
+    let config = format!(
+        "[cerebrium.deployment]\nname = \"deps\"\npython_version = \"{python}\"\ndocker_base_image_url = \"debian:bookworm-slim\"\n\
+         use_uv = {use_uv}\ninclude = [\"*.py\"]\n\n[cerebrium.runtime.custom]\nport = 8000\n\
+         entrypoint = [\"python3\", \"main.py\"]\n\n[cerebrium.dependencies.pip]\n{deps}"
+    );
+    std::fs::write(project.join("cerebrium.toml"), config).unwrap();
+    std::fs::write(project.join("main.py"), "print('hi')\n").unwrap();
+    project
+}
+
+fn build(project: &Path, out: &Path, cache: &Path, env: &[(&str, String)], extra: &[&str]) -> Output {
+    let output = format!("oci:{}:app", out.display());
+    let mut args =
+        vec!["build", "--json", project.to_str().unwrap(), "--base", "scratch", "--output", &output, "--cache-dir"];
+    args.push(cache.to_str().unwrap());
+    args.extend_from_slice(extra);
+    imgbake_env(&args, env)
+}
+
+fn build_ok(project: &Path, out: &Path, cache: &Path, env: &[(&str, String)]) -> serde_json::Value {
+    let output = build(project, out, cache, env, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn layer_named<'a>(result: &'a serde_json::Value, what: &str) -> &'a serde_json::Value {
+    result["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["what"] == what)
+        .unwrap_or_else(|| panic!("no layer `{what}` in {result:#}"))
+}
+
+/// The content of `path` in a gzip layer blob of an OCI layout.
+fn file_in_layer(layout: &Path, digest: &str, path: &str) -> Option<Vec<u8>> {
+    let blob = layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let decoder = flate2::read::GzDecoder::new(std::fs::File::open(blob).unwrap());
+    let mut archive = tar::Archive::new(decoder);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_string_lossy() == path {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            return Some(bytes);
+        }
+    }
+    None
+}
+
+#[test]
+fn uv_resolves_for_the_configs_python_and_the_same_lock_gives_the_same_layers() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = local_index(dir.path());
+    let env = offline_env(&index);
+    // This machine's Python is 3.11; the config asks for 3.12 on a base without Python.
+    let project = write_project(dir.path(), true, "3.12", &[("tinyapp", "latest"), ("bigpkg", "1.0")]);
+    let first = build_ok(&project, &dir.path().join("out1"), &dir.path().join("cache1"), &env);
+
+    let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+    assert!(lock.contains("python_version = \"3.12\""), "{lock}");
+    assert!(lock.contains("tinyapp-1.0-cp312-cp312-manylinux_2_17_x86_64.whl"), "{lock}");
+    assert!(!lock.contains("cp311"), "{lock}");
+    assert!(lock.contains("installer = \"uv\""), "{lock}");
+
+    // The 70 MiB distribution has a layer of its own; the small one another.
+    let big = layer_named(&first, "python bigpkg==1.0");
+    let small = layer_named(&first, "python tinyapp==1.0");
+    assert_ne!(big["digest"], small["digest"]);
+    let script =
+        file_in_layer(&dir.path().join("out1"), small["digest"].as_str().unwrap(), "usr/local/bin/tinyapp-hello")
+            .expect("the console script is in the layer");
+    assert!(script.starts_with(b"#!/usr/local/bin/python3.12\n"), "{}", String::from_utf8_lossy(&script));
+    let init = file_in_layer(
+        &dir.path().join("out1"),
+        small["digest"].as_str().unwrap(),
+        "usr/local/lib/python3.12/site-packages/tinyapp/__init__.py",
+    )
+    .unwrap();
+    assert!(String::from_utf8_lossy(&init).contains("cp312"));
+
+    // Same lock, empty cache, other output directory: the same layers and image.
+    let second = build_ok(&project, &dir.path().join("out2"), &dir.path().join("cache2"), &env);
+    for what in ["python bigpkg==1.0", "python tinyapp==1.0"] {
+        assert_eq!(layer_named(&first, what)["digest"], layer_named(&second, what)["digest"], "{what}");
+    }
+    assert_eq!(first["manifest_digest"], second["manifest_digest"]);
+}
+
+#[test]
+fn locked_builds_fail_with_the_difference_when_a_requirement_changes() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = local_index(dir.path());
+    let env = offline_env(&index);
+    let project = write_project(dir.path(), true, "3.12", &[("tinyapp", "latest")]);
+    let out = dir.path().join("out");
+    let cache = dir.path().join("cache");
+    build_ok(&project, &out, &cache, &env);
+    let locked = build(&project, &out, &cache, &env, &["--locked"]);
+    assert_eq!(locked.status.code(), Some(0), "{}", String::from_utf8_lossy(&locked.stderr));
+    let check = imgbake_env(&["lock", project.to_str().unwrap(), "--check"], &env);
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stderr));
+
+    let config = std::fs::read_to_string(project.join("cerebrium.toml")).unwrap();
+    std::fs::write(project.join("cerebrium.toml"), config.replace("tinyapp = \"latest\"", "tinyapp = \"==1.0\""))
+        .unwrap();
+    let before = std::fs::read(project.join("imgbake.lock")).unwrap();
+    let stale = build(&project, &out, &cache, &env, &["--locked"]);
+    assert_eq!(stale.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&stale.stderr);
+    assert!(stderr.contains("- pip = [\"tinyapp\"]") && stderr.contains("+ pip = [\"tinyapp==1.0\"]"), "{stderr}");
+    assert!(stderr.contains("imgbake lock"), "{stderr}");
+    assert_eq!(std::fs::read(project.join("imgbake.lock")).unwrap(), before, "--locked never rewrites the lock");
+    let check = imgbake_env(&["lock", project.to_str().unwrap(), "--check"], &env);
+    assert_eq!(check.status.code(), Some(1));
+
+    // Without --locked the build refreshes the lock.
+    build_ok(&project, &out, &cache, &env);
+    let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+    assert!(lock.contains("\"tinyapp==1.0\""), "{lock}");
+}
+
+#[test]
+fn a_package_with_only_an_sdist_is_a_clear_error_pointing_to_a_builder() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = local_index(dir.path());
+    let env = offline_env(&index);
+    for use_uv in [true, false] {
+        let project = write_project(&dir.path().join(format!("uv-{use_uv}")), use_uv, "3.11", &[("srconly", "1.0")]);
+        let output = build(&project, &dir.path().join("out"), &dir.path().join("cache"), &env, &[]);
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("srconly"), "{stderr}");
+        assert!(stderr.contains("imgbake dockerfile") && stderr.contains("--builder buildah"), "{stderr}");
+        assert!(!project.join("imgbake.lock").exists());
+    }
+}
+
+#[test]
+fn pip_resolves_when_use_uv_is_false_and_the_log_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = local_index(dir.path());
+    let env = offline_env(&index);
+    let project = write_project(dir.path(), false, "3.12", &[("tinyapp", "latest")]);
+    let output = build(&project, &dir.path().join("out"), &dir.path().join("cache"), &env, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("PIP_INSTALL_STARTED") && !stderr.contains("UV_PIP_INSTALL_STARTED"), "{stderr}");
+    let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+    assert!(lock.contains("installer = \"pip\""), "{lock}");
+    assert!(lock.contains("tinyapp-1.0-cp312-cp312-manylinux_2_17_x86_64.whl"), "{lock}");
+}
+
+/// A real set from PyPI, resolved for the debootstrap base's Python, imports
+/// inside the built image under runc.
+#[test]
+fn fastapi_and_numpy_from_pypi_import_inside_the_container() {
+    if !["uv", "umoci", "runc", "debootstrap"].iter().all(|t| tools::require_tool(t)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let project =
+        write_project(dir.path(), true, "3.11", &[("fastapi", "latest"), ("numpy", "<3"), ("safetensors", "latest")]);
+    let layout = dir.path().join("out");
+    let base = format!("rootfs:{}", tools::base_rootfs().display());
+    let output = imgbake_env(
+        &[
+            "build",
+            "--json",
+            project.to_str().unwrap(),
+            "--base",
+            &base,
+            "--output",
+            &format!("oci:{}:app", layout.display()),
+            "--cache-dir",
+            dir.path().join("cache").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("UV_PIP_INSTALL_STARTED"), "{stderr}");
+    let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+    assert!(lock.contains("site_packages = \"/usr/local/lib/python3.11/dist-packages\""), "{lock}");
+
+    let bundle = dir.path().join("bundle");
+    tools::umoci_unpack(&layout, "app", &bundle);
+    let code = "import fastapi, numpy, safetensors; print('ok', numpy.__version__, fastapi.__version__)";
+    tools::prepare_runc_bundle(&bundle, &["python3", "-c", code], &[], &[]);
+    let run = tools::runc_run(&bundle, &tools::unique_container_id("deps"), Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success() && stdout.starts_with("ok "), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+}

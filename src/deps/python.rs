@@ -147,13 +147,27 @@ pub fn target_for(
 }
 
 /// The requirement lines a resolver sees: the config's inline requirements,
-/// then the requirements file's own lines (`-r` so its options keep working).
-pub fn requirement_input(spec: &Spec) -> Vec<String> {
+/// then a requirements file through `-r` (so its options keep working). A
+/// `pyproject.toml` is given to uv as an input of its own (uv reads its
+/// `[project.dependencies]`); pip cannot resolve one without building it.
+pub fn requirement_input(spec: &Spec) -> Result<(Vec<String>, Option<PathBuf>), PythonError> {
     let mut lines: Vec<String> = spec.dependencies.pip.iter().map(|r| r.to_requirement_string()).collect();
+    let mut project_file = None;
     if let Some(file) = &spec.dependencies.pip_file {
-        lines.push(format!("-r {}", file.display()));
+        if file.extension().is_some_and(|e| e == "toml") {
+            if spec.python.installer == PythonInstaller::Pip {
+                return Err(PythonError::Output(format!(
+                    "{} is a pyproject file, which only uv can resolve without building the project; set `use_uv = true` or export it with `uv pip compile {} -o requirements.txt`",
+                    file.display(),
+                    file.display()
+                )));
+            }
+            project_file = Some(file.clone());
+        } else {
+            lines.push(format!("-r {}", file.display()));
+        }
     }
-    lines
+    Ok((lines, project_file))
 }
 
 pub fn has_python_deps(spec: &Spec) -> bool {
@@ -164,9 +178,10 @@ pub fn has_python_deps(spec: &Spec) -> bool {
 pub fn resolve(spec: &Spec, target: &PythonTarget) -> Result<Vec<LockedWheel>, PythonError> {
     let work = tempfile::tempdir().map_err(io_err("a temporary directory"))?;
     let input = work.path().join("requirements.in");
-    fs::write(&input, requirement_input(spec).join("\n") + "\n").map_err(io_err("requirements.in"))?;
+    let (lines, project_file) = requirement_input(spec)?;
+    fs::write(&input, lines.join("\n") + "\n").map_err(io_err("requirements.in"))?;
     let mut wheels = match spec.python.installer {
-        PythonInstaller::Uv => resolve_with_uv(&input, work.path(), target)?,
+        PythonInstaller::Uv => resolve_with_uv(&input, project_file.as_deref(), work.path(), target)?,
         PythonInstaller::Pip => resolve_with_pip(&input, work.path(), target)?,
     };
     wheels.sort_by(|a, b| a.name.cmp(&b.name));
@@ -207,7 +222,12 @@ fn resolve_failure(tool: &str, target: &PythonTarget, output: &std::process::Out
     }
 }
 
-fn resolve_with_uv(input: &Path, work: &Path, target: &PythonTarget) -> Result<Vec<LockedWheel>, PythonError> {
+fn resolve_with_uv(
+    input: &Path,
+    project_file: Option<&Path>,
+    work: &Path,
+    target: &PythonTarget,
+) -> Result<Vec<LockedWheel>, PythonError> {
     let lock_path = work.join("pylock.toml");
     let mut command = Command::new("uv");
     command
@@ -215,7 +235,8 @@ fn resolve_with_uv(input: &Path, work: &Path, target: &PythonTarget) -> Result<V
         .args(["--python-version", &target.python_version, "--python-platform", &target.platform])
         .args(["--format", "pylock.toml", "-o"])
         .arg(&lock_path)
-        .arg(input);
+        .arg(input)
+        .args(project_file);
     let output = run(command, "uv")?;
     if !output.status.success() {
         return Err(resolve_failure("uv", target, &output));
@@ -283,12 +304,7 @@ fn parse_pylock(text: &str) -> Result<Vec<LockedWheel>, PythonError> {
 /// tag down to 2_5 is listed, with the legacy aliases (manylinux2014 = 2_17,
 /// manylinux2010 = 2_12, manylinux1 = 2_5).
 fn pip_platforms(target: &PythonTarget) -> Vec<String> {
-    let minor = target
-        .platform
-        .rsplit('_')
-        .next()
-        .and_then(|m| m.parse::<u32>().ok())
-        .unwrap_or(DEFAULT_GLIBC.1);
+    let minor = target.platform.rsplit('_').next().and_then(|m| m.parse::<u32>().ok()).unwrap_or(DEFAULT_GLIBC.1);
     let mut platforms: Vec<String> = (5..=minor).rev().map(|m| format!("manylinux_2_{m}_x86_64")).collect();
     platforms.extend(["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"].map(String::from));
     platforms

@@ -13,7 +13,7 @@
 //! docker-registry, skopeo, umoci, runc and the cached debootstrap base.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use serde_json::{json, Value};

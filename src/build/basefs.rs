@@ -36,6 +36,10 @@ pub struct BaseFacts {
     pub glibc: Option<(u32, u32)>,
     /// `/bin`, `/lib`, `/sbin` are symlinks into `/usr` (merged /usr).
     pub usrmerge: bool,
+    /// Directories that are symlinks, as (image path, image path of the
+    /// target): `bin` → `usr/bin`, `var/run` → `run`. Packages installed on
+    /// top must put files at the target, never replace the link.
+    pub symlinked_dirs: Vec<(String, String)>,
 }
 
 /// The interpreter that will run the app's packages, and where they go.
@@ -118,9 +122,12 @@ pub fn facts_of_rootfs(root: &Path) -> Result<BaseFacts, BaseFsError> {
             }
         }
     }
-    for top in ["bin", "lib", "sbin", "lib64"] {
-        interesting.push(top.to_string());
+    if let Ok(read) = fs::read_dir(root) {
+        for child in read.flatten() {
+            interesting.push(child.file_name().to_string_lossy().into_owned());
+        }
     }
+    interesting.extend(["var/run".to_string(), "var/lock".to_string()]);
     for dir in ["usr/local/bin", "usr/bin", "usr/local/lib"] {
         if let Ok(read) = fs::read_dir(root.join(dir)) {
             for child in read.flatten() {
@@ -243,7 +250,7 @@ fn wants_content(path: &str) -> bool {
 
 /// Top-level entries (for merged /usr), interpreters, site-packages dirs and content files.
 fn is_interesting(path: &str) -> bool {
-    if wants_content(path) || !path.contains('/') {
+    if wants_content(path) || !path.contains('/') || matches!(path, "var/run" | "var/lock") {
         return true;
     }
     let python_like = |rest: &str| rest.starts_with("python3") && !rest.contains('/');
@@ -298,7 +305,35 @@ fn facts_from_nodes(nodes: &BTreeMap<String, Node>) -> BaseFacts {
     let usrmerge =
         matches!(nodes.get("bin"), Some(Node::Symlink(target)) if target.trim_start_matches('/') == "usr/bin");
     let glibc = dpkg_status.as_deref().and_then(glibc_from_status);
-    BaseFacts { os_release, dpkg_status, apt_sources, python: find_python(nodes), glibc, usrmerge }
+    let symlinked_dirs = nodes
+        .iter()
+        .filter_map(|(path, node)| match node {
+            Node::Symlink(target) if !path.contains('/') || matches!(path.as_str(), "var/run" | "var/lock") => {
+                Some((path.clone(), resolve_link(path, target)))
+            }
+            _ => None,
+        })
+        .collect();
+    BaseFacts { os_release, dpkg_status, apt_sources, python: find_python(nodes), glibc, usrmerge, symlinked_dirs }
+}
+
+/// The image path a symlink at `path` points to (`var/run` + `../run` → `run`).
+fn resolve_link(path: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        path.split('/').collect::<Vec<_>>()[..path.matches('/').count()].to_vec()
+    };
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
 }
 
 /// The newest `python3.X` interpreter, preferring `/usr/local` (python:* images)
@@ -398,6 +433,7 @@ mod tests {
         assert_eq!(python.site_packages, "/usr/local/lib/python3.12/site-packages");
         assert_eq!(facts.glibc, Some((2, 36)));
         assert!(facts.usrmerge);
+        assert_eq!(facts.symlinked_dirs, vec![("bin".to_string(), "usr/bin".to_string())]);
         assert!(facts.os_release.unwrap().contains("bookworm"));
     }
 
@@ -423,6 +459,13 @@ mod tests {
         assert_eq!(facts.python, None);
         let sources = facts.apt_sources.unwrap();
         assert!(sources.contains("http://b") && !sources.contains("http://a"), "{sources}");
+    }
+
+    #[test]
+    fn link_targets_resolve_to_image_paths() {
+        assert_eq!(resolve_link("var/run", "../run"), "run");
+        assert_eq!(resolve_link("var/run", "/run"), "run");
+        assert_eq!(resolve_link("lib64", "usr/lib64"), "usr/lib64");
     }
 
     #[test]

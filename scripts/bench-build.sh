@@ -43,6 +43,8 @@ trap cleanup EXIT
 rm -rf "$work"
 mkdir -p "$work"
 
+# shellcheck source=scripts/bench-lib.sh
+source "$repo_root/scripts/bench-lib.sh"
 cargo build --release --quiet --bin imgbake --example gen_bf16
 imgbake="$repo_root/target/release/imgbake"
 
@@ -84,22 +86,6 @@ EOF
 # where a blob was pushed and then mounts or reuses it; hide it per run.
 skopeo_cold=(unshare -m sh -c 'mkdir -p /var/lib/containers/cache &&
   mount -t tmpfs none /var/lib/containers/cache && exec skopeo "$@"' skopeo)
-
-# run_timed NAME CMD...: runs CMD once; appends "ms kib" to $work/NAME.runs.
-run_timed() {
-  local name=$1; shift
-  local start end
-  start=$(date +%s%N)
-  /usr/bin/time -f "%M" -o "$work/rss.txt" "$@" >"$work/last.out" 2>"$work/last.err" || {
-    echo "error: $name failed:" >&2; cat "$work/last.err" >&2; exit 1; }
-  end=$(date +%s%N)
-  echo "$(( (end - start) / 1000000 )) $(cat "$work/rss.txt")" >> "$work/$name.runs"
-}
-
-# median NAME: median ms; peak NAME: max KiB; runs NAME: all times in s.
-median() { awk '{print $1}' "$work/$1.runs" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-peak() { awk '$2 > m {m = $2} END {print m}' "$work/$1.runs"; }
-runs_s() { awk '{printf "%s%.3f", (NR > 1 ? " " : ""), $1 / 1000}' "$work/$1.runs"; }
 
 files_read() { sed -n 's/.*"files_read": \([0-9]*\).*/\1/p' "$work/last.out"; }
 
@@ -178,10 +164,6 @@ rm -rf "$cache" "$out"; sync
 run_timed big-none "${build[@]}" --json
 big_size=$(stat -c %s "$project/weights/tiny/model-4g.bf16")
 
-ratio() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { printf "%.2f", a / b }'; }
-ms() { awk -v v="$1" 'BEGIN { printf "%.3f s", v / 1000 }'; }
-mib() { awk -v v="$1" 'BEGIN { printf "%.1f MiB", v / 1024 }'; }
-verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t ? "met" : "MISSED") }'; }
 
 echo
 printf '%-42s %10s %11s  %-20s %s\n' "what" "median" "peak RSS" "target" "runs (s)"

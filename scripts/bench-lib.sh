@@ -1,0 +1,27 @@
+# Shared helpers for the benchmark scripts (sourced, not run). Expects $work.
+#
+#   run_timed NAME CMD...   runs CMD once; appends "ms peak_kib" to $work/NAME.runs
+#   median NAME             median wall time in ms
+#   peak NAME               highest peak RSS in KiB
+#   runs_s NAME             every run's time in s
+#   ratio A B               median(A) / median(B), two decimals
+#   ms MS, mib KIB          formatting
+#   verdict VALUE LIMIT     "met" when VALUE <= LIMIT, else "MISSED"
+
+run_timed() {
+  local name=$1; shift
+  local start end
+  start=$(date +%s%N)
+  /usr/bin/time -f "%M" -o "$work/rss.txt" "$@" >"$work/last.out" 2>"$work/last.err" || {
+    echo "error: $name failed:" >&2; cat "$work/last.err" >&2; exit 1; }
+  end=$(date +%s%N)
+  echo "$(( (end - start) / 1000000 )) $(cat "$work/rss.txt")" >> "$work/$name.runs"
+}
+
+median() { awk '{print $1}' "$work/$1.runs" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+peak() { awk '$2 > m {m = $2} END {print m}' "$work/$1.runs"; }
+runs_s() { awk '{printf "%s%.3f", (NR > 1 ? " " : ""), $1 / 1000}' "$work/$1.runs"; }
+ratio() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { printf "%.2f", a / b }'; }
+ms() { awk -v v="$1" 'BEGIN { printf "%.3f s", v / 1000 }'; }
+mib() { awk -v v="$1" 'BEGIN { printf "%.1f MiB", v / 1024 }'; }
+verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t ? "met" : "MISSED") }'; }

@@ -54,6 +54,7 @@ set_compression none
 "$imgbake" dockerfile "$project" -o "$work/context" --base scratch >/dev/null
 storage="$work/buildah"
 buildah_flags=(--root "$storage/root" --runroot "$storage/run" --storage-driver vfs)
+export BENCH_OUT="$work/buildah-out"
 
 for _ in $(seq "$runs"); do
   # imgbake: a cold build each time (cache and output removed).
@@ -74,7 +75,6 @@ for _ in $(seq "$runs"); do
     buildah "$@" push --quiet bench:latest "oci:$BENCH_OUT:bench" >/dev/null' \
     "$work/context" "${buildah_flags[@]}"
 done
-export BENCH_OUT="$work/buildah-out"
 rm -rf "$storage"
 
 echo

@@ -292,16 +292,16 @@ fn bad_base_images_are_one_clear_error_naming_them() {
 #[test]
 fn settings_the_native_build_cannot_honour_exit_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let conda = dir.path().join("conda");
-    std::fs::create_dir_all(&conda).unwrap();
+    let commands = dir.path().join("commands");
+    std::fs::create_dir_all(&commands).unwrap();
     std::fs::write(
-        conda.join("cerebrium.toml"),
-        "[cerebrium.deployment]\nname = \"c\"\n[cerebrium.dependencies.conda]\nnumpy = \"latest\"\n",
+        commands.join("cerebrium.toml"),
+        "[cerebrium.deployment]\nname = \"c\"\nshell_commands = [\"echo hi\"]\n",
     )
     .unwrap();
-    let conda = conda.to_str().unwrap();
+    let commands = commands.to_str().unwrap();
     for (project, expected) in [
-        (conda, "installing conda dependencies is not available yet"),
+        (commands, "need a container builder"),
         ("fixtures/truss-volume", "installing apt dependencies is not available yet"),
     ] {
         let output = imgbake(&["build", project, "--base", "scratch", "--output", "oci:/nonexistent/never:x"]);

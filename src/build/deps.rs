@@ -6,7 +6,7 @@ use super::layers::{build_cached_layer, BuiltLayer, LayerBuildError};
 use crate::deps::python::{self, PythonError};
 use crate::image::cache::LayerCache;
 use crate::image::layer::{Compression, LayerOptions};
-use crate::lock::LockedPython;
+use crate::lock::{LockedConda, LockedPython};
 use crate::spec::PythonInstaller;
 use std::path::Path;
 
@@ -18,7 +18,19 @@ pub enum DepsError {
     #[error(transparent)]
     Python(#[from] PythonError),
     #[error(transparent)]
+    Conda(#[from] crate::deps::conda::CondaError),
+    #[error(transparent)]
     Layer(#[from] LayerBuildError),
+}
+
+/// One layer with the conda environment at its prefix (`/opt/conda`).
+pub fn conda_layer(locked: &LockedConda, cache_dir: &Path, cache: &LayerCache) -> Result<BuiltLayer, DepsError> {
+    let entries = crate::deps::conda::install(&locked.packages, &locked.target, cache_dir)?;
+    let options = LayerOptions::from_env(Compression::Gzip { level: GZIP_LEVEL });
+    let files = entries.iter().filter(|e| e.is_file()).count();
+    let what = format!("conda packages ({})", locked.packages.len());
+    let history = format!("imgbake: {} conda packages into {}", locked.packages.len(), locked.target.prefix);
+    Ok(build_cached_layer(cache, &entries, &options, what, history, files)?)
 }
 
 /// The Python layers for a locked set of wheels. Prints the install marker

@@ -103,14 +103,11 @@ pub fn unsupported_settings(spec: &Spec) -> Option<String> {
         ));
     }
     let deps = &spec.dependencies;
-    let managers: Vec<&str> = [
-        ("apt", !deps.apt.is_empty() || deps.apt_file.is_some()),
-        ("conda", !deps.conda.is_empty() || deps.conda_file.is_some()),
-    ]
-    .iter()
-    .filter(|(_, set)| *set)
-    .map(|(name, _)| *name)
-    .collect();
+    let managers: Vec<&str> = [("apt", !deps.apt.is_empty() || deps.apt_file.is_some())]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect();
     if !managers.is_empty() {
         return Some(format!("installing {} dependencies is not available yet in this version", managers.join("/")));
     }
@@ -170,6 +167,9 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
     if let Some(python) = &lock.python {
         built.extend(deps::python_layers(python, &cache_dir, &cache)?);
     }
+    if let Some(conda) = &lock.conda {
+        built.push(deps::conda_layer(conda, &cache_dir, &cache)?);
+    }
     built.push(layers::app_files_layer(spec, &cache, &mut warnings)?);
     let store = crate::weights::store::WeightsStore::open(&cache_dir)
         .map_err(|e| BuildError::Layers(layers::LayerBuildError::Store(e)))?;
@@ -210,7 +210,15 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         settings.entrypoint = Some(volume::wrap_entrypoint(&spec.runtime.entrypoint));
     }
     if rootfs.is_some() && settings.env.is_none() {
-        settings.env = base_env;
+        settings.env = base_env.clone();
+    }
+    if let Some(conda) = &lock.conda {
+        // The conda environment comes first on PATH, as `conda activate` would put it.
+        let mut env = settings.env.clone().or(base_env).unwrap_or_default();
+        prepend_path(&mut env, &format!("{}/bin", conda.target.prefix));
+        env.retain(|kv| !kv.starts_with("CONDA_PREFIX="));
+        env.push(format!("CONDA_PREFIX={}", conda.target.prefix));
+        settings.env = Some(env);
     }
     let new_layers: Vec<NewLayer> =
         built.iter().map(|b| NewLayer { layer: b.layer.clone(), history: b.history.clone() }).collect();
@@ -271,6 +279,14 @@ fn image_settings(spec: &Spec, base_env: Option<&[String]>) -> ImageSettings {
     }
 }
 
+/// Puts `dir` first in the `PATH=` entry (adding one when there is none).
+fn prepend_path(env: &mut Vec<String>, dir: &str) {
+    match env.iter_mut().find(|kv| kv.starts_with("PATH=")) {
+        Some(path) => *path = format!("PATH={dir}:{}", &path["PATH=".len()..]),
+        None => env.push(format!("PATH={dir}:{}", &DEFAULT_PATH_ENV["PATH=".len()..])),
+    }
+}
+
 /// The base's `KEY=value` list with ours set on top (ours win, order kept).
 fn merge_env(base: &[String], ours: &BTreeMap<String, String>) -> Vec<String> {
     let mut merged: Vec<String> = base
@@ -285,6 +301,16 @@ fn merge_env(base: &[String], ours: &BTreeMap<String, String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conda_bin_goes_first_on_path() {
+        let mut env = vec!["PATH=/usr/bin:/bin".to_string()];
+        prepend_path(&mut env, "/opt/conda/bin");
+        assert_eq!(env, ["PATH=/opt/conda/bin:/usr/bin:/bin"]);
+        let mut empty = Vec::new();
+        prepend_path(&mut empty, "/opt/conda/bin");
+        assert!(empty[0].starts_with("PATH=/opt/conda/bin:/usr/local/sbin"), "{empty:?}");
+    }
 
     #[test]
     fn our_env_overrides_the_base_and_keeps_the_rest() {

@@ -7,6 +7,7 @@
 //! config's inputs differ, the lock is stale: `build` refreshes it, and
 //! `build --locked` fails with the difference. Writes are atomic.
 
+use crate::deps::conda::{CondaTarget, LockedCondaPackage};
 use crate::deps::python::{LockedWheel, PythonTarget};
 use crate::spec::Spec;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,8 @@ pub struct Lock {
     pub base: LockedBase,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<LockedPython>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conda: Option<LockedConda>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weights: Vec<LockedWeightsFile>,
 }
@@ -44,6 +47,13 @@ pub struct LockInputs {
     pub apt: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apt_file_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conda: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conda_file_sha256: Option<String>,
+    /// Conda channels in effect (`IMGBAKE_CONDA_CHANNELS`), when there are conda dependencies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conda_channels: Vec<String>,
     /// `uri [allow=…] [ignore=…]` of every remote weights source.
     pub weights: Vec<String>,
 }
@@ -62,6 +72,12 @@ pub struct LockedPython {
     pub installer: String,
     pub target: PythonTarget,
     pub packages: Vec<LockedWheel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedConda {
+    pub target: CondaTarget,
+    pub packages: Vec<LockedCondaPackage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +161,13 @@ pub fn inputs_of(spec: &Spec) -> Result<LockInputs, LockError> {
         pip_file_sha256: file_hash(&deps.pip_file)?,
         apt: deps.apt.iter().map(|r| r.to_requirement_string()).collect(),
         apt_file_sha256: file_hash(&deps.apt_file)?,
+        conda: deps.conda.iter().map(|r| r.to_requirement_string()).collect(),
+        conda_file_sha256: file_hash(&deps.conda_file)?,
+        conda_channels: if crate::deps::conda::has_conda_deps(spec) {
+            crate::deps::conda::channels()
+        } else {
+            Vec::new()
+        },
         weights,
     })
 }
@@ -245,6 +268,9 @@ mod tests {
                 pip_file_sha256: None,
                 apt: vec![],
                 apt_file_sha256: None,
+                conda: vec![],
+                conda_file_sha256: None,
+                conda_channels: vec![],
                 weights: vec![],
             },
             base: LockedBase { image: "debian:bookworm-slim".into(), pinned: Some("r/debian@sha256:00".into()) },
@@ -264,6 +290,7 @@ mod tests {
                     size: 3,
                 }],
             }),
+            conda: None,
             weights: vec![],
         }
     }

@@ -2,9 +2,12 @@
 //! its sources (Python wheels through uv or pip, weights listings at pinned
 //! revisions), and decide whether an existing lock can be used as it is.
 
-use super::{inputs_of, Lock, LockError, LockInputs, LockedBase, LockedPython, LockedWeightsFile, LOCK_VERSION};
+use super::{
+    inputs_of, Lock, LockError, LockInputs, LockedBase, LockedConda, LockedPython, LockedWeightsFile, LOCK_VERSION,
+};
 use crate::build::base::ResolvedBase;
 use crate::build::basefs::BaseFacts;
+use crate::deps::conda::{self, CondaError};
 use crate::deps::python::{self, PythonError};
 use crate::spec::{Spec, WeightsSource};
 use crate::weights::source::SourceClient;
@@ -17,6 +20,8 @@ pub enum ResolveError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Python(#[from] PythonError),
+    #[error(transparent)]
+    Conda(#[from] CondaError),
     #[error("{origin}: cannot list the weights files")]
     Weights {
         origin: String,
@@ -51,8 +56,16 @@ pub fn resolve(
     } else {
         None
     };
+    let conda = if conda::has_conda_deps(spec) {
+        let target = conda::target(facts.glibc);
+        let packages = conda::resolve(spec, &target)?;
+        Some(LockedConda { target, packages })
+    } else {
+        None
+    };
     Ok(Lock {
         version: LOCK_VERSION,
+        conda,
         base: LockedBase { image: spec.base.image.clone(), pinned: base.pinned.clone() },
         python,
         weights: weights_files(spec, warnings)?,
@@ -124,7 +137,8 @@ pub fn lock_for_build(
             let fresh = resolve(spec, base, facts, cache_dir, warnings)?;
             // Configs without dependencies or remote weights have nothing to pin;
             // a lock is only written for them when one already exists.
-            let worth_writing = fresh.python.is_some() || !fresh.weights.is_empty() || existing.is_some();
+            let worth_writing =
+                fresh.python.is_some() || fresh.conda.is_some() || !fresh.weights.is_empty() || existing.is_some();
             if worth_writing {
                 fresh.write(&path)?;
             }

@@ -503,7 +503,7 @@ mod tests {
         add("dash", "0.5", &[("Essential", "yes")]);
         add("tool", "1", &[("Depends", "dash, nothere-at-all")]);
         add("mta-user", "1", &[("Depends", "mail-transport")]);
-        add("old-conflict", "1", &[("Conflicts", "libc6 (<< 3)")]);
+        add("old-conflict", "1", &[("Conflicts", "libc6 (<< 2.5)")]);
         Universe::new(packages, "amd64", "http://deb.example/debian stable (main) for amd64".into()).unwrap()
     }
 

@@ -8,6 +8,7 @@
 //! but the maintainer scripts are not run: packages that have any get a
 //! warning.
 
+use super::alternatives;
 use super::control::parse_paragraphs;
 use super::{AptError, BaseSystem, LockedDeb};
 use crate::image::entries::{entries_from_dir, LayerEntry};
@@ -126,6 +127,7 @@ pub fn install_tree(
     let links = effective_links(base);
     let mut warnings = Vec::new();
     let mut stanzas: BTreeMap<String, String> = BTreeMap::new();
+    let mut alternative_installs = Vec::new();
     let info_dir = staging_dir.join("var/lib/dpkg/info");
     create_dir_all(&info_dir)?;
     for (deb, file) in debs.iter().zip(files) {
@@ -169,10 +171,18 @@ pub fn install_tree(
             };
             write_file(&info_dir.join(format!("{info_name}.{member}")), content, mode)?;
         }
-        let scripts: Vec<&str> = ["preinst", "postinst"]
-            .into_iter()
-            .filter(|name| control.members.get(*name).is_some_and(|script| !trivial_script(script)))
-            .collect();
+        // update-alternatives --install is done natively (below); anything else is not.
+        let mut scripts: Vec<&str> = Vec::new();
+        for name in ["preinst", "postinst"] {
+            let Some(script) = control.members.get(name) else { continue };
+            let (installs, rest) = alternatives::parse_script(&String::from_utf8_lossy(script));
+            if name == "postinst" {
+                alternative_installs.extend(installs);
+            }
+            if !rest.is_empty() {
+                scripts.push(name);
+            }
+        }
         if !scripts.is_empty() {
             warnings.push(format!(
                 "{} {}: maintainer script{} {} not run (imgbake installs without running package scripts; see docs/apt.md)",
@@ -184,16 +194,46 @@ pub fn install_tree(
         }
         stanzas.insert(deb.name.clone(), status_stanza(&control, &paragraph.fields)?);
     }
+    install_alternatives(staging_dir, &links, alternative_installs, &mut warnings)?;
     write_file(&staging_dir.join("var/lib/dpkg/status"), merged_status(&base.dpkg_status, &stanzas).as_bytes(), 0o644)?;
     let entries = entries_from_dir(staging_dir, "").map_err(AptError::Entries)?;
     Ok((entries, warnings))
 }
 
-/// A script that does nothing when run: only comments, `set -e`, `exit 0`.
-fn trivial_script(script: &[u8]) -> bool {
-    String::from_utf8_lossy(script).lines().map(str::trim).all(|line| {
-        line.is_empty() || line.starts_with('#') || line == "set -e" || line == "exit 0" || line == "set -eu"
-    })
+/// Writes the links and admin files of the chosen alternatives; an
+/// alternative whose path no package of the layer ships is skipped.
+fn install_alternatives(
+    root: &Path,
+    links: &[(String, String)],
+    installs: Vec<alternatives::Install>,
+    warnings: &mut Vec<String>,
+) -> Result<(), AptError> {
+    for (name, (best, all)) in alternatives::choose(installs) {
+        let missing = std::iter::once(&best.master).chain(&best.slaves).map(|l| &l.path).find(|path| {
+            map_path(path.trim_start_matches('/'), links).is_none_or(|p| root.join(p).symlink_metadata().is_err())
+        });
+        if let Some(path) = missing {
+            warnings.push(format!("alternative `{name}`: {path} is not in the layer; its links were not made"));
+            continue;
+        }
+        for link in std::iter::once(&best.master).chain(&best.slaves) {
+            let in_etc = root.join("etc/alternatives").join(&link.name);
+            create_dir_all(in_etc.parent().expect("has a parent"))?;
+            remove_existing(&in_etc)?;
+            std::os::unix::fs::symlink(&link.path, &in_etc).map_err(io_error(&in_etc))?;
+            let Some(mapped) = map_path(link.link.trim_start_matches('/'), links) else { continue };
+            ensure_no_symlink_parent(root, &mapped, &in_etc)?;
+            let dest = root.join(&mapped);
+            if let Some(parent) = dest.parent() {
+                create_dir_all(parent)?;
+            }
+            remove_existing(&dest)?;
+            std::os::unix::fs::symlink(format!("/etc/alternatives/{}", link.name), &dest).map_err(io_error(&dest))?;
+        }
+        let admin = root.join("var/lib/dpkg/alternatives").join(&name);
+        write_file(&admin, alternatives::admin_file(&best, &all).as_bytes(), 0o644)?;
+    }
+    Ok(())
 }
 
 /// The status stanza dpkg writes for an installed package: the control
@@ -542,7 +582,13 @@ mod tests {
             ),
             ("./conffiles", b"/etc/hello.conf\n", 0o644, None),
             ("./md5sums", b"0123456789abcdef0123456789abcdef  etc/hello.conf\n", 0o644, None),
-            ("./postinst", b"#!/bin/sh\nset -e\nupdate-alternatives --install x y z 10\n", 0o755, None),
+            (
+                "./postinst",
+                b"#!/bin/sh\nset -e\nupdate-alternatives --install /usr/bin/hey hey /bin/hello 5\n\
+                update-alternatives --install /usr/bin/gone gone /usr/lib/nothere 5\nfc-cache\n",
+                0o755,
+                None,
+            ),
             ("./postrm", b"#!/bin/sh\nset -e\n# nothing\nexit 0\n", 0o755, None),
         ]);
         let data = tar_of(&[
@@ -612,8 +658,20 @@ mod tests {
         assert!(list.starts_with("/.\n/bin\n/bin/hello\n"), "dpkg lists the package's own paths: {list}");
         assert!(staging.join("var/lib/dpkg/info/hello.md5sums").is_file());
         assert!(staging.join("var/lib/dpkg/info/hello.conffiles").is_file());
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("hello 1.0-1") && warnings[0].contains("postinst"), "{warnings:?}");
+        assert!(warnings[1].contains("`gone`") && warnings[1].contains("/usr/lib/nothere"), "{warnings:?}");
+        // The alternative made natively, as update-alternatives would.
+        assert!(
+            matches!(&find("usr/bin/hey").kind, crate::image::entries::EntryKind::Symlink { target } if target == "/etc/alternatives/hey")
+        );
+        assert!(
+            matches!(&find("etc/alternatives/hey").kind, crate::image::entries::EntryKind::Symlink { target } if target == "/bin/hello")
+        );
+        assert!(fs::read_to_string(staging.join("var/lib/dpkg/alternatives/hey"))
+            .unwrap()
+            .starts_with("auto\n/usr/bin/hey\n\n/bin/hello\n5\n"));
+        assert!(!paths.contains(&"usr/bin/gone"));
 
         let wrong = LockedDeb { version: "2".into(), ..locked };
         let error = install_tree(&base, &[wrong], &[deb_path], &dir.path().join("s2")).unwrap_err().to_string();

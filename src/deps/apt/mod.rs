@@ -5,6 +5,7 @@
 //! database update, so `dpkg -l` in the image lists them). Maintainer scripts
 //! are not run. See docs/apt.md.
 
+mod alternatives;
 pub mod control;
 mod deb;
 mod fetch;

@@ -173,3 +173,52 @@ fn a_tampered_deb_in_the_lock_is_refused_by_its_sha256() {
     assert_eq!(first, second);
     assert_eq!(std::fs::metadata(&second[0]).unwrap().modified().unwrap(), modified);
 }
+
+/// The closure must be the one apt itself picks with
+/// `--no-install-recommends` on the same base: apt-get runs in a chroot of a
+/// copy of the base rootfs (its lists updated from the same sources).
+#[test]
+fn the_closure_is_what_apt_get_would_install_on_the_same_base() {
+    if !["chroot", "debootstrap"].iter().all(|t| tools::require_tool(t)) {
+        return;
+    }
+    let rootfs = tools::base_rootfs();
+    let base = base_system(&rootfs);
+    let wanted = [PACKAGE, "git", "libgl1", "curl"];
+    let requested: Vec<Requirement> = wanted.iter().map(|name| requirement(name)).collect();
+    let ours: std::collections::BTreeSet<String> = apt::resolve(&base, &requested, &options())
+        .unwrap()
+        .into_iter()
+        .map(|deb| format!("{}={}", deb.name, deb.version))
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("rootfs");
+    tools::copy_tree(&rootfs, &copy);
+    std::fs::copy("/etc/resolv.conf", copy.join("etc/resolv.conf")).unwrap();
+    let chroot = |args: &[&str]| {
+        let mut command = std::process::Command::new("chroot");
+        command.arg(&copy).args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        tools::run_checked(&mut command, Duration::from_secs(300))
+    };
+    chroot(&["apt-get", "update", "-qq"]);
+    let mut args = vec!["apt-get", "install", "--no-install-recommends", "--simulate"];
+    args.extend(wanted);
+    let output = chroot(&args);
+    // `Inst NAME (VERSION Debian:12.x/… [amd64])`
+    let apt_get: std::collections::BTreeSet<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("Inst "))
+        .map(|rest| {
+            let mut words = rest.split_whitespace();
+            let name = words.next().unwrap();
+            let version = words.next().unwrap().trim_start_matches('(');
+            format!("{name}={version}")
+        })
+        .collect();
+    assert!(apt_get.len() > 100, "{apt_get:?}");
+    eprintln!("{} packages, the same set as apt-get: {}", ours.len(), ours == apt_get);
+    let only_ours: Vec<&String> = ours.difference(&apt_get).collect();
+    let only_apt: Vec<&String> = apt_get.difference(&ours).collect();
+    assert!(only_ours.is_empty() && only_apt.is_empty(), "only imgbake: {only_ours:?}\nonly apt-get: {only_apt:?}");
+}

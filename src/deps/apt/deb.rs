@@ -128,6 +128,7 @@ pub fn install_tree(
     let mut warnings = Vec::new();
     let mut stanzas: BTreeMap<String, String> = BTreeMap::new();
     let mut alternative_installs = Vec::new();
+    let in_base = super::resolve::installed_packages(&base.dpkg_status)?;
     let info_dir = staging_dir.join("var/lib/dpkg/info");
     create_dir_all(&info_dir)?;
     for (deb, file) in debs.iter().zip(files) {
@@ -175,7 +176,11 @@ pub fn install_tree(
         let mut scripts: Vec<&str> = Vec::new();
         for name in ["preinst", "postinst"] {
             let Some(script) = control.members.get(name) else { continue };
-            let (installs, rest) = alternatives::parse_script(&String::from_utf8_lossy(script));
+            let (installs, mut rest) = alternatives::parse_script(&String::from_utf8_lossy(script));
+            if !in_base.contains_key(&deb.name) {
+                // Its conffile moves/removals only act on upgrades from older versions.
+                rest.retain(|line| !line.starts_with("dpkg-maintscript-helper "));
+            }
             if name == "postinst" {
                 alternative_installs.extend(installs);
             }

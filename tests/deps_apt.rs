@@ -222,3 +222,21 @@ fn the_closure_is_what_apt_get_would_install_on_the_same_base() {
     let only_apt: Vec<&String> = apt_get.difference(&ours).collect();
     assert!(only_ours.is_empty() && only_apt.is_empty(), "only imgbake: {only_ours:?}\nonly apt-get: {only_apt:?}");
 }
+
+/// A lock is reproducible down to the layer: unpacking the same .debs into
+/// two staging directories gives the same layer digest.
+#[test]
+fn the_same_debs_give_the_same_layer_digest_twice() {
+    let base = base_system(&tools::base_rootfs());
+    let debs = apt::resolve(&base, &[requirement("less"), requirement("xz-utils")], &options()).unwrap();
+    let files = apt::fetch(&debs, &cache_dir()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(&dir.path().join("layout")).unwrap();
+    let options = LayerOptions { compression: Compression::Gzip { level: 6 }, mtime: 0 };
+    let mut digests = Vec::new();
+    for round in 0..2 {
+        let (entries, _) = apt::install_tree(&base, &debs, &files, &dir.path().join(format!("s{round}"))).unwrap();
+        digests.push(write_layer(layout.blobs(), &entries, &options).unwrap().digest);
+    }
+    assert_eq!(digests[0], digests[1]);
+}

@@ -642,7 +642,8 @@ mod tests {
             size: 0,
         };
         let staging = dir.path().join("staging");
-        let (entries, warnings) = install_tree(&base, &[locked.clone()], &[deb_path.clone()], &staging).unwrap();
+        let (entries, warnings) =
+            install_tree(&base, std::slice::from_ref(&locked), std::slice::from_ref(&deb_path), &staging).unwrap();
         let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
         assert!(!paths.contains(&"bin"), "the merged-/usr link must not become a directory: {paths:?}");
         let find = |p: &str| entries.iter().find(|e| e.path == p).unwrap_or_else(|| panic!("{p} missing: {paths:?}"));

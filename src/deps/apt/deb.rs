@@ -18,10 +18,9 @@ use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-/// Top-level directories merged /usr turns into symlinks.
-const USRMERGE_DIRS: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
-/// Other directories commonly symlinked in Debian bases.
-const OTHER_LINKED_DIRS: [&str; 2] = ["var/run", "var/lock"];
+/// Directories Debian bases may have as symlinks (merged /usr, then
+/// `var/run` → `/run`, `var/lock` → `/run/lock`) and packages ship files under.
+pub const LINKABLE_DIRS: [&str; 8] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32", "var/run", "var/lock"];
 /// Control members dpkg keeps in `/var/lib/dpkg/info/<pkg>.<member>`.
 const INFO_MEMBERS: [&str; 11] = [
     "conffiles",
@@ -41,20 +40,25 @@ const INFO_MEMBERS: [&str; 11] = [
 /// (`bin` → `usr/bin`, `var/run` → `run`), for [`BaseSystem::symlinked_dirs`].
 pub fn symlinked_dirs(rootfs: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for dir in USRMERGE_DIRS.iter().chain(OTHER_LINKED_DIRS.iter()) {
+    for dir in LINKABLE_DIRS {
         let Ok(target) = fs::read_link(rootfs.join(dir)) else { continue };
-        let Some(target) = target.to_str() else { continue };
-        let parent = Path::new(dir).parent().and_then(Path::to_str).unwrap_or("");
-        let resolved = if let Some(absolute) = target.strip_prefix('/') {
-            normalize(absolute)
-        } else {
-            normalize(&format!("{parent}/{target}"))
-        };
-        if let Some(resolved) = resolved.filter(|r| rootfs.join(r).is_dir()) {
+        let Some(resolved) = target.to_str().and_then(|target| dir_link_target(dir, target)) else { continue };
+        if rootfs.join(&resolved).is_dir() {
             out.push((dir.to_string(), resolved));
         }
     }
     out
+}
+
+/// The image path a directory symlink at `dir` (image path, e.g. `var/run`)
+/// with link text `link_target` (`../run`, `/run`, `usr/bin`) points to; for
+/// callers that read symlinks from a base's layers instead of a rootfs.
+pub fn dir_link_target(dir: &str, link_target: &str) -> Option<String> {
+    let parent = Path::new(dir).parent().and_then(Path::to_str).unwrap_or("");
+    match link_target.strip_prefix('/') {
+        Some(absolute) => normalize(absolute),
+        None => normalize(&format!("{parent}/{link_target}")),
+    }
 }
 
 /// `a/./b/../c` → `a/c`; `None` when it climbs above the root.

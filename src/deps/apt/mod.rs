@@ -13,7 +13,7 @@ mod index;
 mod resolve;
 pub mod sources;
 
-pub use deb::{install_tree, symlinked_dirs};
+pub use deb::{dir_link_target, install_tree, symlinked_dirs, LINKABLE_DIRS};
 pub use fetch::fetch;
 pub use resolve::resolve;
 pub use sources::APT_MIRROR_ENV;
@@ -38,7 +38,8 @@ pub struct BaseSystem {
     /// of the target directory): `bin` → `usr/bin` (merged /usr),
     /// `var/run` → `run`. Files packages ship under them are placed at the
     /// target so the layer never replaces the symlink with a directory. Fill
-    /// it with [`symlinked_dirs`] from a rootfs; when it is empty and the
+    /// it with [`symlinked_dirs`] from a rootfs, or from a base's layers with
+    /// [`LINKABLE_DIRS`] and [`dir_link_target`]; when it is empty and the
     /// dpkg status lists `usr-is-merged`, Debian's merged-/usr links are
     /// assumed.
     pub symlinked_dirs: Vec<(String, String)>,

@@ -35,6 +35,9 @@ pub struct IndexPackage {
     pub uri: String,
     /// `bookworm-security`, for messages.
     pub suite: String,
+    /// The suite's Release says `NotAutomatic: yes` (backports,
+    /// experimental): apt pins it low, so its versions are a last resort.
+    pub not_automatic: bool,
 }
 
 /// Reads every suite's Packages index (all components) for `arch`.
@@ -46,7 +49,13 @@ pub fn load_indexes(sources: &[Source], arch: &str, cache_dir: &Path) -> Result<
         for component in &source.components {
             let text = fetch_packages(&client, source, component, arch, &release_url, &release, cache_dir)?;
             let what = format!("{}/dists/{}/{component}/binary-{arch}/Packages", source.uri, source.suite);
-            packages.extend(parse_packages(&text, source, &what)?);
+            let not_automatic = parse_paragraphs(&release)
+                .ok()
+                .and_then(|paragraphs| paragraphs.first().map(|p| p.get("NotAutomatic") == Some("yes")))
+                .unwrap_or(false);
+            let mut parsed = parse_packages(&text, source, &what)?;
+            parsed.iter_mut().for_each(|package| package.not_automatic = not_automatic);
+            packages.extend(parsed);
         }
     }
     Ok(packages)
@@ -176,6 +185,7 @@ pub fn parse_packages(text: &str, source: &Source, what: &str) -> Result<Vec<Ind
             sha256: field("SHA256").to_ascii_lowercase(),
             uri: source.uri.clone(),
             suite: source.suite.clone(),
+            not_automatic: false,
         };
         if package.name.is_empty() || package.version.is_empty() || package.filename.is_empty() {
             return Err(AptError::BadIndex {

@@ -102,8 +102,13 @@ impl Universe {
             }
         }
         for list in by_name.values_mut() {
-            // Highest version first; ties (the same version in two suites) by suite for a stable pick.
-            list.sort_by(|&a, &b| versions[b].cmp(&versions[a]).then(packages[a].suite.cmp(&packages[b].suite)));
+            // NotAutomatic suites (backports) last, as apt's pin 100 against 500; then the highest
+            // version; ties (the same version in two suites) by suite for a stable pick.
+            list.sort_by(|&a, &b| {
+                (packages[a].not_automatic.cmp(&packages[b].not_automatic))
+                    .then(versions[b].cmp(&versions[a]))
+                    .then(packages[a].suite.cmp(&packages[b].suite))
+            });
         }
         for list in providers.values_mut() {
             list.sort_by(|a, b| {
@@ -482,6 +487,7 @@ mod tests {
                     "Essential" => package.essential = true,
                     "Architecture" => package.arch = value.to_string(),
                     "Priority" => package.priority = value.to_string(),
+                    "NotAutomatic" => package.not_automatic = true,
                     _ => unreachable!(),
                 }
             }
@@ -499,6 +505,7 @@ mod tests {
         add("libz", "1", &[]);
         add("libz", "2", &[]);
         add("libz", "1:0.5", &[]);
+        add("libz", "1:9", &[("NotAutomatic", "")]);
         add("python3", "3.11", &[]);
         add("dash", "0.5", &[("Essential", "yes")]);
         add("tool", "1", &[("Depends", "dash, nothere-at-all")]);
@@ -534,7 +541,8 @@ mod tests {
         assert!(!installed.contains_key("removed"));
         let debs = universe.resolve(&installed, &[req("app=1.0-1")]).unwrap();
         // libx is arm64-only, so liby; liby-data pinned to 1 by `=`; libz upgraded
-        // to the highest version satisfying >= 2 (epoch 1:0.5); exim4 wins on Priority.
+        // to the highest version satisfying >= 2 (epoch 1:0.5, not 1:9 of a NotAutomatic
+        // suite such as backports); exim4 wins on Priority.
         assert_eq!(
             names(&debs),
             ["app=1.0-1", "exim4=4", "liby=1", "liby-data=1", "libz=1:0.5"],
@@ -586,5 +594,8 @@ mod tests {
         assert!(error.contains("architecture"), "{error}");
         // Requested and already in the base with a matching version: nothing to do.
         assert!(universe.resolve(&installed, &[req("libc6")]).unwrap().is_empty());
+        // A NotAutomatic (backports) version is taken when asked for, or when nothing else fits.
+        assert_eq!(names(&universe.resolve(&installed, &[req("libz=1:9")]).unwrap()), ["libz=1:9"]);
+        assert_eq!(names(&universe.resolve(&installed, &[req("libz>=1:5")]).unwrap()), ["libz=1:9"]);
     }
 }

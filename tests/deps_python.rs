@@ -257,3 +257,56 @@ fn fastapi_and_numpy_from_pypi_import_inside_the_container() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success() && stdout.starts_with("ok "), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
 }
+
+/// The pip + apt fixture: uv wheels and a Debian package, both native, on the
+/// debootstrap base; the app answers /health using numpy and jq.
+#[test]
+fn the_pip_and_apt_fixture_builds_and_its_app_uses_both_under_runc() {
+    if !["uv", "umoci", "runc", "debootstrap"].iter().all(|t| tools::require_tool(t)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    tools::copy_tree(&tools::repo_root().join("fixtures/cerebrium-pip-apt"), &project);
+    let layout = dir.path().join("out");
+    let base = format!("rootfs:{}", tools::base_rootfs().display());
+    let cache = dir.path().join("cache");
+    let args = [
+        "build",
+        "--json",
+        project.to_str().unwrap(),
+        "--base",
+        &base,
+        "--output",
+        &format!("oci:{}:app", layout.display()),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    let output = imgbake_env(&args, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let whats: Vec<&str> = result["layers"].as_array().unwrap().iter().map(|l| l["what"].as_str().unwrap()).collect();
+    assert!(whats.iter().any(|w| w.starts_with("apt packages")), "{whats:?}");
+    let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+    assert!(lock.contains("[apt]") && lock.contains("name = \"jq\""), "{lock}");
+
+    // A second build with the lock reads no dependency again (all cached).
+    let again = imgbake_env(&args, &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", String::from_utf8_lossy(&again.stderr));
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["manifest_digest"], result["manifest_digest"]);
+    assert_eq!(again["cache"]["files_read"], 0, "{again:#}");
+
+    let bundle = dir.path().join("bundle");
+    tools::umoci_unpack(&layout, "app", &bundle);
+    let port = support::registry::free_port().to_string();
+    tools::prepare_runc_bundle(&bundle, &[], &[("PORT", &port)], &[]);
+    let container = tools::runc_run_detached(&bundle, &tools::unique_container_id("pipapt"));
+    let url = format!("http://127.0.0.1:{port}/health");
+    assert_eq!(tools::wait_for_http(&url, Duration::from_secs(60)), 200, "{}", container.log_text());
+    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    let body: serde_json::Value = client.get(&url).send().unwrap().json().unwrap();
+    assert_eq!(body["jq"], "12", "{body:#}");
+    assert!(body["numpy"].as_str().unwrap().starts_with('2'), "{body:#}");
+}

@@ -6,7 +6,7 @@ use super::layers::{build_cached_layer, BuiltLayer, LayerBuildError};
 use crate::deps::python::{self, PythonError};
 use crate::image::cache::LayerCache;
 use crate::image::layer::{Compression, LayerOptions};
-use crate::lock::{LockedConda, LockedPython};
+use crate::lock::{LockedApt, LockedConda, LockedPython};
 use crate::spec::PythonInstaller;
 use std::path::Path;
 
@@ -20,7 +20,69 @@ pub enum DepsError {
     #[error(transparent)]
     Conda(#[from] crate::deps::conda::CondaError),
     #[error(transparent)]
+    Apt(#[from] crate::deps::apt::AptError),
+    #[error(transparent)]
+    Base(#[from] crate::lock::resolve::ResolveError),
+    #[error("cannot cache the apt layer's file list at {}", path.display())]
+    AptCache {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
     Layer(#[from] LayerBuildError),
+}
+
+/// One layer with the locked Debian packages unpacked on top of the base
+/// (files, dpkg status and info records). The unpacked tree is cached by
+/// the packages and the base's dpkg status, so a rebuild reads nothing.
+pub fn apt_layer(
+    locked: &LockedApt,
+    facts: &crate::build::basefs::BaseFacts,
+    cache_dir: &Path,
+    cache: &LayerCache,
+    warnings: &mut Vec<String>,
+) -> Result<BuiltLayer, DepsError> {
+    use sha2::Digest as _;
+    let base = crate::lock::resolve::base_system(facts)?;
+    let key = {
+        let text =
+            serde_json::to_string(&(&locked.packages, &base.dpkg_status, &base.symlinked_dirs)).unwrap_or_default();
+        hex::encode(&sha2::Sha256::digest(text.as_bytes())[..16])
+    };
+    let root = cache_dir.join("apt-staging");
+    let staging = root.join(&key);
+    let record = root.join(format!("{key}.json"));
+    let cached: Option<(Vec<crate::image::entries::LayerEntry>, Vec<String>)> =
+        std::fs::read(&record).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let (entries, apt_warnings) = match cached.filter(|_| staging.is_dir()) {
+        Some(found) => found,
+        None => {
+            let files = crate::deps::apt::fetch(&locked.packages, cache_dir)?;
+            let _ = std::fs::remove_dir_all(&staging);
+            let made = crate::deps::apt::install_tree(&base, &locked.packages, &files, &staging)?;
+            let bytes = serde_json::to_vec(&made).expect("entries serialize");
+            write_atomically(&record, &bytes).map_err(|source| DepsError::AptCache { path: record.clone(), source })?;
+            made
+        }
+    };
+    warnings.extend(apt_warnings);
+    let options = LayerOptions::from_env(Compression::Gzip { level: GZIP_LEVEL });
+    let files = entries.iter().filter(|e| e.is_file()).count();
+    let what = format!("apt packages ({})", locked.packages.len());
+    let names: Vec<&str> = locked.packages.iter().map(|p| p.name.as_str()).collect();
+    let history = format!("imgbake: apt {}", names.join(" "));
+    Ok(build_cached_layer(cache, &entries, &options, what, history, files)?)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut temp, bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// One layer with the conda environment at its prefix (`/opt/conda`).

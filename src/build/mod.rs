@@ -102,15 +102,6 @@ pub fn unsupported_settings(spec: &Spec) -> Option<String> {
             needs_builder.join(", ")
         ));
     }
-    let deps = &spec.dependencies;
-    let managers: Vec<&str> = [("apt", !deps.apt.is_empty() || deps.apt_file.is_some())]
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| *name)
-        .collect();
-    if !managers.is_empty() {
-        return Some(format!("installing {} dependencies is not available yet in this version", managers.join("/")));
-    }
     for entry in &spec.weights {
         let remote_plain =
             matches!(entry.source, WeightsSource::Hf { .. }) && entry.layout == crate::spec::WeightsLayout::Plain;
@@ -163,6 +154,9 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
     let mut built = Vec::new();
     if let Some(root) = &rootfs {
         built.push(layers::rootfs_layer(root, &cache)?);
+    }
+    if let Some(apt) = &lock.apt {
+        built.push(deps::apt_layer(apt, &facts, &cache_dir, &cache, &mut warnings)?);
     }
     if let Some(python) = &lock.python {
         built.extend(deps::python_layers(python, &cache_dir, &cache)?);

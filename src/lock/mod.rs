@@ -29,6 +29,8 @@ pub struct Lock {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<LockedPython>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apt: Option<LockedApt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conda: Option<LockedConda>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weights: Vec<LockedWeightsFile>,
@@ -72,6 +74,13 @@ pub struct LockedPython {
     pub installer: String,
     pub target: PythonTarget,
     pub packages: Vec<LockedWheel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedApt {
+    /// The base's distribution as its os-release names it (`debian bookworm`).
+    pub distribution: String,
+    pub packages: Vec<crate::deps::apt::LockedDeb>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,6 +299,7 @@ mod tests {
                     size: 3,
                 }],
             }),
+            apt: None,
             conda: None,
             weights: vec![],
         }

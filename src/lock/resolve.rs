@@ -3,10 +3,12 @@
 //! revisions), and decide whether an existing lock can be used as it is.
 
 use super::{
-    inputs_of, Lock, LockError, LockInputs, LockedBase, LockedConda, LockedPython, LockedWeightsFile, LOCK_VERSION,
+    inputs_of, Lock, LockError, LockInputs, LockedApt, LockedBase, LockedConda, LockedPython, LockedWeightsFile,
+    LOCK_VERSION,
 };
 use crate::build::base::ResolvedBase;
 use crate::build::basefs::BaseFacts;
+use crate::deps::apt::{self, AptError};
 use crate::deps::conda::{self, CondaError};
 use crate::deps::python::{self, PythonError};
 use crate::spec::{Spec, WeightsSource};
@@ -22,6 +24,10 @@ pub enum ResolveError {
     Python(#[from] PythonError),
     #[error(transparent)]
     Conda(#[from] CondaError),
+    #[error(transparent)]
+    Apt(#[from] AptError),
+    #[error("apt packages need a Debian or Ubuntu base, and the base image has no /etc/os-release{0}\nhint: use a Debian/Ubuntu base, or install them with a container builder (`imgbake dockerfile`)")]
+    AptWithoutDistribution(String),
     #[error("{origin}: cannot list the weights files")]
     Weights {
         origin: String,
@@ -56,6 +62,14 @@ pub fn resolve(
     } else {
         None
     };
+    let apt = if apt_requested(spec) {
+        let base_system = base_system(facts)?;
+        let requested = apt_requirements(spec)?;
+        let packages = apt::resolve(&base_system, &requested, &apt::AptOptions::new(cache_dir))?;
+        Some(LockedApt { distribution: distribution_of(&base_system.os_release), packages })
+    } else {
+        None
+    };
     let conda = if conda::has_conda_deps(spec) {
         let target = conda::target(facts.glibc);
         let packages = conda::resolve(spec, &target)?;
@@ -65,12 +79,50 @@ pub fn resolve(
     };
     Ok(Lock {
         version: LOCK_VERSION,
+        apt,
         conda,
         base: LockedBase { image: spec.base.image.clone(), pinned: base.pinned.clone() },
         python,
         weights: weights_files(spec, warnings)?,
         inputs,
     })
+}
+
+pub fn apt_requested(spec: &Spec) -> bool {
+    !spec.dependencies.apt.is_empty() || spec.dependencies.apt_file.is_some()
+}
+
+/// The config's apt packages: inline ones, then `pkglist.txt`'s.
+pub fn apt_requirements(spec: &Spec) -> Result<Vec<crate::spec::Requirement>, AptError> {
+    let mut requested = spec.dependencies.apt.clone();
+    if let Some(file) = &spec.dependencies.apt_file {
+        requested.extend(apt::read_pkglist(file)?);
+    }
+    Ok(requested)
+}
+
+/// What apt needs to know about the base, from its facts.
+pub fn base_system(facts: &BaseFacts) -> Result<apt::BaseSystem, ResolveError> {
+    let os_release = facts.os_release.clone().ok_or_else(|| ResolveError::AptWithoutDistribution(String::new()))?;
+    Ok(apt::BaseSystem {
+        os_release,
+        dpkg_status: facts.dpkg_status.clone().unwrap_or_default(),
+        apt_sources: facts.apt_sources.clone(),
+        arch: "amd64".to_string(),
+        symlinked_dirs: facts.symlinked_dirs.clone(),
+    })
+}
+
+/// `ID VERSION_CODENAME` of an os-release file (`debian bookworm`).
+fn distribution_of(os_release: &str) -> String {
+    let field = |key: &str| {
+        os_release
+            .lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .map(|value| value.trim().trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    format!("{} {}", field("ID"), field("VERSION_CODENAME")).trim().to_string()
 }
 
 /// Every remote weights file at its pinned revision, as its source lists it.
@@ -137,8 +189,11 @@ pub fn lock_for_build(
             let fresh = resolve(spec, base, facts, cache_dir, warnings)?;
             // Configs without dependencies or remote weights have nothing to pin;
             // a lock is only written for them when one already exists.
-            let worth_writing =
-                fresh.python.is_some() || fresh.conda.is_some() || !fresh.weights.is_empty() || existing.is_some();
+            let worth_writing = fresh.python.is_some()
+                || fresh.apt.is_some()
+                || fresh.conda.is_some()
+                || !fresh.weights.is_empty()
+                || existing.is_some();
             if worth_writing {
                 fresh.write(&path)?;
             }

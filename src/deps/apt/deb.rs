@@ -128,6 +128,12 @@ pub fn install_tree(
     staging_dir: &Path,
 ) -> Result<(Vec<LayerEntry>, Vec<String>), AptError> {
     assert_eq!(debs.len(), files.len(), "one file per locked deb");
+    if fs::read_dir(staging_dir).is_ok_and(|mut dir| dir.next().is_some()) {
+        return Err(AptError::Io {
+            path: staging_dir.to_path_buf(),
+            source: io::Error::other("the staging directory must be empty or not exist"),
+        });
+    }
     let links = effective_links(base);
     let mut warnings = Vec::new();
     let mut stanzas: BTreeMap<String, String> = BTreeMap::new();

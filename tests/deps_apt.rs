@@ -30,23 +30,7 @@ fn cache_dir() -> PathBuf {
 /// What the build reads from a base: os-release, dpkg status, apt sources,
 /// symlinked directories — here from the debootstrap rootfs.
 fn base_system(rootfs: &Path) -> BaseSystem {
-    let read = |path: &str| std::fs::read_to_string(rootfs.join(path)).unwrap_or_default();
-    let mut sources = read("etc/apt/sources.list");
-    let mut extra: Vec<PathBuf> = std::fs::read_dir(rootfs.join("etc/apt/sources.list.d"))
-        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    extra.sort();
-    for path in extra.iter().filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources")) {
-        sources.push('\n');
-        sources.push_str(&std::fs::read_to_string(path).unwrap());
-    }
-    BaseSystem {
-        os_release: read("etc/os-release"),
-        dpkg_status: read("var/lib/dpkg/status"),
-        apt_sources: (!sources.trim().is_empty()).then_some(sources),
-        arch: "amd64".into(),
-        symlinked_dirs: apt::symlinked_dirs(rootfs),
-    }
+    BaseSystem::from_rootfs(rootfs, "amd64")
 }
 
 fn requirement(name: &str) -> Requirement {

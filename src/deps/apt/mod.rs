@@ -45,6 +45,58 @@ pub struct BaseSystem {
     pub symlinked_dirs: Vec<(String, String)>,
 }
 
+impl BaseSystem {
+    /// Reads a base given as a root filesystem directory (`rootfs:` bases):
+    /// os-release, dpkg status, apt sources (`sources.list` then
+    /// `sources.list.d/*.list|*.sources` by name) and symlinked directories.
+    /// Missing files read as empty.
+    pub fn from_rootfs(rootfs: &Path, arch: &str) -> BaseSystem {
+        let read = |path: &str| read_in_root(rootfs, path);
+        let mut os_release = read("etc/os-release");
+        if os_release.trim().is_empty() {
+            os_release = read("usr/lib/os-release");
+        }
+        let mut sources = read("etc/apt/sources.list");
+        let mut extra: Vec<PathBuf> = std::fs::read_dir(rootfs.join("etc/apt/sources.list.d"))
+            .map(|dir| dir.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
+            .unwrap_or_default();
+        extra.sort();
+        for path in extra.iter().filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources")) {
+            // A blank line between files so deb822 paragraphs of two files never merge.
+            sources.push_str("\n\n");
+            sources.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+        }
+        BaseSystem {
+            os_release,
+            dpkg_status: read("var/lib/dpkg/status"),
+            apt_sources: (!sources.trim().is_empty()).then_some(sources),
+            arch: arch.to_string(),
+            symlinked_dirs: symlinked_dirs(rootfs),
+        }
+    }
+}
+
+/// Reads `path` of a rootfs, resolving a symlink at the last component
+/// inside the rootfs (an absolute `etc/os-release -> /usr/lib/os-release`
+/// must not read the build machine's file). Empty when missing.
+fn read_in_root(rootfs: &Path, path: &str) -> String {
+    let mut current = path.to_string();
+    for _ in 0..8 {
+        let full = rootfs.join(&current);
+        match std::fs::read_link(&full) {
+            Ok(target) => {
+                let target = target.to_string_lossy();
+                current = match dir_link_target(&current, &target) {
+                    Some(resolved) => resolved,
+                    None => return String::new(),
+                };
+            }
+            Err(_) => return std::fs::read_to_string(full).unwrap_or_default(),
+        }
+    }
+    String::new()
+}
+
 /// One resolved .deb, pinned; it goes into imgbake.lock as-is (field order is
 /// the lock's order).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -177,6 +229,28 @@ fn valid_package_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rootfs_is_read_without_leaving_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::create_dir_all(root.join("etc/apt/sources.list.d")).unwrap();
+        std::fs::write(root.join("usr/lib/os-release"), "ID=debian\nVERSION_CODENAME=trixie\n").unwrap();
+        // Absolute link: must resolve inside the rootfs, not on the build machine.
+        std::os::unix::fs::symlink("/usr/lib/os-release", root.join("etc/os-release")).unwrap();
+        std::fs::write(root.join("etc/apt/sources.list.d/b.sources"), "Types: deb\nURIs: http://b\nSuites: trixie\n")
+            .unwrap();
+        std::fs::write(root.join("etc/apt/sources.list.d/a.list"), "deb http://a trixie main\n").unwrap();
+        std::fs::write(root.join("etc/apt/sources.list.d/c.disabled"), "deb http://c trixie main\n").unwrap();
+        let base = BaseSystem::from_rootfs(root, "arm64");
+        assert!(base.os_release.contains("trixie"), "{base:?}");
+        let sources = base.apt_sources.unwrap();
+        assert!(sources.find("http://a").unwrap() < sources.find("http://b").unwrap());
+        assert!(!sources.contains("http://c"));
+        assert_eq!(base.dpkg_status, "");
+        assert_eq!(base.arch, "arm64");
+    }
 
     #[test]
     fn pkglist_takes_comments_pins_and_rejects_junk_with_its_line() {

@@ -226,3 +226,28 @@ fn the_same_debs_give_the_same_layer_digest_twice() {
     }
     assert_eq!(digests[0], digests[1]);
 }
+
+/// Each suite's InRelease is checked with gpgv against the base's own keys:
+/// the base's keys pass (every other test), a keyring without the archive's
+/// keys is refused, and no keyring at all is refused unless allowed.
+#[test]
+fn release_signatures_are_checked_against_the_base_keyrings() {
+    if !tools::require_tool("gpgv") {
+        return;
+    }
+    let rootfs = tools::base_rootfs();
+    let base = base_system(&rootfs);
+    assert!(!base.keyrings.is_empty());
+    let removed = std::fs::read(rootfs.join("usr/share/keyrings/debian-archive-removed-keys.gpg")).unwrap();
+    let wrong = BaseSystem { keyrings: vec![removed], ..base.clone() };
+    let error = apt::resolve(&wrong, &[requirement("less")], &options()).unwrap_err();
+    assert!(matches!(error, AptError::Signature { .. }), "{error:?}");
+    assert!(error.to_string().contains("InRelease"), "{error}");
+
+    let none = BaseSystem { keyrings: Vec::new(), ..base };
+    let error = apt::resolve(&none, &[requirement("less")], &options()).unwrap_err();
+    assert!(matches!(error, AptError::Unverifiable { .. }), "{error:?}");
+    assert!(error.to_string().contains(apt::ALLOW_UNSIGNED_ENV), "{error}");
+    let allowed = AptOptions { allow_unsigned: true, ..options() };
+    assert!(apt::resolve(&none, &[requirement("less")], &allowed).unwrap().iter().any(|d| d.name == "less"));
+}

@@ -25,7 +25,7 @@ pub fn resolve(base: &BaseSystem, requested: &[Requirement], options: &AptOption
         .map(|s| format!("{} {} ({})", s.uri, s.suite, s.components.join(" ")))
         .collect::<Vec<_>>()
         .join(", ");
-    let packages = load_indexes(&sources, &base.arch, &options.cache_dir)?;
+    let packages = load_indexes(&sources, &base.arch, &base.keyrings, options.allow_unsigned, &options.cache_dir)?;
     let universe = Universe::new(packages, &base.arch, format!("{searched} for {}", base.arch))?;
     let installed = installed_packages(&base.dpkg_status)?;
     universe.resolve(&installed, requested)

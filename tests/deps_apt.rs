@@ -172,7 +172,9 @@ fn the_closure_is_what_apt_get_would_install_on_the_same_base() {
     let base = base_system(&rootfs);
     let wanted = [PACKAGE, "git", "libgl1", "curl"];
     let requested: Vec<Requirement> = wanted.iter().map(|name| requirement(name)).collect();
-    let ours: std::collections::BTreeSet<String> = apt::resolve(&base, &requested, &options())
+    // apt-get reads the base's own sources, so no mirror override here either.
+    let same_sources = AptOptions { mirror: None, ..options() };
+    let ours: std::collections::BTreeSet<String> = apt::resolve(&base, &requested, &same_sources)
         .unwrap()
         .into_iter()
         .map(|deb| format!("{}={}", deb.name, deb.version))

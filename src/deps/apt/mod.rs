@@ -232,6 +232,16 @@ fn suggest(suggestions: &[String]) -> String {
     }
 }
 
+/// The apt packages a spec asks for: the inline list, or the packages of
+/// its `pkglist.txt` (`paths.apt`); the config loader allows only one of them.
+pub fn requested(dependencies: &crate::spec::Dependencies) -> Result<Vec<crate::spec::Requirement>, AptError> {
+    let mut out = dependencies.apt.clone();
+    if let Some(path) = &dependencies.apt_file {
+        out.extend(read_pkglist(path)?);
+    }
+    Ok(out)
+}
+
 /// Reads a `pkglist.txt`: one package per line (`name` or `name=version`),
 /// `#` comments, blank lines ignored; several names on one line separated by
 /// spaces are accepted too, as `apt-get install` would take them.
@@ -296,6 +306,19 @@ mod tests {
         assert!(!sources.contains("http://c"));
         assert_eq!(base.dpkg_status, "");
         assert_eq!(base.arch, "arm64");
+    }
+
+    #[test]
+    fn requested_packages_come_from_the_inline_list_and_the_pkglist_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pkglist.txt");
+        std::fs::write(&file, "# system\nffmpeg\n\nlibgl1  # GL\n").unwrap();
+        let deps = crate::spec::Dependencies { apt_file: Some(file.clone()), ..Default::default() };
+        let names: Vec<String> = requested(&deps).unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["ffmpeg", "libgl1"]);
+        std::fs::write(&file, "ffmpeg\nNot_A_Name\n").unwrap();
+        let error = requested(&deps).unwrap_err().to_string();
+        assert!(error.contains("pkglist.txt:2") && error.contains("Not_A_Name"), "{error}");
     }
 
     #[test]

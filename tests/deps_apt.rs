@@ -30,23 +30,7 @@ fn cache_dir() -> PathBuf {
 /// What the build reads from a base: os-release, dpkg status, apt sources,
 /// symlinked directories — here from the debootstrap rootfs.
 fn base_system(rootfs: &Path) -> BaseSystem {
-    let read = |path: &str| std::fs::read_to_string(rootfs.join(path)).unwrap_or_default();
-    let mut sources = read("etc/apt/sources.list");
-    let mut extra: Vec<PathBuf> = std::fs::read_dir(rootfs.join("etc/apt/sources.list.d"))
-        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    extra.sort();
-    for path in extra.iter().filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources")) {
-        sources.push('\n');
-        sources.push_str(&std::fs::read_to_string(path).unwrap());
-    }
-    BaseSystem {
-        os_release: read("etc/os-release"),
-        dpkg_status: read("var/lib/dpkg/status"),
-        apt_sources: (!sources.trim().is_empty()).then_some(sources),
-        arch: "amd64".into(),
-        symlinked_dirs: apt::symlinked_dirs(rootfs),
-    }
+    BaseSystem::from_rootfs(rootfs, "amd64")
 }
 
 fn requirement(name: &str) -> Requirement {
@@ -188,7 +172,9 @@ fn the_closure_is_what_apt_get_would_install_on_the_same_base() {
     let base = base_system(&rootfs);
     let wanted = [PACKAGE, "git", "libgl1", "curl"];
     let requested: Vec<Requirement> = wanted.iter().map(|name| requirement(name)).collect();
-    let ours: std::collections::BTreeSet<String> = apt::resolve(&base, &requested, &options())
+    // apt-get reads the base's own sources, so no mirror override here either.
+    let same_sources = AptOptions { mirror: None, ..options() };
+    let ours: std::collections::BTreeSet<String> = apt::resolve(&base, &requested, &same_sources)
         .unwrap()
         .into_iter()
         .map(|deb| format!("{}={}", deb.name, deb.version))
@@ -241,4 +227,29 @@ fn the_same_debs_give_the_same_layer_digest_twice() {
         digests.push(write_layer(layout.blobs(), &entries, &options).unwrap().digest);
     }
     assert_eq!(digests[0], digests[1]);
+}
+
+/// Each suite's InRelease is checked with gpgv against the base's own keys:
+/// the base's keys pass (every other test), a keyring without the archive's
+/// keys is refused, and no keyring at all is refused unless allowed.
+#[test]
+fn release_signatures_are_checked_against_the_base_keyrings() {
+    if !tools::require_tool("gpgv") {
+        return;
+    }
+    let rootfs = tools::base_rootfs();
+    let base = base_system(&rootfs);
+    assert!(!base.keyrings.is_empty());
+    let removed = std::fs::read(rootfs.join("usr/share/keyrings/debian-archive-removed-keys.gpg")).unwrap();
+    let wrong = BaseSystem { keyrings: vec![removed], ..base.clone() };
+    let error = apt::resolve(&wrong, &[requirement("less")], &options()).unwrap_err();
+    assert!(matches!(error, AptError::Signature { .. }), "{error:?}");
+    assert!(error.to_string().contains("InRelease"), "{error}");
+
+    let none = BaseSystem { keyrings: Vec::new(), ..base };
+    let error = apt::resolve(&none, &[requirement("less")], &options()).unwrap_err();
+    assert!(matches!(error, AptError::Unverifiable { .. }), "{error:?}");
+    assert!(error.to_string().contains(apt::ALLOW_UNSIGNED_ENV), "{error}");
+    let allowed = AptOptions { allow_unsigned: true, ..options() };
+    assert!(apt::resolve(&none, &[requirement("less")], &allowed).unwrap().iter().any(|d| d.name == "less"));
 }

@@ -128,6 +128,12 @@ pub fn install_tree(
     staging_dir: &Path,
 ) -> Result<(Vec<LayerEntry>, Vec<String>), AptError> {
     assert_eq!(debs.len(), files.len(), "one file per locked deb");
+    if fs::read_dir(staging_dir).is_ok_and(|mut dir| dir.next().is_some()) {
+        return Err(AptError::Io {
+            path: staging_dir.to_path_buf(),
+            source: io::Error::other("the staging directory must be empty or not exist"),
+        });
+    }
     let links = effective_links(base);
     let mut warnings = Vec::new();
     let mut stanzas: BTreeMap<String, String> = BTreeMap::new();
@@ -319,8 +325,20 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> AptError + '_ {
     move |source| AptError::Io { path: path.to_path_buf(), source }
 }
 
+/// `mkdir -p` giving every directory it creates mode 0755 whatever the
+/// umask: these become directories of the image (`var/lib/dpkg/info`, …).
 fn create_dir_all(path: &Path) -> Result<(), AptError> {
-    fs::create_dir_all(path).map_err(io_error(path))
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        create_dir_all(parent)?;
+    }
+    match fs::create_dir(path) {
+        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(io_error(path)),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(error) => Err(io_error(path)(error)),
+    }
 }
 
 fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), AptError> {

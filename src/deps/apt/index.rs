@@ -3,11 +3,13 @@
 //! downloaded, checked, decompressed and cached under
 //! `{cache}/apt/indexes/{sha256}`, then read into package records.
 //!
-//! The Release file's OpenPGP signature is NOT checked (see docs/apt.md: the
-//! trust anchor is the mirror URL, so https mirrors are preferred).
+//! The Release file's OpenPGP signature is checked with `gpgv` against the
+//! base's keyrings (see signature.rs and docs/apt.md), so the chain
+//! keyring → Release → Packages → .deb holds whatever the transport.
 
 use super::control::parse_paragraphs;
 use super::fetch::{http_client, write_atomic};
+use super::signature::{verify, Checked};
 use super::sources::Source;
 use super::AptError;
 use sha2::{Digest, Sha256};
@@ -41,11 +43,17 @@ pub struct IndexPackage {
 }
 
 /// Reads every suite's Packages index (all components) for `arch`.
-pub fn load_indexes(sources: &[Source], arch: &str, cache_dir: &Path) -> Result<Vec<IndexPackage>, AptError> {
+pub fn load_indexes(
+    sources: &[Source],
+    arch: &str,
+    keyrings: &[Vec<u8>],
+    allow_unsigned: bool,
+    cache_dir: &Path,
+) -> Result<Vec<IndexPackage>, AptError> {
     let client = http_client()?;
     let mut packages = Vec::new();
     for source in sources {
-        let (release_url, release) = fetch_release(&client, source)?;
+        let (release_url, release) = fetch_release(&client, source, keyrings, allow_unsigned)?;
         for component in &source.components {
             let text = fetch_packages(&client, source, component, arch, &release_url, &release, cache_dir)?;
             let what = format!("{}/dists/{}/{component}/binary-{arch}/Packages", source.uri, source.suite);
@@ -62,17 +70,39 @@ pub fn load_indexes(sources: &[Source], arch: &str, cache_dir: &Path) -> Result<
 }
 
 /// `InRelease` (clearsigned), falling back to `Release`; returns the URL read.
-fn fetch_release(client: &reqwest::blocking::Client, source: &Source) -> Result<(String, String), AptError> {
+/// `InRelease` (clearsigned), falling back to `Release` + `Release.gpg`;
+/// returns the URL read and the signed text, checked against `keyrings`.
+fn fetch_release(
+    client: &reqwest::blocking::Client,
+    source: &Source,
+    keyrings: &[Vec<u8>],
+    allow_unsigned: bool,
+) -> Result<(String, String), AptError> {
     let base = format!("{}/dists/{}", source.uri, source.suite);
     let in_release = format!("{base}/InRelease");
-    match get_text(client, &in_release) {
-        Ok(text) => Ok((in_release, strip_clearsign(&text))),
+    let (url, text, detached) = match get_text(client, &in_release) {
+        Ok(text) => (in_release, text, None),
         Err(AptError::HttpStatus { status: 404, .. }) => {
             let release = format!("{base}/Release");
             let text = get_text(client, &release)?;
-            Ok((release, text))
+            let signature = match get_text(client, &format!("{release}.gpg")) {
+                Ok(signature) => Some(signature),
+                Err(AptError::HttpStatus { status: 404, .. }) => None,
+                Err(error) => return Err(error),
+            };
+            (release, text, Some(signature))
         }
-        Err(error) => Err(error),
+        Err(error) => return Err(error),
+    };
+    let checked = match &detached {
+        Some(None) => Checked::Unchecked("the suite has a Release file but no signature (Release.gpg)"),
+        Some(Some(signature)) => verify(keyrings, text.as_bytes(), Some(signature.as_bytes()), &url)?,
+        None => verify(keyrings, text.as_bytes(), None, &url)?,
+    };
+    match checked {
+        Checked::Verified(content) => Ok((url, String::from_utf8_lossy(&content).into_owned())),
+        Checked::Unchecked(_) if allow_unsigned => Ok((url, strip_clearsign(&text))),
+        Checked::Unchecked(reason) => Err(AptError::Unverifiable { url, reason: reason.to_string() }),
     }
 }
 

@@ -11,11 +11,13 @@ mod deb;
 mod fetch;
 mod index;
 mod resolve;
+mod signature;
 pub mod sources;
 
 pub use deb::{dir_link_target, install_tree, symlinked_dirs, LINKABLE_DIRS};
 pub use fetch::fetch;
 pub use resolve::resolve;
+pub use signature::ALLOW_UNSIGNED_ENV;
 pub use sources::APT_MIRROR_ENV;
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,93 @@ pub struct BaseSystem {
     /// dpkg status lists `usr-is-merged`, Debian's merged-/usr links are
     /// assumed.
     pub symlinked_dirs: Vec<(String, String)>,
+    /// The base's trusted archive keys (`/etc/apt/trusted.gpg.d/*`, the
+    /// `Signed-By` files of its sources, `/usr/share/keyrings/*-archive-keyring.gpg`),
+    /// binary or armored; each suite's Release signature is checked against them.
+    pub keyrings: Vec<Vec<u8>>,
+}
+
+impl BaseSystem {
+    /// Reads a base given as a root filesystem directory (`rootfs:` bases):
+    /// os-release, dpkg status, apt sources (`sources.list` then
+    /// `sources.list.d/*.list|*.sources` by name) and symlinked directories.
+    /// Missing files read as empty.
+    pub fn from_rootfs(rootfs: &Path, arch: &str) -> BaseSystem {
+        let read = |path: &str| read_in_root(rootfs, path);
+        let mut os_release = read("etc/os-release");
+        if os_release.trim().is_empty() {
+            os_release = read("usr/lib/os-release");
+        }
+        let mut sources = read("etc/apt/sources.list");
+        let mut extra: Vec<PathBuf> = std::fs::read_dir(rootfs.join("etc/apt/sources.list.d"))
+            .map(|dir| dir.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
+            .unwrap_or_default();
+        extra.sort();
+        for path in extra.iter().filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources")) {
+            // A blank line between files so deb822 paragraphs of two files never merge.
+            sources.push_str("\n\n");
+            sources.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+        }
+        let mut keyring_paths: Vec<String> = ["etc/apt/trusted.gpg"].map(String::from).to_vec();
+        let mut trusted: Vec<PathBuf> = std::fs::read_dir(rootfs.join("etc/apt/trusted.gpg.d"))
+            .map(|dir| dir.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
+            .unwrap_or_default();
+        trusted.sort();
+        keyring_paths.extend(
+            trusted
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "gpg" || e == "asc"))
+                .filter_map(|p| p.strip_prefix(rootfs).ok().map(|p| p.to_string_lossy().to_string())),
+        );
+        // Signed-By files of the sources (`signed-by=/path` or `Signed-By: /path`).
+        for word in sources.split(|c: char| c.is_whitespace() || c == '[' || c == ']') {
+            let path = word.strip_prefix("signed-by=").unwrap_or(word);
+            if path.starts_with('/') && (path.ends_with(".gpg") || path.ends_with(".asc")) {
+                keyring_paths.push(path.trim_start_matches('/').to_string());
+            }
+        }
+        keyring_paths.extend(
+            ["usr/share/keyrings/debian-archive-keyring.gpg", "usr/share/keyrings/ubuntu-archive-keyring.gpg"]
+                .map(String::from),
+        );
+        keyring_paths.sort();
+        keyring_paths.dedup();
+        let keyrings = keyring_paths
+            .iter()
+            .filter_map(|path| read_bytes_in_root(rootfs, path))
+            .filter_map(|bytes| signature::dearmor(&bytes))
+            .collect();
+        BaseSystem {
+            os_release,
+            dpkg_status: read("var/lib/dpkg/status"),
+            apt_sources: (!sources.trim().is_empty()).then_some(sources),
+            arch: arch.to_string(),
+            symlinked_dirs: symlinked_dirs(rootfs),
+            keyrings,
+        }
+    }
+}
+
+/// Reads `path` of a rootfs, resolving a symlink at the last component
+/// inside the rootfs (an absolute `etc/os-release -> /usr/lib/os-release`
+/// must not read the build machine's file). Empty when missing.
+fn read_in_root(rootfs: &Path, path: &str) -> String {
+    read_bytes_in_root(rootfs, path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
+}
+
+fn read_bytes_in_root(rootfs: &Path, path: &str) -> Option<Vec<u8>> {
+    let mut current = path.to_string();
+    for _ in 0..8 {
+        let full = rootfs.join(&current);
+        match std::fs::read_link(&full) {
+            Ok(target) => {
+                let target = target.to_string_lossy();
+                current = dir_link_target(&current, &target)?;
+            }
+            Err(_) => return std::fs::read(full).ok(),
+        }
+    }
+    None
 }
 
 /// One resolved .deb, pinned; it goes into imgbake.lock as-is (field order is
@@ -65,6 +154,10 @@ pub struct AptOptions {
     /// Replaces the main archive's URI (not the security archive's);
     /// defaults to the `IMGBAKE_APT_MIRROR` environment variable.
     pub mirror: Option<String>,
+    /// Accept suites whose Release signature cannot be checked (no `gpgv`,
+    /// or no keyring in the base); defaults to `IMGBAKE_APT_ALLOW_UNSIGNED=1`.
+    /// A signature that is checked and bad is an error regardless.
+    pub allow_unsigned: bool,
 }
 
 impl AptOptions {
@@ -73,6 +166,7 @@ impl AptOptions {
         AptOptions {
             cache_dir: cache_dir.to_path_buf(),
             mirror: std::env::var(APT_MIRROR_ENV).ok().filter(|value| !value.trim().is_empty()),
+            allow_unsigned: std::env::var(ALLOW_UNSIGNED_ENV).is_ok_and(|value| value == "1"),
         }
     }
 }
@@ -117,6 +211,10 @@ pub enum AptError {
     BadPkglist { path: PathBuf, line: usize, message: String },
     #[error("{}: {message}", path.display())]
     BadDeb { path: PathBuf, message: String },
+    #[error("the OpenPGP signature of {url} does not verify against the base image's archive keys: {detail}")]
+    Signature { url: String, detail: String },
+    #[error("cannot check the signature of {url}: {reason} (hint: set IMGBAKE_APT_ALLOW_UNSIGNED=1 to accept the archive on the mirror's word; see docs/apt.md)")]
+    Unverifiable { url: String, reason: String },
     #[error("the dpkg status of the base image is not valid control syntax")]
     BadStatus(#[source] control::ControlError),
     #[error("cannot list the files of the apt layer")]
@@ -132,6 +230,16 @@ fn suggest(suggestions: &[String]) -> String {
             format!(" (hint: did you mean {}?)", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
         }
     }
+}
+
+/// The apt packages a spec asks for: the inline list, or the packages of
+/// its `pkglist.txt` (`paths.apt`); the config loader allows only one of them.
+pub fn requested(dependencies: &crate::spec::Dependencies) -> Result<Vec<crate::spec::Requirement>, AptError> {
+    let mut out = dependencies.apt.clone();
+    if let Some(path) = &dependencies.apt_file {
+        out.extend(read_pkglist(path)?);
+    }
+    Ok(out)
 }
 
 /// Reads a `pkglist.txt`: one package per line (`name` or `name=version`),
@@ -177,6 +285,41 @@ fn valid_package_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rootfs_is_read_without_leaving_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::create_dir_all(root.join("etc/apt/sources.list.d")).unwrap();
+        std::fs::write(root.join("usr/lib/os-release"), "ID=debian\nVERSION_CODENAME=trixie\n").unwrap();
+        // Absolute link: must resolve inside the rootfs, not on the build machine.
+        std::os::unix::fs::symlink("/usr/lib/os-release", root.join("etc/os-release")).unwrap();
+        std::fs::write(root.join("etc/apt/sources.list.d/b.sources"), "Types: deb\nURIs: http://b\nSuites: trixie\n")
+            .unwrap();
+        std::fs::write(root.join("etc/apt/sources.list.d/a.list"), "deb http://a trixie main\n").unwrap();
+        std::fs::write(root.join("etc/apt/sources.list.d/c.disabled"), "deb http://c trixie main\n").unwrap();
+        let base = BaseSystem::from_rootfs(root, "arm64");
+        assert!(base.os_release.contains("trixie"), "{base:?}");
+        let sources = base.apt_sources.unwrap();
+        assert!(sources.find("http://a").unwrap() < sources.find("http://b").unwrap());
+        assert!(!sources.contains("http://c"));
+        assert_eq!(base.dpkg_status, "");
+        assert_eq!(base.arch, "arm64");
+    }
+
+    #[test]
+    fn requested_packages_come_from_the_inline_list_and_the_pkglist_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pkglist.txt");
+        std::fs::write(&file, "# system\nffmpeg\n\nlibgl1  # GL\n").unwrap();
+        let deps = crate::spec::Dependencies { apt_file: Some(file.clone()), ..Default::default() };
+        let names: Vec<String> = requested(&deps).unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["ffmpeg", "libgl1"]);
+        std::fs::write(&file, "ffmpeg\nNot_A_Name\n").unwrap();
+        let error = requested(&deps).unwrap_err().to_string();
+        assert!(error.contains("pkglist.txt:2") && error.contains("Not_A_Name"), "{error}");
+    }
 
     #[test]
     fn pkglist_takes_comments_pins_and_rejects_junk_with_its_line() {

@@ -25,7 +25,7 @@ pub fn resolve(base: &BaseSystem, requested: &[Requirement], options: &AptOption
         .map(|s| format!("{} {} ({})", s.uri, s.suite, s.components.join(" ")))
         .collect::<Vec<_>>()
         .join(", ");
-    let packages = load_indexes(&sources, &base.arch, &options.cache_dir)?;
+    let packages = load_indexes(&sources, &base.arch, &base.keyrings, options.allow_unsigned, &options.cache_dir)?;
     let universe = Universe::new(packages, &base.arch, format!("{searched} for {}", base.arch))?;
     let installed = installed_packages(&base.dpkg_status)?;
     universe.resolve(&installed, requested)
@@ -136,10 +136,16 @@ impl Universe {
             if !self.by_name.contains_key(&relation.name) && !self.providers.contains_key(&relation.name) {
                 return Err(self.unknown(&relation.name));
             }
-            if self.satisfied(&relation, installed, &selected) {
+            let candidate = self.candidate(&relation, installed, &selected);
+            // Like `apt-get install`, a requested package the base has in an older version
+            // than the candidate is upgraded; dependencies are left alone when satisfied.
+            let upgrade = candidate.is_some_and(|index| {
+                installed.get(&self.packages[index].name).is_some_and(|base| self.versions[index] > base.version)
+            });
+            if !upgrade && self.satisfied(&relation, installed, &selected) {
                 continue;
             }
-            let Some(index) = self.candidate(&relation, installed, &selected) else {
+            let Some(index) = candidate else {
                 return Err(self.no_version(&relation));
             };
             if self.select(index, &mut selected) {
@@ -592,8 +598,11 @@ mod tests {
         assert_eq!(names(&universe.resolve(&installed, &[req("old-conflict")]).unwrap()), ["old-conflict=1"]);
         let error = universe.resolve(&installed, &[req("app:i386")]).unwrap_err().to_string();
         assert!(error.contains("architecture"), "{error}");
-        // Requested and already in the base with a matching version: nothing to do.
+        // Requested and already in the base in the candidate version: nothing to do.
         assert!(universe.resolve(&installed, &[req("libc6")]).unwrap().is_empty());
+        // Requested and in the base in an older version: upgraded, as apt-get install does.
+        let old_base = base(&[("libc6", "2.36-9", ""), ("python3", "3.9", "")]);
+        assert_eq!(names(&universe.resolve(&old_base, &[req("python3")]).unwrap()), ["python3=3.11"]);
         // A NotAutomatic (backports) version is taken when asked for, or when nothing else fits.
         assert_eq!(names(&universe.resolve(&installed, &[req("libz=1:9")]).unwrap()), ["libz=1:9"]);
         assert_eq!(names(&universe.resolve(&installed, &[req("libz>=1:5")]).unwrap()), ["libz=1:9"]);

@@ -10,6 +10,7 @@
 
 use crate::build::base::ResolvedBase;
 use crate::image::digest::Digest;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -21,6 +22,9 @@ const CONTENT_FILES: &[&str] =
     &["etc/os-release", "usr/lib/os-release", "var/lib/dpkg/status", "etc/apt/sources.list", "etc/debian_version"];
 /// Directories whose direct children's content is kept.
 const CONTENT_DIRS: &[&str] = &["etc/apt/sources.list.d"];
+/// apt's trusted keys: files here (binary or armored) are kept as bytes.
+const KEYRING_FILES: &[&str] = &["etc/apt/trusted.gpg"];
+const KEYRING_DIRS: &[&str] = &["etc/apt/trusted.gpg.d", "etc/apt/keyrings", "usr/share/keyrings"];
 /// Kept content is capped; a dpkg status of a large CUDA image is a few MB.
 const MAX_CONTENT: u64 = 32 << 20;
 
@@ -36,6 +40,9 @@ pub struct BaseFacts {
     pub glibc: Option<(u32, u32)>,
     /// `/bin`, `/lib`, `/sbin` are symlinks into `/usr` (merged /usr).
     pub usrmerge: bool,
+    /// apt keyring files of the base (`etc/apt/trusted.gpg.d/*`,
+    /// `usr/share/keyrings/*`, …) by image path, as bytes.
+    pub keyrings: BTreeMap<String, Vec<u8>>,
     /// Directories that are symlinks, as (image path, image path of the
     /// target): `bin` → `usr/bin`, `var/run` → `run`. Packages installed on
     /// top must put files at the target, never replace the link.
@@ -84,6 +91,8 @@ enum Event {
     Exists(String),
     Symlink(String, String),
     Content(String, String),
+    /// A keyring file's bytes, base64.
+    Binary(String, String),
 }
 
 /// Paths tracked in the merged view.
@@ -92,6 +101,7 @@ enum Node {
     Exists,
     Symlink(String),
     Content(String),
+    Binary(Vec<u8>),
 }
 
 /// Reads the facts of a resolved base (registry or OCI layout), using and
@@ -128,6 +138,14 @@ pub fn facts_of_rootfs(root: &Path) -> Result<BaseFacts, BaseFsError> {
         }
     }
     interesting.extend(["var/run".to_string(), "var/lock".to_string()]);
+    for dir in KEYRING_DIRS {
+        if let Ok(read) = fs::read_dir(root.join(dir)) {
+            for child in read.flatten() {
+                interesting.push(format!("{dir}/{}", child.file_name().to_string_lossy()));
+            }
+        }
+    }
+    interesting.extend(KEYRING_FILES.iter().map(|s| s.to_string()));
     for dir in ["usr/local/bin", "usr/bin", "usr/local/lib"] {
         if let Ok(read) = fs::read_dir(root.join(dir)) {
             for child in read.flatten() {
@@ -140,6 +158,8 @@ pub fn facts_of_rootfs(root: &Path) -> Result<BaseFacts, BaseFsError> {
         let Ok(meta) = fs::symlink_metadata(&full) else { continue };
         let node = if meta.file_type().is_symlink() {
             Node::Symlink(fs::read_link(&full).map_err(err)?.to_string_lossy().into_owned())
+        } else if meta.is_file() && is_keyring(&path) && meta.len() <= MAX_CONTENT {
+            Node::Binary(fs::read(&full).map_err(err)?)
         } else if meta.is_file() && wants_content(&path) && meta.len() <= MAX_CONTENT {
             Node::Content(String::from_utf8_lossy(&fs::read(&full).map_err(err)?).into_owned())
         } else {
@@ -228,6 +248,10 @@ fn scan_layer(stream: Box<dyn Read>) -> io::Result<LayerFacts> {
         if kind.is_symlink() {
             let target = entry.link_name()?.map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
             facts.events.push(Event::Symlink(path, target));
+        } else if kind.is_file() && is_keyring(&path) && entry.size() <= MAX_CONTENT {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            facts.events.push(Event::Binary(path, base64::engine::general_purpose::STANDARD.encode(bytes)));
         } else if kind.is_file() && wants_content(&path) && entry.size() <= MAX_CONTENT {
             let mut text = Vec::new();
             entry.read_to_end(&mut text)?;
@@ -248,9 +272,14 @@ fn wants_content(path: &str) -> bool {
         || CONTENT_DIRS.iter().any(|dir| path.strip_prefix(dir).is_some_and(|rest| rest.matches('/').count() == 1))
 }
 
+fn is_keyring(path: &str) -> bool {
+    KEYRING_FILES.contains(&path)
+        || KEYRING_DIRS.iter().any(|dir| path.strip_prefix(dir).is_some_and(|rest| rest.matches('/').count() == 1))
+}
+
 /// Top-level entries (for merged /usr), interpreters, site-packages dirs and content files.
 fn is_interesting(path: &str) -> bool {
-    if wants_content(path) || !path.contains('/') || matches!(path, "var/run" | "var/lock") {
+    if wants_content(path) || is_keyring(path) || !path.contains('/') || matches!(path, "var/run" | "var/lock") {
         return true;
     }
     let python_like = |rest: &str| rest.starts_with("python3") && !rest.contains('/');
@@ -280,6 +309,10 @@ fn apply(merged: &mut BTreeMap<String, Node>, events: Vec<Event>) {
             }
             Event::Content(path, text) => {
                 merged.insert(path, Node::Content(text));
+            }
+            Event::Binary(path, encoded) => {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default();
+                merged.insert(path, Node::Binary(bytes));
             }
         }
     }
@@ -314,7 +347,23 @@ fn facts_from_nodes(nodes: &BTreeMap<String, Node>) -> BaseFacts {
             _ => None,
         })
         .collect();
-    BaseFacts { os_release, dpkg_status, apt_sources, python: find_python(nodes), glibc, usrmerge, symlinked_dirs }
+    let keyrings = nodes
+        .iter()
+        .filter_map(|(path, node)| match node {
+            Node::Binary(bytes) => Some((path.clone(), bytes.clone())),
+            _ => None,
+        })
+        .collect();
+    BaseFacts {
+        os_release,
+        dpkg_status,
+        apt_sources,
+        python: find_python(nodes),
+        glibc,
+        usrmerge,
+        keyrings,
+        symlinked_dirs,
+    }
 }
 
 /// The image path a symlink at `path` points to (`var/run` + `../run` → `run`).

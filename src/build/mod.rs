@@ -78,7 +78,7 @@ pub enum BuildError {
     #[error("cannot read the base image's files")]
     BaseFs(#[from] basefs::BaseFsError),
     #[error(transparent)]
-    Deps(#[from] deps::DepsError),
+    Deps(#[from] Box<deps::DepsError>),
     #[error("cannot assemble the image config")]
     Assemble(#[source] crate::image::assemble::AssembleError),
 }
@@ -156,13 +156,13 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         built.push(layers::rootfs_layer(root, &cache)?);
     }
     if let Some(apt) = &lock.apt {
-        built.push(deps::apt_layer(apt, &facts, &cache_dir, &cache, &mut warnings)?);
+        built.push(deps::apt_layer(apt, &facts, &cache_dir, &cache, &mut warnings).map_err(Box::new)?);
     }
     if let Some(python) = &lock.python {
-        built.extend(deps::python_layers(python, &cache_dir, &cache)?);
+        built.extend(deps::python_layers(python, &cache_dir, &cache).map_err(Box::new)?);
     }
     if let Some(conda) = &lock.conda {
-        built.push(deps::conda_layer(conda, &cache_dir, &cache)?);
+        built.push(deps::conda_layer(conda, &cache_dir, &cache).map_err(Box::new)?);
     }
     built.push(layers::app_files_layer(spec, &cache, &mut warnings)?);
     let store = crate::weights::store::WeightsStore::open(&cache_dir)

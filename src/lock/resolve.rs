@@ -110,6 +110,8 @@ pub fn base_system(facts: &BaseFacts) -> Result<apt::BaseSystem, ResolveError> {
         apt_sources: facts.apt_sources.clone(),
         arch: "amd64".to_string(),
         symlinked_dirs: facts.symlinked_dirs.clone(),
+        // Every archive key the base trusts (as apt on the base would).
+        keyrings: facts.keyrings.values().filter_map(|bytes| apt::dearmor(bytes)).collect(),
     })
 }
 

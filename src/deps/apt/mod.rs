@@ -17,7 +17,7 @@ pub mod sources;
 pub use deb::{dir_link_target, install_tree, symlinked_dirs, LINKABLE_DIRS};
 pub use fetch::fetch;
 pub use resolve::resolve;
-pub use signature::ALLOW_UNSIGNED_ENV;
+pub use signature::{dearmor, ALLOW_UNSIGNED_ENV};
 pub use sources::APT_MIRROR_ENV;
 
 use serde::{Deserialize, Serialize};

@@ -302,7 +302,7 @@ fn settings_the_native_build_cannot_honour_exit_2_with_one_line() {
     let commands = commands.to_str().unwrap();
     for (project, expected) in [
         (commands, "need a container builder"),
-        ("fixtures/truss-volume", "installing apt dependencies is not available yet"),
+        ("fixtures/truss-volume", "wraps the config's entrypoint with the prefetch hook, but the config has none"),
     ] {
         let output = imgbake(&["build", project, "--base", "scratch", "--output", "oci:/nonexistent/never:x"]);
         assert_eq!(output.status.code(), Some(2), "{project}");

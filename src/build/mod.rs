@@ -183,6 +183,15 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
             warnings.push(format!("{}: mode auto bakes it (the plan's cost model is not built yet)", entry.origin));
         }
         let baked = remote::bake(entry, spec, &cache, &store, &mut warnings)?;
+        let locked_revision = lock.weights.iter().find(|f| f.source == entry.uri).and_then(|f| f.revision.as_ref());
+        if let (Some(locked), Some(now)) = (locked_revision, &baked.listing.revision) {
+            if locked != now {
+                warnings.push(format!(
+                    "{}: {} is at {now}, imgbake.lock has {locked}; run `imgbake lock` to record the new revision",
+                    entry.origin, entry.uri
+                ));
+            }
+        }
         pinned_weights.push(format!("{} → {}", entry.uri, baked.listing.revision.as_deref().unwrap_or("-")));
         built.extend(baked.layers);
     }

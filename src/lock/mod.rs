@@ -229,9 +229,14 @@ impl Lock {
 }
 
 /// The weights entry with its revision pinned to the lock's (hf:// sources),
-/// so a build with a current lock fetches exactly what was locked.
+/// so a build with a current lock fetches exactly what was locked. An
+/// hf-cache layout keeps its branch: the cache's `refs/<branch>` file needs
+/// the name (build warns when the branch has moved since the lock).
 pub fn pinned_entry(entry: &crate::spec::WeightsEntry, lock: &Lock) -> crate::spec::WeightsEntry {
     let mut entry = entry.clone();
+    if entry.layout == crate::spec::WeightsLayout::HfCache {
+        return entry;
+    }
     if let crate::spec::WeightsSource::Hf { revision, .. } = &mut entry.source {
         if let Some(pinned) = lock.weights.iter().find(|f| f.source == entry.uri).and_then(|f| f.revision.clone()) {
             *revision = pinned;

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod image;
+pub mod plan;
 pub mod registry;
 pub mod runtime;
 pub mod spec;

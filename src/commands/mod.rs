@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns its exit status.
 
 pub mod build;
+pub mod plan;
 pub mod prefetch;
 pub mod validate;
 

@@ -36,7 +36,10 @@ pub fn run(args: &PlanArgs) -> u8 {
         Ok(profile) => profile,
         Err(error) => {
             print_error(&error);
-            eprintln!("hint: built-in profiles are {}; `imgbake plan --calibrate` writes a file", profile::BUILTIN.join(", "));
+            eprintln!(
+                "hint: built-in profiles are {}; `imgbake plan --calibrate` writes a file",
+                profile::BUILTIN.join(", ")
+            );
             return EXIT_INVALID_INPUT;
         }
     };
@@ -77,9 +80,15 @@ pub fn run(args: &PlanArgs) -> u8 {
     EXIT_OK
 }
 
-fn calibrate_profile(args: &PlanArgs, mut profile: profile::Profile, target: &str, registry: &RegistryClientOptions) -> u8 {
+fn calibrate_profile(
+    args: &PlanArgs,
+    mut profile: profile::Profile,
+    target: &str,
+    registry: &RegistryClientOptions,
+) -> u8 {
     let path = args.output.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CALIBRATED_PROFILE));
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let dir =
+        path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     eprintln!("measuring unpack, disk, sha256 and compression rates in {}…", dir.display());
     let measured = match calibrate::measure(&dir, args.registry.as_deref().map(|r| (r, registry))) {
         Ok(measured) => measured,
@@ -93,7 +102,8 @@ fn calibrate_profile(args: &PlanArgs, mut profile: profile::Profile, target: &st
         profile.sources.insert(m.key.to_string(), m.how.clone());
         eprintln!("  {:<20} {}", m.key, report::param_value(m.key, m.value));
     }
-    let base = if profile::BUILTIN.contains(&profile.name.as_str()) { profile.name.clone() } else { target.to_string() };
+    let base =
+        if profile::BUILTIN.contains(&profile.name.as_str()) { profile.name.clone() } else { target.to_string() };
     if let Err(error) = profile::write_atomically(&path, &profile::to_toml(&profile, &base)) {
         print_error(&error);
         return EXIT_INVALID_INPUT;

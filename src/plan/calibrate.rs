@@ -93,9 +93,13 @@ fn unpack(reader: impl Read, dir: &std::path::Path) -> Result<(), CalibrateError
 }
 
 /// Measures this machine. `dir` is where disk tests write (the plan's working directory).
-pub fn measure(dir: &std::path::Path, registry: Option<(&str, &RegistryClientOptions)>) -> Result<Vec<Measurement>, CalibrateError> {
+pub fn measure(
+    dir: &std::path::Path,
+    registry: Option<(&str, &RegistryClientOptions)>,
+) -> Result<Vec<Measurement>, CalibrateError> {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let now =
+        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     let at = format!("measured by `imgbake plan --calibrate` on {host} at {now}");
     let mut out = Vec::new();
     let mut push = |key: &'static str, bytes: usize, seconds: f64, what: &str| {
@@ -160,7 +164,8 @@ fn measure_registry(text: &str, options: &RegistryClientOptions, at: &str) -> Re
     options.progress = crate::registry::ProgressMode::Quiet;
     let client = RegistryClient::new(options).map_err(registry_error)?;
     let dir = tempfile::tempdir().map_err(io("creating a pull directory"))?;
-    let (pulled, seconds) = timed(|| client.pull_image(&reference, "linux", "amd64", dir.path()).map_err(registry_error))?;
+    let (pulled, seconds) =
+        timed(|| client.pull_image(&reference, "linux", "amd64", dir.path()).map_err(registry_error))?;
     let total: u64 = pulled.layers.iter().map(|l| l.size).sum();
     let mut out = vec![Measurement {
         key: "registry_bandwidth",
@@ -170,7 +175,8 @@ fn measure_registry(text: &str, options: &RegistryClientOptions, at: &str) -> Re
     if let Some(largest) = pulled.layers.iter().max_by_key(|l| l.size) {
         let again = tempfile::tempdir().map_err(io("creating a pull directory"))?;
         let dest = again.path().join("blob");
-        let (bytes, seconds) = timed(|| client.fetch_blob_to_file(&reference, &largest.digest, &dest).map_err(registry_error))?;
+        let (bytes, seconds) =
+            timed(|| client.fetch_blob_to_file(&reference, &largest.digest, &dest).map_err(registry_error))?;
         out.push(Measurement {
             key: "layer_bandwidth",
             value: bytes as f64 / seconds,

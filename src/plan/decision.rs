@@ -120,7 +120,9 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
                     per_update
                 }
             };
-            let mut reason = format!("{}: {} ({}); {why}", chosen.as_str(), weights.origin, size(weights.bytes));
+            let configured = if weights.mode == WeightsMode::Auto || weights.local { "" } else { " (configured)" };
+            let mut reason =
+                format!("{}{configured}: {} ({}); {why}", chosen.as_str(), weights.origin, size(weights.bytes));
             if !weights.local {
                 reason.push_str(&format!(
                     "; ~{}/week baked vs ~{}/week on a volume",
@@ -174,7 +176,11 @@ mod tests {
             name: "t".into(),
             config: "cerebrium.toml".into(),
             target,
-            base: BaseInput { image: "b".into(), layers: vec![layer("base", 500_000_000, Codec::Gzip)], source: "test".into() },
+            base: BaseInput {
+                image: "b".into(),
+                layers: vec![layer("base", 500_000_000, Codec::Gzip)],
+                source: "test".into(),
+            },
             dependency_layers: Vec::new(),
             dependencies_declared: false,
             app: layer("app", 10_000, Codec::Gzip),
@@ -209,13 +215,22 @@ mod tests {
         let decisions = decide(&inputs(14_000_000_000, 0, Target::Cerebrium, WeightsMode::Auto), &params());
         assert_eq!(decisions[0].preferred, Placement::Volume);
         assert_eq!(decisions[0].chosen, Placement::Volume);
-        assert!(decisions[0].reason.starts_with("volume: imgbake.weights[0] (14.0 GB); a new node"), "{}", decisions[0].reason);
+        assert!(
+            decisions[0].reason.starts_with("volume: imgbake.weights[0] (14.0 GB); a new node"),
+            "{}",
+            decisions[0].reason
+        );
     }
 
     #[test]
     fn per_replica_volumes_that_start_empty_favour_baking() {
-        // Each new replica downloads from the hub at 100 MB/s; baked it pulls at 125 MB/s.
-        let decisions = decide(&inputs(14_000_000_000, 0, Target::Baseten, WeightsMode::Auto), &params());
+        // Each new replica downloads from the hub at 100 MB/s; baked in three
+        // layers it pulls at the node's 125 MB/s (one layer alone would be
+        // capped at 60 MB/s per connection and lose).
+        let mut plan_inputs = inputs(14_000_000_000, 0, Target::Baseten, WeightsMode::Auto);
+        let third = layer("weights m", 14_000_000_000 / 3, Codec::None);
+        plan_inputs.weights[0].layers = vec![third.clone(), third.clone(), third];
+        let decisions = decide(&plan_inputs, &params());
         assert_eq!(decisions[0].chosen, Placement::Bake, "{}", decisions[0].reason);
         assert!(decisions[0].reason.contains("per-replica volume"), "{}", decisions[0].reason);
     }

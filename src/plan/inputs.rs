@@ -310,7 +310,12 @@ fn weights_input(entry: &WeightsEntry, spec: &Spec, remote_ratio: f64) -> Result
                 .iter()
                 .map(|f| WeightsFile { source: PathBuf::from(&f.path), relative: f.path.clone(), size: f.size })
                 .collect();
-            (files, remote_ratio, "profile: remote_weights_ratio (remote files are not downloaded to plan)".into(), false)
+            (
+                files,
+                remote_ratio,
+                "profile: remote_weights_ratio (remote files are not downloaded to plan)".into(),
+                false,
+            )
         }
     };
     let bytes = files.iter().map(|f| f.size).sum();

@@ -82,11 +82,8 @@ pub fn plan(inputs: &PlanInputs, profile: &Profile) -> Plan {
     let params = &profile.params;
     let decisions = decision::decide(inputs, params);
     let bake: Vec<Placement> = inputs.weights.iter().map(|_| Placement::Bake).collect();
-    let volume: Vec<Placement> = inputs
-        .weights
-        .iter()
-        .map(|w| if w.volume_blocker.is_none() { Placement::Volume } else { Placement::Bake })
-        .collect();
+    let volume: Vec<Placement> =
+        inputs.weights.iter().map(|w| if w.local { Placement::Bake } else { Placement::Volume }).collect();
     let auto: Vec<Placement> = decisions.iter().map(|d| d.chosen).collect();
     let options = vec![
         options::option_plan("bake", inputs, &bake, params),
@@ -102,7 +99,10 @@ pub fn plan(inputs: &PlanInputs, profile: &Profile) -> Plan {
     }
     for weights in &inputs.weights {
         if let (Some(blocker), false) = (&weights.volume_blocker, weights.local) {
-            notes.push(format!("{}: the volume option keeps it baked: {blocker}", weights.origin));
+            notes.push(format!(
+                "{}: build cannot keep it on a volume in this version ({blocker}); the volume option shows what it would cost",
+                weights.origin
+            ));
         }
     }
     let assumptions = profile::Params::keys()
@@ -137,7 +137,8 @@ pub fn auto_modes(
     spec: &crate::spec::Spec,
     options: &inputs::GatherOptions,
 ) -> Result<Vec<decision::Decision>, inputs::GatherError> {
-    let mut profile = profile::builtin(&format!("{:?}", spec.target.name).to_lowercase()).expect("every target has a profile");
+    let mut profile =
+        profile::builtin(&format!("{:?}", spec.target.name).to_lowercase()).expect("every target has a profile");
     profile::resolve_hook_bytes(&mut profile);
     let mut options = options.clone();
     options.remote_weights_ratio = profile.params.remote_weights_ratio;

@@ -86,8 +86,11 @@ pub fn volume_layer(files: usize, params: &Params) -> LayerEstimate {
 }
 
 pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placement], params: &Params) -> OptionPlan {
-    let mut shared: Vec<LayerEstimate> =
-        if inputs.base.layers.is_empty() && inputs.base.image != "scratch" { vec![default_base(params)] } else { inputs.base.layers.clone() };
+    let mut shared: Vec<LayerEstimate> = if inputs.base.layers.is_empty() && inputs.base.image != "scratch" {
+        vec![default_base(params)]
+    } else {
+        inputs.base.layers.clone()
+    };
     shared.extend(inputs.dependency_layers.iter().cloned());
     let cached_count = shared.len();
     let mut layers = shared;
@@ -110,7 +113,8 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
         }
     }
     layers.extend(weights_layers.iter().cloned());
-    let hook_layer = (on_volume > 0 || placements.contains(&Placement::Volume)).then(|| volume_layer(volume_files, params));
+    let hook_layer =
+        (on_volume > 0 || placements.contains(&Placement::Volume)).then(|| volume_layer(volume_files, params));
     layers.extend(hook_layer.iter().cloned());
 
     let image_compressed = layers.iter().map(|l| l.compressed).sum();
@@ -124,7 +128,7 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     } else if shared_volume {
         ", warm volume"
     } else {
-        ", per-replica volume (cold)"
+        ", per-replica volume"
     };
     let scenario = |id, label: String, terms: Terms| Scenario { id, label, total: terms.total(), terms };
     let mut cold_starts = vec![
@@ -136,13 +140,17 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
         ),
     ];
     if on_volume > 0 && shared_volume {
-        cold_starts.push(scenario("cold_volume", "new node, cold volume".into(), model::cold_start(&pull, &cold, params)));
+        cold_starts.push(scenario(
+            "cold_volume",
+            "new node, cold volume".into(),
+            model::cold_start(&pull, &cold, params),
+        ));
     }
 
     let new_layers: Vec<PullLayer> = pull[cached_count..].to_vec();
     let build = model::build_seconds(remote_baked, &new_layers, params);
-    let push_weights_change =
-        weights_layers.iter().map(|l| l.compressed).sum::<u64>() + hook_layer.as_ref().map(|l| l.compressed).unwrap_or(0);
+    let push_weights_change = weights_layers.iter().map(|l| l.compressed).sum::<u64>()
+        + hook_layer.as_ref().map(|l| l.compressed).unwrap_or(0);
     let mut replica_counts = vec![inputs.min_replicas.max(1), inputs.max_replicas.max(1)];
     replica_counts.dedup();
     let storage = replica_counts

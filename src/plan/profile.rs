@@ -217,13 +217,25 @@ fn common() -> (Params, BTreeMap<String, String>) {
         ("compress_zstd", "assumption: zstd level 3, one core (~300 MB/s); measure with --calibrate"),
         ("push_bandwidth", "assumption: build machine → registry at ~100 MB/s"),
         ("app_start_seconds", "assumption: Python start and `import torch` before weights load (~5 s)"),
-        ("default_base_compressed", "assumption: a CUDA runtime base image (nvidia/cuda:12.x-runtime ≈ 1.2 GB compressed)"),
+        (
+            "default_base_compressed",
+            "assumption: a CUDA runtime base image (nvidia/cuda:12.x-runtime ≈ 1.2 GB compressed)",
+        ),
         ("default_base_uncompressed", "assumption: a CUDA runtime base image (≈ 3 GB unpacked)"),
         ("prefetch_hook_bytes", "measured: the size of this imgbake binary, which build copies in as the hook"),
-        ("remote_weights_ratio", "assumption: bf16/fp16 safetensors compress to ~85% with zstd -1 (redundant exponent bytes)"),
-        ("cold_starts_per_week_scale_to_zero", "assumption: min_replicas = 0 scales to zero after idle, ~10 cold starts a day"),
+        (
+            "remote_weights_ratio",
+            "assumption: bf16/fp16 safetensors compress to ~85% with zstd -1 (redundant exponent bytes)",
+        ),
+        (
+            "cold_starts_per_week_scale_to_zero",
+            "assumption: min_replicas = 0 scales to zero after idle, ~10 cold starts a day",
+        ),
         ("cold_starts_per_week_warm_pool", "assumption: with min_replicas ≥ 1 only scale-ups start cold, ~1 a day"),
-        ("default_updates_per_week", "assumption: weights change weekly when [imgbake] weights_updates_per_week is unset"),
+        (
+            "default_updates_per_week",
+            "assumption: weights change weekly when [imgbake] weights_updates_per_week is unset",
+        ),
     ];
     (params, sources.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
@@ -237,18 +249,10 @@ pub fn builtin(name: &str) -> Option<Profile> {
     };
     match name {
         "cerebrium" => {
-            set(
-                "volume_read",
-                2.0 * GB,
-                "Cerebrium docs (seed 001): persistent storage reads at \"nearly 2GB/s\"",
-            );
+            set("volume_read", 2.0 * GB, "Cerebrium docs (seed 001): persistent storage reads at \"nearly 2GB/s\"");
         }
         "baseten" => {
-            set(
-                "volume_read",
-                1.0 * GB,
-                "assumption: Baseten's volume (b10fs) read rate is not published; ~1 GB/s",
-            );
+            set("volume_read", 1.0 * GB, "assumption: Baseten's volume (b10fs) read rate is not published; ~1 GB/s");
         }
         "runpod" => {
             set(
@@ -333,7 +337,7 @@ pub fn parse_file(text: &str, path: &Path, default_base: &str) -> Result<Profile
                     .unwrap_or_default();
                 return Err(invalid(find(key), format!("unknown parameter `{key}`{hint}")));
             }
-            profile.sources.insert(key.clone(), format!("{} (set in {})", key, path.display()));
+            profile.sources.insert(key.clone(), format!("set in {}", path.display()));
         }
     }
     if let Some(sources) = table.get("sources").and_then(|s| s.as_table()) {
@@ -348,7 +352,9 @@ pub fn parse_file(text: &str, path: &Path, default_base: &str) -> Result<Profile
 
 /// The profile as an override file: every parameter and its source.
 pub fn to_toml(profile: &Profile, base: &str) -> String {
-    let mut out = format!("# imgbake plan profile: every number the cost model uses, with its source.\nbase = \"{base}\"\n\n[params]\n");
+    let mut out = format!(
+        "# imgbake plan profile: every number the cost model uses, with its source.\nbase = \"{base}\"\n\n[params]\n"
+    );
     for key in Params::keys() {
         let value = profile.params.get(key).unwrap_or(0.0);
         out.push_str(&format!("{key} = {}\n", toml::Value::Float(value)));

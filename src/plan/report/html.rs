@@ -19,7 +19,9 @@ fn cold_start_chart(plan: &Plan) -> String {
     let rows: Vec<(String, [f64; 6], f64)> = plan
         .options
         .iter()
-        .flat_map(|o| o.cold_starts.iter().map(move |s| (format!("{}: {}", o.name, s.label), term_values(&s.terms), s.total)))
+        .flat_map(|o| {
+            o.cold_starts.iter().map(move |s| (format!("{}: {}", o.name, s.label), term_values(&s.terms), s.total))
+        })
         .collect();
     let longest = rows.iter().map(|r| r.2).fold(1e-9, f64::max);
     let scale = (CHART_WIDTH - LABEL_WIDTH - 70.0) / longest;
@@ -54,14 +56,20 @@ fn cold_start_chart(plan: &Plan) -> String {
             }
             x += width;
         }
-        svg.push_str(&format!("<text x=\"{:.1}\" y=\"{}\" font-size=\"13\">{}</text>\n", x + 6.0, y + 16.0, seconds(*total)));
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{}\" font-size=\"13\">{}</text>\n",
+            x + 6.0,
+            y + 16.0,
+            seconds(*total)
+        ));
     }
     svg.push_str("</svg>\n");
     svg
 }
 
 fn size_chart(plan: &Plan) -> String {
-    let largest = plan.options.iter().map(|o| o.image_uncompressed.max(o.volume_bytes)).max().unwrap_or(1).max(1) as f64;
+    let largest =
+        plan.options.iter().map(|o| o.image_uncompressed.max(o.volume_bytes)).max().unwrap_or(1).max(1) as f64;
     let scale = (CHART_WIDTH - LABEL_WIDTH - 90.0) / largest;
     let height = 40.0 + plan.options.len() as f64 * 3.0 * (BAR_HEIGHT - 4.0) + plan.options.len() as f64 * 10.0;
     let mut svg = format!(
@@ -83,7 +91,9 @@ fn size_chart(plan: &Plan) -> String {
             y + 26.0,
             option.name
         ));
-        for (bytes, (label, colour)) in [option.image_compressed, option.image_uncompressed, option.volume_bytes].iter().zip(series) {
+        for (bytes, (label, colour)) in
+            [option.image_compressed, option.image_uncompressed, option.volume_bytes].iter().zip(series)
+        {
             let width = (*bytes as f64 * scale).max(1.0);
             svg.push_str(&format!(
                 "<rect x=\"{LABEL_WIDTH}\" y=\"{y}\" width=\"{width:.1}\" height=\"{}\" fill=\"{colour}\"><title>{label}: {}</title></rect>\n",

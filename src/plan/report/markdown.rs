@@ -50,7 +50,10 @@ pub fn render(plan: &Plan) -> String {
             format!("{} / {} / {}", size(s.registry), size(s.nodes), size(s.volume))
         }));
     }
-    out.push_str(&format!("\n### Cold-start terms (seconds)\n\n| option | scenario | {} | total |\n", TERMS.join(" | ")));
+    out.push_str(&format!(
+        "\n### Cold-start terms (seconds)\n\n| option | scenario | {} | total |\n",
+        TERMS.join(" | ")
+    ));
     out.push_str(&format!("|---|---|{}---:|\n", "---:|".repeat(TERMS.len())));
     for option in &plan.options {
         for scenario in &option.cold_starts {

@@ -81,4 +81,3 @@ pub const TERMS: [&str; 6] = ["pull", "unpack", "prefetch", "app start", "import
 pub fn term_values(terms: &super::model::Terms) -> [f64; 6] {
     [terms.pull, terms.unpack, terms.prefetch, terms.app_start, terms.import_overlap, terms.load]
 }
-

@@ -9,10 +9,8 @@ const WIDTH: usize = 100;
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let target = format!("{:?}", plan.target).to_lowercase();
-    out.push_str(&format!(
-        "imgbake plan: {} ({}), target {target}, profile {}\n",
-        plan.name, plan.config, plan.profile
-    ));
+    let title = format!("imgbake plan: {} ({}), target {target}, profile {}", plan.name, plan.config, plan.profile);
+    out.push_str(&format!("{}\n", wrap(&title, WIDTH, 2)));
     let scale = if plan.min_replicas == 0 { "scale to zero" } else { "warm pool" };
     out.push_str(&format!(
         "replicas {}..{} ({scale}: {} cold starts/week), weights updates {}/week, volume {}\n",
@@ -22,7 +20,7 @@ pub fn render(plan: &Plan) -> String {
         plan.weights_updates_per_week,
         if plan.shared_volume { "shared" } else { "per replica" }
     ));
-    out.push_str(&format!("base {}: {}\n", plan.base.image, plan.base.source));
+    out.push_str(&format!("{}\n", wrap(&format!("base {}: {}", plan.base.image, plan.base.source), WIDTH, 2)));
 
     out.push_str("\nDecision per weights source\n");
     if plan.decisions.is_empty() {
@@ -33,9 +31,13 @@ pub fn render(plan: &Plan) -> String {
     }
 
     out.push_str(&format!("\n{:<34}{:>22}{:>22}{:>22}\n", "", "bake", "volume", "auto"));
-    let row = |label: &str, values: Vec<String>| format!("{label:<34}{:>22}{:>22}{:>22}\n", values[0], values[1], values[2]);
+    let row =
+        |label: &str, values: Vec<String>| format!("{label:<34}{:>22}{:>22}{:>22}\n", values[0], values[1], values[2]);
     let each = |f: &dyn Fn(&crate::plan::options::OptionPlan) -> String| plan.options.iter().map(f).collect::<Vec<_>>();
-    out.push_str(&row("image compressed / unpacked", each(&|o| format!("{} / {}", size(o.image_compressed), size(o.image_uncompressed)))));
+    out.push_str(&row(
+        "image compressed / unpacked",
+        each(&|o| format!("{} / {}", size(o.image_compressed), size(o.image_uncompressed))),
+    ));
     out.push_str(&row("on the volume", each(&|o| size(o.volume_bytes))));
     out.push_str(&row("pushed when code changes", each(&|o| size(o.push_code_change))));
     out.push_str(&row("pushed when weights change", each(&|o| size(o.push_weights_change))));
@@ -47,26 +49,28 @@ pub fn render(plan: &Plan) -> String {
     ] {
         out.push_str(&row(label, each(&|o| o.scenario(id).map(|s| seconds(s.total)).unwrap_or_else(|| "-".into()))));
     }
-    if let Some(storage) = plan.options[0].storage.last() {
-        let label = format!("registry / nodes / volume, {} repl.", storage.replicas);
-        out.push_str(&row(
-            &label,
-            each(&|o| {
-                let s = o.storage.last().expect("one replica count at least");
-                format!("{}/{}/{}", size(s.registry), size(s.nodes), size(s.volume))
-            }),
-        ));
+    out.push_str(&format!("\n{:<24}{:>10}{:>22}{:>22}{:>22}\n", "Storage", "replicas", "registry", "nodes", "volume"));
+    for option in &plan.options {
+        for storage in &option.storage {
+            out.push_str(&format!(
+                "  {:<22}{:>10}{:>22}{:>22}{:>22}\n",
+                option.name,
+                storage.replicas,
+                size(storage.registry),
+                size(storage.nodes),
+                size(storage.volume)
+            ));
+        }
     }
-
     out.push_str(&format!(
-        "\nCold-start terms (s)  {:<27}{:>7}{:>7}{:>9}{:>7}{:>8}{:>7}{:>8}\n",
-        "scenario", "pull", "unpack", "prefetch", "app", "overlap", "load", "total"
+        "\n{:<46}{:>7}{:>7}{:>9}{:>7}{:>8}{:>7}{:>8}\n",
+        "Cold-start terms (s)", "pull", "unpack", "prefetch", "app", "overlap", "load", "total"
     ));
     for option in &plan.options {
         for scenario in &option.cold_starts {
             let v = term_values(&scenario.terms);
             out.push_str(&format!(
-                "  {:<8}{:<38}{:>7.1}{:>7.1}{:>9.1}{:>7.1}{:>8.1}{:>7.1}{:>8.1}\n",
+                "  {:<8}{:<36}{:>7.1}{:>7.1}{:>9.1}{:>7.1}{:>8.1}{:>7.1}{:>8.1}\n",
                 option.name, scenario.label, v[0], v[1], v[2], v[3], v[4], v[5], scenario.total
             ));
         }
@@ -93,12 +97,8 @@ pub fn render(plan: &Plan) -> String {
     }
     out.push_str(&format!("\nAssumptions (profile {})\n", plan.profile));
     for assumption in &plan.assumptions {
-        let line = format!(
-            "{} = {}: {}",
-            assumption.key,
-            param_value(&assumption.key, assumption.value),
-            assumption.source
-        );
+        let line =
+            format!("{} = {}: {}", assumption.key, param_value(&assumption.key, assumption.value), assumption.source);
         out.push_str(&format!("  {}\n", wrap(&line, WIDTH - 2, 4)));
     }
     out

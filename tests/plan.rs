@@ -1,0 +1,313 @@
+//! `imgbake plan` end to end: the fixtures' plans in text, Markdown and JSON
+//! (snapshots), the HTML page rendered by headless Chromium, `--calibrate`
+//! writing a profile that a second run uses, and `build` with `mode = "auto"`
+//! doing what `plan` printed. Weights sizes come from the loopback hub.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+use support::data::random_bytes;
+use support::hub::TestHub;
+use support::tools;
+
+const PLAN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A profile with the hook's size fixed, so snapshots do not follow the size
+/// of the test binary.
+const FIXED_PROFILE: &str = "[params]\nprefetch_hook_bytes = 25000000\n";
+
+/// Writes one hub commit (`ROOT/org/name/<revision>/…`) at a pinned revision.
+fn hub_repo(root: &Path, repo: &str, revision: &str, files: &[(&str, Vec<u8>)]) {
+    for (path, data) in files {
+        let file = root.join(repo).join(revision).join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, data).unwrap();
+    }
+}
+
+/// The repos the fixtures name, with small stand-in files (sizes in MiB).
+fn fixture_hub(root: &Path) -> TestHub {
+    let mib = |n: usize, seed| random_bytes(n << 20, seed);
+    hub_repo(
+        root,
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        "462165984030d82259a11f4367a4eed129e94a7b",
+        &[
+            ("model_index.json", b"{\"_class_name\": \"StableDiffusionXLPipeline\"}\n".to_vec()),
+            ("unet/config.json", b"{\"sample_size\": 128}\n".to_vec()),
+            ("unet/diffusion_pytorch_model.fp16.safetensors", mib(12, 1)),
+            ("text_encoder/model.fp16.safetensors", mib(3, 2)),
+            ("vae/diffusion_pytorch_model.fp16.safetensors", mib(2, 3)),
+            ("unet/diffusion_pytorch_model.safetensors", mib(1, 4)),
+        ],
+    );
+    hub_repo(
+        root,
+        "madebyollin/sdxl-vae-fp16-fix",
+        "207b116dae70ace3637169f1ddd2434b91b3a8cd",
+        &[("config.json", b"{}\n".to_vec()), ("diffusion_pytorch_model.safetensors", mib(2, 5))],
+    );
+    hub_repo(
+        root,
+        "google-bert/bert-base-uncased",
+        "86b5e0934494bd15c9632b12f734a8a67f723594",
+        &[
+            ("config.json", b"{\"hidden_size\": 768}\n".to_vec()),
+            ("model.safetensors", mib(4, 6)),
+            ("vocab.txt", b"[PAD]\n[UNK]\n".to_vec()),
+            ("tf_model.h5", mib(1, 7)),
+        ],
+    );
+    TestHub::start(root, None)
+}
+
+fn imgbake(args: &[&str], hub: Option<&TestHub>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imgbake"));
+    command.args(args).env_remove("HF_TOKEN").env_remove("HUGGING_FACE_HUB_TOKEN");
+    match hub {
+        Some(hub) => command.env("HF_ENDPOINT", hub.endpoint()),
+        None => command.env("HF_ENDPOINT", "http://127.0.0.1:9"),
+    };
+    tools::run_with_timeout(&mut command, PLAN_TIMEOUT)
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn fixed_profile(dir: &Path) -> PathBuf {
+    let path = dir.join("fixed.toml");
+    std::fs::write(&path, FIXED_PROFILE).unwrap();
+    path
+}
+
+fn plan_of(fixture: &str, format: &str, hub: &TestHub, profile: &Path) -> String {
+    let path = tools::repo_root().join("fixtures").join(fixture);
+    let args = ["plan", path.to_str().unwrap(), "--format", format, "--skip-base-lookup", "--profile"];
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(profile.to_str().unwrap());
+    stdout(&imgbake(&all, Some(hub)))
+}
+
+#[test]
+fn fixture_plans_in_text_markdown_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = fixture_hub(&dir.path().join("hub"));
+    let profile = fixed_profile(dir.path());
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(&dir.path().display().to_string()), "[TMP]");
+    settings.bind(|| {
+        for fixture in ["cerebrium-gpu-weights", "truss-volume", "truss-bake"] {
+            let text = plan_of(fixture, "text", &hub, &profile);
+            for line in text.lines() {
+                assert!(line.chars().count() <= 100, "{fixture}: line over 100 columns: {line}");
+            }
+            insta::assert_snapshot!(format!("{fixture}-text"), text);
+            insta::assert_snapshot!(format!("{fixture}-markdown"), plan_of(fixture, "markdown", &hub, &profile));
+            let json: serde_json::Value = serde_json::from_str(&plan_of(fixture, "json", &hub, &profile)).unwrap();
+            assert_eq!(json["schema"], "imgbake.plan/v1");
+            insta::assert_json_snapshot!(format!("{fixture}-json"), json);
+        }
+    });
+}
+
+/// insta filters are regexes; temp paths contain no special characters but dots.
+fn regex_escape(text: &str) -> String {
+    text.replace('.', "\\.")
+}
+
+#[test]
+fn the_text_report_names_the_unresolved_dependencies_and_the_default_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = fixture_hub(&dir.path().join("hub"));
+    let text = plan_of("cerebrium-gpu-weights", "text", &hub, &fixed_profile(dir.path()));
+    assert!(text.contains("dependencies not resolved"), "{text}");
+    assert!(text.contains("profile default used"), "{text}");
+    // The explicit local bake and the hf-cache source (volume needs layout plain) are both baked.
+    assert!(text.contains("bake: imgbake.weights[1]"), "{text}");
+}
+
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    if !tools::require_tool("chromium") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hub = fixture_hub(&dir.path().join("hub"));
+    let page = dir.path().join("plan.html");
+    let fixture = tools::repo_root().join("fixtures/truss-volume");
+    let profile = fixed_profile(dir.path());
+    let output = imgbake(
+        &[
+            "plan",
+            fixture.to_str().unwrap(),
+            "--format",
+            "html",
+            "--skip-base-lookup",
+            "--profile",
+            profile.to_str().unwrap(),
+            "-o",
+            page.to_str().unwrap(),
+        ],
+        Some(&hub),
+    );
+    stdout(&output);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<svg") && !html.contains("<script"), "self-contained, no script");
+    let shot = dir.path().join("shot.png");
+    let mut chromium = Command::new("chromium");
+    chromium
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,1400"])
+        .arg(format!("--user-data-dir={}", dir.path().join("chromium-profile").display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()));
+    tools::run_checked(&mut chromium, Duration::from_secs(90));
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    let channels = info.color_type.samples();
+    let colours: std::collections::BTreeSet<&[u8]> =
+        pixels[..info.buffer_size()].chunks(channels).map(|p| &p[..3.min(channels)]).collect();
+    // White page, black text, and the six term colours of the bars at least.
+    assert!(colours.len() >= 8, "the screenshot looks blank: {} distinct colours", colours.len());
+    let bar_blue = [0x1f_u8, 0x77, 0xb4];
+    assert!(colours.contains(&bar_blue[..]), "the chart's first series colour is missing from the screenshot");
+}
+
+#[test]
+fn calibrate_writes_a_profile_that_a_second_run_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("calibrated.toml");
+    let fixture = tools::repo_root().join("fixtures/cerebrium-local-weights");
+    let output = imgbake(&["plan", fixture.to_str().unwrap(), "--calibrate", "-o", profile.to_str().unwrap()], None);
+    stdout(&output);
+    let text = std::fs::read_to_string(&profile).unwrap();
+    assert!(text.contains("unpack_gzip = ") && text.contains("measured by `imgbake plan --calibrate`"), "{text}");
+    let json = stdout(&imgbake(
+        &[
+            "plan",
+            fixture.to_str().unwrap(),
+            "--format",
+            "json",
+            "--skip-base-lookup",
+            "--profile",
+            profile.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(plan["profile"], "calibrated");
+    let assumptions = plan["assumptions"].as_array().unwrap();
+    for key in ["unpack_gzip", "unpack_zstd", "unpack_none", "disk_read", "disk_write", "sha256"] {
+        let found = assumptions.iter().find(|a| a["key"] == key).unwrap();
+        assert!(found["source"].as_str().unwrap().contains("measured"), "{key}: {found}");
+        assert!(found["value"].as_f64().unwrap() > 1e6, "{key}: {found}");
+    }
+    // Volume read cannot be measured here: it keeps the platform's documented number.
+    let volume = assumptions.iter().find(|a| a["key"] == "volume_read").unwrap();
+    assert_eq!(volume["value"], 2e9);
+}
+
+#[test]
+fn a_bad_profile_file_names_its_line_and_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("bad.toml");
+    std::fs::write(&profile, "[params]\nvolume_raed = 1e9\n").unwrap();
+    let fixture = tools::repo_root().join("fixtures/cerebrium-local-weights");
+    let output = imgbake(
+        &["plan", fixture.to_str().unwrap(), "--skip-base-lookup", "--profile", profile.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.toml:2:1: unknown parameter `volume_raed` (did you mean `volume_read`?)"), "{stderr}");
+}
+
+/// A project with one `hf://org/<repo>@main` source in `mode = "auto"`.
+fn auto_project(dir: &Path, repo: &str) -> PathBuf {
+    let project = dir.join(repo);
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::copy(tools::repo_root().join("fixtures/cerebrium-local-weights/server.py"), project.join("server.py"))
+        .unwrap();
+    let config = format!(
+        "[cerebrium.deployment]\nname = \"auto-{repo}\"\n\n[cerebrium.runtime.custom]\nport = 8080\n\
+         entrypoint = [\"python3\", \"server.py\"]\n\n[cerebrium.scaling]\nmin_replicas = 0\nmax_replicas = 2\n\n\
+         [imgbake]\nweights_updates_per_week = 1\n\n\
+         [[imgbake.weights]]\nsource = \"hf://org/{repo}@main\"\nmount = \"{repo}\"\nmode = \"auto\"\n"
+    );
+    std::fs::write(project.join("cerebrium.toml"), config).unwrap();
+    project
+}
+
+/// `plan`'s chosen placement of the only source, and what `build` made.
+fn plan_and_build(dir: &Path, hub: &TestHub, repo: &str) -> (String, Vec<String>) {
+    let project = auto_project(dir, repo);
+    let plan =
+        stdout(&imgbake(&["plan", project.to_str().unwrap(), "--format", "json", "--base", "scratch"], Some(hub)));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let chosen = plan["decisions"][0]["chosen"].as_str().unwrap().to_string();
+    let output = format!("oci:{}:app", dir.join(format!("out-{repo}")).display());
+    let cache = dir.join("cache");
+    let build = stdout(&imgbake(
+        &[
+            "build",
+            "--json",
+            project.to_str().unwrap(),
+            "--base",
+            "scratch",
+            "--output",
+            &output,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+        Some(hub),
+    ));
+    let build: serde_json::Value = serde_json::from_str(&build).unwrap();
+    let layers = build["layers"].as_array().unwrap().iter().map(|l| l["what"].as_str().unwrap().to_string()).collect();
+    (chosen, layers)
+}
+
+#[test]
+fn build_with_mode_auto_does_what_plan_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    // Small weights: baking them costs less than pulling the hook layer.
+    hub_repo(
+        &root,
+        "org/small",
+        "1111111111111111111111111111111111111111",
+        &[("model.safetensors", random_bytes(2 << 20, 9))],
+    );
+    // 6 GB (sparse: nothing is written or downloaded): on a volume.
+    hub_repo(&root, "org/large", "2222222222222222222222222222222222222222", &[("config.json", b"{}\n".to_vec())]);
+    let large = root.join("org/large/2222222222222222222222222222222222222222/model.safetensors");
+    std::fs::File::create(&large).unwrap().set_len(6_000_000_000).unwrap();
+    for (repo, commit) in
+        [("small", "1111111111111111111111111111111111111111"), ("large", "2222222222222222222222222222222222222222")]
+    {
+        let refs = root.join("org").join(repo).join("refs");
+        std::fs::create_dir_all(&refs).unwrap();
+        std::fs::write(refs.join("main"), commit).unwrap();
+    }
+    let hub = TestHub::start(&root, None);
+
+    let (chosen, layers) = plan_and_build(dir.path(), &hub, "small");
+    assert_eq!(chosen, "bake");
+    assert!(layers.iter().any(|l| l == "weights small"), "{layers:?}");
+    assert!(!layers.iter().any(|l| l.contains("prefetch hook")), "{layers:?}");
+
+    let (chosen, layers) = plan_and_build(dir.path(), &hub, "large");
+    assert_eq!(chosen, "volume");
+    assert!(layers.iter().any(|l| l.contains("prefetch hook")), "{layers:?}");
+    assert!(!layers.iter().any(|l| l.starts_with("weights large")), "{layers:?}");
+}

@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 /// uncompressed. Mirrors `INCOMPRESSIBLE_RATIO` in src/build/layers.rs (private
 /// there); `auto_codec_matches_build` below pins the two together by behaviour.
 const INCOMPRESSIBLE_RATIO: f64 = 0.90;
+/// Bytes read from the largest file of a remote source to estimate its compressibility.
+const REMOTE_SAMPLE_BYTES: u64 = 4 << 20;
+/// safetensors headers are JSON, a few MB at most; anything larger is not one.
+const MAX_SAFETENSORS_HEADER: u64 = 100 << 20;
 /// tar: a 512-byte header per entry, data padded to 512, two zero blocks at the end.
 const TAR_BLOCK: u64 = 512;
 
@@ -310,12 +314,19 @@ fn weights_input(entry: &WeightsEntry, spec: &Spec, remote_ratio: f64) -> Result
                 .iter()
                 .map(|f| WeightsFile { source: PathBuf::from(&f.path), relative: f.path.clone(), size: f.size })
                 .collect();
-            (
-                files,
-                remote_ratio,
-                "profile: remote_weights_ratio (remote files are not downloaded to plan)".into(),
-                false,
-            )
+            let (ratio, how) = match listing.files.iter().max_by_key(|f| f.size) {
+                Some(largest) => match sample_remote(&client, largest) {
+                    Ok((ratio, sampled)) => {
+                        (ratio, format!("sampled: zstd -1 over {sampled} bytes of {} (the largest file)", largest.path))
+                    }
+                    Err(error) => (
+                        remote_ratio,
+                        format!("profile: remote_weights_ratio (sampling {} failed: {error})", largest.path),
+                    ),
+                },
+                None => (remote_ratio, "profile: remote_weights_ratio (no files)".into()),
+            };
+            (files, ratio, how, false)
         }
     };
     let bytes = files.iter().map(|f| f.size).sum();
@@ -344,6 +355,33 @@ fn weights_input(entry: &WeightsEntry, spec: &Spec, remote_ratio: f64) -> Result
         layers,
         volume_blocker,
     })
+}
+
+/// Reads up to [`REMOTE_SAMPLE_BYTES`] of a remote file's data (after a
+/// safetensors header, which is JSON and would flatter the ratio) and
+/// returns its zstd-1 ratio and the bytes sampled.
+fn sample_remote(
+    client: &crate::weights::source::SourceClient,
+    file: &crate::weights::RemoteFile,
+) -> Result<(f64, usize), String> {
+    use std::io::Read;
+    let mut reader = client.open(file).map_err(|e| e.to_string())?;
+    if file.path.ends_with(".safetensors") {
+        let mut length = [0u8; 8];
+        reader.read_exact(&mut length).map_err(|e| e.to_string())?;
+        let header = u64::from_le_bytes(length);
+        // Not a real header (too large): sample what follows as it is.
+        if header <= MAX_SAFETENSORS_HEADER {
+            std::io::copy(&mut (&mut reader).take(header), &mut std::io::sink()).map_err(|e| e.to_string())?;
+        }
+    }
+    let mut sample = Vec::new();
+    reader.take(REMOTE_SAMPLE_BYTES).read_to_end(&mut sample).map_err(|e| e.to_string())?;
+    if sample.is_empty() {
+        return Err("no data".into());
+    }
+    let compressed = zstd::bulk::compress(&sample, 1).map(|c| c.len()).unwrap_or(sample.len());
+    Ok((compressed as f64 / sample.len() as f64, sample.len()))
 }
 
 /// The layers build makes for these files (src/build/layers.rs weights_layers;

@@ -58,6 +58,10 @@ pub struct Plan {
     pub cold_starts_per_week: f64,
     pub weights_updates_per_week: f64,
     pub base: inputs::BaseInput,
+    /// Every weights source as gathered: files, bytes, compressibility and its source, layers when baked.
+    pub sources: Vec<inputs::WeightsInput>,
+    /// pip/apt/conda layers (empty until imgbake.lock is wired in).
+    pub dependency_layers: Vec<inputs::LayerEstimate>,
     pub decisions: Vec<decision::Decision>,
     pub options: Vec<options::OptionPlan>,
     pub notes: Vec<String>,
@@ -124,6 +128,8 @@ pub fn plan(inputs: &PlanInputs, profile: &Profile) -> Plan {
         cold_starts_per_week: cold_starts_per_week(inputs, params),
         weights_updates_per_week: updates_per_week(inputs, params),
         base: inputs.base.clone(),
+        sources: inputs.weights.clone(),
+        dependency_layers: inputs.dependency_layers.clone(),
         decisions,
         options,
         notes,

@@ -50,7 +50,7 @@ pub struct Params {
     pub default_base_uncompressed: f64,
     /// Size of the prefetch hook binary in the volume-mode layer (0: this imgbake binary's size).
     pub prefetch_hook_bytes: f64,
-    /// zstd-1 ratio assumed for remote weights (they are not downloaded to plan).
+    /// zstd-1 ratio assumed for remote weights when sampling 4 MiB of the largest file fails.
     pub remote_weights_ratio: f64,
     /// Cold starts per week with min_replicas = 0 (scale to zero).
     pub cold_starts_per_week_scale_to_zero: f64,
@@ -225,7 +225,7 @@ fn common() -> (Params, BTreeMap<String, String>) {
         ("prefetch_hook_bytes", "measured: the size of this imgbake binary, which build copies in as the hook"),
         (
             "remote_weights_ratio",
-            "assumption: bf16/fp16 safetensors compress to ~85% with zstd -1 (redundant exponent bytes)",
+            "assumption, used only when sampling a remote file fails: bf16/fp16 safetensors compress to ~85% with zstd -1",
         ),
         (
             "cold_starts_per_week_scale_to_zero",

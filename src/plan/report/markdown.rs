@@ -67,6 +67,18 @@ pub fn render(plan: &Plan) -> String {
             ));
         }
     }
+    out.push_str("\n### Weights sources\n\n| source | files | size | zstd ratio | how the ratio is known |\n|---|---:|---:|---:|---|\n");
+    for source in &plan.sources {
+        out.push_str(&format!(
+            "| `{}` {} | {} | {} | {:.2} | {} |\n",
+            source.origin,
+            source.uri,
+            source.files,
+            size(source.bytes),
+            source.ratio,
+            source.ratio_source
+        ));
+    }
     if !plan.notes.is_empty() {
         out.push_str("\n### Notes\n\n");
         for note in &plan.notes {

@@ -89,6 +89,19 @@ pub fn render(plan: &Plan) -> String {
             ));
         }
     }
+    out.push_str("\nWeights sources\n");
+    for source in &plan.sources {
+        let line = format!(
+            "{} {}: {} files, {}, zstd ratio {:.2} ({})",
+            source.origin,
+            source.uri,
+            source.files,
+            size(source.bytes),
+            source.ratio,
+            source.ratio_source
+        );
+        out.push_str(&format!("  {}\n", wrap(&line, WIDTH - 2, 4)));
+    }
     if !plan.notes.is_empty() {
         out.push_str("\nNotes\n");
         for note in &plan.notes {

@@ -311,3 +311,128 @@ fn build_with_mode_auto_does_what_plan_printed() {
     assert!(layers.iter().any(|l| l.contains("prefetch hook")), "{layers:?}");
     assert!(!layers.iter().any(|l| l.starts_with("weights large")), "{layers:?}");
 }
+
+/// A project with a local weights folder of three 2 MiB files split into a layer each.
+fn split_project(dir: &Path) -> PathBuf {
+    let project = dir.join("split");
+    let weights = project.join("weights");
+    std::fs::create_dir_all(&weights).unwrap();
+    for (index, name) in ["a.safetensors", "b.safetensors", "c.safetensors"].iter().enumerate() {
+        std::fs::write(weights.join(name), random_bytes(2 << 20, 20 + index as u64)).unwrap();
+    }
+    std::fs::write(weights.join("config.json"), b"{\"layers\": 3}\n").unwrap();
+    std::fs::copy(tools::repo_root().join("fixtures/cerebrium-local-weights/server.py"), project.join("server.py"))
+        .unwrap();
+    let config = "[cerebrium.deployment]\nname = \"split\"\nexclude = [\"weights/\"]\n\n\
+                  [cerebrium.runtime.custom]\nport = 8080\nentrypoint = [\"python3\", \"server.py\"]\n\n\
+                  [imgbake]\nweights_split_mib = 1\n\n\
+                  [[imgbake.weights]]\nsource = \"./weights\"\nmount = \"m\"\nmode = \"bake\"\n";
+    std::fs::write(project.join("cerebrium.toml"), config).unwrap();
+    project
+}
+
+fn build_json(project: &Path, dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let output = format!("oci:{}:app", dir.join("out").display());
+    let cache = dir.join("cache");
+    let mut args = vec!["build", "--json", project.to_str().unwrap(), "--output", &output];
+    args.extend(["--cache-dir", cache.to_str().unwrap()]);
+    args.extend(extra);
+    serde_json::from_str(&stdout(&imgbake(&args, None))).unwrap()
+}
+
+#[test]
+fn planned_layers_match_the_layers_build_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = split_project(dir.path());
+    let plan = stdout(&imgbake(&["plan", project.to_str().unwrap(), "--format", "json", "--base", "scratch"], None));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let planned = plan["options"][2]["layers"].as_array().unwrap().clone();
+    let built = build_json(&project, dir.path(), &["--base", "scratch"]);
+    let built = built["layers"].as_array().unwrap();
+    let names = |layers: &[serde_json::Value]| {
+        layers.iter().map(|l| l["what"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    // Same layers, same order: app files, the small files, then each large file alone.
+    assert_eq!(names(&planned), names(built));
+    for (plan_layer, built_layer) in planned.iter().zip(built) {
+        let what = plan_layer["what"].as_str().unwrap();
+        let estimate = plan_layer["uncompressed"].as_f64().unwrap();
+        let actual = built_layer["uncompressed_size"].as_f64().unwrap();
+        // Build adds directory entries the estimate leaves out: a few 512-byte headers.
+        assert!((estimate - actual).abs() <= 4096.0 + actual * 0.01, "{what}: planned {estimate}, built {actual}");
+        if what.starts_with("weights m ") && what != "weights m 1/4" {
+            // Random bytes: both keep them uncompressed (`compression = "auto"`).
+            assert_eq!(plan_layer["codec"], "none", "{what}");
+            assert!(built_layer["media_type"].as_str().unwrap().ends_with(".tar"), "{built_layer}");
+        }
+    }
+}
+
+#[test]
+fn base_sizes_come_from_an_oci_layout_and_a_registry() {
+    if !tools::require_tool("docker-registry") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let project = split_project(dir.path());
+    let registry = support::registry::TestRegistry::start();
+    let host = registry.host();
+    let reference = format!("{host}/plan-base:1");
+    let built =
+        build_json(&project, dir.path(), &["--base", "scratch", "--push", &reference, "--insecure-registry", &host]);
+    let sizes: Vec<u64> = built["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).collect();
+    let layout = format!("oci:{}:app", dir.path().join("out").display());
+    for (base, extra, source) in [
+        (layout.as_str(), vec![], "OCI layout manifest"),
+        (reference.as_str(), vec!["--insecure-registry", host.as_str()], "registry manifest"),
+    ] {
+        let mut args = vec!["plan", project.to_str().unwrap(), "--format", "json", "--base", base];
+        args.extend(extra);
+        let plan: serde_json::Value = serde_json::from_str(&stdout(&imgbake(&args, None))).unwrap();
+        assert!(plan["base"]["source"].as_str().unwrap().starts_with(source), "{}", plan["base"]);
+        let planned: Vec<u64> =
+            plan["base"]["layers"].as_array().unwrap().iter().map(|l| l["compressed"].as_u64().unwrap()).collect();
+        assert_eq!(planned, sizes, "{base}: the base's blob sizes are exact");
+    }
+    // An unreachable registry is said, and the profile's default is used.
+    let plan = stdout(&imgbake(
+        &["plan", project.to_str().unwrap(), "--format", "json", "--base", "127.0.0.1:9/none:1"],
+        None,
+    ));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    assert!(plan["base"]["source"].as_str().unwrap().contains("unreachable"), "{}", plan["base"]);
+    assert!(plan["notes"].to_string().contains("default_base_compressed"), "{}", plan["notes"]);
+}
+
+#[test]
+fn calibrate_measures_a_registry_pull() {
+    if !tools::require_tool("docker-registry") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let project = split_project(dir.path());
+    let registry = support::registry::TestRegistry::start();
+    let host = registry.host();
+    let reference = format!("{host}/calibrate:1");
+    build_json(&project, dir.path(), &["--base", "scratch", "--push", &reference, "--insecure-registry", &host]);
+    let profile = dir.path().join("with-registry.toml");
+    stdout(&imgbake(
+        &[
+            "plan",
+            project.to_str().unwrap(),
+            "--calibrate",
+            "--registry",
+            &reference,
+            "--insecure-registry",
+            &host,
+            "-o",
+            profile.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let text = std::fs::read_to_string(&profile).unwrap();
+    for key in ["registry_bandwidth", "layer_bandwidth"] {
+        let source = text.lines().find(|l| l.starts_with(&format!("{key} = \""))).unwrap_or_default();
+        assert!(source.contains("measured") && source.contains(&reference), "{key}: {text}");
+    }
+}

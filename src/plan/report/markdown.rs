@@ -23,7 +23,10 @@ pub fn render(plan: &Plan) -> String {
         out.push_str("No weights sources.\n");
     }
     for decision in &plan.decisions {
-        out.push_str(&format!("- **{}** `{}`: {}\n", decision.chosen.as_str(), decision.uri, decision.reason));
+        // The reason starts with the placement; bold it and name the source.
+        let rest = decision.reason.split_once(": ").map(|(_, rest)| rest).unwrap_or(&decision.reason);
+        let configured = if decision.reason.contains(" (configured): ") { " (configured)" } else { "" };
+        out.push_str(&format!("- **{}**{configured} `{}`: {rest}\n", decision.chosen.as_str(), decision.uri));
     }
     out.push_str("\n### Options\n\n| | bake | volume | auto |\n|---|---:|---:|---:|\n");
     let row = |label: &str, f: &dyn Fn(&crate::plan::options::OptionPlan) -> String| {

@@ -27,39 +27,79 @@ fn hub_repo(root: &Path, repo: &str, revision: &str, files: &[(&str, Vec<u8>)]) 
     }
 }
 
-/// The repos the fixtures name, with small stand-in files (sizes in MiB).
+/// bf16 values like trained weights (about normal, σ ≈ 0.02), so the sampled
+/// compressibility is realistic: exponent bytes repeat, mantissas do not.
+fn bf16_like(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut uniform = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let value = (uniform() + uniform() + uniform() + uniform() - 2.0) * 0.035;
+        out.extend_from_slice(&((value.to_bits() >> 16) as u16).to_le_bytes());
+    }
+    out
+}
+
+/// A safetensors file of `size` bytes: a header, 4 MiB of bf16-like data,
+/// then a hole (sparse: nothing is written, the hub hashes zeros).
+fn sparse_safetensors(path: &Path, size: u64, seed: u64) {
+    use std::io::Write;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let header = br#"{"weight":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}}"#;
+    let mut file = std::fs::File::create(path).unwrap();
+    file.write_all(&(header.len() as u64).to_le_bytes()).unwrap();
+    file.write_all(header).unwrap();
+    file.write_all(&bf16_like(4 << 20, seed)).unwrap();
+    file.set_len(size).unwrap();
+}
+
+/// The repos the fixtures name, with their real file sizes (sparse files).
 fn fixture_hub(root: &Path) -> TestHub {
-    let mib = |n: usize, seed| random_bytes(n << 20, seed);
+    let json = |text: &str| text.as_bytes().to_vec();
+    let sdxl = "stabilityai/stable-diffusion-xl-base-1.0";
+    let sdxl_revision = "462165984030d82259a11f4367a4eed129e94a7b";
     hub_repo(
         root,
-        "stabilityai/stable-diffusion-xl-base-1.0",
-        "462165984030d82259a11f4367a4eed129e94a7b",
+        sdxl,
+        sdxl_revision,
         &[
-            ("model_index.json", b"{\"_class_name\": \"StableDiffusionXLPipeline\"}\n".to_vec()),
-            ("unet/config.json", b"{\"sample_size\": 128}\n".to_vec()),
-            ("unet/diffusion_pytorch_model.fp16.safetensors", mib(12, 1)),
-            ("text_encoder/model.fp16.safetensors", mib(3, 2)),
-            ("vae/diffusion_pytorch_model.fp16.safetensors", mib(2, 3)),
-            ("unet/diffusion_pytorch_model.safetensors", mib(1, 4)),
+            ("model_index.json", json("{\"_class_name\": \"StableDiffusionXLPipeline\"}\n")),
+            ("unet/config.json", json("{\"sample_size\": 128}\n")),
+            ("vae/config.json", json("{\"scaling_factor\": 0.13025}\n")),
         ],
     );
+    for (path, size, seed) in [
+        ("unet/diffusion_pytorch_model.fp16.safetensors", 5_135_149_760, 1),
+        ("text_encoder_2/model.fp16.safetensors", 1_389_382_176, 2),
+        ("text_encoder/model.fp16.safetensors", 246_144_152, 3),
+        ("vae/diffusion_pytorch_model.fp16.safetensors", 167_335_342, 4),
+        // Not matched by the fixtures' allow_patterns: listed, never counted.
+        ("unet/diffusion_pytorch_model.safetensors", 10_270_077_736, 5),
+    ] {
+        sparse_safetensors(&root.join(sdxl).join(sdxl_revision).join(path), size, seed);
+    }
+    let vae = "madebyollin/sdxl-vae-fp16-fix";
+    let vae_revision = "207b116dae70ace3637169f1ddd2434b91b3a8cd";
+    hub_repo(root, vae, vae_revision, &[("config.json", json("{}\n"))]);
+    sparse_safetensors(&root.join(vae).join(vae_revision).join("diffusion_pytorch_model.safetensors"), 334_643_268, 6);
+    let bert = "google-bert/bert-base-uncased";
+    let bert_revision = "86b5e0934494bd15c9632b12f734a8a67f723594";
     hub_repo(
         root,
-        "madebyollin/sdxl-vae-fp16-fix",
-        "207b116dae70ace3637169f1ddd2434b91b3a8cd",
-        &[("config.json", b"{}\n".to_vec()), ("diffusion_pytorch_model.safetensors", mib(2, 5))],
-    );
-    hub_repo(
-        root,
-        "google-bert/bert-base-uncased",
-        "86b5e0934494bd15c9632b12f734a8a67f723594",
+        bert,
+        bert_revision,
         &[
-            ("config.json", b"{\"hidden_size\": 768}\n".to_vec()),
-            ("model.safetensors", mib(4, 6)),
-            ("vocab.txt", b"[PAD]\n[UNK]\n".to_vec()),
-            ("tf_model.h5", mib(1, 7)),
+            ("config.json", json("{\"hidden_size\": 768}\n")),
+            ("vocab.txt", json("[PAD]\n[UNK]\n")),
+            ("tf_model.h5", random_bytes(1 << 20, 7)),
         ],
     );
+    sparse_safetensors(&root.join(bert).join(bert_revision).join("model.safetensors"), 440_449_768, 8);
     TestHub::start(root, None)
 }
 

@@ -10,6 +10,9 @@ use super::{cold_starts_per_week, updates_per_week, Placement};
 use crate::spec::WeightsMode;
 use serde::Serialize;
 
+/// A difference under 1% of the cheaper option is not worth a sentence.
+const NEGLIGIBLE: f64 = 0.01;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub origin: String,
@@ -134,12 +137,16 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
                     (WeightsMode::Auto, Some(blocker)) if preferred == Placement::Volume => {
                         reason.push_str(&format!("; volume would be cheaper but {blocker}"))
                     }
-                    (WeightsMode::Bake | WeightsMode::Volume, _) if chosen != preferred => reason.push_str(&format!(
-                        "; the configured mode {} costs ~{}/week more than {}",
-                        chosen.as_str(),
-                        seconds(extra),
-                        preferred.as_str()
-                    )),
+                    (WeightsMode::Bake | WeightsMode::Volume, _)
+                        if chosen != preferred && extra > NEGLIGIBLE * bake_week.min(volume_week) =>
+                    {
+                        reason.push_str(&format!(
+                            "; the configured mode {} costs ~{}/week more than {}",
+                            chosen.as_str(),
+                            seconds(extra),
+                            preferred.as_str()
+                        ))
+                    }
                     _ => {}
                 }
             }

@@ -13,6 +13,8 @@ use support::hub::TestHub;
 use support::tools;
 
 const PLAN_TIMEOUT: Duration = Duration::from_secs(120);
+/// `--calibrate` compresses and unpacks 32 MiB several times; slow under load.
+const CALIBRATE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A profile with the hook's size fixed, so snapshots do not follow the size
 /// of the test binary.
@@ -104,13 +106,14 @@ fn fixture_hub(root: &Path) -> TestHub {
 }
 
 fn imgbake(args: &[&str], hub: Option<&TestHub>) -> Output {
+    let timeout = if args.contains(&"--calibrate") { CALIBRATE_TIMEOUT } else { PLAN_TIMEOUT };
     let mut command = Command::new(env!("CARGO_BIN_EXE_imgbake"));
     command.args(args).env_remove("HF_TOKEN").env_remove("HUGGING_FACE_HUB_TOKEN");
     match hub {
         Some(hub) => command.env("HF_ENDPOINT", hub.endpoint()),
         None => command.env("HF_ENDPOINT", "http://127.0.0.1:9"),
     };
-    tools::run_with_timeout(&mut command, PLAN_TIMEOUT)
+    tools::run_with_timeout(&mut command, timeout)
 }
 
 fn stdout(output: &Output) -> String {

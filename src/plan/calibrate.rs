@@ -9,7 +9,7 @@ use std::time::Instant;
 
 /// Bytes of test data: enough to get past caches' warm-up, small enough to
 /// run in seconds on a shared 2-core machine.
-const SAMPLE_BYTES: usize = 64 << 20;
+const SAMPLE_BYTES: usize = 32 << 20;
 const FILES_IN_LAYER: usize = 4;
 
 #[derive(Debug, thiserror::Error)]

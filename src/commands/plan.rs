@@ -36,10 +36,7 @@ pub fn run(args: &PlanArgs) -> u8 {
         Ok(profile) => profile,
         Err(error) => {
             print_error(&error);
-            eprintln!(
-                "hint: built-in profiles are {}; `imgbake plan --calibrate` writes a file",
-                profile::BUILTIN.join(", ")
-            );
+            eprintln!("hint: `imgbake plan --calibrate -o FILE` writes a profile file with every key");
             return EXIT_INVALID_INPUT;
         }
     };

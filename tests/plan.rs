@@ -479,3 +479,65 @@ fn calibrate_measures_a_registry_pull() {
         assert!(source.contains("measured") && source.contains(&reference), "{key}: {text}");
     }
 }
+
+#[test]
+fn planned_hf_cache_layers_match_the_layers_build_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let commit = "4444444444444444444444444444444444444444";
+    hub_repo(
+        &root,
+        "org/cached",
+        commit,
+        &[
+            ("config.json", b"{}\n".to_vec()),
+            ("b.safetensors", random_bytes(3 << 20, 31)),
+            ("a.safetensors", random_bytes(2 << 20, 32)),
+        ],
+    );
+    let hub = TestHub::start(&root, None);
+    let project = dir.path().join("cached");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("app.py"), "print('hi')\n").unwrap();
+    let config = format!(
+        "[cerebrium.deployment]\nname = \"cached\"\n\n[cerebrium.runtime.custom]\nport = 8080\n\
+         entrypoint = [\"python3\", \"app.py\"]\n\n[imgbake]\nweights_split_mib = 1\n\n\
+         [[imgbake.weights]]\nsource = \"hf://org/cached@{commit}\"\nmount = \"c\"\nmode = \"bake\"\nlayout = \"hf-cache\"\n"
+    );
+    std::fs::write(project.join("cerebrium.toml"), config).unwrap();
+    let plan =
+        stdout(&imgbake(&["plan", project.to_str().unwrap(), "--format", "json", "--base", "scratch"], Some(&hub)));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let output = format!("oci:{}:app", dir.path().join("out").display());
+    let cache = dir.path().join("cache");
+    let built = stdout(&imgbake(
+        &[
+            "build",
+            "--json",
+            project.to_str().unwrap(),
+            "--base",
+            "scratch",
+            "--output",
+            &output,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+        Some(&hub),
+    ));
+    let built: serde_json::Value = serde_json::from_str(&built).unwrap();
+    let layers = |list: &serde_json::Value, size: &str| -> Vec<(String, u64)> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["what"].as_str().unwrap().to_string(), l[size].as_u64().unwrap()))
+            .collect()
+    };
+    let planned = layers(&plan["options"][2]["layers"], "uncompressed");
+    let actual = layers(&built["layers"], "uncompressed_size");
+    let names = |list: &[(String, u64)]| list.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&planned), names(&actual));
+    for ((what, estimate), (_, size)) in planned.iter().zip(&actual) {
+        let (estimate, size) = (*estimate as f64, *size as f64);
+        assert!((estimate - size).abs() <= 8192.0 + size * 0.01, "{what}: planned {estimate}, built {size}");
+    }
+}

@@ -309,11 +309,20 @@ fn weights_input(entry: &WeightsEntry, spec: &Spec, remote_ratio: f64) -> Result
                 uri: entry.uri.clone(),
                 source,
             })?;
-            let files = listing
-                .files
-                .iter()
-                .map(|f| WeightsFile { source: PathBuf::from(&f.path), relative: f.path.clone(), size: f.size })
-                .collect();
+            // hf-cache: build bakes the blobs (in the cache tree's order) under
+            // their blob paths; plain: the files as listed.
+            let files = match entry.layout {
+                WeightsLayout::HfCache => crate::weights::hf_cache::tree(entry, &listing)
+                    .blobs
+                    .into_iter()
+                    .map(|(f, blob)| WeightsFile { source: PathBuf::from(&blob), relative: blob, size: f.size })
+                    .collect(),
+                WeightsLayout::Plain => listing
+                    .files
+                    .iter()
+                    .map(|f| WeightsFile { source: PathBuf::from(&f.path), relative: f.path.clone(), size: f.size })
+                    .collect(),
+            };
             let (ratio, how) = match listing.files.iter().max_by_key(|f| f.size) {
                 Some(largest) => match sample_remote(&client, largest) {
                     Ok((ratio, sampled)) => {
@@ -403,8 +412,10 @@ pub fn weights_layers(entry: &WeightsEntry, spec: &Spec, files: Vec<WeightsFile>
         })
         .collect();
     if entry.layout == WeightsLayout::HfCache && !matches!(entry.source, WeightsSource::Local { .. }) {
+        // One symlink per file and a ref: headers only, always gzip (src/build/remote.rs).
         let links = vec![0u64; groups.iter().map(Vec::len).sum::<usize>() + 1];
-        layers.push(LayerEstimate::from_files(format!("weights {} links", entry.mount), &links, 0.1, spec.compression));
+        let what = format!("weights {} snapshot", entry.mount);
+        layers.push(LayerEstimate::from_files(what, &links, 0.1, spec::Compression::Gzip));
     }
     layers
 }

@@ -202,6 +202,7 @@ mod tests {
                 ratio: 1.0,
                 ratio_source: "test".into(),
                 layers: vec![layer("weights m", weights_bytes, Codec::None)],
+                file_sizes: vec![weights_bytes],
                 volume_blocker: None,
             }],
             min_replicas,
@@ -237,6 +238,7 @@ mod tests {
         let mut plan_inputs = inputs(14_000_000_000, 0, Target::Baseten, WeightsMode::Auto);
         let third = layer("weights m", 14_000_000_000 / 3, Codec::None);
         plan_inputs.weights[0].layers = vec![third.clone(), third.clone(), third];
+        plan_inputs.weights[0].file_sizes = vec![14_000_000_000 / 3; 3];
         let decisions = decide(&plan_inputs, &params());
         assert_eq!(decisions[0].chosen, Placement::Bake, "{}", decisions[0].reason);
         assert!(decisions[0].reason.contains("per-replica volume"), "{}", decisions[0].reason);

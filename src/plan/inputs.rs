@@ -103,6 +103,9 @@ pub struct WeightsInput {
     pub ratio_source: String,
     /// The layers build makes when it bakes this source.
     pub layers: Vec<LayerEstimate>,
+    /// Every file's size, in listing order (download and prefetch simulate per file).
+    #[serde(skip)]
+    pub file_sizes: Vec<u64>,
     pub volume_blocker: VolumeBlocker,
 }
 
@@ -340,6 +343,7 @@ fn weights_input(entry: &WeightsEntry, spec: &Spec, remote_ratio: f64) -> Result
     };
     let bytes = files.iter().map(|f| f.size).sum();
     let count = files.len();
+    let file_sizes = files.iter().map(|f| f.size).collect();
     let layers = weights_layers(entry, spec, files, ratio);
     let remote_plain = matches!(entry.source, WeightsSource::Hf { .. }) && entry.layout == WeightsLayout::Plain;
     let volume_blocker = if local {
@@ -362,6 +366,7 @@ fn weights_input(entry: &WeightsEntry, spec: &Spec, remote_ratio: f64) -> Result
         ratio,
         ratio_source,
         layers,
+        file_sizes,
         volume_blocker,
     })
 }

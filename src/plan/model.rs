@@ -107,28 +107,49 @@ impl Terms {
 }
 
 /// Where the weights are at start-up.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WeightsAtStart {
     /// File bytes baked into the image.
     pub baked: u64,
     /// File bytes on the volume.
     pub volume: u64,
+    /// Sizes of the files on the volume (the hook downloads them in parallel, one connection each).
+    pub volume_files: Vec<u64>,
     /// True when the volume holds them already (only the hook's sha256 check runs).
     pub volume_warm: bool,
 }
 
-/// Prefetch: a cold volume downloads at the slowest of source, volume write
-/// and hashing (they stream together); a warm one reads and hashes every file.
+/// Seconds to download `files` with `jobs` at once, one connection each,
+/// each capped at `per_connection`, all together at `total` (the same
+/// sharing as a containerd pull).
+pub fn parallel_download_seconds(files: &[u64], jobs: f64, per_connection: f64, total: f64) -> f64 {
+    let layers: Vec<PullLayer> =
+        files.iter().map(|&size| PullLayer { compressed: size, uncompressed: size, codec: Codec::None }).collect();
+    let mut shared = super::profile::builtin("generic").expect("the generic profile").params;
+    shared.pull_concurrency = jobs;
+    shared.layer_bandwidth = per_connection;
+    shared.registry_bandwidth = total;
+    download_finish_times(&layers, &shared).into_iter().fold(0.0, f64::max)
+}
+
+/// Prefetch: a cold volume downloads every file (`prefetch_jobs` at once,
+/// each stream hashed by its own worker, all written to the volume); a warm
+/// one reads and hashes every file.
 pub fn prefetch_seconds(weights: &WeightsAtStart, params: &Params) -> f64 {
     if weights.volume == 0 {
         return 0.0;
     }
-    let rate = if weights.volume_warm {
-        params.volume_read.min(params.sha256)
-    } else {
-        params.source_bandwidth.min(params.volume_write).min(params.sha256)
-    };
-    weights.volume as f64 / rate
+    if weights.volume_warm {
+        return weights.volume as f64 / params.volume_read.min(params.sha256);
+    }
+    let one_file = [weights.volume];
+    let files = if weights.volume_files.is_empty() { &one_file[..] } else { &weights.volume_files[..] };
+    parallel_download_seconds(
+        files,
+        params.prefetch_jobs,
+        params.source_connection_bandwidth.min(params.sha256),
+        params.source_bandwidth.min(params.volume_write),
+    )
 }
 
 /// Load: baked weights read from local disk, volume weights from the volume.
@@ -154,7 +175,7 @@ pub fn cold_start(layers: &[PullLayer], weights: &WeightsAtStart, params: &Param
 /// Build time from an empty cache, split into its terms (seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct BuildTerms {
-    /// Remote weights baked: downloaded and hashed into the weights store.
+    /// Remote weights baked: downloaded and hashed into the weights store, one file at a time.
     pub fetch: f64,
     /// New layers: tar, hash and compress.
     pub layers: f64,
@@ -177,10 +198,12 @@ pub fn compress_rate(codec: Codec, params: &Params) -> f64 {
     rate.min(params.sha256)
 }
 
-/// `remote_bytes` fetched, `new_layers` written, their blobs pushed.
-pub fn build_seconds(remote_bytes: u64, new_layers: &[PullLayer], params: &Params) -> BuildTerms {
+/// `remote_files` fetched (build fetches one file after another), `new_layers`
+/// written, their blobs pushed.
+pub fn build_seconds(remote_files: &[u64], new_layers: &[PullLayer], params: &Params) -> BuildTerms {
+    let per_file = params.source_connection_bandwidth.min(params.source_bandwidth).min(params.sha256);
     BuildTerms {
-        fetch: remote_bytes as f64 / params.source_bandwidth.min(params.sha256),
+        fetch: remote_files.iter().map(|&size| size as f64 / per_file).sum(),
         layers: new_layers.iter().map(|l| l.uncompressed as f64 / compress_rate(l.codec, params)).sum(),
         push: new_layers.iter().map(|l| l.compressed as f64).sum::<f64>() / params.push_bandwidth,
     }
@@ -206,6 +229,8 @@ mod tests {
         p.volume_read = 1e9;
         p.volume_write = 500e6;
         p.source_bandwidth = 100e6;
+        p.source_connection_bandwidth = 50e6;
+        p.prefetch_jobs = 4.0;
         p.sha256 = 1e9;
         p.app_start_seconds = 5.0;
         p.compress_gzip = 50e6;
@@ -281,31 +306,41 @@ mod tests {
     }
 
     #[test]
-    fn prefetch_cold_downloads_at_the_slowest_of_source_write_and_hash() {
-        // 1 GB at min(100, 500, 1000) MB/s = 10 s.
-        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_warm: false };
+    fn prefetch_cold_downloads_files_in_parallel_one_connection_each() {
+        // One 1 GB file: one connection at min(50, sha 1000) MB/s = 20 s.
+        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_files: vec![1000 * MB], volume_warm: false };
+        assert!(close(prefetch_seconds(&weights, &params()), 20.0));
+        // Four 250 MB files, 4 jobs: each at min(50, min(100, 500)/4) = 25 MB/s → 10 s.
+        let weights = WeightsAtStart { volume_files: vec![250 * MB; 4], ..weights };
         assert!(close(prefetch_seconds(&weights, &params()), 10.0));
     }
 
     #[test]
     fn prefetch_warm_reads_and_hashes_every_file() {
         // 1 GB at min(volume 1000, sha 1000) MB/s = 1 s.
-        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_warm: true };
+        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_files: vec![1000 * MB], volume_warm: true };
         assert!(close(prefetch_seconds(&weights, &params()), 1.0));
-        assert_eq!(prefetch_seconds(&WeightsAtStart { baked: 5, volume: 0, volume_warm: true }, &params()), 0.0);
+        assert_eq!(
+            prefetch_seconds(
+                &WeightsAtStart { baked: 5, volume: 0, volume_files: vec![], volume_warm: true },
+                &params()
+            ),
+            0.0
+        );
     }
 
     #[test]
     fn load_reads_baked_weights_from_disk_and_the_rest_from_the_volume() {
         // 2 GB at 2 GB/s + 1 GB at 1 GB/s = 2 s.
-        let weights = WeightsAtStart { baked: 2000 * MB, volume: 1000 * MB, volume_warm: true };
+        let weights =
+            WeightsAtStart { baked: 2000 * MB, volume: 1000 * MB, volume_files: vec![1000 * MB], volume_warm: true };
         assert!(close(load_seconds(&weights, &params()), 2.0));
     }
 
     #[test]
     fn a_cold_start_adds_its_terms_and_imports_do_not_overlap_the_hook() {
         // pull 2 s (100 MB at 50), unpack 0.1 s, prefetch warm 1 s, app 5 s, load 1 s.
-        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_warm: true };
+        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_files: vec![1000 * MB], volume_warm: true };
         let terms = cold_start(&[layer(100, 100, Codec::None)], &weights, &params());
         assert_eq!(terms.import_overlap, 0.0);
         assert!(close(terms.pull, 2.0) && close(terms.unpack, 0.1) && close(terms.total(), 9.1), "{terms:?}");
@@ -313,10 +348,11 @@ mod tests {
 
     #[test]
     fn build_fetches_compresses_and_pushes() {
-        // fetch 1 GB at min(100, 1000) = 10 s; gzip 100 MB at 50 = 2 s and
-        // none 800 MB at min(800, 1000) = 1 s; push (50 + 800) MB at 100 = 8.5 s.
+        // fetch two 500 MB files one after another at min(50, 100, 1000) = 20 s;
+        // gzip 100 MB at 50 = 2 s and none 800 MB at min(800, 1000) = 1 s;
+        // push (50 + 800) MB at 100 = 8.5 s.
         let layers = [layer(50, 100, Codec::Gzip), layer(800, 800, Codec::None)];
-        let terms = build_seconds(1000 * MB, &layers, &params());
-        assert!(close(terms.fetch, 10.0) && close(terms.layers, 3.0) && close(terms.push, 8.5), "{terms:?}");
+        let terms = build_seconds(&[500 * MB, 500 * MB], &layers, &params());
+        assert!(close(terms.fetch, 20.0) && close(terms.layers, 3.0) && close(terms.push, 8.5), "{terms:?}");
     }
 }

@@ -95,34 +95,35 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     let cached_count = shared.len();
     let mut layers = shared;
     layers.push(inputs.app.clone());
-    let (mut baked, mut on_volume, mut volume_files, mut remote_baked) = (0u64, 0u64, 0usize, 0u64);
+    let (mut baked, mut on_volume) = (0u64, 0u64);
+    let (mut volume_files, mut remote_baked): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
     let mut weights_layers = Vec::new();
     for (weights, placement) in inputs.weights.iter().zip(placements) {
         match placement {
             Placement::Bake => {
                 baked += weights.bytes;
                 if !weights.local {
-                    remote_baked += weights.bytes;
+                    remote_baked.extend(&weights.file_sizes);
                 }
                 weights_layers.extend(weights.layers.iter().cloned());
             }
             Placement::Volume => {
                 on_volume += weights.bytes;
-                volume_files += weights.files;
+                volume_files.extend(&weights.file_sizes);
             }
         }
     }
     layers.extend(weights_layers.iter().cloned());
     let hook_layer =
-        (on_volume > 0 || placements.contains(&Placement::Volume)).then(|| volume_layer(volume_files, params));
+        (on_volume > 0 || placements.contains(&Placement::Volume)).then(|| volume_layer(volume_files.len(), params));
     layers.extend(hook_layer.iter().cloned());
 
     let image_compressed = layers.iter().map(|l| l.compressed).sum();
     let image_uncompressed = layers.iter().map(|l| l.uncompressed).sum();
     let pull: Vec<PullLayer> = layers.iter().map(PullLayer::from).collect();
     let shared_volume = inputs.target.has_shared_volume();
-    let warm = WeightsAtStart { baked, volume: on_volume, volume_warm: shared_volume };
-    let cold = WeightsAtStart { volume_warm: false, ..warm };
+    let warm = WeightsAtStart { baked, volume: on_volume, volume_files, volume_warm: shared_volume };
+    let cold = WeightsAtStart { volume_warm: false, ..warm.clone() };
     let volume_label = if on_volume == 0 {
         ""
     } else if shared_volume {
@@ -148,7 +149,7 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     }
 
     let new_layers: Vec<PullLayer> = pull[cached_count..].to_vec();
-    let build = model::build_seconds(remote_baked, &new_layers, params);
+    let build = model::build_seconds(&remote_baked, &new_layers, params);
     let push_weights_change = weights_layers.iter().map(|l| l.compressed).sum::<u64>()
         + hook_layer.as_ref().map(|l| l.compressed).unwrap_or(0);
     let mut replica_counts = vec![inputs.min_replicas.max(1), inputs.max_replicas.max(1)];

@@ -38,6 +38,10 @@ pub struct Params {
     pub volume_write: f64,
     /// Weights source (hub, bucket) → node, all prefetch downloads together.
     pub source_bandwidth: f64,
+    /// Weights source → node over one connection (one file).
+    pub source_connection_bandwidth: f64,
+    /// Files the prefetch hook downloads at once.
+    pub prefetch_jobs: f64,
     pub sha256: f64,
     pub compress_gzip: f64,
     pub compress_zstd: f64,
@@ -61,7 +65,7 @@ pub struct Params {
 }
 
 /// Keys in file order; `params_get`/`params_set` map them to fields.
-pub const KEYS: [&str; 24] = [
+pub const KEYS: [&str; 26] = [
     "registry_bandwidth",
     "layer_bandwidth",
     "pull_concurrency",
@@ -74,6 +78,8 @@ pub const KEYS: [&str; 24] = [
     "volume_read",
     "volume_write",
     "source_bandwidth",
+    "source_connection_bandwidth",
+    "prefetch_jobs",
     "sha256",
     "compress_gzip",
     "compress_zstd",
@@ -103,6 +109,8 @@ impl Params {
             "volume_read" => &mut self.volume_read,
             "volume_write" => &mut self.volume_write,
             "source_bandwidth" => &mut self.source_bandwidth,
+            "source_connection_bandwidth" => &mut self.source_connection_bandwidth,
+            "prefetch_jobs" => &mut self.prefetch_jobs,
             "sha256" => &mut self.sha256,
             "compress_gzip" => &mut self.compress_gzip,
             "compress_zstd" => &mut self.compress_zstd,
@@ -186,6 +194,8 @@ fn common() -> (Params, BTreeMap<String, String>) {
         volume_read: 1.0 * GB,
         volume_write: 500.0 * MB,
         source_bandwidth: 100.0 * MB,
+        source_connection_bandwidth: 50.0 * MB,
+        prefetch_jobs: 4.0,
         sha256: 1.0 * GB,
         compress_gzip: 40.0 * MB,
         compress_zstd: 300.0 * MB,
@@ -212,6 +222,8 @@ fn common() -> (Params, BTreeMap<String, String>) {
         ("volume_read", "assumption: a network file system (~1 GB/s)"),
         ("volume_write", "assumption: a network file system (~500 MB/s)"),
         ("source_bandwidth", "assumption: Hugging Face hub / bucket download to one node (~100 MB/s)"),
+        ("source_connection_bandwidth", "assumption: one HTTPS stream from the hub's CDN or a bucket (~50 MB/s)"),
+        ("prefetch_jobs", "imgbake prefetch: files at once = twice the cores, 4 to 16 (src/runtime/prefetch.rs); 4 on 2 cores"),
         ("sha256", "assumption: sha2 with SHA-NI (~1 GB/s); measure with --calibrate"),
         ("compress_gzip", "assumption: flate2 level 6, one core (~40 MB/s); measure with --calibrate"),
         ("compress_zstd", "assumption: zstd level 3, one core (~300 MB/s); measure with --calibrate"),

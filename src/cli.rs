@@ -21,6 +21,14 @@ pub enum ValidateFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+    Html,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a cerebrium.toml or Truss config.yaml and print the normalized deployment.
@@ -53,6 +61,29 @@ pub enum Command {
     Plan {
         #[arg(default_value = ".")]
         path: PathBuf,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Write the report (or, with --calibrate, the profile) to this file.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// A built-in profile (cerebrium, baseten, runpod, generic) or a profile TOML file.
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: Option<String>,
+        /// Measure this machine's rates and write them as a profile file (default imgbake-profile.toml).
+        #[arg(long)]
+        calibrate: bool,
+        /// With --calibrate: also measure pulling this image (HOST:PORT/REPO[:TAG]).
+        #[arg(long, value_name = "REF", requires = "calibrate")]
+        registry: Option<String>,
+        /// Talk plain HTTP to this registry host[:port] (repeatable).
+        #[arg(long = "insecure-registry", value_name = "HOST")]
+        insecure_registries: Vec<String>,
+        /// Plan with this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
+        #[arg(long, value_name = "IMAGE")]
+        base: Option<String>,
+        /// Do not ask a registry for the base image's size; use the profile's default.
+        #[arg(long)]
+        skip_base_lookup: bool,
     },
     /// Build the OCI image without a Docker daemon.
     Build {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod deps;
 pub mod image;
 pub mod lock;
+pub mod plan;
 pub mod registry;
 pub mod runtime;
 pub mod spec;

@@ -1,8 +1,8 @@
 //! imgbake's entry point: parse the command line, dispatch, map to an exit code.
 
 use clap::Parser;
-use imgbake::cli::{Cli, Command, ValidateFormat};
-use imgbake::commands::{self, build, lock, prefetch, validate};
+use imgbake::cli::{Cli, Command, PlanFormat, ValidateFormat};
+use imgbake::commands::{self, build, lock, plan, prefetch, validate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -18,7 +18,35 @@ fn main() -> ExitCode {
         Command::Lock { path, base, insecure_registries, cache_dir, check } => {
             lock::run(&lock::LockArgs { path, base, insecure_registries, cache_dir, check })
         }
-        Command::Plan { .. } => commands::not_available("plan"),
+        Command::Plan {
+            path,
+            format,
+            output,
+            profile,
+            calibrate,
+            registry,
+            insecure_registries,
+            base,
+            skip_base_lookup,
+        } => {
+            let format = match format {
+                PlanFormat::Text => imgbake::plan::report::Format::Text,
+                PlanFormat::Json => imgbake::plan::report::Format::Json,
+                PlanFormat::Markdown => imgbake::plan::report::Format::Markdown,
+                PlanFormat::Html => imgbake::plan::report::Format::Html,
+            };
+            plan::run(&plan::PlanArgs {
+                path,
+                format,
+                output,
+                profile,
+                calibrate,
+                registry,
+                insecure_registries,
+                base,
+                skip_base_lookup,
+            })
+        }
         Command::Build { path, output, push, base, insecure_registries, cache_dir, json, locked } => {
             build::run(&build::BuildArgs { path, output, push, base, insecure_registries, cache_dir, json, locked })
         }

@@ -97,18 +97,6 @@ fn misspelt_sections_warn_with_the_intended_name_but_do_not_fail() {
 }
 
 #[test]
-fn commands_not_built_yet_exit_2_with_one_line() {
-    for command in ["plan", "dockerfile"] {
-        let output = imgbake(&[command, "fixtures/cerebrium-cpu-fastapi"]);
-        assert_eq!(output.status.code(), Some(2), "{command}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
-        assert!(stderr.contains("not available yet"), "{stderr}");
-        assert!(output.stdout.is_empty());
-    }
-}
-
-#[test]
 fn usage_errors_exit_2() {
     let output = imgbake(&["validate", "--format", "yaml"]);
     assert_eq!(output.status.code(), Some(2));

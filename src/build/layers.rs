@@ -188,7 +188,7 @@ pub fn local_weights_layers(
     let WeightsSource::Local { path: root } = &entry.source else { return Ok(Vec::new()) };
     if entry.mode == spec::WeightsMode::Auto {
         warnings.push(format!(
-            "{}: mode auto bakes a local directory (its files are already on the build machine; the cost model is not built yet)",
+            "{}: mode auto bakes a local directory (the volume hook fetches remote sources only, so a volume is not an option)",
             entry.origin
         ));
     }

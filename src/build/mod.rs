@@ -81,6 +81,8 @@ pub enum BuildError {
     Deps(#[from] Box<deps::DepsError>),
     #[error("cannot assemble the image config")]
     Assemble(#[source] crate::image::assemble::AssembleError),
+    #[error("cannot decide `mode = \"auto\"` with the plan's cost model")]
+    Plan(#[source] crate::plan::inputs::GatherError),
 }
 
 /// Says which settings of the Spec the native build cannot honour yet.
@@ -169,18 +171,23 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         .map_err(|e| BuildError::Layers(layers::LayerBuildError::Store(e)))?;
     let mut pinned_weights = Vec::new();
     let mut volume_entries = Vec::new();
+    // `mode = "auto"`: the plan's decision (the same as `imgbake plan` prints with the target's profile).
+    let auto = auto_decisions(spec, options)?;
     for entry in &spec.weights {
         let entry = &crate::lock::pinned_entry(entry, &lock);
         if matches!(entry.source, WeightsSource::Local { .. }) {
             built.extend(layers::local_weights_layers(entry, spec, &cache, &mut warnings)?);
             continue;
         }
-        if entry.mode == WeightsMode::Volume {
+        let decided = auto.iter().find(|d| d.origin == entry.origin);
+        if let Some(decision) = decided {
+            warnings.push(format!("mode auto: {}", decision.reason));
+        }
+        let on_volume =
+            entry.mode == WeightsMode::Volume || decided.is_some_and(|d| d.chosen == crate::plan::Placement::Volume);
+        if on_volume {
             volume_entries.push(volume::manifest_entry(entry, &store, &mut warnings)?);
             continue;
-        }
-        if entry.mode == WeightsMode::Auto {
-            warnings.push(format!("{}: mode auto bakes it (the plan's cost model is not built yet)", entry.origin));
         }
         let baked = remote::bake(entry, spec, &cache, &store, &mut warnings)?;
         let locked_revision = lock.weights.iter().find(|f| f.source == entry.uri).and_then(|f| f.revision.as_ref());
@@ -251,6 +258,23 @@ fn current_lock(spec: &Spec) -> Option<crate::lock::Lock> {
     let lock = crate::lock::Lock::read(&crate::lock::lock_path(spec)).ok()??;
     let inputs = crate::lock::inputs_of(spec).ok()?;
     lock.is_current(&inputs).then_some(lock)
+}
+
+/// The plan's decisions for remote `mode = "auto"` entries (empty when there are none).
+fn auto_decisions(spec: &Spec, options: &BuildOptions) -> Result<Vec<crate::plan::decision::Decision>, BuildError> {
+    let any_auto =
+        spec.weights.iter().any(|e| e.mode == WeightsMode::Auto && !matches!(e.source, WeightsSource::Local { .. }));
+    if !any_auto {
+        return Ok(Vec::new());
+    }
+    let gather = crate::plan::inputs::GatherOptions {
+        base_override: options.base_override.clone(),
+        skip_base_lookup: false,
+        registry: options.registry.clone(),
+        remote_weights_ratio: 0.0,
+    };
+    let decisions = crate::plan::auto_modes(spec, &gather).map_err(BuildError::Plan)?;
+    Ok(decisions.into_iter().filter(|d| d.configured == WeightsMode::Auto).collect())
 }
 
 /// The image's runtime settings from the Spec; `None` keeps the base's value.

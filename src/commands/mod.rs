@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod lock;
+pub mod plan;
 pub mod prefetch;
 pub mod validate;
 

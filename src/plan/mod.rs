@@ -1,0 +1,154 @@
+//! `plan`: what baking weights costs against keeping them on a volume, for
+//! one deployment. `inputs` gathers sizes (the only part that does I/O),
+//! `model` turns sizes into seconds, `options` lays out each option's image
+//! and scenarios, `decision` picks per weights source, `report` renders.
+//! `build` with `mode = "auto"` calls [`auto_modes`], the same decision.
+
+pub mod calibrate;
+pub mod decision;
+pub mod deps;
+pub mod inputs;
+pub mod model;
+pub mod options;
+pub mod profile;
+pub mod report;
+
+use inputs::PlanInputs;
+use profile::Profile;
+use serde::Serialize;
+
+/// Version of the JSON document (`schema` field); bump on any breaking change.
+pub const PLAN_SCHEMA: &str = "imgbake.plan/v1";
+
+/// Bake or volume, for one source in one option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    Bake,
+    Volume,
+}
+
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Bake => "bake",
+            Placement::Volume => "volume",
+        }
+    }
+}
+
+/// One assumption the numbers rest on, with its source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assumption {
+    pub key: String,
+    pub value: f64,
+    pub source: String,
+}
+
+/// The whole plan: what every report renders, and what build's auto mode reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub schema: &'static str,
+    pub name: String,
+    pub config: String,
+    pub target: crate::spec::Target,
+    pub profile: String,
+    pub shared_volume: bool,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub cold_starts_per_week: f64,
+    pub weights_updates_per_week: f64,
+    pub base: inputs::BaseInput,
+    /// Every weights source as gathered: files, bytes, compressibility and its source, layers when baked.
+    pub sources: Vec<inputs::WeightsInput>,
+    /// pip/apt/conda layers (empty until imgbake.lock is wired in).
+    pub dependency_layers: Vec<inputs::LayerEstimate>,
+    pub decisions: Vec<decision::Decision>,
+    pub options: Vec<options::OptionPlan>,
+    pub notes: Vec<String>,
+    pub assumptions: Vec<Assumption>,
+}
+
+/// Cold starts a week implied by min_replicas (0 = scale to zero).
+pub fn cold_starts_per_week(inputs: &PlanInputs, params: &profile::Params) -> f64 {
+    if inputs.min_replicas == 0 {
+        params.cold_starts_per_week_scale_to_zero
+    } else {
+        params.cold_starts_per_week_warm_pool
+    }
+}
+
+pub fn updates_per_week(inputs: &PlanInputs, params: &profile::Params) -> f64 {
+    inputs.weights_updates_per_week.unwrap_or(params.default_updates_per_week)
+}
+
+/// The plan for `inputs` under `profile` (pure).
+pub fn plan(inputs: &PlanInputs, profile: &Profile) -> Plan {
+    let params = &profile.params;
+    let decisions = decision::decide(inputs, params);
+    let bake: Vec<Placement> = inputs.weights.iter().map(|_| Placement::Bake).collect();
+    let volume: Vec<Placement> =
+        inputs.weights.iter().map(|w| if w.local { Placement::Bake } else { Placement::Volume }).collect();
+    let auto: Vec<Placement> = decisions.iter().map(|d| d.chosen).collect();
+    let options = vec![
+        options::option_plan("bake", inputs, &bake, params),
+        options::option_plan("volume", inputs, &volume, params),
+        options::option_plan("auto", inputs, &auto, params),
+    ];
+    let mut notes = inputs.notes.clone();
+    if inputs.base.layers.is_empty() && inputs.base.image != "scratch" {
+        notes.push(format!(
+            "base image {}: size unknown ({}); using default_base_compressed/uncompressed",
+            inputs.base.image, inputs.base.source
+        ));
+    }
+    for weights in &inputs.weights {
+        if let (Some(blocker), false) = (&weights.volume_blocker, weights.local) {
+            notes.push(format!(
+                "{}: build cannot keep it on a volume in this version ({blocker}); the volume option shows what it would cost",
+                weights.origin
+            ));
+        }
+    }
+    let assumptions = profile::Params::keys()
+        .map(|key| Assumption {
+            key: key.to_string(),
+            value: params.get(key).unwrap_or(0.0),
+            source: profile.sources.get(key).cloned().unwrap_or_else(|| "unknown".to_string()),
+        })
+        .collect();
+    Plan {
+        schema: PLAN_SCHEMA,
+        name: inputs.name.clone(),
+        config: inputs.config.clone(),
+        target: inputs.target,
+        profile: profile.name.clone(),
+        shared_volume: inputs.target.has_shared_volume(),
+        min_replicas: inputs.min_replicas,
+        max_replicas: inputs.max_replicas,
+        cold_starts_per_week: cold_starts_per_week(inputs, params),
+        weights_updates_per_week: updates_per_week(inputs, params),
+        base: inputs.base.clone(),
+        sources: inputs.weights.clone(),
+        dependency_layers: inputs.dependency_layers.clone(),
+        decisions,
+        options,
+        notes,
+        assumptions,
+    }
+}
+
+/// For `build`: the placement of every weights entry (by origin) under the
+/// target's built-in profile, and the decision's sentence.
+pub fn auto_modes(
+    spec: &crate::spec::Spec,
+    options: &inputs::GatherOptions,
+) -> Result<Vec<decision::Decision>, inputs::GatherError> {
+    let mut profile =
+        profile::builtin(&format!("{:?}", spec.target.name).to_lowercase()).expect("every target has a profile");
+    profile::resolve_hook_bytes(&mut profile);
+    let mut options = options.clone();
+    options.remote_weights_ratio = profile.params.remote_weights_ratio;
+    let inputs = inputs::gather(spec, &options)?;
+    Ok(plan(&inputs, &profile).decisions)
+}

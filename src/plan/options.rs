@@ -1,0 +1,185 @@
+//! One option (every weights source baked, on a volume, or as decided) laid
+//! out as build would make it: its layers, image size, bytes pushed per
+//! change, cold-start scenarios, build time and storage per replica count.
+
+use super::inputs::{Codec, LayerEstimate, PlanInputs};
+use super::model::{self, BuildTerms, PullLayer, Terms, WeightsAtStart};
+use super::profile::Params;
+use super::Placement;
+use serde::Serialize;
+
+/// The layer the volume option adds: the weights manifest and the hook binary.
+/// Binaries gzip to about 40%; the manifest is a few KiB.
+const HOOK_LAYER_RATIO: f64 = 0.4;
+const MANIFEST_BYTES_PER_FILE: u64 = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scenario {
+    /// `new_node`, `cached_base` or `cold_volume`.
+    pub id: &'static str,
+    pub label: String,
+    pub terms: Terms,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Storage {
+    pub replicas: u32,
+    /// One copy of the image's blobs.
+    pub registry: u64,
+    /// Every replica's node: the compressed blobs plus the unpacked snapshot.
+    pub nodes: u64,
+    pub volume: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Placed {
+    pub origin: String,
+    pub placement: Placement,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OptionPlan {
+    /// `bake`, `volume` or `auto`.
+    pub name: &'static str,
+    pub placements: Vec<Placed>,
+    pub layers: Vec<LayerEstimate>,
+    pub image_compressed: u64,
+    pub image_uncompressed: u64,
+    pub volume_bytes: u64,
+    pub push_code_change: u64,
+    pub push_weights_change: u64,
+    pub cold_starts: Vec<Scenario>,
+    pub build: BuildTerms,
+    pub build_seconds: f64,
+    pub storage: Vec<Storage>,
+}
+
+impl OptionPlan {
+    pub fn scenario(&self, id: &str) -> Option<&Scenario> {
+        self.cold_starts.iter().find(|s| s.id == id)
+    }
+}
+
+fn default_base(params: &Params) -> LayerEstimate {
+    LayerEstimate {
+        what: "base (profile default)".into(),
+        uncompressed: params.default_base_uncompressed as u64,
+        compressed: params.default_base_compressed as u64,
+        codec: Codec::Gzip,
+        exact: false,
+    }
+}
+
+/// The volume-mode layer for these files.
+pub fn volume_layer(files: usize, params: &Params) -> LayerEstimate {
+    let hook = params.prefetch_hook_bytes as u64;
+    let manifest = 1024 + MANIFEST_BYTES_PER_FILE * files as u64;
+    let uncompressed = super::inputs::tar_size(&[hook, manifest]);
+    LayerEstimate {
+        what: "volume manifest and prefetch hook".into(),
+        uncompressed,
+        compressed: (uncompressed as f64 * HOOK_LAYER_RATIO) as u64,
+        codec: Codec::Gzip,
+        exact: false,
+    }
+}
+
+pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placement], params: &Params) -> OptionPlan {
+    let mut shared: Vec<LayerEstimate> = if inputs.base.layers.is_empty() && inputs.base.image != "scratch" {
+        vec![default_base(params)]
+    } else {
+        inputs.base.layers.clone()
+    };
+    shared.extend(inputs.dependency_layers.iter().cloned());
+    let cached_count = shared.len();
+    let mut layers = shared;
+    layers.push(inputs.app.clone());
+    let (mut baked, mut on_volume) = (0u64, 0u64);
+    let (mut volume_files, mut remote_baked): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+    let mut weights_layers = Vec::new();
+    for (weights, placement) in inputs.weights.iter().zip(placements) {
+        match placement {
+            Placement::Bake => {
+                baked += weights.bytes;
+                if !weights.local {
+                    remote_baked.extend(&weights.file_sizes);
+                }
+                weights_layers.extend(weights.layers.iter().cloned());
+            }
+            Placement::Volume => {
+                on_volume += weights.bytes;
+                volume_files.extend(&weights.file_sizes);
+            }
+        }
+    }
+    layers.extend(weights_layers.iter().cloned());
+    let hook_layer =
+        (on_volume > 0 || placements.contains(&Placement::Volume)).then(|| volume_layer(volume_files.len(), params));
+    layers.extend(hook_layer.iter().cloned());
+
+    let image_compressed = layers.iter().map(|l| l.compressed).sum();
+    let image_uncompressed = layers.iter().map(|l| l.uncompressed).sum();
+    let pull: Vec<PullLayer> = layers.iter().map(PullLayer::from).collect();
+    let shared_volume = inputs.target.has_shared_volume();
+    let warm = WeightsAtStart { baked, volume: on_volume, volume_files, volume_warm: shared_volume };
+    let cold = WeightsAtStart { volume_warm: false, ..warm.clone() };
+    let volume_label = if on_volume == 0 {
+        ""
+    } else if shared_volume {
+        ", warm volume"
+    } else {
+        ", per-replica volume"
+    };
+    let scenario = |id, label: String, terms: Terms| Scenario { id, label, total: terms.total(), terms };
+    let mut cold_starts = vec![
+        scenario("new_node", format!("new node{volume_label}"), model::cold_start(&pull, &warm, params)),
+        scenario(
+            "cached_base",
+            format!("base+deps cached{volume_label}"),
+            model::cold_start(&pull[cached_count..], &warm, params),
+        ),
+    ];
+    if on_volume > 0 && shared_volume {
+        cold_starts.push(scenario(
+            "cold_volume",
+            "new node, cold volume".into(),
+            model::cold_start(&pull, &cold, params),
+        ));
+    }
+
+    let new_layers: Vec<PullLayer> = pull[cached_count..].to_vec();
+    let build = model::build_seconds(&remote_baked, &new_layers, params);
+    let push_weights_change = weights_layers.iter().map(|l| l.compressed).sum::<u64>()
+        + hook_layer.as_ref().map(|l| l.compressed).unwrap_or(0);
+    let mut replica_counts = vec![inputs.min_replicas.max(1), inputs.max_replicas.max(1)];
+    replica_counts.dedup();
+    let storage = replica_counts
+        .into_iter()
+        .map(|replicas| Storage {
+            replicas,
+            registry: image_compressed,
+            nodes: replicas as u64 * (image_compressed + image_uncompressed),
+            volume: if shared_volume { on_volume } else { on_volume * replicas as u64 },
+        })
+        .collect();
+    OptionPlan {
+        name,
+        placements: inputs
+            .weights
+            .iter()
+            .zip(placements)
+            .map(|(w, p)| Placed { origin: w.origin.clone(), placement: *p })
+            .collect(),
+        image_compressed,
+        image_uncompressed,
+        volume_bytes: on_volume,
+        push_code_change: inputs.app.compressed,
+        push_weights_change,
+        cold_starts,
+        build_seconds: build.total(),
+        build,
+        storage,
+        layers,
+    }
+}

@@ -1,0 +1,442 @@
+//! Parameter sets for the cost model: built-in profiles per platform, each
+//! number with the source it comes from, and TOML files that override any
+//! key (written by `plan --calibrate`, or by hand).
+//!
+//! A profile file looks like:
+//!
+//! ```toml
+//! base = "cerebrium"            # optional: start from this built-in profile
+//! [params]
+//! unpack_gzip = 180e6           # bytes per second
+//! [sources]
+//! unpack_gzip = "measured on build-01, 2026-11-24"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const BUILTIN: [&str; 4] = ["cerebrium", "baseten", "runpod", "generic"];
+
+/// Every number the cost model uses. Rates are bytes per second of the
+/// uncompressed (unpack, load) or transferred (pull, push, download) bytes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Params {
+    /// Registry → node bandwidth for all connections together.
+    pub registry_bandwidth: f64,
+    /// Registry → node bandwidth of one connection (containerd uses one per layer).
+    pub layer_bandwidth: f64,
+    /// Layers downloaded at once.
+    pub pull_concurrency: f64,
+    /// 1 when layers are unpacked while later ones still download (containerd), 0 when after.
+    pub unpack_overlaps_pull: f64,
+    pub unpack_gzip: f64,
+    pub unpack_zstd: f64,
+    pub unpack_none: f64,
+    pub disk_read: f64,
+    pub disk_write: f64,
+    pub volume_read: f64,
+    pub volume_write: f64,
+    /// Weights source (hub, bucket) → node, all prefetch downloads together.
+    pub source_bandwidth: f64,
+    /// Weights source → node over one connection (one file).
+    pub source_connection_bandwidth: f64,
+    /// Files the prefetch hook downloads at once.
+    pub prefetch_jobs: f64,
+    pub sha256: f64,
+    pub compress_gzip: f64,
+    pub compress_zstd: f64,
+    /// Build machine → registry.
+    pub push_bandwidth: f64,
+    /// Process start and imports until the app begins loading weights.
+    pub app_start_seconds: f64,
+    /// Base image size when it cannot be looked up.
+    pub default_base_compressed: f64,
+    pub default_base_uncompressed: f64,
+    /// Size of the prefetch hook binary in the volume-mode layer (0: this imgbake binary's size).
+    pub prefetch_hook_bytes: f64,
+    /// zstd-1 ratio assumed for remote weights when sampling 4 MiB of the largest file fails.
+    pub remote_weights_ratio: f64,
+    /// Cold starts per week with min_replicas = 0 (scale to zero).
+    pub cold_starts_per_week_scale_to_zero: f64,
+    /// Cold starts per week with min_replicas ≥ 1 (scale-ups only).
+    pub cold_starts_per_week_warm_pool: f64,
+    /// Weights updates per week when the config does not say.
+    pub default_updates_per_week: f64,
+}
+
+/// Keys in file order; `params_get`/`params_set` map them to fields.
+pub const KEYS: [&str; 26] = [
+    "registry_bandwidth",
+    "layer_bandwidth",
+    "pull_concurrency",
+    "unpack_overlaps_pull",
+    "unpack_gzip",
+    "unpack_zstd",
+    "unpack_none",
+    "disk_read",
+    "disk_write",
+    "volume_read",
+    "volume_write",
+    "source_bandwidth",
+    "source_connection_bandwidth",
+    "prefetch_jobs",
+    "sha256",
+    "compress_gzip",
+    "compress_zstd",
+    "push_bandwidth",
+    "app_start_seconds",
+    "default_base_compressed",
+    "default_base_uncompressed",
+    "prefetch_hook_bytes",
+    "remote_weights_ratio",
+    "cold_starts_per_week_scale_to_zero",
+    "cold_starts_per_week_warm_pool",
+    "default_updates_per_week",
+];
+
+impl Params {
+    fn field(&mut self, key: &str) -> Option<&mut f64> {
+        Some(match key {
+            "registry_bandwidth" => &mut self.registry_bandwidth,
+            "layer_bandwidth" => &mut self.layer_bandwidth,
+            "pull_concurrency" => &mut self.pull_concurrency,
+            "unpack_overlaps_pull" => &mut self.unpack_overlaps_pull,
+            "unpack_gzip" => &mut self.unpack_gzip,
+            "unpack_zstd" => &mut self.unpack_zstd,
+            "unpack_none" => &mut self.unpack_none,
+            "disk_read" => &mut self.disk_read,
+            "disk_write" => &mut self.disk_write,
+            "volume_read" => &mut self.volume_read,
+            "volume_write" => &mut self.volume_write,
+            "source_bandwidth" => &mut self.source_bandwidth,
+            "source_connection_bandwidth" => &mut self.source_connection_bandwidth,
+            "prefetch_jobs" => &mut self.prefetch_jobs,
+            "sha256" => &mut self.sha256,
+            "compress_gzip" => &mut self.compress_gzip,
+            "compress_zstd" => &mut self.compress_zstd,
+            "push_bandwidth" => &mut self.push_bandwidth,
+            "app_start_seconds" => &mut self.app_start_seconds,
+            "default_base_compressed" => &mut self.default_base_compressed,
+            "default_base_uncompressed" => &mut self.default_base_uncompressed,
+            "prefetch_hook_bytes" => &mut self.prefetch_hook_bytes,
+            "remote_weights_ratio" => &mut self.remote_weights_ratio,
+            "cold_starts_per_week_scale_to_zero" => &mut self.cold_starts_per_week_scale_to_zero,
+            "cold_starts_per_week_warm_pool" => &mut self.cold_starts_per_week_warm_pool,
+            "default_updates_per_week" => &mut self.default_updates_per_week,
+            _ => return None,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.clone().field(key).map(|v| *v)
+    }
+
+    pub fn set(&mut self, key: &str, value: f64) -> bool {
+        match self.field(key) {
+            Some(slot) => {
+                *slot = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn keys() -> impl Iterator<Item = &'static str> {
+        KEYS.iter().copied()
+    }
+}
+
+/// A named parameter set and where each number comes from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Profile {
+    pub name: String,
+    pub params: Params,
+    /// key → source of the number (a document, a measurement, or "assumption: …").
+    pub sources: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("unknown profile `{name}`; expected one of {} or a .toml file", BUILTIN.join(", "))]
+    Unknown { name: String },
+    #[error("cannot read the profile {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("cannot write the profile {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+const MB: f64 = 1e6;
+const GB: f64 = 1e9;
+
+/// Numbers shared by every built-in profile: node-side behaviour that does
+/// not depend on the platform.
+fn common() -> (Params, BTreeMap<String, String>) {
+    let params = Params {
+        registry_bandwidth: 1.25 * GB / 10.0,
+        layer_bandwidth: 60.0 * MB,
+        pull_concurrency: 3.0,
+        unpack_overlaps_pull: 1.0,
+        unpack_gzip: 120.0 * MB,
+        unpack_zstd: 600.0 * MB,
+        unpack_none: 900.0 * MB,
+        disk_read: 1.5 * GB,
+        disk_write: 1.0 * GB,
+        volume_read: 1.0 * GB,
+        volume_write: 500.0 * MB,
+        source_bandwidth: 100.0 * MB,
+        source_connection_bandwidth: 50.0 * MB,
+        prefetch_jobs: 4.0,
+        sha256: 1.0 * GB,
+        compress_gzip: 40.0 * MB,
+        compress_zstd: 300.0 * MB,
+        push_bandwidth: 100.0 * MB,
+        app_start_seconds: 5.0,
+        default_base_compressed: 1.2 * GB,
+        default_base_uncompressed: 3.0 * GB,
+        prefetch_hook_bytes: 0.0,
+        remote_weights_ratio: 0.85,
+        cold_starts_per_week_scale_to_zero: 70.0,
+        cold_starts_per_week_warm_pool: 7.0,
+        default_updates_per_week: 1.0,
+    };
+    let sources = [
+        ("registry_bandwidth", "assumption: a 1 Gbit/s path from the registry to a node (125 MB/s)"),
+        ("layer_bandwidth", "assumption: one HTTPS connection to an object-store-backed registry (~60 MB/s)"),
+        ("pull_concurrency", "containerd: max_concurrent_downloads = 3 by default (one connection per layer)"),
+        ("unpack_overlaps_pull", "containerd: layers are applied in order as they arrive, while later ones download"),
+        ("unpack_gzip", "assumption: single-threaded gunzip + file writes (~120 MB/s); measure with --calibrate"),
+        ("unpack_zstd", "assumption: zstd -d + file writes (~600 MB/s); measure with --calibrate"),
+        ("unpack_none", "assumption: plain tar extraction, bound by disk writes (~900 MB/s); measure with --calibrate"),
+        ("disk_read", "assumption: local NVMe, cold page cache (~1.5 GB/s); measure with --calibrate"),
+        ("disk_write", "assumption: local NVMe (~1 GB/s); measure with --calibrate"),
+        ("volume_read", "assumption: a network file system (~1 GB/s)"),
+        ("volume_write", "assumption: a network file system (~500 MB/s)"),
+        ("source_bandwidth", "assumption: Hugging Face hub / bucket download to one node (~100 MB/s)"),
+        ("source_connection_bandwidth", "assumption: one HTTPS stream from the hub's CDN or a bucket (~50 MB/s)"),
+        ("prefetch_jobs", "imgbake prefetch: files at once = twice the cores, 4 to 16 (src/runtime/prefetch.rs); 4 on 2 cores"),
+        ("sha256", "assumption: sha2 with SHA-NI (~1 GB/s); measure with --calibrate"),
+        ("compress_gzip", "assumption: flate2 level 6, one core (~40 MB/s); measure with --calibrate"),
+        ("compress_zstd", "assumption: zstd level 3, one core (~300 MB/s); measure with --calibrate"),
+        ("push_bandwidth", "assumption: build machine → registry at ~100 MB/s"),
+        ("app_start_seconds", "assumption: Python start and `import torch` before weights load (~5 s)"),
+        (
+            "default_base_compressed",
+            "assumption: a CUDA runtime base image (nvidia/cuda:12.x-runtime ≈ 1.2 GB compressed)",
+        ),
+        ("default_base_uncompressed", "assumption: a CUDA runtime base image (≈ 3 GB unpacked)"),
+        ("prefetch_hook_bytes", "measured: the size of this imgbake binary, which build copies in as the hook"),
+        (
+            "remote_weights_ratio",
+            "assumption, used only when sampling a remote file fails: bf16/fp16 safetensors compress to ~85% with zstd -1",
+        ),
+        (
+            "cold_starts_per_week_scale_to_zero",
+            "assumption: min_replicas = 0 scales to zero after idle, ~10 cold starts a day",
+        ),
+        ("cold_starts_per_week_warm_pool", "assumption: with min_replicas ≥ 1 only scale-ups start cold, ~1 a day"),
+        (
+            "default_updates_per_week",
+            "assumption: weights change weekly when [imgbake] weights_updates_per_week is unset",
+        ),
+    ];
+    (params, sources.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+}
+
+/// The built-in profile `name`.
+pub fn builtin(name: &str) -> Option<Profile> {
+    let (mut params, mut sources) = common();
+    let mut set = |key: &str, value: f64, source: &str| {
+        params.set(key, value);
+        sources.insert(key.to_string(), source.to_string());
+    };
+    match name {
+        "cerebrium" => {
+            set("volume_read", 2.0 * GB, "Cerebrium docs (seed 001): persistent storage reads at \"nearly 2GB/s\"");
+        }
+        "baseten" => {
+            set("volume_read", 1.0 * GB, "assumption: Baseten's volume (b10fs) read rate is not published; ~1 GB/s");
+        }
+        "runpod" => {
+            set(
+                "volume_read",
+                500.0 * MB,
+                "assumption: RunPod network volumes are network storage; ~500 MB/s (not published)",
+            );
+            set(
+                "volume_write",
+                300.0 * MB,
+                "assumption: RunPod network volumes are network storage; ~300 MB/s (not published)",
+            );
+        }
+        "generic" => {}
+        _ => return None,
+    }
+    Some(Profile { name: name.to_string(), params, sources })
+}
+
+/// `--profile NAME|FILE`; a name is a built-in profile, anything ending in
+/// `.toml` (or an existing file) is read as an override file.
+pub fn load(spec_target: &str, choice: Option<&str>) -> Result<Profile, ProfileError> {
+    match choice {
+        None => builtin(spec_target).ok_or_else(|| ProfileError::Unknown { name: spec_target.to_string() }),
+        Some(text) if text.ends_with(".toml") || Path::new(text).is_file() => load_file(Path::new(text), spec_target),
+        Some(name) => builtin(name).ok_or_else(|| ProfileError::Unknown { name: name.to_string() }),
+    }
+}
+
+/// Reads an override file on top of its `base` (or the target's) built-in profile.
+pub fn load_file(path: &Path, default_base: &str) -> Result<Profile, ProfileError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ProfileError::Read { path: path.to_path_buf(), source })?;
+    parse_file(&text, path, default_base)
+}
+
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+pub fn parse_file(text: &str, path: &Path, default_base: &str) -> Result<Profile, ProfileError> {
+    let invalid = |offset: usize, message: String| {
+        let (line, column) = position(text, offset);
+        ProfileError::Invalid { path: path.to_path_buf(), line, column, message }
+    };
+    let table: toml::Table = text.parse().map_err(|error: toml::de::Error| {
+        let offset = error.span().map(|s| s.start).unwrap_or(0);
+        invalid(offset, format!("not valid TOML: {}", error.message()))
+    })?;
+    let find = |needle: &str| text.find(needle).unwrap_or(0);
+    let base = match table.get("base") {
+        Some(toml::Value::String(name)) => name.clone(),
+        Some(_) => return Err(invalid(find("base"), "`base` must be a profile name string".to_string())),
+        None => default_base.to_string(),
+    };
+    let mut profile = builtin(&base).ok_or_else(|| {
+        invalid(find("base"), format!("unknown base profile `{base}`; expected one of {}", BUILTIN.join(", ")))
+    })?;
+    profile.name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(base.clone());
+    for key in table.keys() {
+        if !["base", "params", "sources"].contains(&key.as_str()) {
+            return Err(invalid(find(key), format!("unknown key `{key}`; expected base, [params] or [sources]")));
+        }
+    }
+    if let Some(params) = table.get("params") {
+        let params = params.as_table().ok_or_else(|| invalid(find("params"), "`params` must be a table".into()))?;
+        for (key, value) in params {
+            let number = match value {
+                toml::Value::Float(f) => *f,
+                toml::Value::Integer(i) => *i as f64,
+                _ => return Err(invalid(find(key), format!("`{key}` must be a number"))),
+            };
+            if !number.is_finite() || number < 0.0 {
+                return Err(invalid(find(key), format!("`{key}` must be a finite number ≥ 0, got {number}")));
+            }
+            if !profile.params.set(key, number) {
+                let hint = crate::config::suggest::closest(key, Params::keys())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(invalid(find(key), format!("unknown parameter `{key}`{hint}")));
+            }
+            profile.sources.insert(key.clone(), format!("set in {}", path.display()));
+        }
+    }
+    if let Some(sources) = table.get("sources").and_then(|s| s.as_table()) {
+        for (key, value) in sources {
+            if let Some(text) = value.as_str() {
+                profile.sources.insert(key.clone(), text.to_string());
+            }
+        }
+    }
+    Ok(profile)
+}
+
+/// The profile as an override file: every parameter and its source.
+pub fn to_toml(profile: &Profile, base: &str) -> String {
+    let mut out = format!(
+        "# imgbake plan profile: every number the cost model uses, with its source.\nbase = \"{base}\"\n\n[params]\n"
+    );
+    for key in Params::keys() {
+        let value = profile.params.get(key).unwrap_or(0.0);
+        out.push_str(&format!("{key} = {}\n", toml::Value::Float(value)));
+    }
+    out.push_str("\n[sources]\n");
+    for key in Params::keys() {
+        if let Some(source) = profile.sources.get(key) {
+            out.push_str(&format!("{key} = {}\n", toml::Value::String(source.clone())));
+        }
+    }
+    out
+}
+
+/// `prefetch_hook_bytes = 0` means "this imgbake binary", as build copies it in.
+pub fn resolve_hook_bytes(profile: &mut Profile) {
+    if profile.params.prefetch_hook_bytes <= 0.0 {
+        let size = std::env::current_exe().and_then(std::fs::metadata).map(|m| m.len()).unwrap_or(0);
+        profile.params.prefetch_hook_bytes = size as f64;
+    }
+}
+
+/// Writes `text` to `path` atomically (temp file beside it, fsync, rename).
+pub fn write_atomically(path: &Path, text: &str) -> Result<(), ProfileError> {
+    use std::io::Write;
+    let write_error = |source| ProfileError::Write { path: path.to_path_buf(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(write_error)?;
+    temp.write_all(text.as_bytes()).map_err(write_error)?;
+    temp.as_file().sync_all().map_err(write_error)?;
+    temp.persist(path).map_err(|e| write_error(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_number_has_a_source() {
+        for name in BUILTIN {
+            let profile = builtin(name).unwrap();
+            for key in Params::keys() {
+                assert!(profile.params.get(key).is_some(), "{name}: {key}");
+                assert!(profile.sources.contains_key(key), "{name}: {key} has no source");
+            }
+        }
+    }
+
+    #[test]
+    fn cerebrium_volume_reads_at_2_gb_per_second_per_seed_001() {
+        let profile = builtin("cerebrium").unwrap();
+        assert_eq!(profile.params.volume_read, 2e9);
+        assert!(profile.sources["volume_read"].contains("seed 001"));
+    }
+
+    #[test]
+    fn a_file_overrides_one_key_and_round_trips() {
+        let path = Path::new("calibrated.toml");
+        let profile = parse_file("base = \"runpod\"\n[params]\nunpack_gzip = 2e8\n", path, "generic").unwrap();
+        assert_eq!(profile.params.unpack_gzip, 2e8);
+        assert_eq!(profile.params.volume_read, 500e6);
+        let again = parse_file(&to_toml(&profile, "runpod"), path, "generic").unwrap();
+        assert_eq!(again.params, profile.params);
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_line_and_the_closest_key() {
+        let error = parse_file("[params]\nunpack_gzp = 1\n", Path::new("p.toml"), "generic").unwrap_err();
+        let text = error.to_string();
+        assert!(text.starts_with("p.toml:2:1: unknown parameter `unpack_gzp`"), "{text}");
+        assert!(text.contains("unpack_gzip"), "{text}");
+    }
+}

@@ -1,0 +1,8 @@
+//! The JSON report: the [`Plan`](crate::plan::Plan) serialized as it is. Its
+//! shape is documented in docs/plan.md and versioned by the `schema` field.
+
+pub fn render(plan: &crate::plan::Plan) -> String {
+    let mut text = serde_json::to_string_pretty(plan).expect("the plan serializes");
+    text.push('\n');
+    text
+}

@@ -8,6 +8,7 @@ pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dockerfile;
 pub mod image;
 pub mod registry;
 pub mod runtime;

@@ -1,8 +1,9 @@
 //! imgbake's entry point: parse the command line, dispatch, map to an exit code.
 
 use clap::Parser;
-use imgbake::cli::{Cli, Command, ValidateFormat};
-use imgbake::commands::{self, build, prefetch, validate};
+use imgbake::cli::{Builder, Cli, Command, ValidateFormat};
+use imgbake::dockerfile::builder::ContainerBuilder;
+use imgbake::commands::{self, build, dockerfile, prefetch, validate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -17,10 +18,18 @@ fn main() -> ExitCode {
         }
         Command::Lock { .. } => commands::not_available("lock"),
         Command::Plan { .. } => commands::not_available("plan"),
-        Command::Build { path, output, push, base, insecure_registries, cache_dir, json } => {
-            build::run(&build::BuildArgs { path, output, push, base, insecure_registries, cache_dir, json })
+        Command::Build { path, output, push, base, insecure_registries, cache_dir, json, builder } => {
+            let builder = match builder {
+                Builder::Native => None,
+                Builder::Buildah => Some(ContainerBuilder::Buildah),
+                Builder::Docker => Some(ContainerBuilder::Docker),
+                Builder::Buildkit => Some(ContainerBuilder::Buildkit),
+            };
+            build::run(&build::BuildArgs { path, output, push, base, insecure_registries, cache_dir, json, builder })
         }
-        Command::Dockerfile { .. } => commands::not_available("dockerfile"),
+        Command::Dockerfile { path, output, base, cache_dir } => {
+            dockerfile::run(&dockerfile::DockerfileArgs { path, output, base, cache_dir })
+        }
         Command::Prefetch { manifest, dest, jobs, command } => {
             prefetch::run(&imgbake::runtime::prefetch::PrefetchOptions { manifest, dest, jobs, command })
         }

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns its exit status.
 
 pub mod build;
+pub mod dockerfile;
 pub mod prefetch;
 pub mod validate;
 

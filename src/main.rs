@@ -2,8 +2,8 @@
 
 use clap::Parser;
 use imgbake::cli::{Builder, Cli, Command, ValidateFormat};
-use imgbake::dockerfile::builder::ContainerBuilder;
 use imgbake::commands::{self, build, dockerfile, prefetch, validate};
+use imgbake::dockerfile::builder::ContainerBuilder;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -98,7 +98,7 @@ fn misspelt_sections_warn_with_the_intended_name_but_do_not_fail() {
 
 #[test]
 fn commands_not_built_yet_exit_2_with_one_line() {
-    for command in ["lock", "plan", "dockerfile"] {
+    for command in ["lock", "plan"] {
         let output = imgbake(&[command, "fixtures/cerebrium-cpu-fastapi"]);
         assert_eq!(output.status.code(), Some(2), "{command}");
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -29,10 +29,8 @@ pub fn write_context(
 ) -> Result<(context::Written, dockerfile::Context), DockerfileError> {
     let cache_dir = match cache_dir {
         Some(dir) => dir.to_path_buf(),
-        None => LayerCache::default_dir().map_err(|e| DockerfileError::Weights {
-            origin: "cache directory".to_string(),
-            message: e.to_string(),
-        })?,
+        None => LayerCache::default_dir()
+            .map_err(|e| DockerfileError::Weights { origin: "cache directory".to_string(), message: e.to_string() })?,
     };
     let remote = StoreWeights::open(&cache_dir)?;
     let generated = dockerfile::generate(spec, &ContextOptions { base_override: base }, &remote)?;

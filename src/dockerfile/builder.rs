@@ -112,7 +112,8 @@ pub fn build(run: &BuilderRun) -> Result<BuilderOutcome, BuilderError> {
     let oci_dest = format!("oci:{}:{}", run.output.dir.display(), run.output.tag);
     match run.builder {
         ContainerBuilder::Buildah => {
-            let storage = tempfile::Builder::new().prefix("imgbake-buildah-").tempdir().map_err(BuilderError::Storage)?;
+            let storage =
+                tempfile::Builder::new().prefix("imgbake-buildah-").tempdir().map_err(BuilderError::Storage)?;
             let buildah = || {
                 let mut command = Command::new("buildah");
                 command
@@ -124,9 +125,11 @@ pub fn build(run: &BuilderRun) -> Result<BuilderOutcome, BuilderError> {
                     .arg("vfs");
                 command
             };
+            // `--layers`: a layer per instruction, so each weights COPY stays its
+            // own layer (without it buildah squashes the stage into one).
             run_step(
                 buildah()
-                    .args(["bud", "--isolation", "chroot", &tls_verify, "-f"])
+                    .args(["bud", "--isolation", "chroot", "--layers", &tls_verify, "-f"])
                     .arg(run.context.join("Dockerfile"))
                     .args(["-t", &run.image_name])
                     .arg(&run.context),
@@ -137,10 +140,12 @@ pub fn build(run: &BuilderRun) -> Result<BuilderOutcome, BuilderError> {
             let pushed = match &run.push {
                 Some(reference) => {
                     let pushed_digest = storage.path().join("pushed-digest");
-                    run_step(buildah().args(["push", &tls_verify, "--digestfile"]).arg(&pushed_digest).args([
-                        &run.image_name,
-                        &format!("docker://{reference}"),
-                    ]))?;
+                    run_step(
+                        buildah()
+                            .args(["push", &tls_verify, "--digestfile"])
+                            .arg(&pushed_digest)
+                            .args([&run.image_name, &format!("docker://{reference}")]),
+                    )?;
                     let digest = std::fs::read_to_string(&pushed_digest).unwrap_or_default();
                     Some(format!("{reference}@{}", digest.trim()))
                 }

@@ -29,7 +29,9 @@ pub fn write(context: &Context, dir: &Path) -> Result<Written, DockerfileError> 
     if existing.is_some_and(|count| count > 0) && !dir.join(MARKER).exists() {
         return Err(DockerfileError::Write {
             path: dir.to_path_buf(),
-            source: std::io::Error::other("the directory is not empty and was not written by `imgbake dockerfile`; choose another -o DIR"),
+            source: std::io::Error::other(
+                "the directory is not empty and was not written by `imgbake dockerfile`; choose another -o DIR",
+            ),
         });
     }
     let parent = match dir.parent() {

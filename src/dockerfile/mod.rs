@@ -258,7 +258,11 @@ fn render(template: &str, view: impl Serialize) -> Result<String, DockerfileErro
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_template("t", template).map_err(DockerfileError::Template)?;
     let tmpl = env.get_template("t").map_err(DockerfileError::Template)?;
-    tmpl.render(view).map_err(DockerfileError::Template)
+    let mut text = tmpl.render(view).map_err(DockerfileError::Template)?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 fn config_name(spec: &Spec) -> String {
@@ -294,11 +298,7 @@ pub fn dockerignore_lines(include: &[String], exclude: &[String]) -> Vec<String>
 }
 
 /// Builds the whole context for `spec`.
-pub fn generate(
-    spec: &Spec,
-    options: &ContextOptions,
-    remote: &dyn RemoteWeights,
-) -> Result<Context, DockerfileError> {
+pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeights) -> Result<Context, DockerfileError> {
     let config = config_name(spec);
     let config_file: Vec<PathBuf> = spec.source.path.file_name().map(PathBuf::from).into_iter().collect();
     let selection = appfiles::select_app_files(&spec.app.root, &spec.app.include, &spec.app.exclude, &config_file)
@@ -336,10 +336,8 @@ pub fn generate(
         files: requirements.iter().map(|(name, _)| name.clone()).collect(),
         origin: origin_text(&deps.pip, deps.pip_file.as_deref(), spec),
     });
-    let apt_packages = package_list(&deps.apt, deps.apt_file.as_deref())?
-        .iter()
-        .map(apt_package)
-        .collect::<Result<Vec<_>, _>>()?;
+    let apt_packages =
+        package_list(&deps.apt, deps.apt_file.as_deref())?.iter().map(apt_package).collect::<Result<Vec<_>, _>>()?;
     let conda_packages: Vec<String> =
         package_list(&deps.conda, deps.conda_file.as_deref())?.iter().map(conda_package).collect();
 
@@ -354,6 +352,7 @@ pub fn generate(
                     entry.origin
                 )));
             }
+            volume_supported(entry)?;
             volume_entries.push(remote.volume_entry(entry)?);
             continue;
         }
@@ -421,7 +420,13 @@ pub fn generate(
         conda_origin: origin_text(&deps.conda, deps.conda_file.as_deref(), spec),
         workdir: spec.app.workdir.clone(),
         app_file_count: selection.files.len(),
-        shell_commands: spec.build.shell_commands.iter().chain(&spec.build.build_commands).map(|c| run_text(c)).collect(),
+        shell_commands: spec
+            .build
+            .shell_commands
+            .iter()
+            .chain(&spec.build.build_commands)
+            .map(|c| run_text(c))
+            .collect(),
         weights_layers,
         volume,
         labels: labels(spec).iter().map(|(k, v)| format!("{k}={}", quote(v))).collect(),
@@ -638,6 +643,17 @@ fn remote_weights_groups(
     }
 }
 
+/// What the prefetch hook can fetch in this version (as the native build says).
+fn volume_supported(entry: &WeightsEntry) -> Result<(), DockerfileError> {
+    if matches!(entry.source, WeightsSource::Hf { .. }) && entry.layout == WeightsLayout::Plain {
+        return Ok(());
+    }
+    Err(DockerfileError::NotAvailable(format!(
+        "volume mode for {} is available for hf:// sources with layout \"plain\" only in this version",
+        entry.origin
+    )))
+}
+
 /// The real remote weights: the verified download store under the cache dir.
 pub struct StoreWeights {
     store: crate::weights::store::WeightsStore,
@@ -676,13 +692,6 @@ impl RemoteWeights for StoreWeights {
     }
 
     fn volume_entry(&self, entry: &WeightsEntry) -> Result<ManifestEntry, DockerfileError> {
-        let remote_plain = matches!(entry.source, WeightsSource::Hf { .. }) && entry.layout == WeightsLayout::Plain;
-        if !remote_plain {
-            return Err(DockerfileError::NotAvailable(format!(
-                "volume mode for {} is available for hf:// sources with layout \"plain\" only in this version",
-                entry.origin
-            )));
-        }
         let mut warnings = Vec::new();
         crate::build::volume::manifest_entry(entry, &self.store, &mut warnings)
             .map_err(|e| DockerfileError::Weights { origin: entry.origin.clone(), message: error_chain(&e) })

@@ -86,6 +86,15 @@ impl RemoteWeights for OfflineWeights {
     fn hook_binary(&self) -> Result<PathBuf, DockerfileError> {
         Ok(PathBuf::from(env!("CARGO_BIN_EXE_imgbake")))
     }
+
+    /// Always "found", so the snapshots do not depend on the machine's uv.
+    fn uv_binary(&self) -> Option<PathBuf> {
+        Some(PathBuf::from("/usr/local/bin/uv"))
+    }
+
+    fn ca_bundle(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 fn load(fixture: &str) -> imgbake::spec::Spec {
@@ -150,7 +159,7 @@ fn generated_stages_follow_the_native_build_order() {
     let order = [
         "FROM nvidia/cuda",
         "apt-get install",
-        "uv pip install",
+        "UV_PIP_INSTALL_STARTED",
         "COPY app/ /app/",
         "COPY --from=weights",
         "ENV HF_HUB_CACHE=",
@@ -471,4 +480,29 @@ fn shell_commands_run_in_the_buildah_build_and_show_in_the_image() {
     assert_eq!(health["pre_build"], "pre-build ran");
     // The base's own interpreter wrote it during the build (bookworm: 3.11).
     assert!(health["build_info"]["python"].as_str().unwrap().starts_with("3.11."), "{health:#}");
+}
+
+#[test]
+fn pip_dependencies_install_from_pypi_in_the_buildah_build_and_the_fastapi_app_answers() {
+    if !["buildah", "skopeo", "umoci", "runc", "docker-registry", "debootstrap"].iter().all(|t| tools::require_tool(t))
+    {
+        return;
+    }
+    let (registry, base) = registry_with_base();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = build_fixture("cerebrium-cpu-fastapi", Some("buildah"), &registry.host(), &base, dir.path());
+    let bundle = dir.path().join("bundle");
+    tools::umoci_unpack(&layout, "app", &bundle);
+    // Pinned as written in cerebrium.toml (pydantic = "2.7.1"), installed for the base's Python.
+    let site = bundle.join("rootfs/usr/local/lib/python3.11/dist-packages");
+    assert!(site.join("pydantic-2.7.1.dist-info").is_dir(), "{:?}", std::fs::read_dir(&site).map(|d| d.count()));
+    assert!(site.join("fastapi").is_dir() && site.join("uvicorn").is_dir());
+    assert!(!bundle.join("rootfs/tmp/imgbake/tools/uv").exists(), "the build's uv stays out of the image");
+    // The image's own command, on a free port instead of the fixed 8000.
+    let port = support::registry::free_port().to_string();
+    let args = ["python3", "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", &port];
+    tools::prepare_runc_bundle(&bundle, &args, &[], &[]);
+    let container = tools::runc_run_detached(&bundle, &tools::unique_container_id("fastapi"));
+    let status = tools::wait_for_http(&format!("http://127.0.0.1:{port}/health"), Duration::from_secs(60));
+    assert_eq!(status, 200, "{}", container.log_text());
 }

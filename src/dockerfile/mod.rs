@@ -104,6 +104,12 @@ pub trait RemoteWeights {
     fn volume_entry(&self, entry: &WeightsEntry) -> Result<ManifestEntry, DockerfileError>;
     /// The prefetch hook binary put in volume-mode images (imgbake itself).
     fn hook_binary(&self) -> Result<PathBuf, DockerfileError>;
+    /// A uv binary for the image's architecture to put in the context, so
+    /// Python packages install even on a base without pip or uv.
+    fn uv_binary(&self) -> Option<PathBuf>;
+    /// The build machine's CA bundle (`SSL_CERT_FILE`), for package indexes
+    /// behind a TLS-inspecting proxy; used by the install step, never kept.
+    fn ca_bundle(&self) -> Option<PathBuf>;
 }
 
 /// Options from the command line.
@@ -215,6 +221,12 @@ struct PythonStep {
     interpreter: String,
     files: Vec<String>,
     origin: String,
+    /// A uv binary from the build machine is in the context (`imgbake/tools/uv`).
+    uv_in_context: bool,
+    /// `imgbake/tools` exists in the context (uv and/or the CA bundle).
+    tools_in_context: bool,
+    /// The build machine's CA bundle is in the context for the install step.
+    ca_in_context: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -327,6 +339,17 @@ pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeight
         });
     }
     let deps = &spec.dependencies;
+    let uv_binary = if requirements.is_empty() { None } else { remote.uv_binary() };
+    if let Some(uv) = &uv_binary {
+        files.push(ContextFile { path: format!("{IMGBAKE_DIR}/tools/uv"), source: ContextSource::Link(uv.clone()) });
+    }
+    let ca_bundle = if requirements.is_empty() { None } else { remote.ca_bundle() };
+    if let Some(bundle) = &ca_bundle {
+        files.push(ContextFile {
+            path: format!("{IMGBAKE_DIR}/tools/ca-certificates.crt"),
+            source: ContextSource::Copy(bundle.clone()),
+        });
+    }
     let python = (!requirements.is_empty()).then(|| PythonStep {
         installer: match spec.python.installer {
             PythonInstaller::Uv => "uv",
@@ -335,6 +358,9 @@ pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeight
         interpreter: spec.base.python_executable.clone().unwrap_or_else(|| "python3".to_string()),
         files: requirements.iter().map(|(name, _)| name.clone()).collect(),
         origin: origin_text(&deps.pip, deps.pip_file.as_deref(), spec),
+        uv_in_context: uv_binary.is_some(),
+        tools_in_context: uv_binary.is_some() || ca_bundle.is_some(),
+        ca_in_context: ca_bundle.is_some(),
     });
     let apt_packages =
         package_list(&deps.apt, deps.apt_file.as_deref())?.iter().map(apt_package).collect::<Result<Vec<_>, _>>()?;
@@ -700,6 +726,43 @@ impl RemoteWeights for StoreWeights {
     fn hook_binary(&self) -> Result<PathBuf, DockerfileError> {
         std::env::current_exe().map_err(|source| DockerfileError::Read { path: PathBuf::from("imgbake"), source })
     }
+
+    fn uv_binary(&self) -> Option<PathBuf> {
+        find_uv()
+    }
+
+    fn ca_bundle(&self) -> Option<PathBuf> {
+        std::env::var_os("SSL_CERT_FILE").map(PathBuf::from).filter(|p| p.is_file())
+    }
+}
+
+/// Names a uv binary to copy into the image's build (`IMGBAKE_UV_BINARY`).
+pub const UV_BINARY_ENV: &str = "IMGBAKE_UV_BINARY";
+
+/// The build machine's uv, when it is a real executable (not a shim script
+/// such as pyenv's): `$IMGBAKE_UV_BINARY`, else `uv` on PATH, else the uv
+/// Python package's binary. Only for x86_64/aarch64 Linux builds of the same
+/// architecture as the image, which is the machine's own here.
+pub fn find_uv() -> Option<PathBuf> {
+    let is_elf = |path: &Path| {
+        let mut magic = [0u8; 4];
+        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+            && magic == *b"\x7fELF"
+    };
+    if let Some(path) = std::env::var_os(UV_BINARY_ENV).map(PathBuf::from) {
+        return is_elf(&path).then_some(path);
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(found) = std::env::split_paths(&path_var).map(|dir| dir.join("uv")).find(|p| is_elf(p)) {
+        return Some(found);
+    }
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import uv; print(uv.find_uv_bin())"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    (output.status.success() && is_elf(&path)).then_some(path)
 }
 
 #[cfg(test)]

@@ -104,15 +104,14 @@ pub fn lint(text: &str) -> Vec<Finding> {
             "ARG" | "ENV" => {
                 for word in rest.split_whitespace() {
                     let name = word.split('=').next().unwrap_or("").to_ascii_uppercase();
-                    if word.contains('=') || keyword.eq_ignore_ascii_case("ARG") {
-                        if SECRET_WORDS.iter().any(|s| name.contains(s)) {
-                            push(
-                                line,
-                                "no-secret-args",
-                                Severity::Error,
-                                format!("{keyword} {name} looks like a credential; ARG and ENV values stay in the image history (use RUN --mount=type=secret)"),
-                            );
-                        }
+                    let declares = word.contains('=') || keyword.eq_ignore_ascii_case("ARG");
+                    if declares && SECRET_WORDS.iter().any(|s| name.contains(s)) {
+                        push(
+                            line,
+                            "no-secret-args",
+                            Severity::Error,
+                            format!("{keyword} {name} looks like a credential; ARG and ENV values stay in the image history (use RUN --mount=type=secret)"),
+                        );
                     }
                 }
             }

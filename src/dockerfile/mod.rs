@@ -238,7 +238,6 @@ struct WeightsLayerView {
 struct VolumeView {
     manifest_path: &'static str,
     hook_path: &'static str,
-    has_links: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -408,22 +407,24 @@ pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeight
             .map(|e| (e.path.trim_start_matches('/').to_string(), e.volume_path.clone()))
             .collect();
         let manifest = WeightsManifest::new(spec, volume_entries);
+        // Laid out as in the image, so one COPY makes one layer (as natively).
+        let volume_root = format!("{IMGBAKE_DIR}/volume");
         files.push(ContextFile {
-            path: format!("{IMGBAKE_DIR}/weights.json"),
+            path: format!("{volume_root}{MANIFEST_PATH}"),
             source: ContextSource::Bytes(manifest.to_bytes()),
         });
         files.push(ContextFile {
-            path: format!("{IMGBAKE_DIR}/imgbake"),
+            path: format!("{volume_root}{HOOK_PATH}"),
             source: ContextSource::Link(remote.hook_binary()?),
         });
         for (path, target) in &links {
             files.push(ContextFile {
-                path: format!("{IMGBAKE_DIR}/links/{path}"),
+                path: format!("{volume_root}/{path}"),
                 source: ContextSource::Symlink(target.clone()),
             });
         }
         entrypoint = wrap_entrypoint(&spec.runtime.entrypoint);
-        Some(VolumeView { manifest_path: MANIFEST_PATH, hook_path: HOOK_PATH, has_links: !links.is_empty() })
+        Some(VolumeView { manifest_path: MANIFEST_PATH, hook_path: HOOK_PATH })
     };
 
     let base = options.base_override.clone().unwrap_or_else(|| base_reference(&spec.base));

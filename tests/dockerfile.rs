@@ -612,3 +612,22 @@ fn hub_weights_in_volume_and_hf_cache_modes_build_with_buildah_into_the_native_t
     let body: serde_json::Value = client.get(&url).send().unwrap().json().unwrap();
     assert_eq!(body["weights"]["model.safetensors"], hex::encode(Sha256::digest(&weights)).as_str(), "{body:#}");
 }
+
+#[test]
+fn a_weights_symlink_leaving_its_directory_is_refused_as_natively() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("weights/tiny")).unwrap();
+    std::fs::write(project.join("weights/tiny/config.json"), "{}").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", project.join("weights/tiny/leak.bin")).unwrap();
+    std::fs::write(
+        project.join("cerebrium.toml"),
+        "[cerebrium.deployment]\nname = \"leak\"\nexclude = [\".*\", \"weights/\"]\n\
+         [[imgbake.weights]]\nsource = \"./weights/tiny\"\nmount = \"tiny\"\nmode = \"bake\"\n",
+    )
+    .unwrap();
+    let output = imgbake(&["dockerfile", project.to_str().unwrap(), "-o", dir.path().join("ctx").to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("is a symlink that leaves the weights directory"), "{}", stderr(&output));
+    assert!(!dir.path().join("ctx").exists(), "nothing is written on error");
+}

@@ -64,7 +64,10 @@ pub fn run(args: &DockerfileArgs) -> u8 {
                 eprintln!("{finding}");
             }
             println!("context   {} ({} files, {} bytes)", written.dir.display(), written.files, written.bytes);
-            println!("build     buildah bud --isolation chroot -f Dockerfile {}", written.dir.display());
+            let dir = written.dir.display();
+            println!(
+                "build     buildah bud --layers -f {dir}/Dockerfile {dir}   (or: imgbake build --builder buildah)"
+            );
             if findings.iter().any(|f| f.severity == lint::Severity::Error) {
                 EXIT_INVALID_INPUT
             } else {

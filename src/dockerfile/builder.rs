@@ -158,6 +158,8 @@ pub fn build(run: &BuilderRun) -> Result<BuilderOutcome, BuilderError> {
         ContainerBuilder::Docker => {
             run_step(
                 Command::new("docker")
+                    // RUN --mount needs BuildKit, the default since Docker 23; older daemons take this switch.
+                    .env("DOCKER_BUILDKIT", "1")
                     .args(["build", "-f"])
                     .arg(run.context.join("Dockerfile"))
                     .args(["-t", &run.image_name])

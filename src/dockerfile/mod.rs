@@ -587,6 +587,17 @@ fn local_weights_groups(entry: &WeightsEntry, root: &Path, spec: &Spec) -> Resul
         if item.file_type().is_dir() {
             continue;
         }
+        if item.file_type().is_symlink() {
+            // As natively: a link may name a file inside the directory only.
+            let target = item.path().canonicalize().ok();
+            let inside = root.canonicalize().ok().zip(target).is_some_and(|(r, t)| t.starts_with(r) && t.is_file());
+            if !inside {
+                return Err(DockerfileError::Weights {
+                    origin: entry.origin.clone(),
+                    message: format!("`{}` is a symlink that leaves the weights directory", item.path().display()),
+                });
+            }
+        }
         let relative = item.path().strip_prefix(root).unwrap_or(item.path()).to_string_lossy().into_owned();
         if !filter.matches(&relative) {
             continue;

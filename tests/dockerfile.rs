@@ -244,7 +244,7 @@ fn dockerfile_path_uses_the_users_dockerfile_and_names_the_ignored_settings() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("project");
     std::fs::create_dir(&project).unwrap();
-    let users = "FROM debian:bookworm-slim\nCOPY . /srv/\nENTRYPOINT [\"python3\", \"/srv/main.py\"]\n";
+    let users = "FROM debian:bookworm-slim\nCOPY . /srv/\nCMD python3 /srv/main.py\n";
     std::fs::write(project.join("my.Dockerfile"), users).unwrap();
     std::fs::write(project.join("main.py"), "print('hi')\n").unwrap();
     std::fs::write(
@@ -261,6 +261,8 @@ fn dockerfile_path_uses_the_users_dockerfile_and_names_the_ignored_settings() {
     assert!(out.join("main.py").is_file());
     let text = stderr(&output);
     assert!(text.contains("these settings are ignored: shell_commands, dependencies.pip"), "{text}");
+    // The lint advises on the user's own file but does not fail the command.
+    assert!(text.contains("error[exec-form]"), "{text}");
 }
 
 #[test]

@@ -68,7 +68,9 @@ pub fn run(args: &DockerfileArgs) -> u8 {
             println!(
                 "build     buildah bud --layers -f {dir}/Dockerfile {dir}   (or: imgbake build --builder buildah)"
             );
-            if findings.iter().any(|f| f.severity == lint::Severity::Error) {
+            // The lint holds imgbake's own output to its conventions; a user's
+            // Dockerfile (dockerfile_path) only gets the findings as advice.
+            if !generated.users_dockerfile && findings.iter().any(|f| f.severity == lint::Severity::Error) {
                 EXIT_INVALID_INPUT
             } else {
                 EXIT_OK

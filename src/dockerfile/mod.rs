@@ -65,6 +65,8 @@ pub struct Context {
     pub files: Vec<ContextFile>,
     /// With `dockerfile_path`: the config settings the user's Dockerfile makes ignored.
     pub ignored_settings: Vec<String>,
+    /// The Dockerfile is the user's own (`dockerfile_path`), not generated.
+    pub users_dockerfile: bool,
     pub warnings: Vec<String>,
 }
 
@@ -470,7 +472,7 @@ pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeight
         DOCKERIGNORE_TEMPLATE,
         serde_json::json!({ "config": config, "lines": dockerignore_lines(&spec.app.include, &spec.app.exclude) }),
     )?;
-    Ok(Context { dockerfile, dockerignore, files, ignored_settings: Vec::new(), warnings })
+    Ok(Context { dockerfile, dockerignore, files, ignored_settings: Vec::new(), users_dockerfile: false, warnings })
 }
 
 /// `dockerfile_path`: the user's Dockerfile over the selected project files,
@@ -506,7 +508,14 @@ fn user_dockerfile_context(
     .map(|(name, _)| name.to_string())
     .collect();
     let dockerignore = "# dockerfile_path: the context is the project's selected files.\n.imgbake-context\n";
-    Ok(Context { dockerfile, dockerignore: dockerignore.to_string(), files, ignored_settings: ignored, warnings })
+    Ok(Context {
+        dockerfile,
+        dockerignore: dockerignore.to_string(),
+        files,
+        ignored_settings: ignored,
+        users_dockerfile: true,
+        warnings,
+    })
 }
 
 /// The config's base image as a `FROM` reference (`scratch` stays `scratch`).

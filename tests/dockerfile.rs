@@ -313,7 +313,7 @@ fn registry_with_base() -> (TestRegistry, String) {
 
 /// `imgbake build` of a fixture on the registry base; `builder` none = native.
 fn build_fixture(fixture: &str, builder: Option<&str>, host: &str, base: &str, dir: &Path) -> PathBuf {
-    build_project(&tools::repo_root().join("fixtures").join(fixture), builder, host, base, dir, &[])
+    build_project(&tools::repo_root().join("fixtures").join(fixture), builder, host, base, dir, &[], &[])
 }
 
 fn build_project(
@@ -323,6 +323,7 @@ fn build_project(
     base: &str,
     dir: &Path,
     env: &[(&str, &str)],
+    extra_args: &[&str],
 ) -> PathBuf {
     let layout = dir.join(format!("out-{}", builder.unwrap_or("native")));
     let output_arg = format!("oci:{}:app", layout.display());
@@ -332,6 +333,7 @@ fn build_project(
     if let Some(builder) = builder {
         args.extend(["--builder", builder]);
     }
+    args.extend(extra_args);
     let mut command = Command::new(env!("CARGO_BIN_EXE_imgbake"));
     command.args(&args).env("NO_COLOR", "1").envs(env.iter().copied());
     let output = tools::run_with_timeout(&mut command, BUILD_TIMEOUT);
@@ -507,7 +509,16 @@ fn shell_commands_run_in_the_buildah_build_and_show_in_the_image() {
     }
     let (registry, base) = registry_with_base();
     let dir = tempfile::tempdir().unwrap();
-    let layout = build_fixture("cerebrium-shell-commands", Some("buildah"), &registry.host(), &base, dir.path());
+    // Also pushed: `--push` goes through `buildah push` to the (plain HTTP) loopback registry.
+    let target = format!("{}/apps/shell-commands:1", registry.host());
+    let project = tools::repo_root().join("fixtures/cerebrium-shell-commands");
+    let push = ["--push", target.as_str()];
+    let layout = build_project(&project, Some("buildah"), &registry.host(), &base, dir.path(), &[], &push);
+    // Same content layers (buildah may compress a layer again on the way to a registry).
+    let local = tools::skopeo_inspect_config(&format!("oci:{}:app", layout.display()));
+    let remote = tools::skopeo_inspect_config(&format!("docker://{target}"));
+    assert_eq!(remote["rootfs"]["diff_ids"], local["rootfs"]["diff_ids"], "the pushed image is the built one");
+    assert_eq!(local["rootfs"]["diff_ids"].as_array().unwrap().len(), 5, "{local:#}");
     let bundle = dir.path().join("bundle");
     tools::umoci_unpack(&layout, "app", &bundle);
     let rootfs = bundle.join("rootfs");
@@ -575,8 +586,8 @@ fn hub_weights_in_volume_and_hf_cache_modes_build_with_buildah_into_the_native_t
     let (registry, base) = registry_with_base();
     let endpoint = hub.endpoint();
     let env = [("HF_ENDPOINT", endpoint.as_str()), (TOKEN_VAR, TOKEN)];
-    let native = build_project(&project, None, &registry.host(), &base, dir.path(), &env);
-    let buildah = build_project(&project, Some("buildah"), &registry.host(), &base, dir.path(), &env);
+    let native = build_project(&project, None, &registry.host(), &base, dir.path(), &env, &[]);
+    let buildah = build_project(&project, Some("buildah"), &registry.host(), &base, dir.path(), &env, &[]);
 
     let layers = |layout: &Path| tools::skopeo_inspect(&format!("oci:{}:app", layout.display()))["Layers"].clone();
     // base, app, hf-cache blobs, hf-cache links and refs, volume files: one layer each in both.

@@ -29,6 +29,15 @@ pub enum PlanFormat {
     Html,
 }
 
+/// `build --builder`: the native daemonless build, or a container builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Builder {
+    Native,
+    Buildah,
+    Docker,
+    Buildkit,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a cerebrium.toml or Truss config.yaml and print the normalized deployment.
@@ -110,11 +119,23 @@ pub enum Command {
         /// Fail (with the difference) instead of updating a missing or stale imgbake.lock.
         #[arg(long)]
         locked: bool,
+        /// Who builds: imgbake itself (native), or a container builder on the generated Dockerfile.
+        #[arg(long, value_enum, default_value_t = Builder::Native)]
+        builder: Builder,
     },
     /// Write a Dockerfile build context equivalent to the native build.
     Dockerfile {
         #[arg(default_value = ".")]
         path: PathBuf,
+        /// Context directory to write (replaced if an earlier `imgbake dockerfile` wrote it).
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Use this FROM instead of the config's base image (a registry reference).
+        #[arg(long, value_name = "REF")]
+        base: Option<String>,
+        /// Cache directory for downloaded weights (default $XDG_CACHE_HOME/imgbake, or $IMGBAKE_CACHE_DIR).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
     },
     /// In-image hook: fetch and verify volume weights, then exec the app.
     Prefetch {

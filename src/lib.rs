@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod deps;
+pub mod dockerfile;
 pub mod image;
 pub mod lock;
 pub mod plan;

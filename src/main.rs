@@ -1,8 +1,9 @@
 //! imgbake's entry point: parse the command line, dispatch, map to an exit code.
 
 use clap::Parser;
-use imgbake::cli::{Cli, Command, PlanFormat, ValidateFormat};
-use imgbake::commands::{self, build, lock, plan, prefetch, validate};
+use imgbake::cli::{Builder, Cli, Command, PlanFormat, ValidateFormat};
+use imgbake::commands::{build, dockerfile, lock, plan, prefetch, validate};
+use imgbake::dockerfile::builder::ContainerBuilder;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -47,10 +48,28 @@ fn main() -> ExitCode {
                 skip_base_lookup,
             })
         }
-        Command::Build { path, output, push, base, insecure_registries, cache_dir, json, locked } => {
-            build::run(&build::BuildArgs { path, output, push, base, insecure_registries, cache_dir, json, locked })
+        Command::Build { path, output, push, base, insecure_registries, cache_dir, json, locked, builder } => {
+            let builder = match builder {
+                Builder::Native => None,
+                Builder::Buildah => Some(ContainerBuilder::Buildah),
+                Builder::Docker => Some(ContainerBuilder::Docker),
+                Builder::Buildkit => Some(ContainerBuilder::Buildkit),
+            };
+            build::run(&build::BuildArgs {
+                path,
+                output,
+                push,
+                base,
+                insecure_registries,
+                cache_dir,
+                json,
+                locked,
+                builder,
+            })
         }
-        Command::Dockerfile { .. } => commands::not_available("dockerfile"),
+        Command::Dockerfile { path, output, base, cache_dir } => {
+            dockerfile::run(&dockerfile::DockerfileArgs { path, output, base, cache_dir })
+        }
         Command::Prefetch { manifest, dest, jobs, command } => {
             prefetch::run(&imgbake::runtime::prefetch::PrefetchOptions { manifest, dest, jobs, command })
         }

@@ -100,7 +100,7 @@ pub fn unsupported_settings(spec: &Spec) -> Option<String> {
     .collect();
     if !needs_builder.is_empty() {
         return Some(format!(
-            "{} run commands inside the image and need a container builder; the native build does not run them (use `imgbake dockerfile` with buildah or docker)",
+            "{} run commands inside the image and need a container builder; the native build does not run them (use `imgbake build --builder buildah`, or `imgbake dockerfile` and your own builder)",
             needs_builder.join(", ")
         ));
     }

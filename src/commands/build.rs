@@ -19,6 +19,8 @@ pub struct BuildArgs {
     pub cache_dir: Option<PathBuf>,
     pub json: bool,
     pub locked: bool,
+    /// A container builder on the generated Dockerfile instead of the native build.
+    pub builder: Option<crate::dockerfile::builder::ContainerBuilder>,
 }
 
 /// The default output: `oci:imgbake-out:<app name>` in the current directory.
@@ -58,6 +60,9 @@ pub fn run(args: &BuildArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    if let Some(builder) = args.builder {
+        return run_container_builder(args, &spec, builder, output, push.map(|r| r.to_string()));
+    }
     let options = BuildOptions {
         output,
         push,
@@ -86,6 +91,72 @@ pub fn run(args: &BuildArgs) -> u8 {
         }
         Err(BuildError::NotAvailable(message)) => {
             eprintln!("error: {message}");
+            EXIT_USAGE
+        }
+        Err(err) => {
+            print_error(&err);
+            EXIT_INVALID_INPUT
+        }
+    }
+}
+
+/// `--builder buildah|docker|buildkit`: the generated context in a temp dir, built by that builder.
+fn run_container_builder(
+    args: &BuildArgs,
+    spec: &crate::spec::Spec,
+    builder: crate::dockerfile::builder::ContainerBuilder,
+    output: OciRef,
+    push: Option<String>,
+) -> u8 {
+    use crate::dockerfile::builder::{self, BuilderRun};
+    let temp = match tempfile::Builder::new().prefix("imgbake-context-").tempdir() {
+        Ok(temp) => temp,
+        Err(err) => {
+            print_error(&err);
+            return EXIT_INVALID_INPUT;
+        }
+    };
+    let context_dir = temp.path().join("context");
+    match super::dockerfile::write_context(spec, args.base.clone(), args.cache_dir.as_deref(), &context_dir) {
+        Ok(_) => {}
+        Err(crate::dockerfile::DockerfileError::NotAvailable(message)) => {
+            eprintln!("error: {message}");
+            return EXIT_USAGE;
+        }
+        Err(err) => {
+            print_error(&err);
+            return EXIT_INVALID_INPUT;
+        }
+    }
+    let run = BuilderRun {
+        builder,
+        context: context_dir,
+        image_name: format!("localhost/imgbake/{}:{}", output.tag.to_ascii_lowercase(), output.tag),
+        output: output.clone(),
+        push,
+        insecure_registries: args.insecure_registries.clone(),
+    };
+    match builder::build(&run) {
+        Ok(outcome) => {
+            let image = format!("oci:{}:{}", output.dir.display(), output.tag);
+            if args.json {
+                let value = serde_json::json!({
+                    "builder": builder.program(),
+                    "output": image,
+                    "manifest_digest": outcome.manifest_digest,
+                    "pushed": outcome.pushed,
+                });
+                println!("{}", serde_json::to_string_pretty(&value).expect("serializes"));
+            } else {
+                println!("image     {image}  {}", outcome.manifest_digest.as_deref().unwrap_or("-"));
+                if let Some(pushed) = &outcome.pushed {
+                    println!("pushed    {pushed}");
+                }
+            }
+            EXIT_OK
+        }
+        Err(err @ builder::BuilderError::Missing { .. }) => {
+            print_error(&err);
             EXIT_USAGE
         }
         Err(err) => {

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns its exit status.
 
 pub mod build;
+pub mod dockerfile;
 pub mod lock;
 pub mod plan;
 pub mod prefetch;
@@ -11,12 +12,6 @@ pub mod validate;
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_INVALID_INPUT: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
-
-/// For commands not built yet: one line, exit 2, never a fake result.
-pub fn not_available(command: &str) -> u8 {
-    eprintln!("error: `imgbake {command}` is not available yet in this version");
-    EXIT_USAGE
-}
 
 /// Prints `error: …` then one `Caused by: …` line per source, as uv does.
 pub fn print_error(error: &dyn std::error::Error) {

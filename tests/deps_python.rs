@@ -310,3 +310,24 @@ fn the_pip_and_apt_fixture_builds_and_its_app_uses_both_under_runc() {
     assert_eq!(body["jq"], "12", "{body:#}");
     assert!(body["numpy"].as_str().unwrap().starts_with('2'), "{body:#}");
 }
+
+#[test]
+fn the_generated_dockerfile_installs_exactly_the_locked_wheels_by_hash() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = local_index(dir.path());
+    let env = offline_env(&index);
+    let project = write_project(dir.path(), true, "3.12", &[("tinyapp", "latest")]);
+    build_ok(&project, &dir.path().join("out"), &dir.path().join("cache"), &env);
+    let context = dir.path().join("context");
+    let output = imgbake_env(&["dockerfile", project.to_str().unwrap(), "-o", context.to_str().unwrap()], &env);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let requirements = std::fs::read_to_string(context.join("requirements/requirements.lock.txt")).unwrap();
+    let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+    let sha = lock.split("sha256 = \"").nth(1).unwrap().split('"').next().unwrap();
+    assert!(requirements.contains(&format!("tinyapp==1.0 --hash=sha256:{sha}")), "{requirements}");
+    let dockerfile = std::fs::read_to_string(context.join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("requirements.lock.txt"), "{dockerfile}");
+}

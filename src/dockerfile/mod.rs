@@ -121,12 +121,23 @@ pub struct ContextOptions {
     pub base_override: Option<String>,
 }
 
-/// The Python requirement files the Dockerfile installs, as `(name, contents)`.
-///
-/// One function on purpose: today it writes the Spec's requirements as
-/// written; once `imgbake.lock` lands it returns lock-derived, hashed files
-/// (`--require-hashes`) and nothing else has to change.
+/// The requirement files of the Python step. With a current `imgbake.lock`
+/// that pins Python packages: every wheel as `name==version --hash=sha256:…`
+/// (pip and uv then check each download, and nothing unpinned can enter);
+/// without one: the Spec's requirements as written.
 pub fn requirements_files(spec: &Spec) -> Result<Vec<(String, String)>, DockerfileError> {
+    let lock = crate::lock::Lock::read(&crate::lock::lock_path(spec)).ok().flatten();
+    let current = crate::lock::inputs_of(spec).ok().zip(lock.as_ref()).is_some_and(|(i, l)| l.is_current(&i));
+    if let (true, Some(python)) = (current, lock.as_ref().and_then(|l| l.python.as_ref())) {
+        let mut text = format!(
+            "# Pinned by imgbake.lock for Python {} on {}; hashes make pip/uv verify every wheel.\n",
+            python.target.python_version, python.target.platform
+        );
+        for wheel in &python.packages {
+            text.push_str(&format!("{}=={} --hash=sha256:{}\n", wheel.name, wheel.version, wheel.sha256));
+        }
+        return Ok(vec![("requirements.lock.txt".to_string(), text)]);
+    }
     let deps = &spec.dependencies;
     let mut text = String::new();
     for requirement in &deps.pip {
@@ -429,7 +440,13 @@ pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeight
         Some(VolumeView { manifest_path: MANIFEST_PATH, hook_path: HOOK_PATH })
     };
 
-    let base = options.base_override.clone().unwrap_or_else(|| base_reference(&spec.base));
+    // A current lock pins a registry base to the digest it was resolved with.
+    let pinned = crate::lock::Lock::read(&crate::lock::lock_path(spec))
+        .ok()
+        .flatten()
+        .filter(|lock| crate::lock::inputs_of(spec).is_ok_and(|inputs| lock.is_current(&inputs)))
+        .and_then(|lock| lock.base.pinned);
+    let base = options.base_override.clone().or(pinned).unwrap_or_else(|| base_reference(&spec.base));
     if base.starts_with("oci:") || base.starts_with(crate::build::ROOTFS_PREFIX) {
         return Err(DockerfileError::Unsupported {
             what: format!("base `{base}`"),

@@ -6,10 +6,18 @@
 //! volume and with a warm one. Weights are bf16-like data served by the
 //! loopback Hugging Face hub (tests/support/hub_server.py).
 //!
+//! Then it asks `imgbake plan` for its predictions of the same scenarios,
+//! with a profile calibrated on this machine (`plan --calibrate` against the
+//! loopback registry) plus what the lab measures about its own stand-ins
+//! (the hub's download rate, the app's start without weights; the volume is
+//! a local directory, so volume rates are the disk's), and compares them
+//! term by term. The accuracy gate: every scenario's predicted total within
+//! ±25% of the measured one.
+//!
 //! `cargo run --release --example lab -- [--sizes 256,1024,4096] [--runs N]
-//!  [--out FILE.json] [--plan-profile FILE]` (sizes in MiB). Prints one JSON
-//! document with every measured term; `scripts/lab.sh` runs it, asks
-//! `imgbake plan` for its predictions and compares. Needs root (runc),
+//!  [--out DIR] [--no-gate]` (sizes in MiB). Writes DIR/lab.json,
+//! DIR/lab.md (the table) and DIR/lab.svg (the chart); exits 1 when the gate
+//! fails (unless --no-gate). `scripts/lab.sh` runs it. Needs root (runc),
 //! docker-registry, skopeo, umoci, runc and the cached debootstrap base.
 
 #[path = "../tests/support/mod.rs"]
@@ -27,10 +35,14 @@ const REPO: &str = "lab/model";
 const MODEL_DIR: &str = "/app/model_cache/model";
 const START_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// Largest |predicted / measured - 1| the gate accepts for a scenario's total.
+const GATE: f64 = 0.25;
+
 struct Args {
     sizes_mib: Vec<u64>,
     runs: usize,
-    out: Option<PathBuf>,
+    out: PathBuf,
+    gate: bool,
     imgbake: PathBuf,
     work: PathBuf,
 }
@@ -39,7 +51,8 @@ fn parse_args() -> Args {
     let mut args = Args {
         sizes_mib: vec![256, 1024, 4096],
         runs: 1,
-        out: None,
+        out: tools::repo_root().join("target/lab-results"),
+        gate: true,
         imgbake: tools::repo_root().join("target/release/imgbake"),
         work: tools::repo_root().join("target/lab"),
     };
@@ -49,7 +62,8 @@ fn parse_args() -> Args {
         match flag.as_str() {
             "--sizes" => args.sizes_mib = value().split(',').map(|s| s.trim().parse().expect("MiB")).collect(),
             "--runs" => args.runs = value().parse().expect("runs"),
-            "--out" => args.out = Some(PathBuf::from(value())),
+            "--out" => args.out = PathBuf::from(value()),
+            "--no-gate" => args.gate = false,
             "--imgbake" => args.imgbake = PathBuf::from(value()),
             "--work" => args.work = PathBuf::from(value()),
             other => panic!("unknown flag {other}"),
@@ -68,6 +82,8 @@ fn main() {
     let hub_root = args.work.join("hub");
     let hub = TestHub::start(&hub_root, None);
     let mut results = Vec::new();
+    let mut profile: Option<PathBuf> = None;
+    let mut comparisons = Vec::new();
     for &size in &args.sizes_mib {
         eprintln!("== {size} MiB");
         write_weights(&hub_root, size);
@@ -82,23 +98,306 @@ fn main() {
                 eprintln!("   {mode} run {}", run + 1);
                 runs.push(cold_starts(&args, &registry, &image, mode, &hub));
             }
-            per_mode.insert(mode.to_string(), json!({ "build": built, "runs": runs, "median": median_of(&runs) }));
+            let median = median_of(&runs);
+            let profile = profile.get_or_insert_with(|| calibrate(&args, &project, &base, &image, &hub));
+            let plan = plan_json(&args, &project, &base, profile, &hub);
+            comparisons.extend(compare(size, mode, &plan, &median));
+            per_mode.insert(mode.to_string(), json!({ "build": built, "runs": runs, "median": median }));
         }
         results.push(json!({ "size_mib": size, "modes": per_mode, "project": project }));
         // Each size's hub file, store copies and image blobs go before the next size.
         let _ = std::fs::remove_dir_all(args.work.join("cache"));
         let _ = std::fs::remove_dir_all(hub_root.join(REPO.split('/').next().unwrap()));
     }
+    let passed = comparisons.iter().all(|c| c.within_gate());
     let report = json!({
         "schema": "imgbake.lab/v1",
         "machine": machine(),
+        "gate": GATE,
+        "passed": passed,
+        "comparisons": comparisons.iter().map(Comparison::to_json).collect::<Vec<_>>(),
+        "profile": profile.as_ref().map(|p| std::fs::read_to_string(p).unwrap_or_default()),
         "sizes": results,
     });
-    let text = serde_json::to_string_pretty(&report).unwrap();
-    match &args.out {
-        Some(path) => std::fs::write(path, &text).unwrap(),
-        None => println!("{text}"),
+    std::fs::create_dir_all(&args.out).unwrap();
+    std::fs::write(args.out.join("lab.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    let table = markdown_table(&comparisons);
+    std::fs::write(args.out.join("lab.md"), &table).unwrap();
+    std::fs::write(args.out.join("lab.svg"), svg_chart(&comparisons)).unwrap();
+    println!("{table}");
+    println!(
+        "gate (every total within ±{:.0}%): {}; results in {}",
+        GATE * 100.0,
+        if passed { "passed" } else { "FAILED" },
+        args.out.display()
+    );
+    if args.gate && !passed {
+        std::process::exit(1);
     }
+}
+
+/// `plan --calibrate` against the pushed bake image, then the lab's own
+/// measurements of its stand-ins written over the calibrated profile.
+fn calibrate(args: &Args, project: &Path, base: &Path, image: &str, hub: &TestHub) -> PathBuf {
+    let path = args.work.join("lab-profile.toml");
+    let host = image.split('/').next().unwrap();
+    let output = imgbake(args, hub)
+        .arg("plan")
+        .arg(project)
+        .args(["--calibrate", "--registry", image, "--insecure-registry", host, "-o"])
+        .arg(&path)
+        .args(["--base", &format!("oci:{}:{}", base.display(), base_image::BASE_TAG)])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "plan --calibrate failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let mut profile: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let params = profile["params"].as_table().unwrap().clone();
+    let number = |key: &str| params[key].as_float().unwrap();
+    let (one, parallel) = hub_download_rates(hub);
+    let app_start = app_start_seconds(args, image);
+    let overrides: [(&str, f64, String); 7] = [
+        ("unpack_overlaps_pull", 0.0, "lab: skopeo copies every layer, then umoci unpacks them".into()),
+        (
+            "volume_read",
+            number("disk_read"),
+            "lab: the volume is a directory on this machine's disk (disk_read)".into(),
+        ),
+        (
+            "volume_write",
+            number("disk_write"),
+            "lab: the volume is a directory on this machine's disk (disk_write)".into(),
+        ),
+        (
+            "source_connection_bandwidth",
+            one,
+            "measured by the lab: one GET of the weights from the loopback hub".into(),
+        ),
+        ("source_bandwidth", parallel, "measured by the lab: 4 ranged GETs at once from the loopback hub".into()),
+        (
+            "app_start_seconds",
+            app_start,
+            "measured by the lab: runc start of the app with no weights until /health".into(),
+        ),
+        ("pull_concurrency", 3.0, "skopeo copies up to 6 blobs at once; a lab image has at most 3 new layers".into()),
+    ];
+    for (key, value, source) in overrides {
+        profile["params"].as_table_mut().unwrap().insert(key.into(), toml::Value::Float(value));
+        profile["sources"].as_table_mut().unwrap().insert(key.into(), toml::Value::String(source));
+    }
+    std::fs::write(&path, toml::to_string(&profile).unwrap()).unwrap();
+    path
+}
+
+/// Bytes per second from the hub: one connection, and four ranges at once.
+fn hub_download_rates(hub: &TestHub) -> (f64, f64) {
+    let url = format!("{}/{REPO}/resolve/main/model.safetensors", hub.endpoint());
+    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    // The hub answers with a redirect to its CDN that carries the size.
+    let no_redirect =
+        reqwest::blocking::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let head = no_redirect.head(&url).send().unwrap();
+    let size: u64 = head.headers()["x-linked-size"].to_str().unwrap().parse().unwrap();
+    let fetch = |from: u64, to: u64| -> u64 {
+        let mut response = client.get(&url).header("Range", format!("bytes={from}-{}", to - 1)).send().unwrap();
+        std::io::copy(&mut response, &mut std::io::sink()).unwrap()
+    };
+    let sample = size.min(256 << 20);
+    let started = Instant::now();
+    let got = fetch(0, sample);
+    let one = got as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let quarter = sample / 4;
+    let got: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4).map(|i| scope.spawn(move || fetch(i * quarter, (i + 1) * quarter))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    (one, got as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Start of the app without weights: the bake image's process with an empty MODEL_DIR.
+fn app_start_seconds(args: &Args, image: &str) -> f64 {
+    let node = args.work.join("node-app-start");
+    let _ = std::fs::remove_dir_all(&node);
+    std::fs::create_dir_all(&node).unwrap();
+    tools::skopeo_copy(&format!("docker://{image}"), &format!("oci:{}:img", node.join("layout").display()), &[]);
+    let bundle = node.join("bundle");
+    tools::umoci_unpack(&node.join("layout"), "img", &bundle);
+    let port = support::registry::free_port().to_string();
+    tools::prepare_runc_bundle(&bundle, &[], &[("PORT", &port), ("MODEL_DIR", "/nonexistent")], &[]);
+    drop_caches();
+    let started = Instant::now();
+    let container = tools::runc_run_detached(&bundle, &tools::unique_container_id("lab-start"));
+    let status = tools::wait_for_http(&format!("http://127.0.0.1:{port}/health"), START_TIMEOUT);
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(status, 200, "{}", container.log_text());
+    drop(container);
+    let _ = std::fs::remove_dir_all(&node);
+    seconds
+}
+
+fn plan_json(args: &Args, project: &Path, base: &Path, profile: &Path, hub: &TestHub) -> Value {
+    let output = imgbake(args, hub)
+        .arg("plan")
+        .arg(project)
+        .args(["--format", "json", "--profile"])
+        .arg(profile)
+        .args(["--base", &format!("oci:{}:{}", base.display(), base_image::BASE_TAG)])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "plan failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// One scenario: predicted and measured terms.
+struct Comparison {
+    size_mib: u64,
+    mode: String,
+    scenario: String,
+    predicted: [f64; 3],
+    measured: [f64; 3],
+}
+
+const TERMS: [&str; 3] = ["pull", "unpack", "start"];
+
+impl Comparison {
+    fn total(values: &[f64; 3]) -> f64 {
+        values.iter().sum()
+    }
+    fn ratio(&self) -> f64 {
+        Self::total(&self.predicted) / Self::total(&self.measured)
+    }
+    fn within_gate(&self) -> bool {
+        (self.ratio() - 1.0).abs() <= GATE
+    }
+    fn to_json(&self) -> Value {
+        json!({
+            "size_mib": self.size_mib, "mode": self.mode, "scenario": self.scenario,
+            "predicted": { "pull": self.predicted[0], "unpack": self.predicted[1], "start": self.predicted[2],
+                           "total": Self::total(&self.predicted) },
+            "measured": { "pull": self.measured[0], "unpack": self.measured[1], "start": self.measured[2],
+                          "total": Self::total(&self.measured) },
+            "ratio": self.ratio(),
+            "within_gate": self.within_gate(),
+        })
+    }
+}
+
+/// The plan's scenarios that the lab measured: bake on a new node; volume on
+/// a new node with a warm volume (`new_node`) and with an empty one (`cold_volume`).
+fn compare(size_mib: u64, mode: &str, plan: &Value, median: &Value) -> Vec<Comparison> {
+    let option = plan["options"].as_array().unwrap().iter().find(|o| o["name"] == mode).expect("plan option");
+    let predicted = |id: &str| -> [f64; 3] {
+        let start = option["cold_starts"].as_array().unwrap().iter().find(|c| c["id"] == id).expect("scenario");
+        let t = &start["terms"];
+        let f = |k: &str| t[k].as_f64().unwrap_or(0.0);
+        [f("pull"), f("unpack"), f("prefetch") + f("app_start") + f("import_overlap") + f("load")]
+    };
+    let measured = |key: &str| -> [f64; 3] {
+        let m = &median[key];
+        [m["pull"].as_f64().unwrap(), m["unpack"].as_f64().unwrap(), m["start"].as_f64().unwrap()]
+    };
+    let row = |plan_id: &str, lab_key: &str, label: &str| Comparison {
+        size_mib,
+        mode: mode.to_string(),
+        scenario: label.to_string(),
+        predicted: predicted(plan_id),
+        measured: measured(lab_key),
+    };
+    match mode {
+        "bake" => vec![row("new_node", "new_node", "new node")],
+        _ => vec![
+            row("new_node", "volume_warm", "new node, warm volume"),
+            row("cold_volume", "volume_cold", "new node, empty volume"),
+        ],
+    }
+}
+
+fn markdown_table(rows: &[Comparison]) -> String {
+    let mut out = String::from(
+        "| weights | option | scenario | pull (pred / meas) | unpack (pred / meas) | start (pred / meas) | total (pred / meas) | ratio |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let cell = |i: usize| format!("{:.1} / {:.1} s", row.predicted[i], row.measured[i]);
+        out.push_str(&format!(
+            "| {} MiB | {} | {} | {} | {} | {} | {:.1} / {:.1} s | {:.2}{} |\n",
+            row.size_mib,
+            row.mode,
+            row.scenario,
+            cell(0),
+            cell(1),
+            cell(2),
+            Comparison::total(&row.predicted),
+            Comparison::total(&row.measured),
+            row.ratio(),
+            if row.within_gate() { "" } else { " ✗" }
+        ));
+    }
+    out
+}
+
+/// Stacked bars (pull, unpack, start) per scenario: predicted beside measured.
+fn svg_chart(rows: &[Comparison]) -> String {
+    let colors = ["#4e79a7", "#f28e2b", "#59a14f"];
+    let max =
+        rows.iter().flat_map(|r| [Comparison::total(&r.predicted), Comparison::total(&r.measured)]).fold(1.0, f64::max);
+    let (left, top, bar, gap, height) = (60.0, 30.0, 18.0, 26.0, 300.0);
+    let width = left + rows.len() as f64 * (2.0 * bar + gap) + 40.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"10\">\n\
+         <text x=\"{left}\" y=\"16\" font-size=\"13\">Cold start: predicted (P) vs measured (M), seconds</text>\n",
+        top + height + 90.0
+    );
+    for step in 0..=4 {
+        let value = max * step as f64 / 4.0;
+        let y = top + height - height * step as f64 / 4.0;
+        svg.push_str(&format!(
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{value:.0}</text>\n",
+            width - 20.0, left - 4.0, y + 3.0
+        ));
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let x0 = left + 10.0 + i as f64 * (2.0 * bar + gap);
+        for (j, (values, tag)) in [(&row.predicted, "P"), (&row.measured, "M")].into_iter().enumerate() {
+            let x = x0 + j as f64 * bar;
+            let mut y = top + height;
+            for (k, value) in values.iter().enumerate() {
+                let h = height * value / max;
+                y -= h;
+                svg.push_str(&format!(
+                    "<rect x=\"{x}\" y=\"{y:.1}\" width=\"{}\" height=\"{h:.1}\" fill=\"{}\"><title>{} {} {} {tag}: {} {value:.1} s</title></rect>\n",
+                    bar - 2.0, colors[k], row.size_mib, row.mode, row.scenario, TERMS[k]
+                ));
+            }
+            svg.push_str(&format!(
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{tag}</text>\n",
+                x + bar / 2.0 - 1.0,
+                top + height + 12.0
+            ));
+        }
+        let label_x = x0 + bar;
+        let short = match row.scenario.as_str() {
+            "new node" => "new",
+            "new node, warm volume" => "warm",
+            _ => "cold",
+        };
+        svg.push_str(&format!(
+            "<text x=\"{label_x}\" y=\"{}\" text-anchor=\"middle\">{}M</text><text x=\"{label_x}\" y=\"{}\" text-anchor=\"middle\">{} {short}</text>\n",
+            top + height + 26.0, row.size_mib, top + height + 38.0, row.mode
+        ));
+    }
+    for (k, term) in TERMS.iter().enumerate() {
+        let x = left + k as f64 * 90.0;
+        let y = top + height + 60.0;
+        svg.push_str(&format!(
+            "<rect x=\"{x}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{y}\">{term}</text>\n",
+            y - 9.0,
+            colors[k],
+            x + 14.0
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
 }
 
 /// `model.safetensors` of `mib` MiB of bf16-like values plus a config.json, as the `main` branch.

@@ -21,8 +21,16 @@ fn main() -> ExitCode {
             build::run(&build::BuildArgs { path, output, push, base, insecure_registries, cache_dir, json })
         }
         Command::Dockerfile { .. } => commands::not_available("dockerfile"),
-        Command::Prefetch { manifest, dest, jobs, command } => {
-            prefetch::run(&imgbake::runtime::prefetch::PrefetchOptions { manifest, dest, jobs, command })
+        Command::Prefetch { manifest, dest, jobs, background, ready_file, read_timeout, command } => {
+            prefetch::run(&imgbake::runtime::prefetch::PrefetchOptions {
+                manifest,
+                dest,
+                jobs,
+                background,
+                ready_file,
+                read_timeout: std::time::Duration::from_secs_f64(read_timeout.max(0.001)),
+                command,
+            })
         }
     };
     ExitCode::from(status)

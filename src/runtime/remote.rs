@@ -273,7 +273,8 @@ impl reqwest::dns::Resolve for Resolver {
                         TokioConnectionProvider::default(),
                     )
                 });
-                builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+                // IPv4 first: a bare root often lists `localhost` for 127.0.0.1 only.
+                builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
                 builder.build()
             });
             let lookup = resolver.lookup_ip(name.as_str()).await?;

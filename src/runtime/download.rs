@@ -361,9 +361,9 @@ fn fetch_ranges<'s>(shared: &'s Shared<'s>, scope: &'s std::thread::Scope<'s, '_
 }
 
 /// Opens `start..end`, retrying what can be retried.
-fn open_with_retries(shared: &Shared, start: u64, end: u64, mut attempt: Option<&mut u32>) -> Result<Body, String> {
+fn open_with_retries(shared: &Shared, start: u64, end: u64, attempt: Option<&mut u32>) -> Result<Body, String> {
     let mut local = 0;
-    let attempts = match attempt.as_deref_mut() {
+    let attempts = match attempt {
         Some(counter) => counter,
         None => &mut local,
     };

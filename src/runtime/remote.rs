@@ -67,7 +67,7 @@ pub fn secret(name: &str) -> Option<Secret> {
 /// Reads byte ranges of one entry's files.
 pub enum Remote {
     Http(HttpRemote),
-    Object(ObjectRemote),
+    Object(Box<ObjectRemote>),
 }
 
 impl Remote {
@@ -97,7 +97,7 @@ impl Remote {
                     .map_err(|error| error.to_string())?;
                 // Checks the options once, now, instead of in every worker.
                 ObjectSource::with_options(&source, options.clone()).map_err(|error| error.to_string())?;
-                Ok(Remote::Object(ObjectRemote { source, options, pool: Arc::new(Mutex::new(Vec::new())) }))
+                Ok(Remote::Object(Box::new(ObjectRemote { source, options, pool: Arc::new(Mutex::new(Vec::new())) })))
             }
             other => Err(format!("`{other}` sources cannot be fetched at run time")),
         }

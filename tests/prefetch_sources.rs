@@ -158,7 +158,16 @@ fn a_plain_url_in_volume_mode_is_fetched_by_the_hook() {
         dir.path(),
         &format!("[[imgbake.weights]]\nsource = \"{url}\"\nmount = \"single\"\nmode = \"volume\""),
     );
-    ok(&build(&project, dir.path(), &[]));
+    // The hook placed in the image is the file IMGBAKE_HOOK_BINARY names; a
+    // dynamically linked one (this imgbake) is used with a warning.
+    let hook = env!("CARGO_BIN_EXE_imgbake");
+    let log = ok(&build(&project, dir.path(), &[("IMGBAKE_HOOK_BINARY".into(), hook.into())]));
+    assert!(log.contains("dynamically linked") && log.contains("IMGBAKE_HOOK_BINARY"), "{log}");
+    let tree = image_tree(&dir.path().join("out"));
+    assert!(tree["usr/local/bin/imgbake"] == std::fs::read(hook).unwrap(), "the named hook is in the image");
+    let missing = build(&project, dir.path(), &[("IMGBAKE_HOOK_BINARY".into(), "/no/such/hook".into())]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/hook"));
     let (manifest, parsed) = extract_manifest(dir.path());
     assert_eq!(parsed["entries"][0]["kind"], "https");
     let dest = dir.path().join("volume/single");

@@ -382,3 +382,21 @@ except WeightsFailed as error:
     assert!(stdout.contains("FAILED:") && stdout.contains("config.json"), "{stdout}");
     assert!(!ready.exists());
 }
+
+#[test]
+fn eight_hooks_on_one_volume_fetch_each_byte_once() {
+    let f = fixture(3 * RANGE + 99);
+    let children: Vec<_> = (0..8)
+        .map(|_| f.command(&["--jobs", "3"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
+    let mut downloaded = 0;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        f.assert_verified(&output);
+        downloaded += events(&output, "downloaded").len();
+    }
+    assert_eq!(downloaded, 2, "each file downloaded by exactly one hook");
+    // Counted at the server: the big file's bytes went out once, in its four ranges.
+    assert_eq!(f.hub.bytes_sent("/cdn/"), f.files[1].1.len() as u64);
+    assert_eq!(f.hub.request_count(&format!("GET /cdn/{}", f.big_sha)), 4);
+}

@@ -190,7 +190,7 @@ fn check_space(entry: &ManifestEntry, root: &Path) -> Result<u64, PrefetchError>
         if std::fs::metadata(&target).is_ok_and(|m| m.len() == file.size) {
             continue;
         }
-        // A partial's written blocks count as already there (it is sparse).
+        // A partial's allocated blocks are already reserved.
         let allocated =
             std::fs::metadata(download::suffixed(&target, ".partial")).map(|m| m.blocks() * 512).unwrap_or(0);
         needed += file.size.saturating_sub(allocated);

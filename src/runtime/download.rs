@@ -288,8 +288,13 @@ fn fetch_once(ctx: &Context, file: &ManifestFile, partial: &Path, record: &Path)
     shared.mark_done([]);
     let hash = std::thread::scope(|scope| {
         let hasher = scope.spawn(|| hash_behind(&shared));
-        if let Err(message) = fetch_ranges(&shared, scope) {
-            shared.fail(message);
+        match fetch_ranges(&shared, scope) {
+            Err(message) => shared.fail(message),
+            // Never leave the hasher waiting for bytes nobody will write.
+            Ok(()) if shared.state.lock().expect("state lock").contiguous < file.size => {
+                shared.fail("not every range of the file was fetched".to_string())
+            }
+            Ok(()) => {}
         }
         hasher.join().expect("the hasher panicked")
     });

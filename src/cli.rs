@@ -145,9 +145,18 @@ pub enum Command {
         /// Write the files under this directory instead of each entry's volume path.
         #[arg(long)]
         dest: Option<PathBuf>,
-        /// Files downloaded at once (default: twice the cores, 4 to 16).
+        /// Connections at once, across files and byte ranges (default: twice the cores, 4 to 16).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Start the app at once; fetch in the background and write --ready-file when verified.
+        #[arg(long, requires = "ready_file")]
+        background: bool,
+        /// Written once every file is verified (`<path>.failed` on error, `<path>.metrics.json` always).
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
+        /// Seconds without a byte before a connection counts as stalled and is retried.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        read_timeout: f64,
         /// The app to exec once every file is verified.
         #[arg(last = true)]
         command: Vec<String>,

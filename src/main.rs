@@ -70,8 +70,16 @@ fn main() -> ExitCode {
         Command::Dockerfile { path, output, base, cache_dir } => {
             dockerfile::run(&dockerfile::DockerfileArgs { path, output, base, cache_dir })
         }
-        Command::Prefetch { manifest, dest, jobs, command } => {
-            prefetch::run(&imgbake::runtime::prefetch::PrefetchOptions { manifest, dest, jobs, command })
+        Command::Prefetch { manifest, dest, jobs, background, ready_file, read_timeout, command } => {
+            prefetch::run(&imgbake::runtime::prefetch::PrefetchOptions {
+                manifest,
+                dest,
+                jobs,
+                background,
+                ready_file,
+                read_timeout: std::time::Duration::from_secs_f64(read_timeout.max(0.001)),
+                command,
+            })
         }
     };
     ExitCode::from(status)

@@ -105,11 +105,10 @@ pub fn unsupported_settings(spec: &Spec) -> Option<String> {
         ));
     }
     for entry in &spec.weights {
-        let remote_plain =
-            matches!(entry.source, WeightsSource::Hf { .. }) && entry.layout == crate::spec::WeightsLayout::Plain;
-        if entry.mode == WeightsMode::Volume && !remote_plain {
+        if entry.mode == WeightsMode::Volume && matches!(entry.source, WeightsSource::Local { .. }) {
             return Some(format!(
-                "volume mode for {} is available for hf:// sources with layout \"plain\" only in this version",
+                "volume mode for {} needs a remote source (hf://, s3://, gs://, azure://, https://); \
+                 a local directory is only baked",
                 entry.origin
             ));
         }

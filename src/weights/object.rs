@@ -490,6 +490,32 @@ impl ObjectSource {
         }))
     }
 
+    /// A stream of bytes `start..end` of the object (ranged GETs of at most
+    /// [`READ_RANGE_SIZE`], pinned to the listed ETag); for the prefetch
+    /// hook's parallel, resumable downloads. A short object is `UnexpectedEof`.
+    pub fn open_range(&self, file: &RemoteFile, start: u64, end: u64) -> Result<FileReader, WeightsError> {
+        if start > end || end > file.size {
+            return Err(WeightsError::Protocol {
+                source_uri: self.context.source_uri.clone(),
+                message: format!("range {start}..{end} is outside `{}` ({} bytes)", file.path, file.size),
+            });
+        }
+        let location = self.location_of(file)?;
+        Ok(Box::new(ObjectReader {
+            runtime: self.runtime.clone(),
+            store: self.store.clone(),
+            location,
+            etag: file.etag.clone(),
+            size: end,
+            requested_until: start,
+            range_end: start,
+            position: start,
+            stream: None,
+            chunk: Bytes::new(),
+            context: self.context.clone(),
+        }))
+    }
+
     /// `len` bytes from `start`, in one request pinned to the listed ETag;
     /// for parallel downloads. The range must lie inside the file.
     pub fn read_range(&self, file: &RemoteFile, start: u64, len: u64) -> Result<Vec<u8>, WeightsError> {

@@ -82,6 +82,26 @@ impl TestHub {
         std::fs::write(dir.join(sha256_hex), b"").unwrap();
     }
 
+    /// Faults for file responses (see the script's docstring), replacing any earlier ones.
+    pub fn set_faults(&self, faults: serde_json::Value) {
+        let path = self.root.join(".faults.json");
+        let temp = self.root.join(".faults.json.new");
+        std::fs::write(&temp, faults.to_string()).unwrap();
+        std::fs::rename(temp, path).unwrap();
+    }
+
+    /// How many faults have acted so far.
+    pub fn faults_used(&self) -> u64 {
+        self.stats()["faults_used"].as_u64().unwrap_or(0)
+    }
+
+    /// Body bytes the hub and CDN sent so far for paths containing `needle`.
+    pub fn bytes_sent(&self, needle: &str) -> u64 {
+        let stats = self.stats();
+        let Some(sent) = stats["bytes_sent"].as_object() else { return 0 };
+        sent.iter().filter(|(path, _)| path.contains(needle)).map(|(_, n)| n.as_u64().unwrap_or(0)).sum()
+    }
+
     /// The next `count` hub requests get a 503.
     pub fn fail_next(&self, count: u32) {
         std::fs::write(self.root.join(".fail_next"), count.to_string()).unwrap();

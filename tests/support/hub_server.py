@@ -13,7 +13,8 @@ Endpoints on the hub port:
     GET  /api/models/<org>/<name>/tree/<rev>         [{"type": "file", "path", "size", "oid", "lfs"?}]
     HEAD|GET /<org>/<name>/resolve/<rev>/<path>      X-Repo-Commit, ETag; files of 1 MiB or more
          are "LFS": 302 to the CDN with X-Linked-Etag (sha256) and X-Linked-Size, on HEAD too
-    GET  /_stats                                      {"requests": {"METHOD /path": n}, "cdn_authorization": n}
+    GET  /_stats                                      {"requests": {"METHOD /path": n}, "cdn_authorization": n,
+                                                       "bytes_sent": {"/path": n}, "faults_used": n}
 
 The CDN (`/cdn/<sha256>`, Range support) listens on a second port, so that
 it is another origin, as cdn-lfs.hf.co is for huggingface.co: clients must
@@ -24,6 +25,19 @@ Test hooks (files under ROOT, read on every request):
 
     ROOT/.corrupt/<sha256>   the CDN serves that blob with one byte flipped
     ROOT/.fail_next          holds N: the next N hub requests get a 503
+    ROOT/.faults.json        a list of faults for file responses (hub files and CDN
+                             blobs), each {"kind", "count", "match"?, ...}: a
+                             response takes the first fault whose `match` is a
+                             substring of its path and whose count is left, and
+                             uses one of it (after letting `skip` matching
+                             responses pass untouched). Kinds:
+        drop      {"after": N}: N body bytes, then the connection is reset
+        status    {"status": 503, "retry_after"?: S}: that status, no body
+        truncate  {"after": N}: Content-Length says N, N bytes are sent (a clean short body)
+        flip      {"offset"?: N}: one byte flipped (default: the middle of the file)
+        stall     {"after": N, "seconds": S}: N bytes, then S seconds of silence, then close
+        norange   the Range header is ignored: 200 with the whole file (or
+                  "norange": true on another fault, to combine them)
     ROOT/<org>/<name>/<commit>.extra_siblings
                              more names for the listing, one a line, with no
                              file behind them (e.g. `../escape`)
@@ -37,8 +51,11 @@ import hashlib
 import json
 import os
 import re
+import socket
+import struct
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -50,6 +67,8 @@ CHUNK = 256 * 1024
 STATE_LOCK = threading.Lock()
 REQUESTS = {}
 CDN_AUTHORIZATION = [0]
+BYTES_SENT = {}
+FAULTS_USED = [0]
 # sha256 of each served file, keyed by its absolute path (files never change once written).
 SHA256_CACHE = {}
 
@@ -121,6 +140,32 @@ class Hub:
                 out.extend(line.strip() for line in f if line.strip())
         return sorted(out)
 
+    def take_fault(self, path):
+        """The first fault of ROOT/.faults.json matching `path`, using one of its count."""
+        faults_path = os.path.join(self.root, ".faults.json")
+        with STATE_LOCK:
+            try:
+                with open(faults_path) as f:
+                    faults = json.load(f)
+            except (OSError, ValueError):
+                return None
+            for fault in faults:
+                if fault.get("count", 0) > 0 and fault.get("match", "") in path:
+                    if fault.get("skip", 0) > 0:
+                        # This request passes untouched; the fault waits for a later one.
+                        fault["skip"] -= 1
+                        with open(faults_path + ".tmp", "w") as f:
+                            json.dump(faults, f)
+                        os.replace(faults_path + ".tmp", faults_path)
+                        return None
+                    fault["count"] -= 1
+                    FAULTS_USED[0] += 1
+                    with open(faults_path + ".tmp", "w") as f:
+                        json.dump(faults, f)
+                    os.replace(faults_path + ".tmp", faults_path)
+                    return dict(fault)
+            return None
+
     def take_failure(self):
         path = os.path.join(self.root, ".fail_next")
         with STATE_LOCK:
@@ -164,10 +209,17 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message})
 
     def send_file(self, path, headers, corrupt=False):
-        """The bytes of `path`, honouring one `Range: bytes=a-b` (206)."""
+        """The bytes of `path`, honouring one `Range: bytes=a-b` (206), with any fault of ROOT/.faults.json."""
         size = os.path.getsize(path)
         start, end, status = 0, size - 1, 200
-        wanted = self.headers.get("Range")
+        url_path = urlsplit(self.path).path
+        fault = self.hub.take_fault(url_path) if self.command == "GET" else None
+        kind = fault["kind"] if fault else None
+        if kind == "status":
+            extra = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else {}
+            return self.send(fault.get("status", 503), b"", extra, "text/plain")
+        ignore_range = kind == "norange" or (fault or {}).get("norange", False)
+        wanted = None if ignore_range else self.headers.get("Range")
         if wanted:
             match = re.fullmatch(r"bytes=(\d*)-(\d*)", wanted.strip())
             if not match or (match.group(1) == "" and match.group(2) == ""):
@@ -183,19 +235,24 @@ class Handler(BaseHTTPRequestHandler):
             status = 206
             headers = dict(headers, **{"Content-Range": f"bytes {start}-{end}/{size}"})
         length = end - start + 1 if size else 0
+        # Bytes to send before the fault acts (drop, truncate, stall).
+        cut = min(length, fault.get("after", 0)) if kind in ("drop", "truncate", "stall") else length
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
-        self.send_header("Accept-Ranges", "bytes")
+        if not ignore_range:
+            self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(length))
+        self.send_header("Content-Length", str(cut if kind == "truncate" else length))
         self.end_headers()
         if self.command == "HEAD":
             return
         flip_at = size // 2 if corrupt else -1
+        if kind == "flip":
+            flip_at = fault.get("offset", size // 2)
         with open(path, "rb") as f:
             f.seek(start)
-            offset, left = start, length
+            offset, left = start, cut
             while left > 0:
                 block = bytearray(f.read(min(CHUNK, left)))
                 if not block:
@@ -203,8 +260,22 @@ class Handler(BaseHTTPRequestHandler):
                 if offset <= flip_at < offset + len(block):
                     block[flip_at - offset] ^= 0xFF
                 self.wfile.write(block)
+                with STATE_LOCK:
+                    BYTES_SENT[url_path] = BYTES_SENT.get(url_path, 0) + len(block)
                 offset += len(block)
                 left -= len(block)
+        if kind == "stall":
+            self.wfile.flush()
+            time.sleep(fault.get("seconds", 30))
+            self.close_connection = True
+        elif kind == "drop":
+            self.wfile.flush()
+            # SO_LINGER 0: close sends a reset, as a dying proxy would.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+        elif kind == "truncate":
+            self.close_connection = True
 
     # -- dispatch -----------------------------------------------------------
 
@@ -219,14 +290,19 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if path == "/_stats":
                 with STATE_LOCK:
-                    stats = {"requests": dict(REQUESTS), "cdn_authorization": CDN_AUTHORIZATION[0]}
+                    stats = {
+                        "requests": dict(REQUESTS),
+                        "cdn_authorization": CDN_AUTHORIZATION[0],
+                        "bytes_sent": dict(BYTES_SENT),
+                        "faults_used": FAULTS_USED[0],
+                    }
                 return self.send_json(200, stats)
             count(self.command, path)
             if self.is_cdn:
                 return self.cdn(path)
             return self.route(path)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.close_connection = True
 
     def cdn(self, path):
         if self.headers.get("Authorization"):

@@ -398,21 +398,6 @@ fn tree(root: &Path) -> BTreeMap<String, Node> {
 ///   neither is observable by the app as content.
 const BUILDER_DIFFERENCES: [&str; 4] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/run/.containerenv"];
 
-/// A known native-build difference, reported to the lead rather than copied:
-/// the native build writes the files it generates (the volume manifest, the
-/// hf-cache `refs/*`) with mode 0600, inherited from its store's temp files,
-/// while the context writes them 0644 like every other file. Same content,
-/// same owner; only these paths and only 0600 vs 0644.
-fn native_generated_file_mode(path: &str, native: &Node, built: &Node) -> bool {
-    let generated = path == "/etc/imgbake/weights.json" || path.contains("/refs/");
-    match (native, built) {
-        (Node::File { mode: 0o600, uid, gid, sha256 }, Node::File { mode: 0o644, uid: u2, gid: g2, sha256: s2 }) => {
-            generated && (uid, gid, sha256) == (u2, g2, s2)
-        }
-        _ => false,
-    }
-}
-
 /// Every difference between the two root filesystems, outside [`BUILDER_DIFFERENCES`].
 fn tree_differences(native: &Path, built: &Path) -> Vec<String> {
     let strip = |mut nodes: BTreeMap<String, Node>| {
@@ -429,9 +414,7 @@ fn tree_differences(native: &Path, built: &Path) -> Vec<String> {
     for (path, node) in &native {
         match built.get(path) {
             None => differences.push(format!("only in the native image: {path} {node:?}")),
-            Some(other) if other != node && !native_generated_file_mode(path, node, other) => {
-                differences.push(format!("{path}: native {node:?}, buildah {other:?}"))
-            }
+            Some(other) if other != node => differences.push(format!("{path}: native {node:?}, buildah {other:?}")),
             Some(_) => {}
         }
     }

@@ -79,9 +79,16 @@ fn hf_cache_layers(
         let source = store.put_bytes(commit.as_bytes()).map_err(LayerBuildError::Store)?;
         refs.push((source, format!("{root}/{path}")));
     }
-    index.extend(
-        entries::entries_from_files(&refs).map_err(|source| LayerBuildError::Entries { what: what.clone(), source })?,
-    );
+    // Ref files come from private temp files (0600); every user must read them.
+    let ref_entries =
+        entries::entries_from_files(&refs).map_err(|source| LayerBuildError::Entries { what: what.clone(), source })?;
+    index.extend(ref_entries.into_iter().map(|entry| {
+        if entry.is_file() {
+            LayerEntry { mode: 0o644, ..entry }
+        } else {
+            entry
+        }
+    }));
     let index =
         entries::finish_entries(index).map_err(|source| LayerBuildError::Entries { what: what.clone(), source })?;
     let options = LayerOptions::from_env(Compression::Gzip { level: 6 });

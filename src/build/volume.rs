@@ -65,6 +65,11 @@ pub fn volume_layer(
         (hook, HOOK_PATH.trim_start_matches('/').to_string()),
     ];
     let mut all = entries::entries_from_files(&files).map_err(entries_error)?;
+    // The manifest comes from a private temp file (0600); in the image every
+    // user, not only root, must read it.
+    for entry in all.iter_mut().filter(|e| e.path == MANIFEST_PATH.trim_start_matches('/')) {
+        entry.mode = 0o644;
+    }
     for entry in manifest.entries.iter().filter(|e| e.path != e.volume_path) {
         all.push(LayerEntry::symlink(entry.path.trim_start_matches('/'), &entry.volume_path));
     }
@@ -85,7 +90,7 @@ pub const HOOK_BINARY_ENV: &str = "IMGBAKE_HOOK_BINARY";
 /// set (it must exist), else this very binary. A dynamically linked
 /// binary still works on bases with the same or a newer glibc, so it is
 /// used with a warning ([`hook_warning`]) rather than refused.
-fn hook_binary() -> Result<PathBuf, (PathBuf, std::io::Error)> {
+pub fn hook_binary() -> Result<PathBuf, (PathBuf, std::io::Error)> {
     match std::env::var_os(HOOK_BINARY_ENV) {
         Some(path) => {
             let path = PathBuf::from(path);

@@ -380,10 +380,12 @@ pub fn to_toml(profile: &Profile, base: &str) -> String {
     out
 }
 
-/// `prefetch_hook_bytes = 0` means "this imgbake binary", as build copies it in.
+/// `prefetch_hook_bytes = 0` means "the hook build copies in": the file named
+/// by `IMGBAKE_HOOK_BINARY`, else this imgbake binary.
 pub fn resolve_hook_bytes(profile: &mut Profile) {
     if profile.params.prefetch_hook_bytes <= 0.0 {
-        let size = std::env::current_exe().and_then(std::fs::metadata).map(|m| m.len()).unwrap_or(0);
+        let hook = crate::build::volume::hook_binary().unwrap_or_default();
+        let size = std::fs::metadata(hook).map(|m| m.len()).unwrap_or(0);
         profile.params.prefetch_hook_bytes = size as f64;
     }
 }

@@ -185,6 +185,40 @@ fn calibrate(args: &Args, project: &Path, base: &Path, image: &str, hub: &TestHu
         profile["sources"].as_table_mut().unwrap().insert(key.into(), toml::Value::String(source));
     }
     std::fs::write(&path, toml::to_string(&profile).unwrap()).unwrap();
+    // umoci's cost per entry (it also records every file for `umoci repack`):
+    // unpack the base alone and take off its byte term.
+    let plan = plan_json(args, project, base, &path, hub);
+    let layers = plan["base"]["layers"].as_array().cloned().unwrap_or_default();
+    let entries: f64 = layers.iter().map(|l| l["entries"].as_f64().unwrap_or(0.0)).sum();
+    let byte_seconds: f64 = layers
+        .iter()
+        .map(|l| {
+            let rate = match l["codec"].as_str() {
+                Some("gzip") => number("unpack_gzip"),
+                Some("zstd") => number("unpack_zstd"),
+                _ => number("unpack_none"),
+            };
+            l["uncompressed"].as_f64().unwrap_or(0.0) / rate
+        })
+        .sum();
+    let bundle = args.work.join("umoci-base");
+    let _ = std::fs::remove_dir_all(&bundle);
+    drop_caches();
+    let started = Instant::now();
+    tools::umoci_unpack(base, base_image::BASE_TAG, &bundle);
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&bundle);
+    if entries > 0.0 {
+        let per_entry = ((seconds - byte_seconds) / entries).max(0.0);
+        profile["params"].as_table_mut().unwrap().insert("unpack_entry_seconds".into(), toml::Value::Float(per_entry));
+        profile["sources"].as_table_mut().unwrap().insert(
+            "unpack_entry_seconds".into(),
+            toml::Value::String(format!(
+                "measured by the lab: umoci unpack of the base ({entries} entries) in {seconds:.2} s, minus its byte term"
+            )),
+        );
+        std::fs::write(&path, toml::to_string(&profile).unwrap()).unwrap();
+    }
     path
 }
 

@@ -80,6 +80,35 @@ pub enum BaseFsError {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct LayerFacts {
     events: Vec<Event>,
+    /// Tar entries (files, directories, links, whiteouts) and tar stream
+    /// bytes of the layer, for the plan's unpack term.
+    #[serde(default)]
+    entries: u64,
+    #[serde(default)]
+    tar_bytes: u64,
+}
+
+/// The size of one base layer once unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerShape {
+    pub entries: u64,
+    pub tar_bytes: u64,
+}
+
+/// Entries and tar bytes of one layer whose blob is in `blobs`, read once
+/// per layer digest and cached with the layer's other facts.
+pub fn layer_shape(
+    blobs: &crate::image::blobs::BlobStore,
+    digest: &Digest,
+    media_type: &str,
+    cache_dir: &Path,
+) -> Result<LayerShape, BaseFsError> {
+    let facts = cached_layer_facts(digest, cache_dir, || {
+        let file = blobs.open_blob(digest).map_err(io::Error::other)?;
+        scan_layer(decompressed(file, media_type)?)
+    })
+    .map_err(|source| BaseFsError::Layer { digest: digest.to_string(), source })?;
+    Ok(LayerShape { entries: facts.entries, tar_bytes: facts.tar_bytes })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,8 +206,11 @@ fn cached_layer_facts(
 ) -> io::Result<LayerFacts> {
     let path = cache_dir.join("base-facts").join(format!("{}.json", digest.hex()));
     if let Ok(bytes) = fs::read(&path) {
-        if let Ok(facts) = serde_json::from_slice(&bytes) {
-            return Ok(facts);
+        // Records from before entry counting (entries = 0) are read again.
+        if let Ok(facts) = serde_json::from_slice::<LayerFacts>(&bytes) {
+            if facts.entries > 0 {
+                return Ok(facts);
+            }
         }
     }
     let facts = scan()?;
@@ -218,11 +250,27 @@ fn decompressed(file: fs::File, media_type: &str) -> io::Result<Box<dyn Read>> {
     })
 }
 
+/// Counts the bytes read through it (the tar stream's size).
+struct Counting<R> {
+    inner: R,
+    bytes: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.set(self.bytes.get() + n as u64);
+        Ok(n)
+    }
+}
+
 fn scan_layer(stream: Box<dyn Read>) -> io::Result<LayerFacts> {
-    let mut archive = tar::Archive::new(stream);
+    let bytes = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut archive = tar::Archive::new(Counting { inner: stream, bytes: bytes.clone() });
     let mut facts = LayerFacts::default();
     for entry in archive.entries()? {
         let mut entry = entry?;
+        facts.entries += 1;
         let raw = entry.path()?.to_string_lossy().into_owned();
         let path = normalize(&raw);
         if path.is_empty() {
@@ -260,6 +308,9 @@ fn scan_layer(stream: Box<dyn Read>) -> io::Result<LayerFacts> {
             facts.events.push(Event::Exists(path));
         }
     }
+    // The rest of the stream (end-of-archive blocks and padding) counts too.
+    io::copy(&mut archive.into_inner(), &mut io::sink())?;
+    facts.tar_bytes = bytes.get();
     Ok(facts)
 }
 

@@ -79,6 +79,22 @@ fn tar_of(data: &[u8]) -> Result<Vec<u8>, CalibrateError> {
     builder.into_inner().map_err(io("writing a tar"))
 }
 
+/// Entries in the per-entry unpack measurement.
+const ENTRY_SAMPLE: usize = 4000;
+
+/// A tar of `count` empty files in 40 directories.
+fn many_entries_tar(count: usize) -> Result<Vec<u8>, CalibrateError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for index in 0..count {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(0);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, format!("d{}/f{index}", index % 40), &[][..]).map_err(io("writing a tar"))?;
+    }
+    builder.into_inner().map_err(io("writing a tar"))
+}
+
 /// Unpacks `archive` (decoded by `reader`) into a fresh directory, fsyncing
 /// every file as containerd's snapshotter does before it commits a layer.
 fn unpack(reader: impl Read, dir: &std::path::Path) -> Result<(), CalibrateError> {
@@ -208,6 +224,18 @@ pub fn measure(
         std::fs::File::open(file.path()).and_then(|mut f| f.read_to_end(&mut buffer)).map_err(io("reading a test file"))
     })?;
     push("disk_read", data.len(), seconds, &format!("read of {mib} MiB after posix_fadvise(DONTNEED)"));
+
+    // Per-entry cost: a layer of many empty files, where bytes cost nothing.
+    let many = many_entries_tar(ENTRY_SAMPLE)?;
+    let seconds = match external_unpack(&many, "", dir)? {
+        Some(seconds) => seconds,
+        None => timed(|| unpack(&many[..], dir))?.1,
+    };
+    out.push(Measurement {
+        key: "unpack_entry_seconds",
+        value: seconds / ENTRY_SAMPLE as f64,
+        how: format!("{at}: tar -x + sync of {ENTRY_SAMPLE} empty files, per file"),
+    });
 
     if let Some((text, options)) = registry {
         out.extend(measure_registry(text, options, &at)?);

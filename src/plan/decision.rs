@@ -175,7 +175,7 @@ mod tests {
     use crate::spec::Target;
 
     fn layer(what: &str, bytes: u64, codec: Codec) -> LayerEstimate {
-        LayerEstimate { what: what.into(), uncompressed: bytes, compressed: bytes, codec, exact: true }
+        LayerEstimate { what: what.into(), uncompressed: bytes, compressed: bytes, codec, exact: true, entries: 0 }
     }
 
     fn inputs(weights_bytes: u64, min_replicas: u32, target: Target, mode: WeightsMode) -> PlanInputs {

@@ -16,11 +16,17 @@ pub struct PullLayer {
     pub compressed: u64,
     pub uncompressed: u64,
     pub codec: Codec,
+    pub entries: u64,
 }
 
 impl From<&LayerEstimate> for PullLayer {
     fn from(layer: &LayerEstimate) -> Self {
-        PullLayer { compressed: layer.compressed, uncompressed: layer.uncompressed, codec: layer.codec }
+        PullLayer {
+            compressed: layer.compressed,
+            uncompressed: layer.uncompressed,
+            codec: layer.codec,
+            entries: layer.entries,
+        }
     }
 }
 
@@ -79,7 +85,9 @@ pub fn pull_and_unpack(layers: &[PullLayer], params: &Params) -> PullTimes {
     let mut unpacked: f64 = if overlap { 0.0 } else { download };
     for (layer, arrived) in layers.iter().zip(&finish) {
         let start = if overlap { unpacked.max(*arrived) } else { unpacked };
-        unpacked = start + layer.uncompressed as f64 / unpack_rate(layer.codec, params);
+        unpacked = start
+            + layer.uncompressed as f64 / unpack_rate(layer.codec, params)
+            + layer.entries as f64 * params.unpack_entry_seconds;
     }
     PullTimes { download, unpacked: unpacked.max(download) }
 }
@@ -123,8 +131,10 @@ pub struct WeightsAtStart {
 /// each capped at `per_connection`, all together at `total` (the same
 /// sharing as a containerd pull).
 pub fn parallel_download_seconds(files: &[u64], jobs: f64, per_connection: f64, total: f64) -> f64 {
-    let layers: Vec<PullLayer> =
-        files.iter().map(|&size| PullLayer { compressed: size, uncompressed: size, codec: Codec::None }).collect();
+    let layers: Vec<PullLayer> = files
+        .iter()
+        .map(|&size| PullLayer { compressed: size, uncompressed: size, codec: Codec::None, entries: 1 })
+        .collect();
     let mut shared = super::profile::builtin("generic").expect("the generic profile").params;
     shared.pull_concurrency = jobs;
     shared.layer_bandwidth = per_connection;
@@ -241,7 +251,7 @@ mod tests {
     }
 
     fn layer(compressed: u64, uncompressed: u64, codec: Codec) -> PullLayer {
-        PullLayer { compressed: compressed * MB, uncompressed: uncompressed * MB, codec }
+        PullLayer { compressed: compressed * MB, uncompressed: uncompressed * MB, codec, entries: 0 }
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -303,6 +313,18 @@ mod tests {
         // zstd: 400 MB unpacked at 400 MB/s = 1 s after the 1 s download.
         let times = pull_and_unpack(&[layer(50, 400, Codec::Zstd)], &params());
         assert!(close(times.unpacked, 2.0), "{times:?}");
+    }
+
+    #[test]
+    fn unpack_pays_per_entry_beside_the_bytes() {
+        // 100 MB none (0.1 s at 1000 MB/s) with 4000 entries at 0.5 ms: 2 s more.
+        let mut p = params();
+        p.unpack_overlaps_pull = 0.0;
+        p.unpack_entry_seconds = 0.5e-3;
+        let many_files = PullLayer { entries: 4000, ..layer(100, 100, Codec::None) };
+        let times = pull_and_unpack(&[many_files], &p);
+        // Download 100 MB at 50 MB/s = 2 s, then 0.1 s + 2 s.
+        assert!(close(times.unpacked, 4.1), "{times:?}");
     }
 
     #[test]

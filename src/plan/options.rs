@@ -68,6 +68,7 @@ fn default_base(params: &Params) -> LayerEstimate {
         compressed: params.default_base_compressed as u64,
         codec: Codec::Gzip,
         exact: false,
+        entries: params.default_base_uncompressed as u64 / super::inputs::BYTES_PER_ENTRY_ESTIMATE,
     }
 }
 
@@ -82,6 +83,8 @@ pub fn volume_layer(files: usize, params: &Params) -> LayerEstimate {
         compressed: (uncompressed as f64 * HOOK_LAYER_RATIO) as u64,
         codec: Codec::Gzip,
         exact: false,
+        // The hook, the manifest, their directories and the app-path links.
+        entries: 8,
     }
 }
 

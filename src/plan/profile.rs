@@ -32,6 +32,8 @@ pub struct Params {
     pub unpack_gzip: f64,
     pub unpack_zstd: f64,
     pub unpack_none: f64,
+    /// Seconds per tar entry unpacked (file creation, metadata), beside the byte rate.
+    pub unpack_entry_seconds: f64,
     pub disk_read: f64,
     pub disk_write: f64,
     pub volume_read: f64,
@@ -65,7 +67,7 @@ pub struct Params {
 }
 
 /// Keys in file order; `params_get`/`params_set` map them to fields.
-pub const KEYS: [&str; 26] = [
+pub const KEYS: [&str; 27] = [
     "registry_bandwidth",
     "layer_bandwidth",
     "pull_concurrency",
@@ -73,6 +75,7 @@ pub const KEYS: [&str; 26] = [
     "unpack_gzip",
     "unpack_zstd",
     "unpack_none",
+    "unpack_entry_seconds",
     "disk_read",
     "disk_write",
     "volume_read",
@@ -104,6 +107,7 @@ impl Params {
             "unpack_gzip" => &mut self.unpack_gzip,
             "unpack_zstd" => &mut self.unpack_zstd,
             "unpack_none" => &mut self.unpack_none,
+            "unpack_entry_seconds" => &mut self.unpack_entry_seconds,
             "disk_read" => &mut self.disk_read,
             "disk_write" => &mut self.disk_write,
             "volume_read" => &mut self.volume_read,
@@ -189,6 +193,7 @@ fn common() -> (Params, BTreeMap<String, String>) {
         unpack_gzip: 120.0 * MB,
         unpack_zstd: 600.0 * MB,
         unpack_none: 900.0 * MB,
+        unpack_entry_seconds: 50e-6,
         disk_read: 1.5 * GB,
         disk_write: 1.0 * GB,
         volume_read: 1.0 * GB,
@@ -217,6 +222,10 @@ fn common() -> (Params, BTreeMap<String, String>) {
         ("unpack_gzip", "assumption: single-threaded gunzip + file writes (~120 MB/s); measure with --calibrate"),
         ("unpack_zstd", "assumption: zstd -d + file writes (~600 MB/s); measure with --calibrate"),
         ("unpack_none", "assumption: plain tar extraction, bound by disk writes (~900 MB/s); measure with --calibrate"),
+        (
+            "unpack_entry_seconds",
+            "assumption: creating one file or directory with its metadata (~50 µs, 20k entries/s); measure with --calibrate",
+        ),
         ("disk_read", "assumption: local NVMe, cold page cache (~1.5 GB/s); measure with --calibrate"),
         ("disk_write", "assumption: local NVMe (~1 GB/s); measure with --calibrate"),
         ("volume_read", "assumption: a network file system (~1 GB/s)"),

@@ -104,7 +104,7 @@ pub trait RemoteWeights {
     fn bake(&self, entry: &WeightsEntry) -> Result<(Listing, Vec<PathBuf>), DockerfileError>;
     /// The manifest entry of a volume-mode source (every file with its sha256).
     fn volume_entry(&self, entry: &WeightsEntry) -> Result<ManifestEntry, DockerfileError>;
-    /// The prefetch hook binary put in volume-mode images (imgbake itself).
+    /// The prefetch hook binary put in volume-mode images (as the native build chooses it).
     fn hook_binary(&self) -> Result<PathBuf, DockerfileError>;
     /// A uv binary for the image's architecture to put in the context, so
     /// Python packages install even on a base without pip or uv.
@@ -761,8 +761,9 @@ impl RemoteWeights for StoreWeights {
             .map_err(|e| DockerfileError::Weights { origin: entry.origin.clone(), message: error_chain(&e) })
     }
 
+    /// The same hook the native build puts in (`$IMGBAKE_HOOK_BINARY`, else this binary).
     fn hook_binary(&self) -> Result<PathBuf, DockerfileError> {
-        std::env::current_exe().map_err(|source| DockerfileError::Read { path: PathBuf::from("imgbake"), source })
+        crate::build::volume::hook_binary().map_err(|(path, source)| DockerfileError::Read { path, source })
     }
 
     fn uv_binary(&self) -> Option<PathBuf> {

@@ -99,7 +99,7 @@ fn main() {
                 runs.push(cold_starts(&args, &registry, &image, mode, &hub));
             }
             let median = median_of(&runs);
-            let profile = profile.get_or_insert_with(|| calibrate(&args, &project, &base, &image, &hub));
+            let profile = profile.get_or_insert_with(|| calibrate(&args, &project, &base, &image, &hub, &built));
             let plan = plan_json(&args, &project, &base, profile, &hub);
             comparisons.extend(compare(size, mode, &plan, &median));
             per_mode.insert(mode.to_string(), json!({ "build": built, "runs": runs, "median": median }));
@@ -138,7 +138,7 @@ fn main() {
 
 /// `plan --calibrate` against the pushed bake image, then the lab's own
 /// measurements of its stand-ins written over the calibrated profile.
-fn calibrate(args: &Args, project: &Path, base: &Path, image: &str, hub: &TestHub) -> PathBuf {
+fn calibrate(args: &Args, project: &Path, base: &Path, image: &str, hub: &TestHub, built: &Value) -> PathBuf {
     let path = args.work.join("lab-profile.toml");
     let host = image.split('/').next().unwrap();
     let output = imgbake(args, hub)
@@ -219,7 +219,66 @@ fn calibrate(args: &Args, project: &Path, base: &Path, image: &str, hub: &TestHu
         );
         std::fs::write(&path, toml::to_string(&profile).unwrap()).unwrap();
     }
+    // skopeo and umoci on this (first, smallest) image: the pull rate, and
+    // umoci's rate on the new layers once the base's share is taken off.
+    // Larger sizes are then predicted, not measured.
+    let node = args.work.join("node-calibrate");
+    let _ = std::fs::remove_dir_all(&node);
+    std::fs::create_dir_all(&node).unwrap();
+    drop_caches();
+    let started = Instant::now();
+    tools::skopeo_copy(&format!("docker://{image}"), &format!("oci:{}:img", node.join("layout").display()), &[]);
+    let pull = started.elapsed().as_secs_f64();
+    let blob_bytes: u64 = walkdir_size(&node.join("layout/blobs"));
+    drop_caches();
+    let started = Instant::now();
+    tools::umoci_unpack(&node.join("layout"), "img", &node.join("bundle"));
+    let unpack = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&node);
+    let new_tar = built["new_uncompressed_bytes"].as_f64().unwrap_or(0.0);
+    let pull_rate = blob_bytes as f64 / pull;
+    let mut measured = vec![
+        (
+            "registry_bandwidth",
+            pull_rate,
+            format!("measured by the lab: skopeo copy of {blob_bytes} bytes in {pull:.2} s"),
+        ),
+        (
+            "layer_bandwidth",
+            pull_rate,
+            "measured by the lab: as registry_bandwidth (one large layer dominates)".to_string(),
+        ),
+    ];
+    if unpack > seconds && new_tar > 0.0 {
+        let rate = new_tar / (unpack - seconds);
+        measured.push((
+            "unpack_gzip",
+            rate,
+            format!(
+                "measured by the lab: umoci unpack of the new gzip layers ({new_tar} bytes of tar) in {:.2} s",
+                unpack - seconds
+            ),
+        ));
+    }
+    for (key, value, source) in measured {
+        profile["params"].as_table_mut().unwrap().insert(key.into(), toml::Value::Float(value));
+        profile["sources"].as_table_mut().unwrap().insert(key.into(), toml::Value::String(source));
+    }
+    std::fs::write(&path, toml::to_string(&profile).unwrap()).unwrap();
     path
+}
+
+fn walkdir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|read| {
+            read.flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walkdir_size(&e.path()),
+                    _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// Bytes per second from the hub: one connection, and four ranges at once.
@@ -473,9 +532,6 @@ port = 8080
 entrypoint = ["python3", "/app/server.py"]
 healthcheck_endpoint = "/health"
 
-[cerebrium.runtime.custom.environment]
-MODEL_DIR = "{MODEL_DIR}"
-
 [cerebrium.scaling]
 min_replicas = 0
 max_replicas = 2
@@ -553,7 +609,7 @@ fn cold_starts(args: &Args, registry: &TestRegistry, image: &str, mode: &str, hu
     let _ = registry;
     let start = |bundle: &Path, volume: Option<&Path>| -> (f64, Option<f64>) {
         let port = support::registry::free_port().to_string();
-        let env = [("PORT", port.as_str()), ("HF_ENDPOINT", &hub.endpoint())];
+        let env = [("PORT", port.as_str()), ("HF_ENDPOINT", &hub.endpoint()), ("MODEL_DIR", MODEL_DIR)];
         let mounts: Vec<tools::BindMount> =
             volume.map(|v| tools::BindMount::read_write(v, "/persistent-storage")).into_iter().collect();
         tools::prepare_runc_bundle(bundle, &[], &env, &mounts);

@@ -12,6 +12,7 @@
 #                curl + sha256sum and `hf download`), when present
 #
 # Prints medians of $BENCH_RUNS runs (default 3), peak RSS and ratios.
+# BENCH_ONLY_BAKE=1 stops after the bake race.
 # Usage: scripts/bench.sh [WORK_DIR]   (root; needs buildah, pigz, zstd,
 #        openssl, /usr/bin/time: apt-get install buildah pigz zstd time)
 set -euo pipefail
@@ -94,6 +95,9 @@ echo "imgbake none / openssl dgst: $(ratio imgbake-none openssl)x;  imgbake zstd
 echo "imgbake zstd / pigz -1: $(ratio imgbake-zstd pigz)x;  imgbake zstd / tar | gzip: $(ratio imgbake-zstd tar-gzip)x"
 
 # The rest of the race: builds, pushes and prefetches, each with its own table.
+if [[ "${BENCH_ONLY_BAKE:-}" == 1 ]]; then
+  exit 0
+fi
 echo
 bash scripts/bench-build.sh "$work/build"
 if [[ -f scripts/bench-prefetch.sh ]]; then

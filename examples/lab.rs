@@ -132,6 +132,9 @@ fn main() {
         args.out.display()
     );
     if args.gate && !passed {
+        // exit() skips destructors: stop the registry and the hub first.
+        drop(hub);
+        drop(registry);
         std::process::exit(1);
     }
 }

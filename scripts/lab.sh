@@ -24,4 +24,10 @@ if [[ "$profile" == release ]]; then
 else
   cargo build --quiet --bin imgbake --example lab --example gen_bf16
 fi
+# The volume images carry the hook; use the static one that ships (a debug
+# imgbake is ~200 MB and would dominate the volume image's unpack).
+if [[ -z "${IMGBAKE_HOOK_BINARY:-}" ]]; then
+  IMGBAKE_HOOK_BINARY="$(realpath "$(scripts/build-hook.sh | tail -n 1)")"
+  export IMGBAKE_HOOK_BINARY
+fi
 exec "target/$profile/examples/lab" --imgbake "target/$profile/imgbake" --out target/lab-results "${args[@]}"

@@ -7,7 +7,7 @@ mod support;
 use sha2::{Digest as _, Sha256};
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use support::data::random_bytes;
 use support::hub::{self, TestHub};
 use support::s3::TestS3;
@@ -22,14 +22,7 @@ fn write_project(dir: &Path, weights: &str) -> std::path::PathBuf {
 }
 
 fn build(project: &Path, dir: &Path, env: &[(String, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imgbake"))
-        .args(["build", "--json", project.to_str().unwrap(), "--base", "scratch", "--output"])
-        .arg(format!("oci:{}:app", dir.join("out").display()))
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap()
+    support::tools::imgbake_build_on_scratch(env!("CARGO_BIN_EXE_imgbake"), project, dir, env)
 }
 
 fn json(output: &Output) -> serde_json::Value {

@@ -28,14 +28,7 @@ fn write_project(dir: &Path, weights: &str) -> PathBuf {
 }
 
 fn build(project: &Path, dir: &Path, env: &[(String, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imgbake"))
-        .args(["build", "--json", project.to_str().unwrap(), "--base", "scratch", "--output"])
-        .arg(format!("oci:{}:app", dir.join("out").display()))
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap()
+    support::tools::imgbake_build_on_scratch(env!("CARGO_BIN_EXE_imgbake"), project, dir, env)
 }
 
 fn ok(output: &Output) -> String {

@@ -491,3 +491,17 @@ pub fn wait_for_http(url: &str, timeout: Duration) -> u16 {
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `imgbake build --json PROJECT --base scratch` into `DIR/out` (tag `app`)
+/// with the cache in `DIR/cache` and extra environment variables.
+/// `imgbake` is the binary (`env!("CARGO_BIN_EXE_imgbake")` in a test).
+pub fn imgbake_build_on_scratch(imgbake: &str, project: &Path, dir: &Path, env: &[(String, String)]) -> Output {
+    Command::new(imgbake)
+        .args(["build", "--json", project.to_str().unwrap(), "--base", "scratch", "--output"])
+        .arg(format!("oci:{}:app", dir.join("out").display()))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap()
+}

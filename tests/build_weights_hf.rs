@@ -157,7 +157,7 @@ fn hf_weights_are_baked_at_the_app_path_and_the_token_reaches_no_blob() {
     let before = downloads(&hub);
     let again = json(&build(&project, dir.path(), &hub, Some(TOKEN)));
     assert_eq!(downloads(&hub), before, "the rebuild downloaded weights again");
-    assert_eq!(again["manifest_digest"], result["manifest_digest"]);
+    assert_eq!(again["manifest_digest"], result["manifest_digest"], "{result:#}\n{again:#}");
 }
 
 #[test]
@@ -427,4 +427,65 @@ fn eight_hooks_sharing_a_volume_download_each_file_once() {
     let names: Vec<String> =
         std::fs::read_dir(&volume).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.ends_with(".lock") && !n.ends_with(".partial")), "{names:?}");
+}
+
+/// Files under `DIR/cache/weights/blobs` (copies of downloaded weights).
+fn stored_weight_copies(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("cache/weights/blobs/sha256")).map(|entries| entries.count()).unwrap_or(0)
+}
+
+/// The hub serving `repo_files()` as `org/tiny@main`, and the 2 MiB model's sha256.
+fn hub_with_tiny_repo(dir: &Path) -> (TestHub, Vec<(&'static str, Vec<u8>)>, String) {
+    let root = dir.join("hub");
+    let files = repo_files();
+    hub::make_repo(&root, "org/tiny", "main", &files);
+    let hub = TestHub::start(&root, Some(TOKEN));
+    let model_sha = hex::encode(Sha256::digest(&files[1].1));
+    (hub, files, model_sha)
+}
+
+#[test]
+fn weights_stream_into_their_layer_without_a_copy_and_a_dropped_connection_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, files, model_sha) = hub_with_tiny_repo(dir.path());
+    // The 2 MiB file's stream is reset after 700 KiB, once (the first
+    // request, a 256 KiB sample for `compression = "auto"`, passes).
+    hub.set_faults(
+        serde_json::json!([{"kind": "drop", "after": 700 << 10, "count": 1, "skip": 1, "match": model_sha}]),
+    );
+    let result = json(&build(&project(dir.path(), ""), dir.path(), &hub, Some(TOKEN)));
+    assert_eq!(hub.faults_used(), 1, "the fault did not act");
+    let tree = image_tree(&dir.path().join("out"));
+    for (name, bytes) in &files {
+        assert_eq!(tree.get(&format!("app/model_cache/tiny/{name}")), Some(bytes), "{name}");
+    }
+    // Resumed at the byte where the connection broke: 2 MiB and the sample
+    // sent, not 700 KiB more.
+    let sent = hub.bytes_sent(&model_sha);
+    // (A reset connection loses what sat in the socket buffers, so a few
+    // dozen KiB are sent twice; a restart from byte 0 would be 700 KiB.)
+    assert!(sent < (2 << 20) + (256 << 10) + (350 << 10), "{sent} bytes sent for a 2 MiB file");
+    assert_eq!(stored_weight_copies(dir.path()), 0, "weights were copied to the build machine's disk");
+    // Nothing to download again: the layers come from the cache.
+    let before = hub.bytes_sent(&model_sha);
+    let again = json(&build(&project(dir.path(), ""), dir.path(), &hub, Some(TOKEN)));
+    assert_eq!(again["manifest_digest"], result["manifest_digest"]);
+    assert_eq!(hub.bytes_sent(&model_sha), before);
+}
+
+#[test]
+fn a_flipped_byte_fails_the_build_and_commits_no_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, _, model_sha) = hub_with_tiny_repo(dir.path());
+    hub.corrupt_blob(&model_sha);
+    let output = build(&project(dir.path(), ""), dir.path(), &hub, Some(TOKEN));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("model.safetensors") && stderr.contains(&model_sha), "{stderr}");
+    assert!(!dir.path().join("out/index.json").exists());
+    // Every committed layer blob was indexed; none holds the bad file.
+    let cache_blobs: Vec<_> = std::fs::read_dir(dir.path().join("cache/blobs/sha256"))
+        .map(|entries| entries.map(|e| std::fs::metadata(e.unwrap().path()).unwrap().len()).collect())
+        .unwrap_or_default();
+    assert!(cache_blobs.iter().all(|len| *len < (2 << 20)), "a blob as large as the model was kept: {cache_blobs:?}");
 }

@@ -1,6 +1,7 @@
 //! `imgbake build` with weights from an S3-compatible server (moto, on
 //! loopback) and from a plain URL: files land at the app's path with their
-//! bytes intact, and a rebuild reuses the verified download store.
+//! bytes intact, a rebuild reuses the layers, and the sha256 that S3 does
+//! not give is computed once, written into imgbake.lock and then enforced.
 
 mod support;
 
@@ -58,7 +59,7 @@ fn image_files(layout: &Path) -> std::collections::BTreeMap<String, String> {
 }
 
 #[test]
-fn s3_weights_are_baked_and_a_rebuild_reuses_the_download_store() {
+fn s3_weights_are_baked_and_a_rebuild_reuses_the_layers() {
     let Some(s3) = TestS3::start() else { return };
     s3.create_bucket("models");
     let model = random_bytes(3 << 20, 5);
@@ -101,4 +102,67 @@ fn a_plain_url_is_one_file() {
     json(&build(&project, dir.path(), &[]));
     let files = image_files(&dir.path().join("out"));
     assert_eq!(files.get("app/model_cache/single/model.safetensors"), Some(&hex::encode(Sha256::digest(&model))));
+}
+
+/// The `[[weights]]` entries of the project's imgbake.lock, by path: sha256 (or "").
+fn locked_hashes(project: &Path) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+    let lock: toml::Value = toml::from_str(&text).unwrap();
+    lock["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let sha = w.get("sha256").and_then(|v| v.as_str()).unwrap_or("").to_string();
+            (w["path"].as_str().unwrap().to_string(), sha)
+        })
+        .collect()
+}
+
+#[test]
+fn sha256s_s3_does_not_give_are_written_into_the_lock_and_enforced_from_it() {
+    let Some(s3) = TestS3::start() else { return };
+    s3.create_bucket("locked");
+    let model = random_bytes(1 << 20, 21);
+    let config = b"{\"layers\": 4}\n";
+    s3.put_object("locked", "m/config.json", config);
+    s3.put_object("locked", "m/model.safetensors", &model);
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["bake", "volume"] {
+        let project = write_project(
+            dir.path(),
+            &format!(
+                "[cerebrium.runtime.custom]\nport = 8080\nentrypoint = [\"python3\", \"app.py\"]\n\n\
+                 [[imgbake.weights]]\nsource = \"s3://locked/m\"\nmount = \"m\"\nmode = \"{mode}\""
+            ),
+        );
+        let _ = std::fs::remove_file(project.join("imgbake.lock"));
+        let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+        let built = json(&build(&project, dir.path(), &s3.env()));
+        assert_eq!(built["lock_written"], true, "{mode}: {built:#}");
+        let expected = std::collections::BTreeMap::from([
+            ("config.json".to_string(), hex::encode(Sha256::digest(config))),
+            ("model.safetensors".to_string(), hex::encode(Sha256::digest(&model))),
+        ]);
+        assert_eq!(locked_hashes(&project), expected, "{mode}");
+        // No copy of the weights stays on the build machine.
+        let copies = std::fs::read_dir(dir.path().join("cache/weights/blobs/sha256")).unwrap().count();
+        assert!(copies <= 1, "{mode}: {copies} weights files kept (only a manifest is expected)");
+    }
+    // A lock whose sha256 does not match the bytes fails a fresh --locked build.
+    let project = dir.path().join("project");
+    let lock_path = project.join("imgbake.lock");
+    let wrong = "0".repeat(64);
+    let text = std::fs::read_to_string(&lock_path).unwrap().replace(&hex::encode(Sha256::digest(&model)), &wrong);
+    std::fs::write(&lock_path, text).unwrap();
+    let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+    let config_text =
+        std::fs::read_to_string(project.join("cerebrium.toml")).unwrap().replace("\"volume\"", "\"bake\"");
+    std::fs::write(project.join("cerebrium.toml"), config_text).unwrap();
+    let output =
+        support::tools::imgbake_build_on_scratch(env!("CARGO_BIN_EXE_imgbake"), &project, dir.path(), &s3.env());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The mode is not a lock input, so the lock stays current and its sha256 is enforced.
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("imgbake.lock says") && stderr.contains(&wrong), "{stderr}");
 }

@@ -2,10 +2,11 @@
 //! directories. Every layer goes through the layer cache, so an unchanged
 //! input is neither read nor compressed again.
 
+use super::stream::RemoteStreams;
 use crate::image::appfiles::{self, AppFilesError};
 use crate::image::cache::{CacheError, LayerCache};
 use crate::image::entries::{self, EntryError, LayerEntry};
-use crate::image::layer::{write_layer, Compression, LayerOptions, WrittenLayer};
+use crate::image::layer::{write_layer_streaming, Compression, LayerOptions, NoStreams, StreamSource, WrittenLayer};
 use crate::spec::{self, Spec, WeightsEntry, WeightsSource};
 use crate::weights::filter::PathFilter;
 use std::io::Read;
@@ -19,6 +20,9 @@ const ZSTD_LEVEL: i32 = 3;
 const INCOMPRESSIBLE_RATIO: f64 = 0.90;
 /// How much of a weights source is sampled to decide `auto` compression.
 const SAMPLE_BYTES: u64 = 8 << 20;
+/// The same for a remote source, fetched as ranges before the stream:
+/// enough to tell bf16 from text, small next to the weights.
+const REMOTE_SAMPLE_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct BuiltLayer {
@@ -60,6 +64,12 @@ pub enum LayerBuildError {
     Weights(crate::weights::WeightsError),
     #[error("cannot fetch weights")]
     Store(#[source] crate::weights::store::StoreError),
+    #[error("cannot read {path} to compute its sha256")]
+    Hash {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{origin}: `{}` is a symlink that leaves the weights directory", path.display())]
     EscapingSymlink { origin: String, path: PathBuf },
 }
@@ -157,24 +167,65 @@ pub fn rootfs_layer(root: &Path, cache: &LayerCache) -> Result<BuiltLayer, Layer
     )
 }
 
-/// A weights file ready to bake: where its bytes are on the build machine,
-/// and its path below the entry's mount.
+/// A weights file ready to bake: where its bytes come from, and its path
+/// below the entry's mount.
 #[derive(Debug, Clone)]
 pub struct WeightsFile {
-    pub source: PathBuf,
+    pub content: WeightsContent,
     pub relative: String,
     pub size: u64,
 }
 
-/// Groups files into layers: each file of `split_size` or more alone (in
-/// path order), all smaller files together in one layer first.
+/// Where a baked weights file's bytes come from.
+#[derive(Debug, Clone)]
+pub enum WeightsContent {
+    /// A file on the build machine (a local weights directory).
+    Local(PathBuf),
+    /// A remote file, streamed into the layer (see [`super::stream`]).
+    Remote(crate::weights::RemoteFile),
+}
+
+/// Most layers one weights source is split into (the split size doubles
+/// until it fits), so that an image stays far below the ~125-layer limit of
+/// overlay-based runtimes.
+pub const MAX_LAYERS_PER_SOURCE: u64 = 24;
+
+/// Groups files into layers of about `split_size` (doubled while that makes
+/// more than [`MAX_LAYERS_PER_SOURCE`] layers): each file of that size
+/// or more alone, the smaller ones packed in path order into layers of at
+/// most that size, which come first. Layers of similar size are what lets a
+/// runtime pull them in parallel (containerd: 3 at a time, one connection
+/// each); docs/benchmarks.md ("Split size") measures the default.
 pub fn split_into_layers(files: Vec<WeightsFile>, split_size: u64) -> Vec<Vec<WeightsFile>> {
-    let (large, small): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.size >= split_size);
-    let mut groups = Vec::new();
-    if !small.is_empty() {
-        groups.push(small);
+    let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
+    let total: u64 = sizes.iter().sum();
+    let mut split_size = split_size.max(1);
+    let mut plan = pack_by_size(&sizes, split_size);
+    while plan.len() as u64 > MAX_LAYERS_PER_SOURCE && split_size < total {
+        split_size = split_size.saturating_mul(2);
+        plan = pack_by_size(&sizes, split_size);
     }
-    groups.extend(large.into_iter().map(|f| vec![f]));
+    let mut files: Vec<Option<WeightsFile>> = files.into_iter().map(Some).collect();
+    plan.into_iter().map(|group| group.into_iter().filter_map(|i| files[i].take()).collect()).collect()
+}
+
+/// Indices of `sizes` grouped as [`split_into_layers`] describes.
+fn pack_by_size(sizes: &[u64], split_size: u64) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut filled = 0u64;
+    for (index, size) in sizes.iter().enumerate().filter(|(_, size)| **size < split_size) {
+        match groups.last_mut() {
+            Some(group) if filled + size <= split_size => {
+                filled += size;
+                group.push(index);
+            }
+            _ => {
+                filled = *size;
+                groups.push(vec![index]);
+            }
+        }
+    }
+    groups.extend(sizes.iter().enumerate().filter(|(_, size)| **size >= split_size).map(|(index, _)| vec![index]));
     groups
 }
 
@@ -197,39 +248,63 @@ pub fn local_weights_layers(
         .map(|relative| {
             let source = root.join(&relative);
             let size = std::fs::metadata(&source).map(|m| m.len()).unwrap_or(0);
-            WeightsFile { source, relative: relative.to_string_lossy().into_owned(), size }
+            WeightsFile {
+                content: WeightsContent::Local(source),
+                relative: relative.to_string_lossy().into_owned(),
+                size,
+            }
         })
         .collect();
-    weights_layers(entry, spec, files, cache)
+    weights_layers(entry, spec, files, cache, None)
 }
 
 /// Bakes `files` at the entry's path, in as many layers as [`split_into_layers`]
-/// makes with the Spec's `weights_split_size`.
+/// makes with the Spec's `weights_split_size`. Remote files are streamed
+/// from `streams` (a cache hit reads nothing).
 pub fn weights_layers(
     entry: &WeightsEntry,
     spec: &Spec,
     files: Vec<WeightsFile>,
     cache: &LayerCache,
+    streams: Option<&RemoteStreams>,
 ) -> Result<Vec<BuiltLayer>, LayerBuildError> {
     let image_root = entry.path.trim_start_matches('/');
     let groups = split_into_layers(files, spec.weights_split_size);
     let parts = groups.len();
     let mut built = Vec::with_capacity(parts);
     for (index, group) in groups.into_iter().enumerate() {
-        let pairs: Vec<(PathBuf, String)> =
-            group.iter().map(|f| (f.source.clone(), format!("{image_root}/{}", f.relative))).collect();
         let what = if parts == 1 {
             format!("weights {}", entry.mount)
         } else {
             format!("weights {} {}/{parts}", entry.mount, index + 1)
         };
-        let all = entries::entries_from_files(&pairs)
-            .map_err(|source| LayerBuildError::Entries { what: what.clone(), source })?;
-        let sources: Vec<PathBuf> = pairs.iter().map(|(s, _)| s.clone()).collect();
-        let options = LayerOptions::from_env(compression_for(spec.compression, || sampled_ratio(&sources)));
+        let entries_error = |source| LayerBuildError::Entries { what: what.clone(), source };
+        let mut local = Vec::new();
+        let mut remote = Vec::new();
+        for file in &group {
+            let image_path = format!("{image_root}/{}", file.relative);
+            match &file.content {
+                WeightsContent::Local(source) => local.push((source.clone(), image_path)),
+                WeightsContent::Remote(remote_file) => remote.push((remote_file, image_path)),
+            }
+        }
+        let mut all = entries::entries_from_files(&local).map_err(entries_error)?;
+        all.extend(remote.iter().map(|(file, image_path)| RemoteStreams::entry(file, image_path)));
+        let all = entries::finish_entries(all).map_err(entries_error)?;
+        let sample = || match streams {
+            Some(streams) if !remote.is_empty() => {
+                streams.sampled_ratio(&remote.iter().map(|(f, _)| *f).collect::<Vec<_>>(), REMOTE_SAMPLE_BYTES)
+            }
+            _ => sampled_ratio(&local.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>()),
+        };
+        let options = LayerOptions::from_env(compression_for(spec.compression, sample));
         let names = if group.len() == 1 { group[0].relative.clone() } else { format!("{} files", group.len()) };
         let history = format!("imgbake: weights {} ({names}) at {}", entry.uri, entry.path);
-        built.push(build_cached_layer(cache, &all, &options, what, history, group.len())?);
+        let streams: &dyn StreamSource = match streams {
+            Some(streams) => streams,
+            None => &NoStreams,
+        };
+        built.push(build_streamed_layer(cache, &all, &options, what, history, group.len(), streams)?);
     }
     Ok(built)
 }
@@ -243,8 +318,23 @@ pub fn build_cached_layer(
     history: String,
     files: usize,
 ) -> Result<BuiltLayer, LayerBuildError> {
+    build_streamed_layer(cache, entries, options, what, history, files, &NoStreams)
+}
+
+/// [`build_cached_layer`] for entries whose bytes may come from `streams`.
+pub fn build_streamed_layer(
+    cache: &LayerCache,
+    entries: &[LayerEntry],
+    options: &LayerOptions,
+    what: String,
+    history: String,
+    files: usize,
+    streams: &dyn StreamSource,
+) -> Result<BuiltLayer, LayerBuildError> {
     let cached = cache
-        .get_or_build(entries, options, write_layer)
+        .get_or_build(entries, options, |store, entries, options| {
+            write_layer_streaming(store, entries, options, streams)
+        })
         .map_err(|source| LayerBuildError::Cache { what: what.clone(), source })?;
     Ok(BuiltLayer { layer: cached.layer, history, what, files, cached: cached.hit })
 }
@@ -320,7 +410,11 @@ mod tests {
 
     #[test]
     fn large_files_get_a_layer_each_and_small_ones_share_one() {
-        let file = |name: &str, size| WeightsFile { source: PathBuf::from(name), relative: name.to_string(), size };
+        let file = |name: &str, size| WeightsFile {
+            content: WeightsContent::Local(PathBuf::from(name)),
+            relative: name.to_string(),
+            size,
+        };
         let groups = split_into_layers(
             vec![
                 file("a.json", 10),
@@ -330,10 +424,19 @@ mod tests {
             ],
             512,
         );
-        let names: Vec<Vec<&str>> = groups.iter().map(|g| g.iter().map(|f| f.relative.as_str()).collect()).collect();
-        assert_eq!(names, [vec!["a.json", "c.safetensors"], vec!["b.safetensors"], vec!["d.safetensors"]]);
+        let names = |groups: &[Vec<WeightsFile>]| -> Vec<Vec<String>> {
+            groups.iter().map(|g| g.iter().map(|f| f.relative.clone()).collect()).collect()
+        };
+        assert_eq!(names(&groups), [vec!["a.json", "c.safetensors"], vec!["b.safetensors"], vec!["d.safetensors"]]);
         assert_eq!(split_into_layers(vec![file("big", 512)], 512).len(), 1);
         assert!(split_into_layers(Vec::new(), 512).is_empty());
+        // Small files are packed into layers of at most the split size, in path order.
+        let shards: Vec<WeightsFile> = (0..5).map(|i| file(&format!("shard-{i}"), 200)).collect();
+        let groups = split_into_layers(shards, 512);
+        assert_eq!(names(&groups), [vec!["shard-0", "shard-1"], vec!["shard-2", "shard-3"], vec!["shard-4"]]);
+        // A source of many split sizes gets at most MAX_LAYERS_PER_SOURCE layers.
+        let many: Vec<WeightsFile> = (0..100).map(|i| file(&format!("part-{i:03}"), 512)).collect();
+        assert!(split_into_layers(many, 512).len() as u64 <= MAX_LAYERS_PER_SOURCE);
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //!
 //! Each step lives in its own module: `base` finds the base image and its
 //! blobs, `layers` turns app files and local weights into cached layers,
-//! `output` writes the layout and pushes. This module only sequences them
-//! and refuses, with one clear line, what is not built natively yet.
+//! `remote` and `stream` bake remote weights (streamed from the source into
+//! the layer), `volume` makes the volume-mode layer, `output` writes the
+//! layout and pushes. This module only sequences them, records sha256s
+//! computed on the way into imgbake.lock, and refuses, with one clear line,
+//! what is not built natively yet.
 
 pub mod base;
 pub mod basefs;
@@ -12,6 +15,7 @@ pub mod deps;
 pub mod layers;
 pub mod output;
 pub mod remote;
+pub mod stream;
 pub mod volume;
 
 use crate::image::assemble::{self, ImageSettings, NewLayer};
@@ -150,7 +154,7 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
     };
 
     let mut warnings = Vec::new();
-    let (lock, lock_written) =
+    let (mut lock, mut lock_written) =
         crate::lock::resolve::lock_for_build(spec, &base, &facts, &cache_dir, options.lock_policy, &mut warnings)?;
     let mut built = Vec::new();
     if let Some(root) = &rootfs {
@@ -170,6 +174,8 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         .map_err(|e| BuildError::Layers(layers::LayerBuildError::Store(e)))?;
     let mut pinned_weights = Vec::new();
     let mut volume_entries = Vec::new();
+    // sha256s computed for weights files whose source gives none, by source.
+    let mut computed_hashes = Vec::new();
     // `mode = "auto"`: the plan's decision (the same as `imgbake plan` prints with the target's profile).
     let auto = auto_decisions(spec, options)?;
     for entry in &spec.weights {
@@ -185,10 +191,13 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         let on_volume =
             entry.mode == WeightsMode::Volume || decided.is_some_and(|d| d.chosen == crate::plan::Placement::Volume);
         if on_volume {
-            volume_entries.push(volume::manifest_entry(entry, &store, &mut warnings)?);
+            let (manifest_entry, computed) = volume::manifest_entry(entry, Some(&lock), &store, &mut warnings)?;
+            volume_entries.push(manifest_entry);
+            computed_hashes.push((entry.uri.clone(), computed));
             continue;
         }
-        let baked = remote::bake(entry, spec, &cache, &store, &mut warnings)?;
+        let baked = remote::bake(entry, spec, &cache, &lock, &store, &mut warnings)?;
+        computed_hashes.push((entry.uri.clone(), baked.computed.clone()));
         let locked_revision = lock.weights.iter().find(|f| f.source == entry.uri).and_then(|f| f.revision.as_ref());
         if let (Some(locked), Some(now)) = (locked_revision, &baked.listing.revision) {
             if locked != now {
@@ -201,6 +210,8 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         pinned_weights.push(format!("{} → {}", entry.uri, baked.listing.revision.as_deref().unwrap_or("-")));
         built.extend(baked.layers);
     }
+
+    lock_written |= record_computed_hashes(spec, &mut lock, &computed_hashes, options.lock_policy, &mut warnings)?;
 
     let volume_mode = !volume_entries.is_empty();
     if volume_mode {
@@ -250,6 +261,36 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         warnings,
         lock_written,
     })
+}
+
+/// Writes sha256s computed during this build into imgbake.lock (entries
+/// that had none), so a later `build --locked` verifies those bytes too.
+/// Under `--locked` the lock is left as it is, with a warning. Returns
+/// whether the lock was written.
+fn record_computed_hashes(
+    spec: &Spec,
+    lock: &mut crate::lock::Lock,
+    computed: &[(String, Vec<(crate::weights::RemoteFile, crate::image::digest::Digest)>)],
+    policy: crate::lock::resolve::LockPolicy,
+    warnings: &mut Vec<String>,
+) -> Result<bool, BuildError> {
+    let mut updated = lock.clone();
+    let added: usize = computed.iter().map(|(uri, files)| updated.record_weights_hashes(uri, files)).sum();
+    if added == 0 {
+        return Ok(false);
+    }
+    let path = crate::lock::lock_path(spec);
+    if policy == crate::lock::resolve::LockPolicy::Locked {
+        warnings.push(format!(
+            "{}: computed the sha256 of {added} weights file(s) the source gives none for; --locked leaves the lock \
+             as it is (a build without --locked records them)",
+            path.display()
+        ));
+        return Ok(false);
+    }
+    updated.write(&path).map_err(|e| BuildError::Lock(e.into()))?;
+    *lock = updated;
+    Ok(true)
 }
 
 /// The lock beside the config when it answers the Spec's current inputs.

@@ -1,31 +1,36 @@
 //! Remote weights (hf://, s3://, gs://, azure://, https://) baked into
-//! layers: list the source at its pinned revision,
-//! fetch every file through the verified download store (so a rebuild
-//! downloads nothing), then split and compress like local weights. With
-//! `layout = "hf-cache"` the files are laid out as a Hugging Face hub cache.
+//! layers: list the source at its pinned revision, fill in the sha256s
+//! imgbake.lock (or an earlier download) knows, then split and compress like
+//! local weights, streaming every file from the source straight into its
+//! layer (see [`super::stream`]): no copy on the build machine's disk, and
+//! a rebuild with the same listing hits the layer cache and downloads
+//! nothing. With `layout = "hf-cache"` the files are laid out as a Hugging
+//! Face hub cache.
 
-use super::layers::{self, BuiltLayer, LayerBuildError, WeightsFile};
+use super::layers::{self, BuiltLayer, LayerBuildError, WeightsContent, WeightsFile};
+use super::stream::RemoteStreams;
 use crate::image::cache::LayerCache;
+use crate::image::digest::Digest;
 use crate::image::entries::{self, LayerEntry};
 use crate::image::layer::{Compression, LayerOptions};
+use crate::lock::Lock;
 use crate::spec::{Spec, WeightsEntry, WeightsLayout, WeightsSource};
 use crate::weights::source::SourceClient;
 use crate::weights::store::WeightsStore;
 use crate::weights::{hf_cache, Listing, RemoteFile};
+use std::collections::HashSet;
 
 /// What baking one remote source made, and the revision it was pinned to.
 pub struct RemoteBake {
     pub layers: Vec<BuiltLayer>,
     pub listing: Listing,
+    /// sha256s computed for files the source gave none for (for the lock).
+    pub computed: Vec<(RemoteFile, Digest)>,
 }
 
-pub fn bake(
-    entry: &WeightsEntry,
-    spec: &Spec,
-    cache: &LayerCache,
-    store: &WeightsStore,
-    warnings: &mut Vec<String>,
-) -> Result<RemoteBake, LayerBuildError> {
+/// The source's listing at its pinned revision, with a warning when a
+/// branch or tag was pinned to a commit.
+pub fn list(entry: &WeightsEntry, warnings: &mut Vec<String>) -> Result<Listing, LayerBuildError> {
     let client = SourceClient::for_entry(entry).map_err(LayerBuildError::Weights)?;
     let listing = client.list(entry).map_err(LayerBuildError::Weights)?;
     if let (Some(commit), WeightsSource::Hf { revision, .. }) = (&listing.revision, &entry.source) {
@@ -33,22 +38,64 @@ pub fn bake(
             warnings.push(format!("{}: revision `{revision}` pinned to commit {commit}", entry.origin));
         }
     }
-    let mut local = Vec::with_capacity(listing.files.len());
-    for file in &listing.files {
-        let copy = store.fetch(file, || client.open(file)).map_err(LayerBuildError::Store)?;
-        local.push((file.clone(), copy.path));
+    Ok(listing)
+}
+
+/// Fills in the sha256 of files the source lists without one: from
+/// imgbake.lock (same path, size and etag), else from the store's record
+/// of an earlier download. Returns the paths filled from the lock.
+pub fn fill_known_hashes(
+    entry: &WeightsEntry,
+    listing: &mut Listing,
+    lock: Option<&Lock>,
+    store: &WeightsStore,
+) -> HashSet<String> {
+    let mut from_lock = HashSet::new();
+    for file in listing.files.iter_mut().filter(|f| f.sha256.is_none()) {
+        if let Some(locked) = lock.and_then(|lock| lock.weights_sha256(&entry.uri, file)) {
+            file.sha256 = Some(locked);
+            from_lock.insert(file.path.clone());
+        } else {
+            file.sha256 = store.known_sha256(file);
+        }
     }
+    from_lock
+}
+
+pub fn bake(
+    entry: &WeightsEntry,
+    spec: &Spec,
+    cache: &LayerCache,
+    lock: &Lock,
+    store: &WeightsStore,
+    warnings: &mut Vec<String>,
+) -> Result<RemoteBake, LayerBuildError> {
+    let mut listing = list(entry, warnings)?;
+    let from_lock = fill_known_hashes(entry, &mut listing, Some(lock), store);
+    let streams = RemoteStreams::new(entry, &listing.files, from_lock, store).map_err(LayerBuildError::Weights)?;
     let layers = match entry.layout {
         WeightsLayout::Plain => {
-            let files = local
-                .into_iter()
-                .map(|(file, source)| WeightsFile { source, relative: file.path.clone(), size: file.size })
+            let files = listing
+                .files
+                .iter()
+                .map(|file| WeightsFile {
+                    content: WeightsContent::Remote(file.clone()),
+                    relative: file.path.clone(),
+                    size: file.size,
+                })
                 .collect();
-            layers::weights_layers(entry, spec, files, cache)?
+            layers::weights_layers(entry, spec, files, cache, Some(&streams))?
         }
-        WeightsLayout::HfCache => hf_cache_layers(entry, spec, &listing, &local, cache, store)?,
+        WeightsLayout::HfCache => hf_cache_layers(entry, spec, &listing, cache, store, &streams)?,
     };
-    Ok(RemoteBake { layers, listing })
+    let computed = streams.into_computed();
+    for (file, digest) in &computed {
+        store.remember_sha256(file, digest).map_err(LayerBuildError::Store)?;
+    }
+    for file in listing.files.iter_mut().filter(|f| f.sha256.is_none()) {
+        file.sha256 = computed.iter().find(|(f, _)| f.path == file.path).map(|(_, d)| d.clone());
+    }
+    Ok(RemoteBake { layers, listing, computed })
 }
 
 /// Blobs split like any weights; the snapshot links and refs in one small layer.
@@ -56,20 +103,21 @@ fn hf_cache_layers(
     entry: &WeightsEntry,
     spec: &Spec,
     listing: &Listing,
-    local: &[(RemoteFile, std::path::PathBuf)],
     cache: &LayerCache,
     store: &WeightsStore,
+    streams: &RemoteStreams,
 ) -> Result<Vec<BuiltLayer>, LayerBuildError> {
     let tree = hf_cache::tree(entry, listing);
     let blobs = tree
         .blobs
         .iter()
-        .map(|(file, blob_path)| {
-            let source = local.iter().find(|(f, _)| f.path == file.path).map(|(_, p)| p.clone()).expect("fetched");
-            WeightsFile { source, relative: blob_path.clone(), size: file.size }
+        .map(|(file, blob_path)| WeightsFile {
+            content: WeightsContent::Remote(file.clone()),
+            relative: blob_path.clone(),
+            size: file.size,
         })
         .collect();
-    let mut built = layers::weights_layers(entry, spec, blobs, cache)?;
+    let mut built = layers::weights_layers(entry, spec, blobs, cache, Some(streams))?;
     let root = entry.path.trim_start_matches('/');
     let what = format!("weights {} snapshot", entry.mount);
     let mut index: Vec<LayerEntry> =

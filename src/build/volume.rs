@@ -5,49 +5,57 @@
 //! `imgbake prefetch --manifest /etc/imgbake/weights.json -- <entrypoint>`.
 
 use super::layers::{self, BuiltLayer, LayerBuildError};
+use super::stream::RemoteStreams;
 use crate::image::cache::LayerCache;
+use crate::image::digest::Digest;
 use crate::image::entries::{self, LayerEntry};
 use crate::image::layer::{Compression, LayerOptions};
 use crate::spec::WeightsEntry;
 use crate::weights::manifest::{self, ManifestEntry, WeightsManifest, MANIFEST_PATH};
-use crate::weights::source::SourceClient;
 use crate::weights::store::WeightsStore;
-use crate::weights::WeightsError;
+use crate::weights::{RemoteFile, WeightsError};
 use std::path::PathBuf;
 
 /// Where the hook binary goes in the image.
 pub const HOOK_PATH: &str = "/usr/local/bin/imgbake";
 
 /// The manifest entry of one volume-mode source: listed at its pinned
-/// revision; files whose sha256 the source does not give are downloaded
-/// once through the store so that the hook can verify every byte.
+/// revision; the sha256 of files the source gives none for comes from
+/// imgbake.lock or an earlier build, else the file is read through once
+/// (nothing kept) so that the hook can verify every byte. Returns the
+/// sha256s computed that way, for the lock.
 pub fn manifest_entry(
     entry: &WeightsEntry,
+    lock: Option<&crate::lock::Lock>,
     store: &WeightsStore,
     warnings: &mut Vec<String>,
-) -> Result<ManifestEntry, LayerBuildError> {
-    let client = SourceClient::for_entry(entry).map_err(LayerBuildError::Weights)?;
-    let mut listing = client.list(entry).map_err(LayerBuildError::Weights)?;
-    if let (Some(commit), crate::spec::WeightsSource::Hf { revision, .. }) = (&listing.revision, &entry.source) {
-        if commit != revision {
-            warnings.push(format!("{}: revision `{revision}` pinned to commit {commit}", entry.origin));
+) -> Result<(ManifestEntry, Vec<(RemoteFile, Digest)>), LayerBuildError> {
+    let mut listing = super::remote::list(entry, warnings)?;
+    super::remote::fill_known_hashes(entry, &mut listing, lock, store);
+    let mut computed = Vec::new();
+    let unknown: Vec<RemoteFile> = listing.files.iter().filter(|f| f.sha256.is_none()).cloned().collect();
+    if !unknown.is_empty() {
+        let streams =
+            RemoteStreams::new(entry, &unknown, Default::default(), store).map_err(LayerBuildError::Weights)?;
+        for file in &unknown {
+            let digest =
+                streams.hash(file).map_err(|source| LayerBuildError::Hash { path: file.url.clone(), source })?;
+            store.remember_sha256(file, &digest).map_err(LayerBuildError::Store)?;
+            computed.push((file.clone(), digest));
         }
-    }
-    for file in listing.files.iter_mut().filter(|f| f.sha256.is_none()) {
-        let sha256 = match store.known_sha256(file) {
-            Some(known) => known,
-            None => store.fetch(file, || client.open(file)).map_err(LayerBuildError::Store)?.sha256,
-        };
-        file.sha256 = Some(sha256);
+        for file in listing.files.iter_mut().filter(|f| f.sha256.is_none()) {
+            file.sha256 = computed.iter().find(|(f, _)| f.path == file.path).map(|(_, d)| d.clone());
+        }
     }
     if let Some(warning) = hook_warning() {
         if !warnings.contains(&warning) {
             warnings.push(warning);
         }
     }
-    manifest::entry(entry, &listing).map_err(|err| {
+    let manifest_entry = manifest::entry(entry, &listing).map_err(|err| {
         LayerBuildError::Weights(WeightsError::Protocol { source_uri: entry.uri.clone(), message: err.to_string() })
-    })
+    })?;
+    Ok((manifest_entry, computed))
 }
 
 /// The layer with the manifest, the hook and the app-path symlinks.

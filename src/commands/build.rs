@@ -195,6 +195,7 @@ fn outcome_json(outcome: &build::BuildOutcome) -> serde_json::Value {
         "base_pinned": outcome.base_pinned,
         "pushed": outcome.pushed,
         "pinned_weights": outcome.pinned_weights,
+        "lock_written": outcome.lock_written,
         "layers": outcome.layers.iter().map(|l| serde_json::json!({
             "what": l.what,
             "digest": l.layer.digest.to_string(),

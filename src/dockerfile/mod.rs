@@ -14,6 +14,7 @@ pub mod builder;
 pub mod context;
 pub mod lint;
 
+use crate::build::layers::WeightsContent;
 use crate::build::volume::{wrap_entrypoint, HOOK_PATH};
 use crate::image::appfiles::{self, AppFilesError};
 use crate::spec::{BaseImage, ConfigFormat, PythonInstaller, Spec, WeightsEntry, WeightsLayout, WeightsMode};
@@ -630,7 +631,8 @@ fn local_weights_groups(entry: &WeightsEntry, root: &Path, spec: &Spec) -> Resul
         }
         // Symlinks inside the directory are baked as the file they name (as natively).
         let size = std::fs::metadata(item.path()).map(|m| m.len()).unwrap_or(0);
-        files.push(crate::build::layers::WeightsFile { source: item.path().to_path_buf(), relative, size });
+        let content = WeightsContent::Local(item.path().to_path_buf());
+        files.push(crate::build::layers::WeightsFile { content, relative, size });
     }
     if files.is_empty() {
         return Err(DockerfileError::Weights {
@@ -650,7 +652,17 @@ fn split(
     let image_root = entry.path.trim_start_matches('/');
     crate::build::layers::split_into_layers(files, spec.weights_split_size)
         .into_iter()
-        .map(|group| group.into_iter().map(|f| (format!("{image_root}/{}", f.relative), source(f.source))).collect())
+        .map(|group| {
+            group
+                .into_iter()
+                .map(|f| {
+                    let WeightsContent::Local(path) = f.content else {
+                        unreachable!("a Dockerfile context holds local copies of remote weights")
+                    };
+                    (format!("{image_root}/{}", f.relative), source(path))
+                })
+                .collect()
+        })
         .collect()
 }
 
@@ -668,7 +680,7 @@ fn remote_weights_groups(
                 .iter()
                 .zip(local)
                 .map(|(file, source)| crate::build::layers::WeightsFile {
-                    source,
+                    content: WeightsContent::Local(source),
                     relative: file.path.clone(),
                     size: file.size,
                 })
@@ -683,7 +695,7 @@ fn remote_weights_groups(
                 .map(|(file, blob_path)| {
                     let index = listing.files.iter().position(|f| f.path == file.path).expect("listed");
                     crate::build::layers::WeightsFile {
-                        source: local[index].clone(),
+                        content: WeightsContent::Local(local[index].clone()),
                         relative: blob_path.clone(),
                         size: file.size,
                     }
@@ -757,7 +769,8 @@ impl RemoteWeights for StoreWeights {
 
     fn volume_entry(&self, entry: &WeightsEntry) -> Result<ManifestEntry, DockerfileError> {
         let mut warnings = Vec::new();
-        crate::build::volume::manifest_entry(entry, &self.store, &mut warnings)
+        crate::build::volume::manifest_entry(entry, None, &self.store, &mut warnings)
+            .map(|(manifest_entry, _)| manifest_entry)
             .map_err(|e| DockerfileError::Weights { origin: entry.origin.clone(), message: error_chain(&e) })
     }
 

@@ -187,9 +187,15 @@ fn build_glob(pattern: &str) -> Result<Glob, globset::Error> {
     GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).empty_alternates(true).build()
 }
 
+/// Files at the top of the app root that belong to the build, not the app,
+/// and are never copied in: `imgbake.lock` (a build records weights hashes
+/// into it after the app layer is made; in the layer it would change the
+/// image on the next build, and the app never reads it).
+pub const BUILD_ONLY_FILES: &[&str] = &[crate::lock::LOCK_FILE];
+
 /// Select the app files under `root`: everything matching `include`, minus
-/// everything matching `exclude`, plus `always_include` (paths relative to
-/// `root`, or absolute paths inside it).
+/// everything matching `exclude` and [`BUILD_ONLY_FILES`], plus
+/// `always_include` (paths relative to `root`, or absolute paths inside it).
 pub fn select_app_files(
     root: &Path,
     include: &[String],
@@ -222,6 +228,9 @@ pub fn select_app_files(
             continue;
         }
         if !include.matches(&relative) || exclude.matches(&relative) {
+            continue;
+        }
+        if BUILD_ONLY_FILES.iter().any(|name| relative.as_os_str() == *name) {
             continue;
         }
         if file_type.is_file() || file_type.is_symlink() {

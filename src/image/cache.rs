@@ -5,7 +5,8 @@
 //! The fingerprint covers every entry's path, mode and kind, and for files
 //! their (size, mtime in ns, inode, device) from `stat` — the same trade-off
 //! as make and git's index: a file rewritten in place with its old size and
-//! mtime restored is not noticed. Plus the layer options. A hit needs the
+//! mtime restored is not noticed. Streamed files (remote weights) count by
+//! their key (pinned URL, source etag) and size. Plus the layer options. A hit needs the
 //! index record *and* its blob; on a hit no input file is opened.
 
 use crate::image::blobs::{write_file_atomic, BlobError, BlobStore};
@@ -135,7 +136,7 @@ impl LayerCache {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         for entry in entries {
-            if let EntryKind::File { size, .. } = entry.kind {
+            if let EntryKind::File { size, .. } | EntryKind::Stream { size, .. } = entry.kind {
                 self.files_read.fetch_add(1, Ordering::Relaxed);
                 self.bytes_read.fetch_add(size, Ordering::Relaxed);
             }
@@ -176,6 +177,11 @@ pub fn fingerprint(entries: &[LayerEntry], options: &LayerOptions) -> Result<Dig
             EntryKind::Hardlink { target } => {
                 field(b"hardlink");
                 field(target.as_bytes());
+            }
+            EntryKind::Stream { key, size } => {
+                field(b"stream");
+                field(key.as_bytes());
+                field(&size.to_le_bytes());
             }
             EntryKind::File { source, size } => {
                 let meta =

@@ -30,6 +30,14 @@ pub enum EntryKind {
         source: PathBuf,
         size: u64,
     },
+    /// A regular file whose bytes come from a [`crate::image::layer::StreamSource`]
+    /// by `key` (a remote weights file streamed straight into the layer);
+    /// `key` names the content for the layer cache, `size` is what the
+    /// stream must give.
+    Stream {
+        key: String,
+        size: u64,
+    },
     /// `target` exactly as stored in the link (relative or absolute).
     Symlink {
         target: String,
@@ -75,8 +83,14 @@ impl LayerEntry {
         LayerEntry { path: path.to_string(), mode: 0o777, kind: EntryKind::Symlink { target: target.to_string() } }
     }
 
+    /// A file with mode 0644 whose bytes a stream source gives by `key`.
+    pub fn streamed(path: &str, key: &str, size: u64) -> LayerEntry {
+        LayerEntry { path: path.to_string(), mode: 0o644, kind: EntryKind::Stream { key: key.to_string(), size } }
+    }
+
+    /// A regular file, read from disk or streamed.
     pub fn is_file(&self) -> bool {
-        matches!(self.kind, EntryKind::File { .. })
+        matches!(self.kind, EntryKind::File { .. } | EntryKind::Stream { .. })
     }
 }
 

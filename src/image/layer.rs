@@ -94,10 +94,32 @@ pub struct WrittenLayer {
     pub media_type: String,
 }
 
+/// Gives the bytes of [`EntryKind::Stream`] entries. The reader must give
+/// exactly the entry's size and may fail the read that would complete a
+/// file whose content is wrong; either way the layer is not committed.
+pub trait StreamSource {
+    fn open_stream(&self, key: &str) -> io::Result<Box<dyn Read + '_>>;
+}
+
+/// For layers without streamed entries.
+pub struct NoStreams;
+
+impl StreamSource for NoStreams {
+    fn open_stream(&self, key: &str) -> io::Result<Box<dyn Read + '_>> {
+        Err(io::Error::other(format!("no stream source was given for `{key}`")))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
     #[error("`{path}` changed size while it was being read")]
     FileChanged { path: PathBuf },
+    #[error("cannot stream the bytes of `/{path}`")]
+    Stream {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("failed to read `{path}`")]
     Read {
         path: PathBuf,
@@ -126,13 +148,31 @@ pub fn write_layer(
     entries: &[LayerEntry],
     options: &LayerOptions,
 ) -> Result<WrittenLayer, LayerError> {
+    write_layer_streaming(store, entries, options, &NoStreams)
+}
+
+/// [`write_layer`] for entries that include [`EntryKind::Stream`] files,
+/// whose bytes `streams` gives (read on the calling thread, like files).
+pub fn write_layer_streaming(
+    store: &BlobStore,
+    entries: &[LayerEntry],
+    options: &LayerOptions,
+    streams: &dyn StreamSource,
+) -> Result<WrittenLayer, LayerError> {
     let (to_sink, from_producer) = mpsc::sync_channel::<Message>(CHANNEL_DEPTH);
     let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
     let compression = options.compression;
     std::thread::scope(|scope| {
         let sink = scope.spawn(move || run_sink(store, compression, from_producer, recycle));
-        let mut tar =
-            TarStream { to_sink, recycled, buffer: vec![0; CHUNK], filled: 0, hasher: Sha256::new(), total: 0 };
+        let mut tar = TarStream {
+            to_sink,
+            recycled,
+            buffer: vec![0; CHUNK],
+            filled: 0,
+            hasher: Sha256::new(),
+            total: 0,
+            streams,
+        };
         let produced = tar.write_entries(entries, options.mtime);
         let finished = match produced {
             Ok(()) => tar.finish(),
@@ -238,16 +278,17 @@ fn compress_error(dir: &Path, error: io::Error) -> LayerError {
 }
 
 /// The producer side: builds the tar stream into buffers and hashes it.
-struct TarStream {
+struct TarStream<'s> {
     to_sink: mpsc::SyncSender<Message>,
     recycled: mpsc::Receiver<Vec<u8>>,
     buffer: Vec<u8>,
     filled: usize,
     hasher: Sha256,
     total: u64,
+    streams: &'s dyn StreamSource,
 }
 
-impl TarStream {
+impl TarStream<'_> {
     fn write_entries(&mut self, entries: &[LayerEntry], mtime: u64) -> Result<(), LayerError> {
         for entry in entries {
             self.write_entry(entry, mtime)?;
@@ -277,35 +318,53 @@ impl TarStream {
                 }
                 advise_sequential(&file);
                 self.put_header(&entry.path, tar::EntryType::Regular, entry.mode, *size, mtime, None)?;
-                self.copy_file(&mut file, source, *size)?;
+                let changed = || LayerError::FileChanged { path: source.clone() };
+                self.copy_exactly(&mut file, *size, changed, read_error)?;
+                self.pad(*size)
+            }
+            EntryKind::Stream { key, size } => {
+                let stream_error = |source| LayerError::Stream { path: entry.path.clone(), source };
+                let mut reader = self.streams.open_stream(key).map_err(stream_error)?;
+                self.put_header(&entry.path, tar::EntryType::Regular, entry.mode, *size, mtime, None)?;
+                let wrong_size = || {
+                    stream_error(io::Error::new(io::ErrorKind::InvalidData, format!("the stream is not {size} bytes")))
+                };
+                self.copy_exactly(&mut reader, *size, wrong_size, stream_error)?;
                 self.pad(*size)
             }
         }
     }
 
-    /// Reads exactly `size` bytes of `file` straight into the outgoing buffers.
-    fn copy_file(&mut self, file: &mut File, path: &Path, size: u64) -> Result<(), LayerError> {
+    /// Reads exactly `size` bytes of `input` straight into the outgoing
+    /// buffers; `wrong_size` when it ends early or goes on after `size`.
+    fn copy_exactly(
+        &mut self,
+        input: &mut dyn Read,
+        size: u64,
+        wrong_size: impl Fn() -> LayerError,
+        read_error: impl Fn(io::Error) -> LayerError,
+    ) -> Result<(), LayerError> {
         let mut remaining = size;
         while remaining > 0 {
             if self.filled == CHUNK {
                 self.flush()?;
             }
             let want = (CHUNK - self.filled).min(remaining.try_into().unwrap_or(usize::MAX));
-            let n = match file.read(&mut self.buffer[self.filled..self.filled + want]) {
-                Ok(0) => return Err(LayerError::FileChanged { path: path.to_path_buf() }),
+            let n = match input.read(&mut self.buffer[self.filled..self.filled + want]) {
+                Ok(0) => return Err(wrong_size()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(LayerError::Read { path: path.to_path_buf(), source: e }),
+                Err(e) => return Err(read_error(e)),
             };
             self.filled += n;
             remaining -= n as u64;
         }
-        // The file must end where its entry says: a grown file is changed too.
+        // The input must end where its entry says: a grown file is changed too.
         let mut probe = [0u8; 1];
-        match file.read(&mut probe) {
+        match input.read(&mut probe) {
             Ok(0) => Ok(()),
-            Ok(_) => Err(LayerError::FileChanged { path: path.to_path_buf() }),
-            Err(e) => Err(LayerError::Read { path: path.to_path_buf(), source: e }),
+            Ok(_) => Err(wrong_size()),
+            Err(e) => Err(read_error(e)),
         }
     }
 
@@ -610,7 +669,7 @@ mod tests {
     }
 
     /// A producer whose sink is a plain channel the test holds.
-    fn test_stream() -> (TarStream, mpsc::Receiver<Message>) {
+    fn test_stream() -> (TarStream<'static>, mpsc::Receiver<Message>) {
         let (to_sink, from_producer) = mpsc::sync_channel(64);
         let stream = TarStream {
             to_sink,
@@ -619,6 +678,7 @@ mod tests {
             filled: 0,
             hasher: Sha256::new(),
             total: 0,
+            streams: &NoStreams,
         };
         (stream, from_producer)
     }
@@ -667,9 +727,64 @@ mod tests {
         for promised in [3 * CHUNK as u64 + 10, 3 * CHUNK as u64 - 10] {
             let (mut tar, _sink) = test_stream();
             let mut file = fs::File::open(&source).unwrap();
-            let error = tar.copy_file(&mut file, &source, promised).unwrap_err();
+            let changed = || LayerError::FileChanged { path: source.clone() };
+            let read_error = |e| LayerError::Read { path: source.clone(), source: e };
+            let error = tar.copy_exactly(&mut file, promised, changed, read_error).unwrap_err();
             assert!(matches!(error, LayerError::FileChanged { .. }), "{error:?}");
         }
+        assert_eq!(fs::read_dir(store.blob_dir()).unwrap().count(), 0, "no blob, no temp file");
+    }
+
+    /// Streams given by key: a key's bytes, or an error at the last byte.
+    struct TestStreams(Vec<(&'static str, Vec<u8>)>);
+
+    impl StreamSource for TestStreams {
+        fn open_stream(&self, key: &str) -> io::Result<Box<dyn Read + '_>> {
+            if key == "bad" {
+                // Gives 100 bytes, then fails, as a hash check does at the last byte.
+                let failing = io::repeat(7).take(100).chain(FailingRead);
+                return Ok(Box::new(failing));
+            }
+            let (_, bytes) = self.0.iter().find(|(k, _)| *k == key).ok_or_else(|| io::Error::other("no such key"))?;
+            Ok(Box::new(&bytes[..]))
+        }
+    }
+
+    struct FailingRead;
+
+    impl Read for FailingRead {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::new(io::ErrorKind::InvalidData, "content has the wrong sha256"))
+        }
+    }
+
+    #[test]
+    fn streamed_entries_are_files_in_the_tar_and_a_failing_stream_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("out")).unwrap();
+        let bytes: Vec<u8> = (0..(3 * CHUNK as u32 + 17)).map(|i| (i % 251) as u8).collect();
+        let streams = TestStreams(vec![("a", bytes.clone())]);
+        let entries = vec![LayerEntry::streamed("w/model.bin", "a", bytes.len() as u64)];
+        for compression in [NONE, GZIP, ZSTD] {
+            let layer = write_layer_streaming(&store, &entries, &options(compression), &streams).unwrap();
+            let tar = decompressed(&store, &layer);
+            let mut archive = tar::Archive::new(&tar[..]);
+            let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+            assert_eq!(entry.path().unwrap().to_str(), Some("w/model.bin"));
+            assert_eq!(entry.header().mode().unwrap(), 0o644);
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            assert_eq!(content, bytes);
+        }
+        let empty = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(empty.path()).unwrap();
+        for (key, size) in [("bad", 100), ("a", bytes.len() as u64 + 1), ("a", bytes.len() as u64 - 1)] {
+            let entries = vec![LayerEntry::streamed("w/model.bin", key, size)];
+            let error = write_layer_streaming(&store, &entries, &options(ZSTD), &streams).unwrap_err();
+            assert!(matches!(error, LayerError::Stream { ref path, .. } if path == "w/model.bin"), "{error:?}");
+        }
+        // Without a stream source a streamed entry is an error, not an empty file.
+        assert!(write_layer(&store, &[LayerEntry::streamed("x", "a", 1)], &options(NONE)).is_err());
         assert_eq!(fs::read_dir(store.blob_dir()).unwrap().count(), 0, "no blob, no temp file");
     }
 

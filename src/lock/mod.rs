@@ -9,7 +9,9 @@
 
 use crate::deps::conda::{CondaTarget, LockedCondaPackage};
 use crate::deps::python::{LockedWheel, PythonTarget};
+use crate::image::digest::Digest;
 use crate::spec::Spec;
+use crate::weights::RemoteFile;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fs;
@@ -226,6 +228,34 @@ impl Lock {
     pub fn is_current(&self, inputs: &LockInputs) -> bool {
         &self.inputs == inputs
     }
+
+    /// The sha256 the lock records for a file of source `uri` as listed now
+    /// (same path, size and etag), if any.
+    pub fn weights_sha256(&self, uri: &str, file: &RemoteFile) -> Option<Digest> {
+        let locked = self.weights.iter().find(|locked| locked.is(uri, file))?;
+        format!("sha256:{}", locked.sha256.as_deref()?).parse().ok()
+    }
+
+    /// Records sha256s computed when the bytes of files of source `uri`
+    /// passed through imgbake, for entries that have none; returns how many
+    /// entries got one.
+    pub fn record_weights_hashes(&mut self, uri: &str, computed: &[(RemoteFile, Digest)]) -> usize {
+        let mut added = 0;
+        for (file, digest) in computed {
+            for locked in self.weights.iter_mut().filter(|locked| locked.sha256.is_none() && locked.is(uri, file)) {
+                locked.sha256 = Some(digest.hex().to_string());
+                added += 1;
+            }
+        }
+        added
+    }
+}
+
+impl LockedWeightsFile {
+    /// Whether this entry is `file` of source `uri` (same path, size and etag).
+    fn is(&self, uri: &str, file: &RemoteFile) -> bool {
+        self.source == uri && self.path == file.path && self.size == file.size && self.etag == file.etag
+    }
 }
 
 /// The weights entry with its revision pinned to the lock's (hf:// sources),
@@ -308,6 +338,36 @@ mod tests {
             conda: None,
             weights: vec![],
         }
+    }
+
+    #[test]
+    fn computed_weights_hashes_fill_entries_without_one_and_only_the_same_file() {
+        let mut lock = sample();
+        let locked = |path: &str, etag: &str| LockedWeightsFile {
+            source: "s3://b/m".into(),
+            revision: None,
+            path: path.into(),
+            size: 4,
+            sha256: None,
+            etag: Some(etag.into()),
+        };
+        lock.weights = vec![locked("a.bin", "\"e1\""), locked("b.bin", "\"e2\"")];
+        let file = |path: &str, etag: &str| RemoteFile {
+            path: path.into(),
+            size: 4,
+            sha256: None,
+            etag: Some(etag.into()),
+            url: format!("s3://b/m/{path}"),
+        };
+        let digest: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        // Another etag is other content: not recorded, not matched.
+        let computed = vec![(file("a.bin", "\"e1\""), digest.clone()), (file("b.bin", "\"changed\""), digest.clone())];
+        assert_eq!(lock.record_weights_hashes("s3://b/m", &computed), 1);
+        assert_eq!(lock.record_weights_hashes("s3://other", &computed), 0);
+        assert_eq!(lock.weights_sha256("s3://b/m", &file("a.bin", "\"e1\"")), Some(digest));
+        assert_eq!(lock.weights_sha256("s3://b/m", &file("b.bin", "\"e2\"")), None);
+        // Recorded once: a second pass adds nothing.
+        assert_eq!(lock.record_weights_hashes("s3://b/m", &computed), 0);
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub fn resolve(
         conda,
         base: LockedBase { image: spec.base.image.clone(), pinned: base.pinned.clone() },
         python,
-        weights: weights_files(spec, warnings)?,
+        weights: weights_files(spec, cache_dir, warnings)?,
         inputs,
     })
 }
@@ -128,15 +128,30 @@ fn distribution_of(os_release: &str) -> String {
 }
 
 /// Every remote weights file at its pinned revision, as its source lists it.
-fn weights_files(spec: &Spec, warnings: &mut Vec<String>) -> Result<Vec<LockedWeightsFile>, ResolveError> {
+/// A file listed without a sha256 keeps the one the existing lock records
+/// for it (same path, size and etag), else the one computed when its bytes
+/// last passed through imgbake on this machine.
+fn weights_files(
+    spec: &Spec,
+    cache_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<LockedWeightsFile>, ResolveError> {
+    let existing = Lock::read(&super::lock_path(spec)).ok().flatten();
+    let store = crate::weights::store::WeightsStore::open(cache_dir).ok();
     let mut files = Vec::new();
     for entry in &spec.weights {
         if matches!(entry.source, WeightsSource::Local { .. }) {
             continue;
         }
-        let listing = SourceClient::for_entry(entry)
+        let mut listing = SourceClient::for_entry(entry)
             .and_then(|client| client.list(entry))
             .map_err(|source| ResolveError::Weights { origin: entry.origin.clone(), source })?;
+        for file in listing.files.iter_mut().filter(|f| f.sha256.is_none()) {
+            file.sha256 = existing
+                .as_ref()
+                .and_then(|lock| lock.weights_sha256(&entry.uri, file))
+                .or_else(|| store.as_ref().and_then(|store| store.known_sha256(file)));
+        }
         if let (WeightsSource::Hf { revision, .. }, Some(pinned)) = (&entry.source, &listing.revision) {
             if revision != pinned {
                 warnings

@@ -5,7 +5,7 @@
 //! Only this module touches the network (registry manifests, weights
 //! listings); the model reads [`PlanInputs`] only, so tests can hand-make them.
 
-use crate::build::layers::{sampled_ratio, split_into_layers, WeightsFile};
+use crate::build::layers::{sampled_ratio, split_into_layers, WeightsContent, WeightsFile};
 use crate::image::appfiles;
 use crate::image::layout::parse_oci_ref;
 use crate::registry::manifest::ManifestView;
@@ -333,7 +333,13 @@ fn weights_input(entry: &WeightsEntry, spec: &Spec, remote_ratio: f64) -> Result
     let (files, ratio, ratio_source, local) = match &entry.source {
         WeightsSource::Local { path } => {
             let files = local_files(entry, path)?;
-            let paths: Vec<PathBuf> = files.iter().map(|f| f.source.clone()).collect();
+            let paths: Vec<PathBuf> = files
+                .iter()
+                .filter_map(|f| match &f.content {
+                    WeightsContent::Local(path) => Some(path.clone()),
+                    WeightsContent::Remote(_) => None,
+                })
+                .collect();
             (files, sampled_ratio(&paths), "sampled: zstd -1 over up to 8 MiB of the files".to_string(), true)
         }
         _ => {
@@ -351,12 +357,16 @@ fn weights_input(entry: &WeightsEntry, spec: &Spec, remote_ratio: f64) -> Result
                 WeightsLayout::HfCache => crate::weights::hf_cache::tree(entry, &listing)
                     .blobs
                     .into_iter()
-                    .map(|(f, blob)| WeightsFile { source: PathBuf::from(&blob), relative: blob, size: f.size })
+                    .map(|(f, blob)| WeightsFile { size: f.size, content: WeightsContent::Remote(f), relative: blob })
                     .collect(),
                 WeightsLayout::Plain => listing
                     .files
                     .iter()
-                    .map(|f| WeightsFile { source: PathBuf::from(&f.path), relative: f.path.clone(), size: f.size })
+                    .map(|f| WeightsFile {
+                        content: WeightsContent::Remote(f.clone()),
+                        relative: f.path.clone(),
+                        size: f.size,
+                    })
                     .collect(),
             };
             let (ratio, how) = match listing.files.iter().max_by_key(|f| f.size) {
@@ -476,7 +486,7 @@ fn local_files(entry: &WeightsEntry, root: &Path) -> Result<Vec<WeightsFile>, Ga
             continue;
         }
         let size = std::fs::metadata(item.path()).map(|m| m.len()).unwrap_or(0);
-        files.push(WeightsFile { source: item.path().to_path_buf(), relative, size });
+        files.push(WeightsFile { content: WeightsContent::Local(item.path().to_path_buf()), relative, size });
     }
     Ok(files)
 }

@@ -1,6 +1,7 @@
 //! Downloaded weights on the build machine: content-addressed, verified, and
-//! kept, so a rebuild neither downloads nor re-reads them (the layer cache
-//! fingerprints these files by path, size, mtime and inode, which stay put).
+//! kept, for what needs them as files (a Dockerfile build context); a native
+//! build streams remote weights into layers instead (`build::stream`) and
+//! keeps only their sha256 here.
 //!
 //! `<cache>/weights/blobs/sha256/<hex>` holds file contents; `index/<key>`
 //! maps a source object (pinned URL, etag, size) to its sha256, for sources
@@ -11,10 +12,14 @@ use crate::image::digest::Digest;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 const BUFFER: usize = 1 << 20;
+/// Mode of stored weights files (the mode natively baked weights get).
+const WEIGHTS_MODE: u32 = 0o644;
 
+#[derive(Clone)]
 pub struct WeightsStore {
     blobs: PathBuf,
     index: PathBuf,
@@ -87,6 +92,8 @@ impl WeightsStore {
         if let Some(digest) = self.known_sha256(file) {
             let path = self.blob(&digest);
             if fs::metadata(&path).is_ok_and(|m| m.len() == file.size) {
+                // Stores written before blobs were made world-readable held them at 0600.
+                let _ = fs::set_permissions(&path, fs::Permissions::from_mode(WEIGHTS_MODE));
                 return Ok(LocalCopy { path, sha256: digest, downloaded: false });
             }
         }
@@ -95,6 +102,28 @@ impl WeightsStore {
         write_atomic(&self.index_path(file), digest.to_string().as_bytes())
             .map_err(|source| StoreError::Io { path: self.index.clone(), source })?;
         Ok(LocalCopy { path, sha256: digest, downloaded: true })
+    }
+
+    /// Records the sha256 of `file`'s content, computed when its bytes
+    /// passed through imgbake without being kept (a streamed layer, a
+    /// volume-mode hash), so later builds and `imgbake lock` know it.
+    pub fn remember_sha256(&self, file: &RemoteFile, digest: &Digest) -> Result<(), StoreError> {
+        write_atomic(&self.index_path(file), digest.to_string().as_bytes())
+            .map_err(|source| StoreError::Io { path: self.index.clone(), source })
+    }
+
+    /// The `compression = "auto"` sample ratio recorded for this set of
+    /// remote files (by their stream keys), else `sample()`, recorded now:
+    /// a rebuild then reads no byte of them to decide again.
+    pub fn sampled_ratio(&self, keys: &[String], sample: impl FnOnce() -> f64) -> f64 {
+        let path = self.index.join(hex::encode(Sha256::digest(format!("ratio\n{}", keys.join("\n")))));
+        if let Some(ratio) = fs::read_to_string(&path).ok().and_then(|text| text.trim().parse::<f64>().ok()) {
+            return ratio;
+        }
+        let ratio = sample();
+        // Best effort: without the record the next build samples again.
+        let _ = write_atomic(&path, ratio.to_string().as_bytes());
+        ratio
     }
 
     /// Stores small generated content (e.g. an hf-cache `refs/main` file).
@@ -140,6 +169,9 @@ impl WeightsStore {
                 return Err(StoreError::Hash { url: file.url.clone(), expected: expected.clone(), actual: digest });
             }
         }
+        // A build context hard-links these files, and a Dockerfile COPY keeps
+        // their mode: readable by every user, as natively baked weights are.
+        temp.as_file().set_permissions(fs::Permissions::from_mode(WEIGHTS_MODE)).map_err(io_error)?;
         temp.as_file().sync_all().map_err(io_error)?;
         let path = self.blob(&digest);
         temp.persist(&path).map_err(|e| io_error(e.error))?;

@@ -215,6 +215,11 @@ impl RegistryClient {
         }
     }
 
+    /// The `Authorization` value already answered for (registry, repository), if any.
+    pub(crate) fn authorization(&self, registry: &str, repository: &str) -> Option<String> {
+        self.authorizations.lock().unwrap().get(&(registry.to_string(), repository.to_string())).cloned()
+    }
+
     fn pause_before_retry(&self, attempt: u32, hint: Option<Duration>) {
         Counters::add(&self.counters.retries, 1);
         std::thread::sleep(backoff(attempt, self.options.initial_backoff, self.options.max_backoff, hint));

@@ -2,9 +2,11 @@
 //!
 //! A thin client on `reqwest`'s blocking API (rustls). We do not use
 //! `oci-client`: it buffers whole blobs in memory, and ML images carry
-//! multi-GB weight layers. Here a blob goes from file to socket
-//! (`Body::sized(File, size)`) and from socket to a temp file whose sha256 is
-//! checked while it streams, so memory stays flat whatever the blob size.
+//! multi-GB weight layers. Here a blob goes from file to socket in 1 MiB
+//! pieces of a streamed body (see `push::put_in_chunks` for why not the
+//! blocking client's reader body) and from socket to a temp file whose
+//! sha256 is checked while it streams, so memory stays flat whatever the
+//! blob size.
 //!
 //! - [`reference`]: `host[:port]/path[:tag][@sha256:…]`, Docker Hub defaults.
 //! - [`auth`]: credentials (options, env, Docker config) and Basic/Bearer challenges.

@@ -71,6 +71,11 @@ pub(crate) struct Transfer {
 }
 
 impl Transfer {
+    /// The bar, for code that counts bytes itself (a streamed body).
+    pub fn clone_bar(&self) -> Option<ProgressBar> {
+        self.bar.clone()
+    }
+
     /// Wraps a reader so that bytes read advance the bar.
     pub fn reader<R: Read>(&self, inner: R) -> CountingReader<R> {
         CountingReader { inner, bar: self.bar.clone() }

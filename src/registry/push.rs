@@ -11,11 +11,22 @@ use super::pull::{blob_path, sha256_of};
 use super::reference::Reference;
 use crate::image::digest::Digest;
 use reqwest::blocking::Body;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::Url;
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Bytes read from the blob file per piece of a streamed PUT body.
+const PUT_CHUNK: usize = 1 << 20;
+
+/// How a chunked PUT ended.
+enum ChunkedPut {
+    /// The status, and the registry's error message when it gave one.
+    Done(u16, Option<String>),
+    Unauthorized,
+}
 
 /// One blob on disk, described by the caller (the registry client never
 /// hashes it again: the registry checks the digest on upload).
@@ -155,6 +166,18 @@ impl RegistryClient {
         // The whole body is sent within the request timeout, so give big
         // blobs time in proportion to their size.
         let allowance = Duration::from_secs(blob.size / self.options.min_upload_bytes_per_second.max(1));
+        let timeout = self.options.timeout + allowance;
+        match self.put_in_chunks(registry, repository, &put_url, blob, timeout, &transfer)? {
+            ChunkedPut::Done(201, _) => {
+                Counters::add(&self.counters.blobs_uploaded, 1);
+                Counters::add(&self.counters.bytes_uploaded, blob.size);
+                transfer.finish();
+                return Ok(BlobPushOutcome::Uploaded);
+            }
+            ChunkedPut::Done(status, detail) => return Err(self.upload_error(image, blob, Some(status), detail)),
+            // A new challenge (an expired token): the blocking path answers it.
+            ChunkedPut::Unauthorized => {}
+        }
         let response = self.send(registry, repository, false, &|http| {
             let file =
                 File::open(&blob.path).map_err(|source| RegistryError::Io { path: blob.path.clone(), source })?;
@@ -162,7 +185,7 @@ impl RegistryClient {
                 .put(put_url.clone())
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_LENGTH, blob.size)
-                .timeout(self.options.timeout + allowance)
+                .timeout(timeout)
                 .body(Body::sized(transfer.reader(file), blob.size)))
         })?;
         let status = response.status().as_u16();
@@ -174,6 +197,91 @@ impl RegistryClient {
         Counters::add(&self.counters.bytes_uploaded, blob.size);
         transfer.finish();
         Ok(BlobPushOutcome::Uploaded)
+    }
+
+    /// The monolithic PUT of `blob`'s bytes, read in [`PUT_CHUNK`] pieces
+    /// into a streamed body on a one-thread async client, with the
+    /// authorization the upload's POST already answered.
+    ///
+    /// Why not the blocking client: `reqwest::blocking::Body::sized(reader)`
+    /// copies a reader in fixed 8 KiB pieces (reqwest 0.12,
+    /// `blocking/body.rs`, `send_future`), each handed through a channel to
+    /// the runtime thread; for 1 GiB that was 131 k reads, 129 k `writev`s
+    /// and 560 k futex calls, enough client CPU to lose to skopeo on two
+    /// cores (docs/benchmarks.md, "Build and push"). Memory stays at a few
+    /// pieces: the body is pulled as the socket drains.
+    fn put_in_chunks(
+        &self,
+        registry: &str,
+        repository: &str,
+        url: &Url,
+        blob: &BlobSource,
+        timeout: Duration,
+        transfer: &super::progress::Transfer,
+    ) -> Result<ChunkedPut> {
+        let setup_error = |source: std::io::Error| RegistryError::Transfer {
+            registry: registry.to_string(),
+            source: Box::new(source),
+        };
+        let file = File::open(&blob.path).map_err(|source| RegistryError::Io { path: blob.path.clone(), source })?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(setup_error)?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(self.options.connect_timeout)
+            .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| super::client::transport_error(registry, error))?;
+        let path = blob.path.clone();
+        let bar = transfer.clone_bar();
+        let pieces = futures_util::stream::unfold(Some(file), move |file| {
+            let path = path.clone();
+            let bar = bar.clone();
+            async move {
+                let mut file = file?;
+                let mut piece = vec![0u8; PUT_CHUNK];
+                let mut filled = 0;
+                while filled < PUT_CHUNK {
+                    match file.read(&mut piece[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(error) => {
+                            let error = std::io::Error::new(error.kind(), format!("{}: {error}", path.display()));
+                            return Some((Err(error), None));
+                        }
+                    }
+                }
+                if filled == 0 {
+                    return None;
+                }
+                piece.truncate(filled);
+                if let Some(bar) = &bar {
+                    bar.inc(filled as u64);
+                }
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(piece)), Some(file)))
+            }
+        });
+        let mut request = client
+            .put(url.clone())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, blob.size)
+            .timeout(timeout)
+            .body(reqwest::Body::wrap_stream(pieces));
+        if let Some(authorization) = self.authorization(registry, repository) {
+            request = request.header(AUTHORIZATION, authorization);
+        }
+        let (status, body) = runtime
+            .block_on(async {
+                let response = request.send().await?;
+                let status = response.status().as_u16();
+                // The body only matters when it explains a failure.
+                let body = if status == 201 { String::new() } else { response.text().await.unwrap_or_default() };
+                Ok((status, body))
+            })
+            .map_err(|error| super::client::transport_error(registry, error))?;
+        Ok(match status {
+            401 => ChunkedPut::Unauthorized,
+            status => ChunkedPut::Done(status, error_detail_of(&body)),
+        })
     }
 
     fn upload_error(
@@ -250,6 +358,11 @@ fn check_manifest_matches(image: &ImageToPush, target: &Reference) -> Result<()>
 
 /// The first `errors[].code: message` of a registry error body, if any.
 fn error_detail(response: reqwest::blocking::Response) -> Option<String> {
+    error_detail_of(&response.text().ok()?)
+}
+
+/// `code: message` of the first error in an OCI error body.
+fn error_detail_of(body: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Errors {
         errors: Vec<Item>,
@@ -259,7 +372,7 @@ fn error_detail(response: reqwest::blocking::Response) -> Option<String> {
         code: Option<String>,
         message: Option<String>,
     }
-    let body: Errors = response.json().ok()?;
+    let body: Errors = serde_json::from_str(body).ok()?;
     let item = body.errors.into_iter().next()?;
     Some(format!("{}: {}", item.code.unwrap_or_default(), item.message.unwrap_or_default()))
 }

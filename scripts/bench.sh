@@ -102,5 +102,5 @@ echo
 bash scripts/bench-build.sh "$work/build"
 if [[ -f scripts/bench-prefetch.sh ]]; then
   echo
-  bash scripts/bench-prefetch.sh "$work/prefetch"
+  bash scripts/bench-prefetch.sh "$runs"   # its argument is the run count
 fi

@@ -187,7 +187,10 @@ pub fn cold_start(layers: &[PullLayer], weights: &WeightsAtStart, params: &Param
 /// Build time from an empty cache, split into its terms (seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct BuildTerms {
-    /// Remote weights baked: downloaded and hashed into the weights store, one file at a time.
+    /// Remote weights baked: streamed from the source, one file at a time.
+    /// `layers` still counts writing their layers after this, while the
+    /// build now writes a layer as its bytes arrive: for remote bakes the
+    /// sum overestimates by the smaller of the two terms.
     pub fetch: f64,
     /// New layers: tar, hash and compress.
     pub layers: f64,

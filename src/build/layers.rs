@@ -397,10 +397,16 @@ pub fn sampled_ratio(files: &[PathBuf]) -> f64 {
             let _ = file.take(per_file).read_to_end(&mut sample);
         }
     }
+    compression_ratio(&sample)
+}
+
+/// zstd -1 compressed size / size of `sample` (1 = incompressible); 0 for
+/// an empty sample, so that nothing known is compressed.
+pub fn compression_ratio(sample: &[u8]) -> f64 {
     if sample.is_empty() {
         return 0.0;
     }
-    let compressed = zstd::bulk::compress(&sample, 1).map(|c| c.len()).unwrap_or(sample.len());
+    let compressed = zstd::bulk::compress(sample, 1).map(|c| c.len()).unwrap_or(sample.len());
     compressed as f64 / sample.len() as f64
 }
 

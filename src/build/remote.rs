@@ -48,7 +48,7 @@ pub fn fill_known_hashes(
     entry: &WeightsEntry,
     listing: &mut Listing,
     lock: Option<&Lock>,
-    store: &WeightsStore,
+    store: Option<&WeightsStore>,
 ) -> HashSet<String> {
     let mut from_lock = HashSet::new();
     for file in listing.files.iter_mut().filter(|f| f.sha256.is_none()) {
@@ -56,7 +56,7 @@ pub fn fill_known_hashes(
             file.sha256 = Some(locked);
             from_lock.insert(file.path.clone());
         } else {
-            file.sha256 = store.known_sha256(file);
+            file.sha256 = store.and_then(|store| store.known_sha256(file));
         }
     }
     from_lock
@@ -71,7 +71,7 @@ pub fn bake(
     warnings: &mut Vec<String>,
 ) -> Result<RemoteBake, LayerBuildError> {
     let mut listing = list(entry, warnings)?;
-    let from_lock = fill_known_hashes(entry, &mut listing, Some(lock), store);
+    let from_lock = fill_known_hashes(entry, &mut listing, Some(lock), Some(store));
     let streams = RemoteStreams::new(entry, &listing.files, from_lock, store).map_err(LayerBuildError::Weights)?;
     let layers = match entry.layout {
         WeightsLayout::Plain => {
@@ -89,13 +89,24 @@ pub fn bake(
         WeightsLayout::HfCache => hf_cache_layers(entry, spec, &listing, cache, store, &streams)?,
     };
     let computed = streams.into_computed();
-    for (file, digest) in &computed {
+    record_computed_hashes(&mut listing, &computed, store)?;
+    Ok(RemoteBake { layers, listing, computed })
+}
+
+/// Puts sha256s computed while the bytes passed into the listing and the
+/// store's index (so later builds and `imgbake lock` know them).
+pub fn record_computed_hashes(
+    listing: &mut Listing,
+    computed: &[(RemoteFile, Digest)],
+    store: &WeightsStore,
+) -> Result<(), LayerBuildError> {
+    for (file, digest) in computed {
         store.remember_sha256(file, digest).map_err(LayerBuildError::Store)?;
     }
     for file in listing.files.iter_mut().filter(|f| f.sha256.is_none()) {
         file.sha256 = computed.iter().find(|(f, _)| f.path == file.path).map(|(_, d)| d.clone());
     }
-    Ok(RemoteBake { layers, listing, computed })
+    Ok(())
 }
 
 /// Blobs split like any weights; the snapshot links and refs in one small layer.

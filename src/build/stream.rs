@@ -107,11 +107,7 @@ impl RemoteStreams {
                 }
             }
         }
-        if sample.is_empty() {
-            return 0.0;
-        }
-        let compressed = zstd::bulk::compress(&sample, 1).map(|c| c.len()).unwrap_or(sample.len());
-        compressed as f64 / sample.len() as f64
+        super::layers::compression_ratio(&sample)
     }
 
     /// Reads `file` through to the end and returns its sha256 (checked

@@ -31,7 +31,7 @@ pub fn manifest_entry(
     warnings: &mut Vec<String>,
 ) -> Result<(ManifestEntry, Vec<(RemoteFile, Digest)>), LayerBuildError> {
     let mut listing = super::remote::list(entry, warnings)?;
-    super::remote::fill_known_hashes(entry, &mut listing, lock, store);
+    super::remote::fill_known_hashes(entry, &mut listing, lock, Some(store));
     let mut computed = Vec::new();
     let unknown: Vec<RemoteFile> = listing.files.iter().filter(|f| f.sha256.is_none()).cloned().collect();
     if !unknown.is_empty() {
@@ -40,12 +40,9 @@ pub fn manifest_entry(
         for file in &unknown {
             let digest =
                 streams.hash(file).map_err(|source| LayerBuildError::Hash { path: file.url.clone(), source })?;
-            store.remember_sha256(file, &digest).map_err(LayerBuildError::Store)?;
             computed.push((file.clone(), digest));
         }
-        for file in listing.files.iter_mut().filter(|f| f.sha256.is_none()) {
-            file.sha256 = computed.iter().find(|(f, _)| f.path == file.path).map(|(_, d)| d.clone());
-        }
+        super::remote::record_computed_hashes(&mut listing, &computed, store)?;
     }
     if let Some(warning) = hook_warning() {
         if !warnings.contains(&warning) {

@@ -146,12 +146,7 @@ fn weights_files(
         let mut listing = SourceClient::for_entry(entry)
             .and_then(|client| client.list(entry))
             .map_err(|source| ResolveError::Weights { origin: entry.origin.clone(), source })?;
-        for file in listing.files.iter_mut().filter(|f| f.sha256.is_none()) {
-            file.sha256 = existing
-                .as_ref()
-                .and_then(|lock| lock.weights_sha256(&entry.uri, file))
-                .or_else(|| store.as_ref().and_then(|store| store.known_sha256(file)));
-        }
+        crate::build::remote::fill_known_hashes(entry, &mut listing, existing.as_ref(), store.as_ref());
         if let (WeightsSource::Hf { revision, .. }, Some(pinned)) = (&entry.source, &listing.revision) {
             if revision != pinned {
                 warnings

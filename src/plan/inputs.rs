@@ -437,8 +437,7 @@ fn sample_remote(
     if sample.is_empty() {
         return Err("no data".into());
     }
-    let compressed = zstd::bulk::compress(&sample, 1).map(|c| c.len()).unwrap_or(sample.len());
-    Ok((compressed as f64 / sample.len() as f64, sample.len()))
+    Ok((crate::build::layers::compression_ratio(&sample), sample.len()))
 }
 
 /// The layers build makes for these files (src/build/layers.rs weights_layers;

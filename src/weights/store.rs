@@ -99,8 +99,7 @@ impl WeightsStore {
         }
         let reader = open()?;
         let (digest, path) = self.store_stream(file, reader)?;
-        write_atomic(&self.index_path(file), digest.to_string().as_bytes())
-            .map_err(|source| StoreError::Io { path: self.index.clone(), source })?;
+        self.remember_sha256(file, &digest)?;
         Ok(LocalCopy { path, sha256: digest, downloaded: true })
     }
 

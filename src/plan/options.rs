@@ -101,12 +101,15 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     let (mut baked, mut on_volume) = (0u64, 0u64);
     let (mut volume_files, mut remote_baked): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
     let mut weights_layers = Vec::new();
+    // The layers that remote weights are streamed into (written while they arrive).
+    let mut streamed_layers = Vec::new();
     for (weights, placement) in inputs.weights.iter().zip(placements) {
         match placement {
             Placement::Bake => {
                 baked += weights.bytes;
                 if !weights.local {
                     remote_baked.extend(&weights.file_sizes);
+                    streamed_layers.extend(weights.layers.iter().map(PullLayer::from));
                 }
                 weights_layers.extend(weights.layers.iter().cloned());
             }
@@ -152,7 +155,7 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     }
 
     let new_layers: Vec<PullLayer> = pull[cached_count..].to_vec();
-    let build = model::build_seconds(&remote_baked, &new_layers, params);
+    let build = model::build_seconds(&remote_baked, &streamed_layers, &new_layers, params);
     let push_weights_change = weights_layers.iter().map(|l| l.compressed).sum::<u64>()
         + hook_layer.as_ref().map(|l| l.compressed).unwrap_or(0);
     let mut replica_counts = vec![inputs.min_replicas.max(1), inputs.max_replicas.max(1)];

@@ -119,6 +119,10 @@ pub enum Command {
         /// Fail (with the difference) instead of updating a missing or stale imgbake.lock.
         #[arg(long)]
         locked: bool,
+        /// Decide `mode = "auto"` with this profile, as `imgbake plan --profile` does:
+        /// a built-in name (cerebrium, baseten, runpod, generic) or a profile TOML file.
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: Option<String>,
         /// Who builds: imgbake itself (native), or a container builder on the generated Dockerfile.
         #[arg(long, value_enum, default_value_t = Builder::Native)]
         builder: Builder,

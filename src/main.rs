@@ -48,7 +48,7 @@ fn main() -> ExitCode {
                 skip_base_lookup,
             })
         }
-        Command::Build { path, output, push, base, insecure_registries, cache_dir, json, locked, builder } => {
+        Command::Build { path, output, push, base, insecure_registries, cache_dir, json, locked, profile, builder } => {
             let builder = match builder {
                 Builder::Native => None,
                 Builder::Buildah => Some(ContainerBuilder::Buildah),
@@ -64,6 +64,7 @@ fn main() -> ExitCode {
                 cache_dir,
                 json,
                 locked,
+                profile,
                 builder,
             })
         }

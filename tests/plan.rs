@@ -295,27 +295,32 @@ fn auto_project(dir: &Path, repo: &str) -> PathBuf {
 
 /// `plan`'s chosen placement of the only source, and what `build` made.
 fn plan_and_build(dir: &Path, hub: &TestHub, repo: &str) -> (String, Vec<String>) {
+    plan_and_build_with(dir, hub, repo, &[])
+}
+
+/// [`plan_and_build`] with `extra` flags (e.g. `--profile FILE`) given to both.
+fn plan_and_build_with(dir: &Path, hub: &TestHub, repo: &str, extra: &[&str]) -> (String, Vec<String>) {
     let project = auto_project(dir, repo);
-    let plan =
-        stdout(&imgbake(&["plan", project.to_str().unwrap(), "--format", "json", "--base", "scratch"], Some(hub)));
+    let mut plan_args = vec!["plan", project.to_str().unwrap(), "--format", "json", "--base", "scratch"];
+    plan_args.extend(extra);
+    let plan = stdout(&imgbake(&plan_args, Some(hub)));
     let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
     let chosen = plan["decisions"][0]["chosen"].as_str().unwrap().to_string();
     let output = format!("oci:{}:app", dir.join(format!("out-{repo}")).display());
     let cache = dir.join("cache");
-    let build = stdout(&imgbake(
-        &[
-            "build",
-            "--json",
-            project.to_str().unwrap(),
-            "--base",
-            "scratch",
-            "--output",
-            &output,
-            "--cache-dir",
-            cache.to_str().unwrap(),
-        ],
-        Some(hub),
-    ));
+    let mut build_args = vec![
+        "build",
+        "--json",
+        project.to_str().unwrap(),
+        "--base",
+        "scratch",
+        "--output",
+        &output,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    build_args.extend(extra);
+    let build = stdout(&imgbake(&build_args, Some(hub)));
     let build: serde_json::Value = serde_json::from_str(&build).unwrap();
     let layers = build["layers"].as_array().unwrap().iter().map(|l| l["what"].as_str().unwrap().to_string()).collect();
     (chosen, layers)
@@ -354,6 +359,42 @@ fn build_with_mode_auto_does_what_plan_printed() {
     assert_eq!(chosen, "volume");
     assert!(layers.iter().any(|l| l.contains("prefetch hook")), "{layers:?}");
     assert!(!layers.iter().any(|l| l.starts_with("weights large")), "{layers:?}");
+}
+
+#[test]
+fn build_profile_decides_auto_as_plan_profile_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let commit = "3333333333333333333333333333333333333333";
+    hub_repo(&root, "org/small", commit, &[("model.safetensors", random_bytes(2 << 20, 9))]);
+    std::fs::create_dir_all(root.join("org/small/refs")).unwrap();
+    std::fs::write(root.join("org/small/refs/main"), commit).unwrap();
+    let hub = TestHub::start(&root, None);
+
+    // With the target's built-in profile, 2 MiB is baked (see above). A
+    // profile whose registry crawls at 1 kB/s and whose hook is 1 kB makes
+    // the volume the cheaper start, and build must follow the same profile.
+    let (chosen, layers) = plan_and_build(dir.path(), &hub, "small");
+    assert_eq!(chosen, "bake", "{layers:?}");
+    let profile = dir.path().join("slow-registry.toml");
+    std::fs::write(
+        &profile,
+        "[params]\nprefetch_hook_bytes = 1000\nregistry_bandwidth = 1000\nlayer_bandwidth = 1000\n",
+    )
+    .unwrap();
+    let (chosen, layers) = plan_and_build_with(dir.path(), &hub, "small", &["--profile", profile.to_str().unwrap()]);
+    assert_eq!(chosen, "volume");
+    assert!(layers.iter().any(|l| l.contains("prefetch hook")), "{layers:?}");
+    assert!(!layers.iter().any(|l| l.starts_with("weights small")), "{layers:?}");
+
+    // A profile that does not parse stops the build before anything is built.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[params]\nregistry_bandwidth = \"fast\"\n").unwrap();
+    let project = auto_project(dir.path(), "small");
+    let output = imgbake(&["build", project.to_str().unwrap(), "--profile", bad.to_str().unwrap()], Some(&hub));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.toml:2:"), "{stderr}");
 }
 
 /// A project with a local weights folder of three 2 MiB files split into a layer each.

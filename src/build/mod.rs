@@ -44,6 +44,9 @@ pub struct BuildOptions {
     pub registry: RegistryClientOptions,
     /// How `imgbake.lock` is used (`--locked` forbids updating it).
     pub lock_policy: crate::lock::resolve::LockPolicy,
+    /// The cost profile that decides `mode = "auto"` (`--profile`; default:
+    /// the target's built-in one), so build follows `imgbake plan --profile`.
+    pub profile: Option<crate::plan::profile::Profile>,
 }
 
 /// What a build produced, for the CLI to print and tests to check.
@@ -176,7 +179,7 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
     let mut volume_entries = Vec::new();
     // sha256s computed for weights files whose source gives none, by source.
     let mut computed_hashes = Vec::new();
-    // `mode = "auto"`: the plan's decision (the same as `imgbake plan` prints with the target's profile).
+    // `mode = "auto"`: the plan's decision (the same as `imgbake plan` prints with the same profile).
     let auto = auto_decisions(spec, options)?;
     for entry in &spec.weights {
         let entry = &crate::lock::pinned_entry(entry, &lock);
@@ -313,7 +316,7 @@ fn auto_decisions(spec: &Spec, options: &BuildOptions) -> Result<Vec<crate::plan
         registry: options.registry.clone(),
         remote_weights_ratio: 0.0,
     };
-    let decisions = crate::plan::auto_modes(spec, &gather).map_err(BuildError::Plan)?;
+    let decisions = crate::plan::auto_modes(spec, &gather, options.profile.as_ref()).map_err(BuildError::Plan)?;
     Ok(decisions.into_iter().filter(|d| d.configured == WeightsMode::Auto).collect())
 }
 

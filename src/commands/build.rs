@@ -19,6 +19,8 @@ pub struct BuildArgs {
     pub cache_dir: Option<PathBuf>,
     pub json: bool,
     pub locked: bool,
+    /// `--profile`: a built-in profile name or a profile TOML file for `mode = "auto"`.
+    pub profile: Option<String>,
     /// A container builder on the generated Dockerfile instead of the native build.
     pub builder: Option<crate::dockerfile::builder::ContainerBuilder>,
 }
@@ -63,7 +65,22 @@ pub fn run(args: &BuildArgs) -> u8 {
     if let Some(builder) = args.builder {
         return run_container_builder(args, &spec, builder, output, push.map(|r| r.to_string()));
     }
+    let profile = match &args.profile {
+        None => None,
+        Some(choice) => {
+            let target = format!("{:?}", spec.target.name).to_lowercase();
+            match crate::plan::profile::load(&target, Some(choice)) {
+                Ok(profile) => Some(profile),
+                Err(error) => {
+                    print_error(&error);
+                    eprintln!("hint: `imgbake plan --calibrate -o FILE` writes a profile file with every key");
+                    return EXIT_INVALID_INPUT;
+                }
+            }
+        }
+    };
     let options = BuildOptions {
+        profile,
         output,
         push,
         base_override: args.base.clone(),

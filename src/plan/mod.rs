@@ -143,9 +143,14 @@ pub fn plan(inputs: &PlanInputs, profile: &Profile) -> Plan {
 pub fn auto_modes(
     spec: &crate::spec::Spec,
     options: &inputs::GatherOptions,
+    profile: Option<&profile::Profile>,
 ) -> Result<Vec<decision::Decision>, inputs::GatherError> {
-    let mut profile =
-        profile::builtin(&format!("{:?}", spec.target.name).to_lowercase()).expect("every target has a profile");
+    let mut profile = match profile {
+        Some(profile) => profile.clone(),
+        None => {
+            profile::builtin(&format!("{:?}", spec.target.name).to_lowercase()).expect("every target has a profile")
+        }
+    };
     profile::resolve_hook_bytes(&mut profile);
     let mut options = options.clone();
     options.remote_weights_ratio = profile.params.remote_weights_ratio;

@@ -144,6 +144,34 @@ fn connection_resets_mid_body_are_resumed_from_the_byte_they_stopped_at() {
 }
 
 #[test]
+fn a_signed_cdn_url_never_reaches_the_log() {
+    // A manifest whose URL is signed (written by hand, or by a tool that
+    // allows them; imgbake's config refuses them): a CDN that hangs up makes
+    // the HTTP client's error name that URL, signature included.
+    let f = fixture(RANGE + 1);
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&f.manifest).unwrap()).unwrap();
+    let url = manifest["entries"][0]["files"][1]["url"].as_str().unwrap().to_string();
+    let signature = support::hub::CDN_SIGNATURE;
+    manifest["entries"][0]["files"][1]["url"] = format!("{url}?Expires=4102444800&Signature={signature}").into();
+    std::fs::write(&f.manifest, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    f.hub.set_faults(serde_json::json!([{ "kind": "hangup", "match": BIG, "count": 2 }]));
+    let ready = f.dest.parent().unwrap().join("ready");
+    let output = f.prefetch(&["--jobs", "1", "--ready-file", ready.to_str().unwrap()]);
+    f.assert_verified(&output);
+    assert_eq!(f.hub.faults_used(), 2);
+    let log = String::from_utf8_lossy(&output.stderr);
+    let retries = events(&output, "retry");
+    assert!(retries.len() >= 2, "{log}");
+    assert!(retries.iter().any(|r| r["reason"].as_str().unwrap().contains(&format!("{BIG}?<redacted>"))), "{log}");
+    assert!(log.contains("?<redacted>"), "{log}");
+    assert!(!log.contains(support::hub::CDN_SIGNATURE), "{log}");
+    for written in [ready.clone(), ready.with_file_name("ready.metrics.json")] {
+        let text = std::fs::read_to_string(&written).unwrap();
+        assert!(!text.contains(support::hub::CDN_SIGNATURE), "{}: {text}", written.display());
+    }
+}
+
+#[test]
 fn bursts_of_503_and_429_with_retry_after_are_waited_out() {
     let f = fixture(RANGE + 1);
     f.hub.set_faults(serde_json::json!([

@@ -14,11 +14,13 @@ pub const EXIT_INVALID_INPUT: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 /// Prints `error: …` then one `Caused by: …` line per source, as uv does.
+/// URLs' query strings are cut out (a redirect's signed URL can be in a cause).
 pub fn print_error(error: &dyn std::error::Error) {
-    eprintln!("error: {error}");
+    let redact = crate::weights::signed_url::redact_queries;
+    eprintln!("error: {}", redact(&error.to_string()));
     let mut source = error.source();
     while let Some(cause) = source {
-        eprintln!("  Caused by: {cause}");
+        eprintln!("  Caused by: {}", redact(&cause.to_string()));
         source = cause.source();
     }
 }

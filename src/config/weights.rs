@@ -62,6 +62,14 @@ pub fn parse_source(uri: &str, project_dir: &Path) -> Result<WeightsSource, Stri
         if file_name.is_empty() || file_name.ends_with('/') {
             return Err(format!("`{uri}` names no file; an https:// source is one file"));
         }
+        if let Some(parameter) = crate::weights::signed_url::credential_parameter(uri) {
+            // Not echoed: the message would carry the credential into logs.
+            return Err(format!(
+                "this URL carries a credential in its query string (`{parameter}`), which imgbake would have to \
+                 write into imgbake.lock and the image's weights manifest; use s3://, gs:// or azure:// with \
+                 `secret`, or the URL without it and `secret` = the name of a bearer token"
+            ));
+        }
         return Ok(WeightsSource::Https { url: uri.to_string() });
     }
     if let Some((scheme, _)) = uri.split_once("://") {

@@ -1,8 +1,10 @@
 //! What the prefetch hook tells the world: a progress bar on a terminal,
 //! otherwise one JSON line per event on stderr (platform logs parse them),
 //! and a summary (also written as the metrics JSON beside the ready file).
-//! Never a credential: events carry file names, URLs and sizes only.
+//! Never a credential: events carry file names, URLs and sizes only, and
+//! every URL's query string (where signed URLs keep theirs) is cut out.
 
+use crate::weights::signed_url::redact_queries;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,13 +52,13 @@ impl Events {
         if let (Some(line), Some(fields)) = (line.as_object_mut(), fields.as_object()) {
             line.extend(fields.clone());
         }
-        eprintln!("{line}");
+        eprintln!("{}", redact_queries(&line.to_string()));
     }
 
     /// Something the user must see even on a terminal (a retry, a failure).
     fn note(&self, text: String) {
         if let Some(bar) = &self.bar {
-            bar.println(text);
+            bar.println(redact_queries(&text));
         }
     }
 

@@ -185,6 +185,8 @@ fn retry_after(response: &reqwest::blocking::Response) -> Option<Duration> {
 }
 
 /// An error with its causes, on one line (reqwest's own Display hides them).
+/// Query strings are cut out: after a redirect, reqwest's text names the
+/// signed URL it was sent to.
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -193,7 +195,7 @@ pub fn chain(error: &dyn std::error::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    crate::weights::signed_url::redact_queries(&text)
 }
 
 /// Object-store reads. `ObjectSource` drives one current-thread runtime, so

@@ -11,6 +11,7 @@ pub mod hf_cache;
 pub mod http;
 pub mod manifest;
 pub mod object;
+pub mod signed_url;
 pub mod source;
 pub mod store;
 

@@ -10,6 +10,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 const STARTUP_WAIT: Duration = Duration::from_secs(20);
+/// The signature in every CDN redirect's query string (`hub_server.py`).
+pub const CDN_SIGNATURE: &str = "cdn-signature-0f1e2d3c";
 
 pub struct TestHub {
     child: Child,

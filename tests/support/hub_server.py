@@ -36,6 +36,9 @@ Test hooks (files under ROOT, read on every request):
         truncate  {"after": N}: Content-Length says N, N bytes are sent (a clean short body)
         flip      {"offset"?: N}: one byte flipped (default: the middle of the file)
         stall     {"after": N, "seconds": S}: N bytes, then S seconds of silence, then close
+        hangup    the connection is reset before any response, on any GET (a
+                  hub request too, not only file bodies); the client's error
+                  then names the URL it asked for
         norange   the Range header is ignored: 200 with the whole file (or
                   "norange": true on another fault, to combine them)
     ROOT/<org>/<name>/<commit>.extra_siblings
@@ -63,6 +66,8 @@ LFS_THRESHOLD = 1024 * 1024
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 256 * 1024
+# The signature every CDN redirect carries (tests check it is never printed).
+CDN_SIGNATURE = "cdn-signature-0f1e2d3c"
 
 STATE_LOCK = threading.Lock()
 REQUESTS = {}
@@ -140,8 +145,9 @@ class Hub:
                 out.extend(line.strip() for line in f if line.strip())
         return sorted(out)
 
-    def take_fault(self, path):
-        """The first fault of ROOT/.faults.json matching `path`, using one of its count."""
+    def take_fault(self, path, kinds=None):
+        """The first fault of ROOT/.faults.json matching `path` (and of one of
+        `kinds`, when given), using one of its count."""
         faults_path = os.path.join(self.root, ".faults.json")
         with STATE_LOCK:
             try:
@@ -150,6 +156,8 @@ class Hub:
             except (OSError, ValueError):
                 return None
             for fault in faults:
+                if kinds is not None and fault.get("kind") not in kinds:
+                    continue
                 if fault.get("count", 0) > 0 and fault.get("match", "") in path:
                     if fault.get("skip", 0) > 0:
                         # This request passes untouched; the fault waits for a later one.
@@ -218,6 +226,7 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "status":
             extra = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else {}
             return self.send(fault.get("status", 503), b"", extra, "text/plain")
+
         ignore_range = kind == "norange" or (fault or {}).get("norange", False)
         wanted = None if ignore_range else self.headers.get("Range")
         if wanted:
@@ -298,11 +307,19 @@ class Handler(BaseHTTPRequestHandler):
                     }
                 return self.send_json(200, stats)
             count(self.command, path)
+            if self.command == "GET" and self.hub.take_fault(path, kinds=("hangup",)):
+                return self.hang_up()
             if self.is_cdn:
                 return self.cdn(path)
             return self.route(path)
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
+
+    def hang_up(self):
+        """Reset the connection before any response."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
 
     def cdn(self, path):
         if self.headers.get("Authorization"):
@@ -405,7 +422,9 @@ class Handler(BaseHTTPRequestHandler):
                 "ETag": f'"{git_blob_sha1(lfs_pointer(sha256, size))}"',
                 "X-Linked-Etag": f'"{sha256}"',
                 "X-Linked-Size": str(size),
-                "Location": f"http://127.0.0.1:{self.hub.cdn_port}/cdn/{sha256}",
+                # Signed, as cdn-lfs.hf.co's are: the signature must never be printed.
+                "Location": f"http://127.0.0.1:{self.hub.cdn_port}/cdn/{sha256}"
+                f"?Expires=4102444800&Signature={CDN_SIGNATURE}&Key-Pair-Id=IMGBAKETEST",
             }
             return self.send(302, b"", headers, "text/plain")
         with open(full, "rb") as f:

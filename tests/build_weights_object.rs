@@ -1,5 +1,5 @@
 //! `imgbake build` with weights from an S3-compatible server (moto, on
-//! loopback) and from a plain URL: files land at the app's path with their
+//! loopback), Azure blob storage (Azurite, on loopback) and from a plain URL: files land at the app's path with their
 //! bytes intact, a rebuild reuses the layers, and the sha256 that S3 does
 //! not give is computed once, written into imgbake.lock and then enforced.
 
@@ -9,6 +9,7 @@ use sha2::{Digest as _, Sha256};
 use std::io::Read;
 use std::path::Path;
 use std::process::Output;
+use support::azurite::TestAzurite;
 use support::data::random_bytes;
 use support::hub::{self, TestHub};
 use support::s3::TestS3;
@@ -31,8 +32,8 @@ fn json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-/// sha256 of every regular file in the layout's layers, by path.
-fn image_files(layout: &Path) -> std::collections::BTreeMap<String, String> {
+/// Every regular file in the layout's layers, by path (later layers win).
+fn image_file_contents(layout: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut files = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
@@ -51,11 +52,19 @@ fn image_files(layout: &Path) -> std::collections::BTreeMap<String, String> {
                 let path = item.path().unwrap().to_string_lossy().into_owned();
                 let mut content = Vec::new();
                 item.read_to_end(&mut content).unwrap();
-                files.insert(path, hex::encode(Sha256::digest(&content)));
+                files.insert(path, content);
             }
         }
     }
     files
+}
+
+/// sha256 of every regular file in the layout's layers, by path.
+fn image_files(layout: &Path) -> std::collections::BTreeMap<String, String> {
+    image_file_contents(layout)
+        .into_iter()
+        .map(|(path, content)| (path, hex::encode(Sha256::digest(content))))
+        .collect()
 }
 
 #[test]
@@ -165,4 +174,91 @@ fn sha256s_s3_does_not_give_are_written_into_the_lock_and_enforced_from_it() {
     // The mode is not a lock input, so the lock stays current and its sha256 is enforced.
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("imgbake.lock says") && stderr.contains(&wrong), "{stderr}");
+}
+
+/// Every blob of the layout and every cache file, searched for `needle`.
+fn nothing_on_disk_contains(dir: &Path, needle: &str) {
+    for entry in walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok) {
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+            assert!(!found, "{} contains the credential", entry.path().display());
+        }
+    }
+}
+
+#[test]
+fn azure_weights_from_azurite_are_baked_and_prefetched() {
+    let Some(azure) = TestAzurite::start() else { return };
+    azure.create_container("models");
+    let model = random_bytes(9 << 20, 33);
+    let config = b"{\"layers\": 6}\n";
+    azure.put_blob("models", "mistral/config.json", config);
+    azure.put_blob("models", "mistral/model.safetensors", &model);
+    azure.put_blob("models", "mistral/notes.md", b"not selected");
+    azure.put_blob("models", "mistral2/other.bin", b"a sibling prefix");
+    let dir = tempfile::tempdir().unwrap();
+    let weights = |mode: &str| {
+        format!(
+            "[cerebrium.runtime.custom]\nport = 8080\nentrypoint = [\"python3\", \"app.py\"]\n\n\
+             [[imgbake.weights]]\nsource = \"azure://models/mistral\"\nmount = \"mistral\"\nmode = \"{mode}\"\n\
+             allow_patterns = [\"*.json\", \"*.safetensors\"]"
+        )
+    };
+
+    // Bake: the selected blobs, byte for byte, at the app's path.
+    let project = write_project(dir.path(), &weights("bake"));
+    json(&build(&project, dir.path(), &azure.env()));
+    let files = image_files(&dir.path().join("out"));
+    let baked: Vec<(&String, &String)> = files.iter().filter(|(p, _)| p.starts_with("app/model_cache/")).collect();
+    assert_eq!(
+        baked,
+        [
+            (&"app/model_cache/mistral/config.json".to_string(), &hex::encode(Sha256::digest(config))),
+            (&"app/model_cache/mistral/model.safetensors".to_string(), &hex::encode(Sha256::digest(&model))),
+        ]
+    );
+
+    // Volume: the manifest names the container; the hook reads it with the
+    // account key from its own environment.
+    let project = write_project(dir.path(), &weights("volume"));
+    let _ = std::fs::remove_dir_all(dir.path().join("out"));
+    let built = build(&project, dir.path(), &azure.env());
+    json(&built);
+    let manifest_bytes = image_file_contents(&dir.path().join("out")).remove("etc/imgbake/weights.json").unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    assert_eq!(manifest["entries"][0]["kind"], "azure");
+    let manifest_path = dir.path().join("weights.json");
+    std::fs::write(&manifest_path, &manifest_bytes).unwrap();
+    let dest = dir.path().join("volume/mistral");
+    let prefetch = |env: &[(String, String)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_imgbake"))
+            .args(["prefetch", "--manifest", manifest_path.to_str().unwrap(), "--dest", dest.to_str().unwrap()])
+            .env_remove("AZURE_STORAGE_ACCOUNT_KEY")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap()
+    };
+    let fetched = prefetch(&azure.env());
+    let log = String::from_utf8_lossy(&fetched.stderr).into_owned();
+    assert_eq!(fetched.status.code(), Some(0), "{log}");
+    assert_eq!(std::fs::read(dest.join("model.safetensors")).unwrap(), model);
+    assert_eq!(std::fs::read(dest.join("config.json")).unwrap(), config);
+    assert!(!dest.join("notes.md").exists());
+
+    // A wrong key is refused by Azurite's signature check: a clear failure
+    // that names the variable, with no key in it.
+    std::fs::remove_dir_all(&dest).unwrap();
+    let wrong_key = "d3Jvbmcta2V5LXZhbHVlLTQ4MjE=";
+    let mut env = azure.env();
+    env.retain(|(k, _)| k != "AZURE_STORAGE_ACCOUNT_KEY");
+    env.push(("AZURE_STORAGE_ACCOUNT_KEY".into(), wrong_key.into()));
+    let refused = prefetch(&env);
+    let refused_log = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{refused_log}");
+    assert!(refused_log.contains("AZURE_STORAGE_ACCOUNT_KEY"), "{refused_log}");
+    for text in [&log, &refused_log.to_string(), &String::from_utf8_lossy(&built.stderr).to_string()] {
+        assert!(!text.contains(support::azurite::ACCOUNT_KEY) && !text.contains(wrong_key), "{text}");
+    }
+    nothing_on_disk_contains(dir.path(), support::azurite::ACCOUNT_KEY);
 }

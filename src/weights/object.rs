@@ -52,6 +52,10 @@ pub const GOOGLE_SERVICE_ACCOUNT: &str = "GOOGLE_SERVICE_ACCOUNT";
 pub const GOOGLE_SERVICE_ACCOUNT_KEY: &str = "GOOGLE_SERVICE_ACCOUNT_KEY";
 pub const AZURE_STORAGE_ACCOUNT_NAME: &str = "AZURE_STORAGE_ACCOUNT_NAME";
 pub const AZURE_STORAGE_ACCOUNT_KEY: &str = "AZURE_STORAGE_ACCOUNT_KEY";
+/// The blob endpoint, account included, for a storage emulator (Azurite:
+/// `http://127.0.0.1:10000/devstoreaccount1`) or a sovereign cloud; object_store's
+/// name for it. `http://` is allowed for it.
+pub const AZURE_STORAGE_ENDPOINT: &str = "AZURE_STORAGE_ENDPOINT";
 
 /// Region used when none is configured (S3's own default).
 const DEFAULT_AWS_REGION: &str = "us-east-1";
@@ -179,6 +183,8 @@ impl ObjectOptions {
                 }
             },
             WeightsSource::Azure { .. } => {
+                options.endpoint = get(AZURE_STORAGE_ENDPOINT);
+                options.allow_http = options.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
                 options.azure_account = get(AZURE_STORAGE_ACCOUNT_NAME);
                 match (secret_name, secret_text) {
                     (Some(name), Some(text)) => {

@@ -2,6 +2,7 @@
 //! stopped by the tests themselves.
 #![allow(dead_code)]
 
+pub mod azurite;
 pub mod base_image;
 pub mod data;
 pub mod hub;

@@ -7,13 +7,13 @@
 //! `object_store` with the endpoint and fake keys from [`TestS3::options`].
 
 use super::registry::free_port;
-use super::tools::{skipping_tool_tests, tool_path, SKIP_TOOL_TESTS_ENV};
+use super::tools::{read_response, skipping_tool_tests, tool_path, wait_until_answering, SKIP_TOOL_TESTS_ENV};
 use imgbake::weights::object::ObjectOptions;
 use imgbake::weights::Secret;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const STARTUP_WAIT: Duration = Duration::from_secs(60);
 /// moto's fake credentials: any key is accepted unless auth is switched on.
@@ -84,19 +84,10 @@ impl TestS3 {
             .stderr(log.reopen().unwrap());
         let child = command.spawn().expect("start moto's server");
         let mut server = TestS3 { child, port, log };
-        let deadline = Instant::now() + STARTUP_WAIT;
-        loop {
-            if raw_request(port, "GET", "/", &[]).is_ok() {
-                return Some(server);
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("moto's server exited ({status}) before answering:\n{}", server.log_text());
-            }
-            if Instant::now() > deadline {
-                panic!("moto's server did not answer on port {port} within {STARTUP_WAIT:?}:\n{}", server.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until_answering("moto's server", &mut server.child, server.log.path(), STARTUP_WAIT, || {
+            raw_request(port, "GET", "/", &[]).is_ok()
+        });
+        Some(server)
     }
 
     pub fn endpoint(&self) -> String {
@@ -202,13 +193,5 @@ fn send(port: u16, method: &str, path: &str, body: Body<'_>) -> std::io::Result<
         }
     }
     stream.flush()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:.200}")))?;
-    Ok((status, text))
+    read_response(&mut stream)
 }

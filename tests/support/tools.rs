@@ -505,3 +505,41 @@ pub fn imgbake_build_on_scratch(imgbake: &str, project: &Path, dir: &Path, env: 
         .output()
         .unwrap()
 }
+
+/// Waits until `answers()` is true for a server just spawned as `child`;
+/// panics with its log when it exits first or does not answer within `wait`.
+pub fn wait_until_answering(
+    name: &str,
+    child: &mut std::process::Child,
+    log: &Path,
+    wait: std::time::Duration,
+    answers: impl Fn() -> bool,
+) {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if answers() {
+            return;
+        }
+        let log_text = || fs::read_to_string(log).unwrap_or_default();
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{name} exited ({status}) before answering:\n{}", log_text());
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("{name} did not answer within {wait:?}:\n{}", log_text());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The status and whole text of an HTTP/1.1 response on a `Connection: close` stream.
+pub fn read_response(stream: &mut impl std::io::Read) -> std::io::Result<(u16, String)> {
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:.200}")))?;
+    Ok((status, text))
+}

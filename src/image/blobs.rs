@@ -5,8 +5,12 @@
 //! written to a temp file in the same directory, fsynced, renamed to `<hex>`,
 //! and the directory is fsynced. A writer dropped before `commit` removes its
 //! temp file, so a crash or an error never leaves a truncated `<hex>`.
+//!
+//! Past its first [`DIRECT_FROM`] bytes a blob is written with direct I/O
+//! (see [`super::direct_io`] for why and how).
 
 use crate::image::digest::Digest;
+use crate::image::direct_io::{self, AlignedBuffer, ALIGN};
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -117,6 +121,8 @@ impl BlobStore {
                         hasher: hashed.then(Sha256::new),
                         size: 0,
                         writeback_started: 0,
+                        direct_tried: false,
+                        staged: None,
                     })
                 }
                 // A stale temp file of an earlier process with the same pid.
@@ -182,10 +188,25 @@ pub struct BlobWriter {
     size: u64,
     /// Bytes up to here have been handed to the kernel's writeback.
     writeback_started: u64,
+    /// Direct I/O was tried (it starts once, at [`DIRECT_FROM`] bytes).
+    direct_tried: bool,
+    /// From then on, bytes gather here and go to the file a whole buffer at a time.
+    staged: Option<Staged>,
+}
+
+/// Bytes that direct I/O is waiting for; `direct` is false once the file
+/// system refused it (the staging then goes on, buffered).
+#[derive(Debug)]
+struct Staged {
+    buffer: AlignedBuffer,
+    direct: bool,
 }
 
 /// Start writeback every this many bytes (see [`BlobWriter::early_writeback`]).
 const WRITEBACK_WINDOW: u64 = 16 << 20;
+/// Blobs larger than this write the rest with direct I/O; small blobs
+/// (configs, manifests, small layers) stay in the page cache.
+pub const DIRECT_FROM: u64 = 8 << 20;
 
 impl BlobWriter {
     /// Bytes written so far.
@@ -249,8 +270,26 @@ impl BlobWriter {
         self.writeback_started = self.size;
     }
 
+    /// Switches to direct I/O at the current size (a multiple of [`ALIGN`]);
+    /// stays buffered when the file system refuses it.
+    fn start_direct(&mut self) {
+        self.direct_tried = true;
+        // The buffered part goes to disk now, beside the direct writes.
+        self.early_writeback();
+        let Some(file) = self.file.as_ref() else {
+            return;
+        };
+        if direct_io::set_direct(file, true).is_ok() {
+            self.staged = Some(Staged { buffer: AlignedBuffer::new(), direct: true });
+        }
+    }
+
     fn finish(&mut self, digest: &Digest) -> Result<(), BlobError> {
-        let file = self.file.take().expect("finish called once");
+        let mut file = self.file.take().expect("finish called once");
+        if let Some(staged) = self.staged.take() {
+            direct_io::write_aligned(&mut file, staged.buffer.filled(), staged.direct)
+                .map_err(|e| BlobError::io("write", &self.temp_path, &self.dir, e))?;
+        }
         file.sync_all().map_err(|e| BlobError::io("fsync", &self.temp_path, &self.dir, e))?;
         drop(file);
         let target = self.dir.join(digest.hex());
@@ -263,13 +302,36 @@ impl BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let file = self.file.as_mut().expect("write after commit");
-        let n = file.write(bytes)?;
+        let n = match self.staged.as_mut() {
+            Some(staged) => {
+                let n = staged.buffer.fill_from(bytes);
+                if staged.buffer.is_full() {
+                    let file = self.file.as_mut().expect("write after commit");
+                    staged.direct = direct_io::write_aligned(file, staged.buffer.filled(), staged.direct)?;
+                    staged.buffer.clear();
+                }
+                n
+            }
+            None => {
+                let mut take = bytes.len();
+                if !self.direct_tried && self.size >= DIRECT_FROM {
+                    // Direct writes start at a block boundary: reach it first.
+                    let to_boundary = (ALIGN - self.size as usize % ALIGN) % ALIGN;
+                    if to_boundary == 0 {
+                        self.start_direct();
+                        return self.write(bytes);
+                    }
+                    take = take.min(to_boundary);
+                }
+                let file = self.file.as_mut().expect("write after commit");
+                file.write(&bytes[..take])?
+            }
+        };
         if let Some(hasher) = self.hasher.as_mut() {
             hasher.update(&bytes[..n]);
         }
         self.size += n as u64;
-        if self.size - self.writeback_started >= WRITEBACK_WINDOW {
+        if self.staged.is_none() && self.size - self.writeback_started >= WRITEBACK_WINDOW {
             self.early_writeback();
         }
         Ok(n)
@@ -328,6 +390,25 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn a_large_blob_written_in_odd_pieces_past_the_direct_io_switch_is_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        // 8 MiB buffered, then direct I/O in 1 MiB pieces, then a tail that
+        // is not a whole block; pieces of an odd size cross every boundary.
+        let size = (DIRECT_FROM as usize) + 3 * direct_io::STAGING + 12_345;
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
+        let mut writer = store.writer().unwrap();
+        for piece in data.chunks(99_991) {
+            writer.write_all_blob(piece).unwrap();
+        }
+        assert!(writer.direct_tried);
+        let (digest, written) = writer.commit().unwrap();
+        assert_eq!(written, size as u64);
+        assert_eq!(digest, sha(&data));
+        assert!(fs::read(store.path(&digest)).unwrap() == data);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod assemble;
 pub mod blobs;
 pub mod cache;
 pub mod digest;
+pub mod direct_io;
 pub mod entries;
 pub mod layer;
 pub mod layout;

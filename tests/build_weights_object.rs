@@ -262,3 +262,61 @@ fn azure_weights_from_azurite_are_baked_and_prefetched() {
     }
     nothing_on_disk_contains(dir.path(), support::azurite::ACCOUNT_KEY);
 }
+
+#[test]
+fn gcs_weights_through_the_xml_api_that_moto_serves() {
+    // object_store's GCS client lists and reads through GCS's XML API, which
+    // is S3's protocol (ListObjectsV2, ranged GETs); moto serves it. This
+    // covers gs:// as a user configures it (a service-account JSON in a
+    // secret, its `gcs_base_url`), the listing, baking and the hook's volume
+    // fill; Google's OAuth is not (the key says `disable_oauth`).
+    let Some(s3) = TestS3::start() else { return };
+    s3.create_bucket("gcs-models");
+    let model = random_bytes(5 << 20, 41);
+    let config = b"{\"hidden\": 64}\n";
+    // The key below turns Google's OAuth off, so requests carry no credential.
+    s3.put_public_object("gcs-models", "bert/config.json", config);
+    s3.put_public_object("gcs-models", "bert/model.safetensors", &model);
+    let key = serde_json::json!({
+        "type": "service_account",
+        "client_email": "imgbake-test@example.iam.gserviceaccount.com",
+        "private_key_id": "unused",
+        "private_key": "unused",
+        "disable_oauth": true,
+        "gcs_base_url": s3.endpoint(),
+    })
+    .to_string();
+    let env = vec![("IMGBAKE_TEST_GCS_KEY".to_string(), key)];
+    let dir = tempfile::tempdir().unwrap();
+    let weights = |mode: &str| {
+        format!(
+            "[cerebrium.runtime.custom]\nport = 8080\nentrypoint = [\"python3\", \"app.py\"]\n\n\
+             [[imgbake.weights]]\nsource = \"gs://gcs-models/bert\"\nmount = \"bert\"\nmode = \"{mode}\"\n\
+             secret = \"IMGBAKE_TEST_GCS_KEY\""
+        )
+    };
+    let project = write_project(dir.path(), &weights("bake"));
+    json(&build(&project, dir.path(), &env));
+    let files = image_files(&dir.path().join("out"));
+    assert_eq!(files.get("app/model_cache/bert/model.safetensors"), Some(&hex::encode(Sha256::digest(&model))));
+    assert_eq!(files.get("app/model_cache/bert/config.json"), Some(&hex::encode(Sha256::digest(config))));
+
+    let project = write_project(dir.path(), &weights("volume"));
+    let _ = std::fs::remove_dir_all(dir.path().join("out"));
+    json(&build(&project, dir.path(), &env));
+    let manifest_bytes = image_file_contents(&dir.path().join("out")).remove("etc/imgbake/weights.json").unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    assert_eq!(manifest["entries"][0]["kind"], "gcs");
+    assert_eq!(manifest["entries"][0]["credential"], "IMGBAKE_TEST_GCS_KEY");
+    let manifest_path = dir.path().join("weights.json");
+    std::fs::write(&manifest_path, &manifest_bytes).unwrap();
+    let dest = dir.path().join("volume/bert");
+    let fetched = std::process::Command::new(env!("CARGO_BIN_EXE_imgbake"))
+        .args(["prefetch", "--manifest", manifest_path.to_str().unwrap(), "--dest", dest.to_str().unwrap()])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert_eq!(fetched.status.code(), Some(0), "{}", String::from_utf8_lossy(&fetched.stderr));
+    assert_eq!(std::fs::read(dest.join("model.safetensors")).unwrap(), model);
+    assert_eq!(std::fs::read(dest.join("config.json")).unwrap(), config);
+}

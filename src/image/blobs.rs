@@ -279,7 +279,7 @@ impl BlobWriter {
         let Some(file) = self.file.as_ref() else {
             return;
         };
-        if direct_io::set_direct(file, true).is_ok() {
+        if direct_io::enabled() && direct_io::set_direct(file, true).is_ok() {
             self.staged = Some(Staged { buffer: AlignedBuffer::new(), direct: true });
         }
     }

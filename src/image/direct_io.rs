@@ -22,6 +22,16 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 
+/// Set to `1` to keep every blob write buffered (a file system where direct
+/// I/O is slow, or an A/B measurement: `scripts/bench-disk.sh`).
+pub const NO_DIRECT_IO_ENV: &str = "IMGBAKE_NO_DIRECT_IO";
+
+/// Whether direct I/O may be used at all (read once per process).
+pub fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var(NO_DIRECT_IO_ENV).map_or(true, |value| value != "1"))
+}
+
 /// Alignment of buffer addresses, lengths and offsets for `O_DIRECT`.
 pub const ALIGN: usize = 4096;
 /// Bytes written per direct write (one staging buffer).

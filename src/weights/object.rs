@@ -363,7 +363,19 @@ impl ObjectSource {
                                 .to_string(),
                     });
                 }
-                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
+                // A `gcs_base_url` on plain http (an emulator on loopback) must be allowed explicitly.
+                let key_text = match (&options.gcs_service_account_key, &options.gcs_credentials_path) {
+                    (Some(key), _) => Some(key.expose().to_string()),
+                    (None, Some(path)) => std::fs::read_to_string(path).ok(),
+                    (None, None) => None,
+                };
+                let http_base = key_text
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                    .and_then(|json| json.get("gcs_base_url").and_then(|url| url.as_str().map(str::to_string)))
+                    .is_some_and(|url| url.starts_with("http://"));
+                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new()
+                    .with_bucket_name(bucket)
+                    .with_client_options(object_store::ClientOptions::new().with_allow_http(http_base));
                 if let Some(key) = &options.gcs_service_account_key {
                     builder = builder.with_service_account_key(key.expose());
                 } else if let Some(path) = &options.gcs_credentials_path {

@@ -133,6 +133,15 @@ impl TestS3 {
         self.expect_ok("PUT", &format!("/{bucket}/{key}"), Body::Bytes(bytes));
     }
 
+    /// Puts `bytes` at `key` readable by anyone (`x-amz-acl: public-read`),
+    /// for clients that send no credential.
+    pub fn put_public_object(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        let path = format!("/{bucket}/{key}");
+        let (status, text) = send_with(self.port, "PUT", &path, "x-amz-acl: public-read\r\n", Body::Bytes(bytes))
+            .unwrap_or_else(|error| panic!("PUT {path} to moto failed: {error}\n{}", self.log_text()));
+        assert!((200..300).contains(&status), "PUT {path}: HTTP {status}\n{text}");
+    }
+
     /// Puts `size` bytes made by `fill(offset, chunk)` without holding them
     /// all in memory.
     pub fn put_object_streamed(&self, bucket: &str, key: &str, size: u64, fill: &mut dyn FnMut(u64, &mut [u8])) {
@@ -168,6 +177,11 @@ fn raw_request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Res
 
 /// One HTTP/1.1 request with `Connection: close`; the status and body text.
 fn send(port: u16, method: &str, path: &str, body: Body<'_>) -> std::io::Result<(u16, String)> {
+    send_with(port, method, path, "", body)
+}
+
+/// [`send`] with `headers` (each ending in CRLF) added.
+fn send_with(port: u16, method: &str, path: &str, headers: &str, body: Body<'_>) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     stream.set_write_timeout(Some(Duration::from_secs(60)))?;
@@ -177,7 +191,7 @@ fn send(port: u16, method: &str, path: &str, body: Body<'_>) -> std::io::Result<
     };
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {size}\r\n{FAKE_AUTHORIZATION}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {size}\r\n{FAKE_AUTHORIZATION}\r\n{headers}Connection: close\r\n\r\n"
     )?;
     match body {
         Body::Bytes(bytes) => stream.write_all(bytes)?,

@@ -206,22 +206,31 @@ pub fn measure(
         push(key, layer.len(), seconds, &what);
     }
 
-    let file = tempfile::NamedTempFile::new_in(dir).map_err(io("creating a test file"))?;
+    // Written the way build writes an uncompressed layer's blob (the first
+    // 8 MiB buffered, the rest with direct I/O, then fsync and rename).
+    let store_dir = tempfile::tempdir_in(dir).map_err(io("creating a directory"))?;
+    let blob_error = |doing: &'static str| move |error: crate::image::blobs::BlobError| CalibrateError::Io {
+        doing,
+        source: std::io::Error::other(error),
+    };
+    let store = crate::image::blobs::BlobStore::open(store_dir.path()).map_err(blob_error("opening a blob store"))?;
+    let digest = crate::image::digest::Digest::from_sha256_bytes(&Sha256::digest(&data));
     let (_, seconds) = timed(|| {
-        let mut handle = file.as_file();
-        handle.write_all(&data).map_err(io("writing a test file"))?;
-        handle.sync_all().map_err(io("syncing a test file"))
+        let mut writer = store.writer_unhashed().map_err(blob_error("writing a test blob"))?;
+        writer.write_all_blob(&data).map_err(blob_error("writing a test blob"))?;
+        writer.commit_as(&digest).map_err(blob_error("committing a test blob"))
     })?;
-    push("disk_write", data.len(), seconds, &format!("write + fsync of {mib} MiB"));
+    push("disk_write", data.len(), seconds, &format!("blob write (direct I/O past 8 MiB) + fsync of {mib} MiB"));
+    let blob_path = store.path(&digest);
     // Drop the file's pages from the page cache so the read comes from disk.
-    {
+    if let Ok(file) = std::fs::File::open(&blob_path) {
         use std::os::fd::AsRawFd;
         // SAFETY: a valid open descriptor; fadvise only hints the kernel.
-        unsafe { libc::posix_fadvise(file.as_file().as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     }
     let (_, seconds) = timed(|| {
         let mut buffer = Vec::with_capacity(data.len());
-        std::fs::File::open(file.path()).and_then(|mut f| f.read_to_end(&mut buffer)).map_err(io("reading a test file"))
+        std::fs::File::open(&blob_path).and_then(|mut f| f.read_to_end(&mut buffer)).map_err(io("reading a test file"))
     })?;
     push("disk_read", data.len(), seconds, &format!("read of {mib} MiB after posix_fadvise(DONTNEED)"));
 

@@ -209,9 +209,8 @@ pub fn measure(
     // Written the way build writes an uncompressed layer's blob (the first
     // 8 MiB buffered, the rest with direct I/O, then fsync and rename).
     let store_dir = tempfile::tempdir_in(dir).map_err(io("creating a directory"))?;
-    let blob_error = |doing: &'static str| move |error: crate::image::blobs::BlobError| CalibrateError::Io {
-        doing,
-        source: std::io::Error::other(error),
+    let blob_error = |doing: &'static str| {
+        move |error: crate::image::blobs::BlobError| CalibrateError::Io { doing, source: std::io::Error::other(error) }
     };
     let store = crate::image::blobs::BlobStore::open(store_dir.path()).map_err(blob_error("opening a blob store"))?;
     let digest = crate::image::digest::Digest::from_sha256_bytes(&Sha256::digest(&data));

@@ -29,14 +29,8 @@ trap cleanup EXIT
 rm -rf "$work"
 mkdir -p "$work"
 
-cargo build --release --quiet --bin imgbake --example gen_bf16
-imgbake="$repo_root/target/release/imgbake"
-project="$work/project"
-cp -r fixtures/cerebrium-local-weights "$project"
+bench_project
 sed -i 's/^compression = .*/compression = "none"/' "$project/cerebrium.toml"
-weights="$project/weights/tiny/model-1g.bf16"
-target/release/examples/gen_bf16 "$weights" 1024   # MiB
-sync
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(df -h --output=source,fstype "$work" | tail -1), mount options: $(findmnt -no OPTIONS -T "$work")"
 echo "runs: $runs, settle: ${settle}s before each step"

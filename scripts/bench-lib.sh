@@ -7,6 +7,9 @@
 #   ratio A B               median(A) / median(B), two decimals
 #   ms MS, mib KIB          formatting
 #   verdict VALUE LIMIT     "met" when VALUE <= LIMIT, else "MISSED"
+#   bench_project           release build; $imgbake, and $project: a copy of
+#                           fixtures/cerebrium-local-weights in $work with the
+#                           1 GiB bf16-like file $weights added
 
 run_timed() {
   local name=$1; shift
@@ -25,3 +28,13 @@ ratio() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { printf "%.2f"
 ms() { awk -v v="$1" 'BEGIN { printf "%.3f s", v / 1000 }'; }
 mib() { awk -v v="$1" 'BEGIN { printf "%.1f MiB", v / 1024 }'; }
 verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t ? "met" : "MISSED") }'; }
+
+bench_project() {
+  cargo build --release --quiet --bin imgbake --example gen_bf16
+  imgbake="$repo_root/target/release/imgbake"
+  project="$work/project"
+  cp -r "$repo_root/fixtures/cerebrium-local-weights" "$project"
+  weights="$project/weights/tiny/model-1g.bf16"
+  "$repo_root/target/release/examples/gen_bf16" "$weights" 1024   # MiB
+  sync
+}

@@ -31,14 +31,7 @@ trap cleanup EXIT
 rm -rf "$work"
 mkdir -p "$work"
 
-cargo build --release --quiet --bin imgbake --example gen_bf16
-imgbake="$repo_root/target/release/imgbake"
-
-project="$work/project"
-cp -r fixtures/cerebrium-local-weights "$project"
-weights="$project/weights/tiny/model-1g.bf16"
-target/release/examples/gen_bf16 "$weights" 1024   # MiB
-sync
+bench_project
 set_compression() {
   sed -i "s/^compression = .*/compression = \"$1\"/" "$project/cerebrium.toml"
   grep -q "^compression = \"$1\"" "$project/cerebrium.toml"

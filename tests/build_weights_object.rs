@@ -176,6 +176,25 @@ fn sha256s_s3_does_not_give_are_written_into_the_lock_and_enforced_from_it() {
     assert!(stderr.contains("imgbake.lock says") && stderr.contains(&wrong), "{stderr}");
 }
 
+/// The weights manifest of the image in `DIR/out`, written to `DIR/weights.json`.
+fn volume_manifest(dir: &Path) -> (std::path::PathBuf, serde_json::Value) {
+    let bytes = image_file_contents(&dir.join("out")).remove("etc/imgbake/weights.json").unwrap();
+    let path = dir.join("weights.json");
+    std::fs::write(&path, &bytes).unwrap();
+    (path, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// `imgbake prefetch` of `manifest` into `dest` with only `env`'s object-store
+/// credentials (none inherited from the test's environment).
+fn run_prefetch(manifest: &Path, dest: &Path, env: &[(String, String)]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_imgbake"))
+        .args(["prefetch", "--manifest", manifest.to_str().unwrap(), "--dest", dest.to_str().unwrap()])
+        .env_remove("AZURE_STORAGE_ACCOUNT_KEY")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap()
+}
+
 /// Every blob of the layout and every cache file, searched for `needle`.
 fn nothing_on_disk_contains(dir: &Path, needle: &str) {
     for entry in walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok) {
@@ -225,20 +244,10 @@ fn azure_weights_from_azurite_are_baked_and_prefetched() {
     let _ = std::fs::remove_dir_all(dir.path().join("out"));
     let built = build(&project, dir.path(), &azure.env());
     json(&built);
-    let manifest_bytes = image_file_contents(&dir.path().join("out")).remove("etc/imgbake/weights.json").unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    let (manifest_path, manifest) = volume_manifest(dir.path());
     assert_eq!(manifest["entries"][0]["kind"], "azure");
-    let manifest_path = dir.path().join("weights.json");
-    std::fs::write(&manifest_path, &manifest_bytes).unwrap();
     let dest = dir.path().join("volume/mistral");
-    let prefetch = |env: &[(String, String)]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_imgbake"))
-            .args(["prefetch", "--manifest", manifest_path.to_str().unwrap(), "--dest", dest.to_str().unwrap()])
-            .env_remove("AZURE_STORAGE_ACCOUNT_KEY")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .unwrap()
-    };
+    let prefetch = |env: &[(String, String)]| run_prefetch(&manifest_path, &dest, env);
     let fetched = prefetch(&azure.env());
     let log = String::from_utf8_lossy(&fetched.stderr).into_owned();
     assert_eq!(fetched.status.code(), Some(0), "{log}");
@@ -304,18 +313,11 @@ fn gcs_weights_through_the_xml_api_that_moto_serves() {
     let project = write_project(dir.path(), &weights("volume"));
     let _ = std::fs::remove_dir_all(dir.path().join("out"));
     json(&build(&project, dir.path(), &env));
-    let manifest_bytes = image_file_contents(&dir.path().join("out")).remove("etc/imgbake/weights.json").unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    let (manifest_path, manifest) = volume_manifest(dir.path());
     assert_eq!(manifest["entries"][0]["kind"], "gcs");
     assert_eq!(manifest["entries"][0]["credential"], "IMGBAKE_TEST_GCS_KEY");
-    let manifest_path = dir.path().join("weights.json");
-    std::fs::write(&manifest_path, &manifest_bytes).unwrap();
     let dest = dir.path().join("volume/bert");
-    let fetched = std::process::Command::new(env!("CARGO_BIN_EXE_imgbake"))
-        .args(["prefetch", "--manifest", manifest_path.to_str().unwrap(), "--dest", dest.to_str().unwrap()])
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap();
+    let fetched = run_prefetch(&manifest_path, &dest, &env);
     assert_eq!(fetched.status.code(), Some(0), "{}", String::from_utf8_lossy(&fetched.stderr));
     assert_eq!(std::fs::read(dest.join("model.safetensors")).unwrap(), model);
     assert_eq!(std::fs::read(dest.join("config.json")).unwrap(), config);

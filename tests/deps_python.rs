@@ -183,22 +183,198 @@ fn locked_builds_fail_with_the_difference_when_a_requirement_changes() {
     assert!(lock.contains("\"tinyapp==1.0\""), "{lock}");
 }
 
+/// A project whose requirements.txt is given by `[cerebrium.dependencies.paths]`.
+fn write_requirements_project(dir: &Path, use_uv: bool, requirements: &str) -> PathBuf {
+    let project = dir.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let config = format!(
+        "[cerebrium.deployment]\nname = \"from-source\"\npython_version = \"3.11\"\nuse_uv = {use_uv}\n\
+         include = [\"*.py\"]\n\n[cerebrium.runtime.custom]\nport = 8000\nentrypoint = [\"python3\", \"main.py\"]\n\n\
+         [cerebrium.dependencies.paths]\npip = \"requirements.txt\"\n"
+    );
+    std::fs::write(project.join("cerebrium.toml"), config).unwrap();
+    std::fs::write(project.join("requirements.txt"), requirements).unwrap();
+    std::fs::write(project.join("main.py"), "print('hi')\n").unwrap();
+    project
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(["-c", "user.email=ci@example.invalid", "-c", "user.name=ci", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A pure-Python project in a local git repository (setuptools, src layout),
+/// as a team's internal library would be; returns its first commit.
+fn git_package(dir: &Path) -> String {
+    std::fs::create_dir_all(dir.join("src/imgbake_test_git")).unwrap();
+    std::fs::write(
+        dir.join("pyproject.toml"),
+        "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+         [project]\nname = \"imgbake-test-git\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("src/imgbake_test_git/__init__.py"), "revision = 'first'\n").unwrap();
+    git(dir, &["init", "--quiet"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "--quiet", "-m", "first"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// A pure-Python sdist (from a find-links index) and a `git+` requirement
+/// are built into wheels on the build machine with uv and with pip: the lock
+/// pins their sources (sdist sha256, git commit) and the built wheels; an
+/// empty cache rebuilds the same image; a branch that moved is warned about
+/// and the locked commit is still what gets built. Build backends come from
+/// PyPI, as they do for users.
 #[test]
-fn a_package_with_only_an_sdist_is_a_clear_error_pointing_to_a_builder() {
+fn pure_python_sdists_and_git_requirements_are_built_natively_and_pinned() {
+    if !["uv", "git"].iter().all(|t| tools::require_tool(t)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    make_wheel(&index, "imgbake-test-srconly", "-", &["--sdist"]);
+    let repo = dir.path().join("gitpkg");
+    let first_commit = git_package(&repo);
+    let env = vec![("UV_FIND_LINKS", index.display().to_string()), ("PIP_FIND_LINKS", index.display().to_string())];
+    for use_uv in [true, false] {
+        let requirements =
+            format!("imgbake-test-srconly==1.0\nimgbake-test-git @ git+file://{}@main\n", repo.display());
+        let project = write_requirements_project(&dir.path().join(format!("uv-{use_uv}")), use_uv, &requirements);
+        let out = dir.path().join(format!("out-{use_uv}"));
+        let first = build_ok(&project, &out, &dir.path().join(format!("cache1-{use_uv}")), &env);
+
+        let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+        assert!(lock.contains("url = \"built:imgbake_test_srconly-1.0-py3-none-any.whl\""), "{lock}");
+        assert!(lock.contains("kind = \"sdist\"") && lock.contains("imgbake_test_srconly-1.0.tar.gz"), "{lock}");
+        assert!(lock.contains("kind = \"git\"") && lock.contains(&format!("commit = \"{first_commit}\"")), "{lock}");
+        assert!(lock.contains("requested_revision = \"main\""), "{lock}");
+        let layer = layer_named(&first, "python packages (2)");
+        let init = file_in_layer(
+            &out,
+            layer["digest"].as_str().unwrap(),
+            "usr/local/lib/python3.11/site-packages/imgbake_test_git/__init__.py",
+        )
+        .expect("the git package is installed");
+        assert_eq!(init, b"revision = 'first'\n");
+        assert!(file_in_layer(
+            &out,
+            layer["digest"].as_str().unwrap(),
+            "usr/local/lib/python3.11/site-packages/imgbake_test_srconly/__init__.py"
+        )
+        .is_some());
+
+        // From the lock with an empty cache: rebuilt from the pinned sources, same image.
+        let again = build_ok(&project, &dir.path().join(format!("again-{use_uv}")), &dir.path().join("empty"), &env);
+        assert_eq!(first["manifest_digest"], again["manifest_digest"], "use_uv = {use_uv}");
+        std::fs::remove_dir_all(dir.path().join("empty")).unwrap();
+    }
+
+    // The branch moves: the build warns and still builds the locked commit.
+    std::fs::write(repo.join("src/imgbake_test_git/__init__.py"), "revision = 'second'\n").unwrap();
+    git(&repo, &["commit", "--quiet", "-am", "second"]);
+    let project = dir.path().join("uv-true/project");
+    let out = dir.path().join("out-moved");
+    let output = build(&project, &out, &dir.path().join("cache-moved"), &env, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("now points at") && stderr.contains(&first_commit), "{stderr}");
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let layer = layer_named(&result, "python packages (2)");
+    let init = file_in_layer(
+        &out,
+        layer["digest"].as_str().unwrap(),
+        "usr/local/lib/python3.11/site-packages/imgbake_test_git/__init__.py",
+    )
+    .unwrap();
+    assert_eq!(init, b"revision = 'first'\n");
+}
+
+/// A package whose only distribution builds into compiled code stops the
+/// build with one reason and the container-builder hint, with uv and pip.
+#[test]
+fn a_platform_specific_source_build_fails_with_the_reason_and_the_builder_hint() {
     if !tools::require_tool("uv") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let index = local_index(dir.path());
-    let env = offline_env(&index);
+    let index = dir.path().join("index");
+    make_wheel(&index, "imgbake-test-native", "-", &["--sdist", "--platform-specific"]);
+    let env = vec![("UV_FIND_LINKS", index.display().to_string()), ("PIP_FIND_LINKS", index.display().to_string())];
     for use_uv in [true, false] {
-        let project = write_project(&dir.path().join(format!("uv-{use_uv}")), use_uv, "3.11", &[("srconly", "1.0")]);
+        let project =
+            write_requirements_project(&dir.path().join(format!("uv-{use_uv}")), use_uv, "imgbake-test-native\n");
         let output = build(&project, &dir.path().join("out"), &dir.path().join("cache"), &env, &[]);
         assert_eq!(output.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("srconly"), "{stderr}");
-        assert!(stderr.contains("imgbake dockerfile") && stderr.contains("--builder buildah"), "{stderr}");
+        assert!(
+            stderr.contains("imgbake-test-native has no wheel and its build gives a platform-specific wheel (cp311-cp311-linux_x86_64)"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("hint: build with a container: `imgbake build --builder buildah`"), "{stderr}");
         assert!(!project.join("imgbake.lock").exists());
+    }
+}
+
+/// What most ML projects have in their closure: `requests` (charset-normalizer
+/// ships three wheels that fit cp311: cp311, abi3 and py3-none-any) and
+/// `aiohttp`, from PyPI, locked with uv and with pip for the debootstrap
+/// base's Python; the images import them under runc.
+#[test]
+fn requests_and_aiohttp_lock_with_uv_and_pip_and_import_under_runc() {
+    if !["uv", "umoci", "runc", "debootstrap"].iter().all(|t| tools::require_tool(t)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("rootfs:{}", tools::base_rootfs().display());
+    for use_uv in [true, false] {
+        let project = write_project(
+            &dir.path().join(format!("uv-{use_uv}")),
+            use_uv,
+            "3.11",
+            &[("requests", "latest"), ("aiohttp", "latest")],
+        );
+        let layout = dir.path().join(format!("out-{use_uv}"));
+        let output = imgbake_env(
+            &[
+                "build",
+                "--json",
+                project.to_str().unwrap(),
+                "--base",
+                &base,
+                "--output",
+                &format!("oci:{}:app", layout.display()),
+                "--cache-dir",
+                dir.path().join("cache").to_str().unwrap(),
+            ],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "use_uv = {use_uv}: {stderr}");
+        let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+        let charset = lock.split("name = \"charset-normalizer\"").nth(1).expect("charset-normalizer is locked");
+        let url = charset.split("url = \"").nth(1).unwrap().split('"').next().unwrap();
+        assert!(url.contains("-cp311-cp311-manylinux"), "the interpreter's own wheel is chosen: {url}");
+        assert_eq!(lock.matches("name = \"charset-normalizer\"").count(), 1, "{lock}");
+
+        let bundle = dir.path().join(format!("bundle-{use_uv}"));
+        tools::umoci_unpack(&layout, "app", &bundle);
+        let code =
+            "import requests, aiohttp, charset_normalizer; print('ok', requests.__version__, aiohttp.__version__)";
+        tools::prepare_runc_bundle(&bundle, &["python3", "-c", code], &[], &[]);
+        let run = tools::runc_run(&bundle, &tools::unique_container_id("requests"), Duration::from_secs(120));
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success() && stdout.starts_with("ok "),
+            "use_uv = {use_uv}: {stdout}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
     }
 }
 
@@ -330,4 +506,68 @@ fn the_generated_dockerfile_installs_exactly_the_locked_wheels_by_hash() {
     assert!(requirements.contains(&format!("tinyapp==1.0 --hash=sha256:{sha}")), "{requirements}");
     let dockerfile = std::fs::read_to_string(context.join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("requirements.lock.txt"), "{dockerfile}");
+}
+
+/// The oldest uv release imgbake supports, unpacked from its PyPI wheel into
+/// `target/imgbake-fixtures/` (downloaded once).
+const OLDEST_UV: &str = "0.9.0";
+
+fn oldest_uv() -> PathBuf {
+    let dir = tools::repo_root().join(format!("target/imgbake-fixtures/uv-{OLDEST_UV}"));
+    let binary = dir.join("uv");
+    if binary.exists() {
+        return binary;
+    }
+    let staging = tempfile::tempdir_in(tools::repo_root().join("target")).unwrap();
+    let mut download = Command::new("python3");
+    download
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
+        .args(["--platform", "manylinux_2_17_x86_64", "--python-version", "3.11", "-d"])
+        .arg(staging.path())
+        .arg(format!("uv=={OLDEST_UV}"));
+    tools::run_checked(&mut download, Duration::from_secs(300));
+    let script = "import sys, zipfile, glob, os\n\
+                  wheel = glob.glob(os.path.join(sys.argv[1], 'uv-*.whl'))[0]\n\
+                  with zipfile.ZipFile(wheel) as z:\n\
+                  \x20   name = next(n for n in z.namelist() if n.endswith('/scripts/uv'))\n\
+                  \x20   open(sys.argv[2], 'wb').write(z.read(name))\n\
+                  os.chmod(sys.argv[2], 0o755)\n";
+    let unpacked = staging.path().join("uv");
+    let mut unzip = Command::new("python3");
+    unzip.args(["-c", script]).arg(staging.path()).arg(&unpacked);
+    tools::run_checked(&mut unzip, Duration::from_secs(60));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::rename(&unpacked, &binary).unwrap();
+    binary
+}
+
+/// uv from 0.9 to the current release writes pylock.toml files that imgbake
+/// reads to the same pins (`requests` has several wheels per package).
+#[test]
+fn the_oldest_supported_uv_and_the_current_one_lock_the_same_wheels() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut locks = Vec::new();
+    for uv in [None, Some(oldest_uv())] {
+        let project = write_project(
+            &dir.path().join(format!("{}", locks.len())),
+            true,
+            "3.11",
+            &[("requests", "==2.32.3"), ("charset-normalizer", "==3.4.1"), ("urllib3", "==2.3.0")],
+        );
+        let env: Vec<(&str, String)> = uv.iter().map(|path| ("IMGBAKE_UV", path.display().to_string())).collect();
+        let cache = dir.path().join("cache");
+        let output = imgbake_env(
+            &["lock", project.to_str().unwrap(), "--base", "scratch", "--cache-dir", cache.to_str().unwrap()],
+            &env,
+        );
+        assert_eq!(output.status.code(), Some(0), "uv {uv:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+        let urls: Vec<String> = lock.lines().filter(|l| l.starts_with("url = ")).map(String::from).collect();
+        locks.push(urls);
+    }
+    assert!(locks[0].iter().any(|u| u.contains("charset_normalizer-3.4.1-cp311-cp311-manylinux")), "{:?}", locks[0]);
+    assert_eq!(locks[0], locks[1]);
 }

@@ -98,14 +98,29 @@ pub fn conda_layer(locked: &LockedConda, cache_dir: &Path, cache: &LayerCache) -
 /// The Python layers for a locked set of wheels. Prints the install marker
 /// Cerebrium's build log uses, so log scrapers written for it keep working.
 pub fn python_layers(
+    spec: &crate::spec::Spec,
     locked: &LockedPython,
     cache_dir: &Path,
     cache: &LayerCache,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<BuiltLayer>, DepsError> {
     let installer = if locked.installer == "pip" { PythonInstaller::Pip } else { PythonInstaller::Uv };
     eprintln!("{}", if installer == PythonInstaller::Uv { "UV_PIP_INSTALL_STARTED" } else { "PIP_INSTALL_STARTED" });
+    let context = python::FetchContext { installer, ..python::FetchContext::new(spec, &locked.target) };
+    for wheel in &locked.packages {
+        let Some(source) = &wheel.built_from else { continue };
+        if let Some(now) = python::source_build::moved_revision(source, &context.credentials) {
+            warnings.push(format!(
+                "{}: `{}` of {} now points at {now}; the image is built from {} as imgbake.lock pins it (run `imgbake lock` to move)",
+                wheel.name,
+                source.requested_revision.as_deref().unwrap_or_default(),
+                source.url,
+                source.commit.as_deref().unwrap_or_default()
+            ));
+        }
+    }
     let mut wheels = locked.packages.clone();
-    let files = python::fetch(&mut wheels, cache_dir)?;
+    let files = python::fetch(&mut wheels, cache_dir, &context, warnings)?;
     let staged = python::install(&wheels, &files, &locked.target, installer, cache_dir)?;
     let options = LayerOptions::from_env(Compression::Gzip { level: GZIP_LEVEL });
     let mut built = Vec::new();

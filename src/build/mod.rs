@@ -167,7 +167,7 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         built.push(deps::apt_layer(apt, &facts, &cache_dir, &cache, &mut warnings).map_err(Box::new)?);
     }
     if let Some(python) = &lock.python {
-        built.extend(deps::python_layers(python, &cache_dir, &cache).map_err(Box::new)?);
+        built.extend(deps::python_layers(spec, python, &cache_dir, &cache, &mut warnings).map_err(Box::new)?);
     }
     if let Some(conda) = &lock.conda {
         built.push(deps::conda_layer(conda, &cache_dir, &cache).map_err(Box::new)?);

@@ -134,8 +134,21 @@ pub fn requirements_files(spec: &Spec) -> Result<Vec<(String, String)>, Dockerfi
             "# Pinned by imgbake.lock for Python {} on {}; hashes make pip/uv verify every wheel.\n",
             python.target.python_version, python.target.platform
         );
+        // A git commit cannot be hash-checked by pip or uv, and hash-checking
+        // is all or nothing: with a git requirement, the lines carry no hashes
+        // (the commit id pins the source instead).
+        let with_hashes = !python
+            .packages
+            .iter()
+            .any(|w| w.built_from.as_ref().is_some_and(|s| s.kind == crate::deps::python::WheelSourceKind::Git));
+        if !with_hashes {
+            text.push_str(
+                "# A git requirement cannot be hash-checked, so no line carries a hash; commits pin git sources.\n",
+            );
+        }
         for wheel in &python.packages {
-            text.push_str(&format!("{}=={} --hash=sha256:{}\n", wheel.name, wheel.version, wheel.sha256));
+            text.push_str(&locked_requirement_line(wheel, with_hashes));
+            text.push('\n');
         }
         return Ok(vec![("requirements.lock.txt".to_string(), text)]);
     }
@@ -154,6 +167,30 @@ pub fn requirements_files(spec: &Spec) -> Result<Vec<(String, String)>, Dockerfi
         }
     }
     Ok(if text.is_empty() { Vec::new() } else { vec![("requirements.txt".to_string(), text)] })
+}
+
+/// One pinned requirement: an index wheel by name, version and hash; a wheel
+/// imgbake built natively by its pinned source (the sdist's URL and hash, or
+/// the git commit), which the container's pip or uv builds the same way.
+fn locked_requirement_line(wheel: &crate::deps::python::LockedWheel, with_hashes: bool) -> String {
+    use crate::deps::python::WheelSourceKind;
+    let (requirement, hash) = match &wheel.built_from {
+        None => (format!("{}=={}", wheel.name, wheel.version), Some(wheel.sha256.as_str())),
+        Some(source) => match source.kind {
+            WheelSourceKind::Sdist => (format!("{} @ {}", wheel.name, source.url), source.sha256.as_deref()),
+            WheelSourceKind::Git => {
+                let url = source.url.strip_prefix("git+").unwrap_or(&source.url);
+                let commit = source.commit.as_deref().unwrap_or_default();
+                let subdirectory =
+                    source.subdirectory.as_ref().map(|s| format!("#subdirectory={s}")).unwrap_or_default();
+                (format!("{} @ git+{url}@{commit}{subdirectory}", wheel.name), None)
+            }
+        },
+    };
+    match hash.filter(|_| with_hashes) {
+        Some(hash) => format!("{requirement} --hash=sha256:{hash}"),
+        None => requirement,
+    }
 }
 
 /// Package names from inline requirements and a one-per-line file (`#` comments).

@@ -332,6 +332,7 @@ mod tests {
                     url: "https://files.example/numpy.whl".into(),
                     sha256: "ab".into(),
                     size: 3,
+                    built_from: None,
                 }],
             }),
             apt: None,

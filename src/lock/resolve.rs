@@ -51,12 +51,8 @@ pub fn resolve(
     let inputs = inputs_of(spec)?;
     let python = if python::has_python_deps(spec) {
         let target = python::target_for(spec, facts.python.as_ref(), facts.glibc, warnings);
-        let mut packages = python::resolve(spec, &target)?;
-        // Sizes the resolver did not give (pip) come from the downloaded wheels;
-        // the wheels are needed for the build anyway.
-        if packages.iter().any(|p| p.size == 0) {
-            python::fetch(&mut packages, cache_dir)?;
-        }
+        let mut packages = python::resolve(spec, &target, cache_dir)?;
+        python::fill_sizes(&mut packages, &python::FetchContext::new(spec, &target))?;
         let installer = inputs.installer.clone();
         Some(LockedPython { installer, target, packages })
     } else {

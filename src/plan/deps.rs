@@ -104,6 +104,7 @@ mod tests {
             url: String::new(),
             sha256: String::new(),
             size,
+            built_from: None,
         };
         let lock = Lock {
             version: crate::lock::LOCK_VERSION,

@@ -3,14 +3,16 @@
 TAG is the wheel's tag triple, e.g. py3-none-any or cp312-cp312-manylinux_2_17_x86_64.
 --big adds a data file of MIB pseudo-random MiB, stored uncompressed (a torch-sized stand-in).
 --script adds a console script `<name>-hello` that prints the package's version.
---sdist writes only NAME-VERSION.tar.gz (a package with no wheel).
+--sdist writes only NAME-VERSION.tar.gz (a package with no wheel): a setuptools
+project with an importable module; with --platform-specific its build gives a
+cpXY-cpXY-linux_x86_64 wheel (a distribution that says it has extension modules).
 """
 import argparse, base64, hashlib, io, os, random, tarfile, zipfile
 
 p = argparse.ArgumentParser()
 p.add_argument("out"); p.add_argument("name"); p.add_argument("version"); p.add_argument("tag")
 p.add_argument("--big", type=int, default=0); p.add_argument("--script", action="store_true")
-p.add_argument("--sdist", action="store_true")
+p.add_argument("--sdist", action="store_true"); p.add_argument("--platform-specific", action="store_true")
 a = p.parse_args()
 mod = a.name.replace("-", "_")
 os.makedirs(a.out, exist_ok=True)
@@ -18,7 +20,13 @@ os.makedirs(a.out, exist_ok=True)
 if a.sdist:
     path = os.path.join(a.out, f"{mod}-{a.version}.tar.gz")
     with tarfile.open(path, "w:gz") as tar:
-        for name, text in [("setup.py", f"from setuptools import setup\nsetup(name={a.name!r}, version={a.version!r})\n"),
+        distclass = ("from setuptools.dist import Distribution\n"
+                     "class Binary(Distribution):\n    def has_ext_modules(self):\n        return True\n")
+        setup = (f"from setuptools import setup\n{distclass if a.platform_specific else ''}"
+                 f"setup(name={a.name!r}, version={a.version!r}, packages=[{mod!r}]"
+                 f"{', distclass=Binary' if a.platform_specific else ''})\n")
+        for name, text in [("setup.py", setup),
+                           (f"{mod}/__init__.py", f"__version__ = {a.version!r}\nbuilt_from = 'sdist'\n"),
                            ("PKG-INFO", f"Metadata-Version: 2.1\nName: {a.name}\nVersion: {a.version}\n")]:
             data = text.encode(); info = tarfile.TarInfo(f"{mod}-{a.version}/{name}"); info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

@@ -1,11 +1,15 @@
 //! Python dependencies for the *image's* interpreter, resolved and installed
 //! on the build machine without a container:
 //!
-//! 1. resolve: `uv pip compile --python-version V --python-platform P
-//!    --only-binary :all: --format pylock.toml` (when `use_uv`), or pip's
-//!    `install --dry-run --report` with `--platform/--python-version`; both
-//!    give one wheel per distribution with its URL and sha256;
-//! 2. fetch: each wheel is downloaded once into the cache and verified;
+//! 1. resolve ([`resolver`]): `uv pip compile --python-version V
+//!    --python-platform P --format pylock.toml` (when `use_uv`), or pip's
+//!    `install --dry-run --report` with `--platform/--python-version`; of the
+//!    wheels they list, the one the image's interpreter would install is
+//!    pinned ([`tags`]); a package with no usable wheel (an sdist, a `git+`
+//!    requirement, an archive URL) is built into a wheel here when the result
+//!    is pure Python ([`source_build`]), and the lock records its source;
+//! 2. fetch: each wheel is downloaded once into the cache and verified (a
+//!    built one is rebuilt from its pinned source when the cache lacks it);
 //! 3. install: each wheel is installed alone (`--no-deps --target`) by the
 //!    same tool into its own staging tree, cached by wheel hash and target,
 //!    and console scripts get the image's interpreter in their shebang;
@@ -15,11 +19,19 @@
 //! The resolvers are uv and pip themselves: resolving Python dependencies is
 //! a solved, hard problem, and their behaviour is what users expect. Index
 //! settings come from their usual environment variables (`UV_INDEX_URL`,
-//! `UV_FIND_LINKS`, `PIP_INDEX_URL`, `PIP_FIND_LINKS`, …).
+//! `UV_FIND_LINKS`, `PIP_INDEX_URL`, `PIP_FIND_LINKS`, …) and from options in
+//! requirements files; credentials in them stay in memory ([`credentials`]).
+
+pub mod credentials;
+pub mod resolver;
+pub mod source_build;
+pub mod tags;
 
 use crate::build::basefs::BasePython;
 use crate::image::entries::{self, EntryError, LayerEntry};
 use crate::spec::{PythonInstaller, Spec};
+use credentials::Credentials;
+use resolver::Pinned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -48,6 +60,16 @@ pub struct PythonTarget {
     pub site_packages: String,
 }
 
+impl PythonTarget {
+    /// The glibc of `platform` (`x86_64-manylinux_2_36` → (2, 36)).
+    pub fn glibc(&self) -> (u32, u32) {
+        let mut parts = self.platform.rsplit('_');
+        let minor = parts.next().and_then(|m| m.parse().ok());
+        let major = parts.next().and_then(|m| m.parse().ok());
+        major.zip(minor).unwrap_or(DEFAULT_GLIBC)
+    }
+}
+
 /// One pinned wheel. Field order is the lock file's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockedWheel {
@@ -57,12 +79,49 @@ pub struct LockedWheel {
     pub sha256: String,
     /// Bytes of the wheel; 0 when the resolver did not say (pip), filled on download.
     pub size: u64,
+    /// Set when imgbake built the wheel from source (no usable wheel on the
+    /// index); `url` is then `built:<wheel file name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_from: Option<WheelSource>,
 }
+
+/// `url` of a wheel imgbake built: `built:<file name>`.
+pub const BUILT_URL_PREFIX: &str = "built:";
 
 impl LockedWheel {
     pub fn filename(&self) -> &str {
-        self.url.rsplit('/').next().unwrap_or(&self.url).split(['#', '?']).next().unwrap_or_default()
+        let url = self.url.strip_prefix(BUILT_URL_PREFIX).unwrap_or(&self.url);
+        url.rsplit('/').next().unwrap_or(url).split(['#', '?']).next().unwrap_or_default()
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WheelSourceKind {
+    /// A source archive (`.tar.gz`, `.zip`) from an index or a URL.
+    Sdist,
+    /// A git repository at a commit.
+    Git,
+}
+
+/// Where a built wheel's source was pinned. Field order is the lock file's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WheelSource {
+    pub kind: WheelSourceKind,
+    /// The archive's or repository's URL, credentials removed.
+    pub url: String,
+    /// The archive's sha256 (sdist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The commit built (git).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The branch or tag the requirement named (git), to warn when it moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_revision: Option<String>,
+    /// The project's folder inside the repository or archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdirectory: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +150,23 @@ pub enum PythonError {
     },
     #[error("{url}: downloaded bytes have sha256 {actual}, the lock says {expected}; the wheel was not used")]
     HashMismatch { url: String, expected: String, actual: String },
+    #[error("{name} {version} has no wheel for {target} (wheels offered: {offered}) and no source to build it from\nhint: pin a version that ships a wheel for this Python, or build with a container: `imgbake build --builder buildah`")]
+    NoWheel { name: String, version: String, target: String, offered: String },
+    #[error("{name} has no wheel and its build gives a platform-specific wheel ({tag}): compiled code must be built for the image's interpreter and libraries ({target}), not the build machine's\nhint: build with a container: `imgbake build --builder buildah` (or `imgbake dockerfile`)")]
+    PlatformSpecificBuild { name: String, tag: String, target: String },
+    #[error("building a wheel for {name} from {source_url} failed:\n{output}\nhint: if it needs compilers or system libraries, build with a container: `imgbake build --builder buildah`")]
+    SourceBuild { name: String, source_url: String, output: String },
+    #[error("`{command}` failed:\n{output}\nhint: check the URL and commit; private repositories take credentials in the URL (`https://user:token@host/…`), which never reach the lock")]
+    Git { command: String, output: String },
+    #[error("{name} is a local directory requirement ({path}); imgbake cannot pin it\nhint: build it into a wheel and list the wheel, or build with a container: `imgbake build --builder buildah`")]
+    LocalDirectory { name: String, path: String },
+    #[error("a package has no wheel, and pip resolves source packages only as the image's interpreter (Python {python}); the build machine's python3 is {host}\nhint: set `use_uv = true` (uv resolves source packages for any Python), or build with a container: `imgbake build --builder buildah`")]
+    PipNeedsTargetPython {
+        python: String,
+        host: String,
+        #[source]
+        cause: Box<PythonError>,
+    },
     #[error("cannot list the installed files of {name}")]
     Entries {
         name: String,
@@ -150,8 +226,14 @@ pub fn target_for(
 /// then a requirements file through `-r` (so its options keep working). A
 /// `pyproject.toml` is given to uv as an input of its own (uv reads its
 /// `[project.dependencies]`); pip cannot resolve one without building it.
+/// Inline lines may be requirement-file options (Truss `requirements:`
+/// takes `--extra-index-url …`, `-r other.txt`, `-c constraints.txt`,
+/// `--find-links ./wheels`); their relative paths are made absolute against
+/// the project directory, since the resolver reads the lines from elsewhere.
 pub fn requirement_input(spec: &Spec) -> Result<(Vec<String>, Option<PathBuf>), PythonError> {
-    let mut lines: Vec<String> = spec.dependencies.pip.iter().map(|r| r.to_requirement_string()).collect();
+    let project = &spec.source.project_dir;
+    let mut lines: Vec<String> =
+        spec.dependencies.pip.iter().map(|r| absolute_option_paths(&r.to_requirement_string(), project)).collect();
     let mut project_file = None;
     if let Some(file) = &spec.dependencies.pip_file {
         if file.extension().is_some_and(|e| e == "toml") {
@@ -170,44 +252,100 @@ pub fn requirement_input(spec: &Spec) -> Result<(Vec<String>, Option<PathBuf>), 
     Ok((lines, project_file))
 }
 
+/// `-r x.txt` → `-r /project/x.txt` (also `-c`, `--requirement`,
+/// `--constraint`, `-f`/`--find-links` with a local path); other lines unchanged.
+fn absolute_option_paths(line: &str, project: &Path) -> String {
+    let trimmed = line.trim();
+    for option in ["-r", "-c", "-f", "--requirement", "--constraint", "--find-links"] {
+        let Some(rest) = trimmed.strip_prefix(option) else { continue };
+        let value = match rest.strip_prefix('=') {
+            Some(value) => value.trim(),
+            None if rest.starts_with(char::is_whitespace) => rest.trim(),
+            None => continue,
+        };
+        if value.is_empty() || value.contains("://") || Path::new(value).is_absolute() {
+            return trimmed.to_string();
+        }
+        return format!("{option} {}", project.join(value).display());
+    }
+    trimmed.to_string()
+}
+
 pub fn has_python_deps(spec: &Spec) -> bool {
     !spec.dependencies.pip.is_empty() || spec.dependencies.pip_file.is_some()
 }
 
-/// Resolves the Spec's requirements for `target` into pinned wheels, sorted by name.
-pub fn resolve(spec: &Spec, target: &PythonTarget) -> Result<Vec<LockedWheel>, PythonError> {
+/// Resolves the Spec's requirements for `target` into pinned wheels, sorted
+/// by name; packages without a usable wheel are built from source (pure
+/// Python only) into `cache_dir`.
+pub fn resolve(spec: &Spec, target: &PythonTarget, cache_dir: &Path) -> Result<Vec<LockedWheel>, PythonError> {
     let work = tempfile::tempdir().map_err(io_err("a temporary directory"))?;
     let input = work.path().join("requirements.in");
     let (lines, project_file) = requirement_input(spec)?;
     fs::write(&input, lines.join("\n") + "\n").map_err(io_err("requirements.in"))?;
-    let mut wheels = match spec.python.installer {
-        PythonInstaller::Uv => resolve_with_uv(&input, project_file.as_deref(), work.path(), target)?,
-        PythonInstaller::Pip => resolve_with_pip(&input, work.path(), target)?,
+    let pinned = match spec.python.installer {
+        PythonInstaller::Uv => resolver::resolve_with_uv(&input, project_file.as_deref(), work.path(), target)?,
+        PythonInstaller::Pip => resolver::resolve_with_pip(&input, work.path(), target)?,
     };
+    let credentials = credentials_of(spec);
+    let tags = resolver::supported_tags(target);
+    let mut wheels = pinned
+        .into_iter()
+        .map(|pinned| match pinned {
+            Pinned::Wheel { name, version, url, sha256, size } => {
+                Ok(LockedWheel { name, version, url, sha256, size, built_from: None })
+            }
+            Pinned::Source { name, version, source } => {
+                let built =
+                    source_build::build_wheel(&name, &source, spec.python.installer, &tags, &credentials, cache_dir)?;
+                Ok(LockedWheel {
+                    name,
+                    version,
+                    url: format!("{BUILT_URL_PREFIX}{}", built.filename),
+                    sha256: built.sha256,
+                    size: built.size,
+                    built_from: Some(source),
+                })
+            }
+        })
+        .collect::<Result<Vec<_>, PythonError>>()?;
     wheels.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(wheels)
 }
 
-fn run(mut command: Command, tool: &str) -> Result<std::process::Output, PythonError> {
+/// The credentials the config's requirements and the environment carry.
+pub fn credentials_of(spec: &Spec) -> Credentials {
+    let mut texts: Vec<String> = spec.dependencies.pip.iter().map(|r| r.to_requirement_string()).collect();
+    if let Some(file) = &spec.dependencies.pip_file {
+        texts.extend(fs::read_to_string(file).ok());
+    }
+    Credentials::gather(texts.iter().map(String::as_str))
+}
+
+pub(crate) fn run(mut command: Command, tool: &str) -> Result<std::process::Output, PythonError> {
     command.output().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => PythonError::ToolMissing { tool: tool.to_string() },
         _ => PythonError::Io { what: format!("the output of {tool}"), source: e },
     })
 }
 
-fn resolve_failure(tool: &str, target: &PythonTarget, output: &std::process::Output) -> PythonError {
-    let text = String::from_utf8_lossy(&output.stderr).trim().to_string();
+/// Whether a resolver's message says a package has no wheel.
+pub(crate) fn missing_wheel_message(text: &str) -> bool {
     let lowered = text.to_lowercase();
-    let no_wheel = lowered.contains("no wheels")
+    lowered.contains("no wheels")
         || lowered.contains("no usable wheels")
         || lowered.contains("wheels are required")
         || lowered.contains("only has source distribution")
         || lowered.contains("no matching distribution")
-        || lowered.contains("source distribution");
-    let hint = if no_wheel {
+        || lowered.contains("source distribution")
+}
+
+pub(crate) fn resolve_failure(tool: &str, target: &PythonTarget, output: &std::process::Output) -> PythonError {
+    let text = credentials::redact_userinfo(String::from_utf8_lossy(&output.stderr).trim());
+    let hint = if missing_wheel_message(&text) {
         format!(
-            "a package without a wheel for {} / Python {} must be built from source, which needs a container: \
-             use `imgbake dockerfile` or `imgbake build --builder buildah`",
+            "a package has no wheel for {} / Python {}; pure-Python packages are built from source, \
+             others need a container: `imgbake build --builder buildah`",
             target.platform, target.python_version
         )
     } else {
@@ -222,137 +360,13 @@ fn resolve_failure(tool: &str, target: &PythonTarget, output: &std::process::Out
     }
 }
 
-fn resolve_with_uv(
-    input: &Path,
-    project_file: Option<&Path>,
-    work: &Path,
-    target: &PythonTarget,
-) -> Result<Vec<LockedWheel>, PythonError> {
-    let lock_path = work.join("pylock.toml");
-    let mut command = Command::new("uv");
-    command
-        .args(["pip", "compile", "--quiet", "--no-header", "--only-binary", ":all:", "--generate-hashes"])
-        .args(["--python-version", &target.python_version, "--python-platform", &target.platform])
-        .args(["--format", "pylock.toml", "-o"])
-        .arg(&lock_path)
-        .arg(input)
-        .args(project_file);
-    let output = run(command, "uv")?;
-    if !output.status.success() {
-        return Err(resolve_failure("uv", target, &output));
-    }
-    let text = fs::read_to_string(&lock_path).map_err(io_err("uv's pylock.toml"))?;
-    parse_pylock(&text)
-}
-
-/// PEP 751 `pylock.toml` as uv writes it for one platform: one wheel per package.
-fn parse_pylock(text: &str) -> Result<Vec<LockedWheel>, PythonError> {
-    #[derive(Deserialize)]
-    struct Pylock {
-        #[serde(default)]
-        packages: Vec<Package>,
-    }
-    #[derive(Deserialize)]
-    struct Package {
-        name: String,
-        version: Option<String>,
-        #[serde(default)]
-        wheels: Vec<Wheel>,
-    }
-    #[derive(Deserialize)]
-    struct Wheel {
-        url: Option<String>,
-        path: Option<String>,
-        size: Option<u64>,
-        #[serde(default)]
-        hashes: BTreeMap<String, String>,
-    }
-    let lock: Pylock = toml::from_str(text).map_err(|e| PythonError::Output(format!("pylock.toml: {e}")))?;
-    lock.packages
-        .into_iter()
-        .map(|package| {
-            let [wheel] = <[Wheel; 1]>::try_from(package.wheels).map_err(|wheels| {
-                PythonError::Output(format!(
-                    "{} has {} wheels for one platform, expected 1",
-                    package.name,
-                    wheels.len()
-                ))
-            })?;
-            let url = match (wheel.url, wheel.path) {
-                (Some(url), _) => url,
-                (None, Some(path)) => format!("file://{path}"),
-                (None, None) => return Err(PythonError::Output(format!("{} has a wheel without a URL", package.name))),
-            };
-            let sha256 = wheel
-                .hashes
-                .get("sha256")
-                .cloned()
-                .ok_or_else(|| PythonError::Output(format!("{} has no sha256", package.name)))?;
-            Ok(LockedWheel {
-                name: package.name,
-                version: package.version.unwrap_or_default(),
-                url: redact_url(&url),
-                sha256,
-                size: wheel.size.unwrap_or(0),
-            })
-        })
-        .collect()
-}
-
-/// pip's `--platform` list for a manylinux glibc version. pip does not expand
-/// `manylinux_2_X` to older tags itself (uv does), so every older perennial
-/// tag down to 2_5 is listed, with the legacy aliases (manylinux2014 = 2_17,
-/// manylinux2010 = 2_12, manylinux1 = 2_5).
-fn pip_platforms(target: &PythonTarget) -> Vec<String> {
-    let minor = target.platform.rsplit('_').next().and_then(|m| m.parse::<u32>().ok()).unwrap_or(DEFAULT_GLIBC.1);
-    let mut platforms: Vec<String> = (5..=minor).rev().map(|m| format!("manylinux_2_{m}_x86_64")).collect();
-    platforms.extend(["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"].map(String::from));
-    platforms
-}
-
-fn resolve_with_pip(input: &Path, work: &Path, target: &PythonTarget) -> Result<Vec<LockedWheel>, PythonError> {
-    let report = work.join("report.json");
-    let mut command = Command::new("python3");
-    command.args(["-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--only-binary=:all:"]).args([
-        "--disable-pip-version-check",
-        "--implementation",
-        "cp",
-        "--python-version",
-        &target.python_version,
-    ]);
-    for platform in pip_platforms(target) {
-        command.args(["--platform", &platform]);
-    }
-    command.arg("--target").arg(work.join("target")).arg("--report").arg(&report).arg("-r").arg(input);
-    let output = run(command, "pip")?;
-    if !output.status.success() {
-        return Err(resolve_failure("pip", target, &output));
-    }
-    let json: serde_json::Value = serde_json::from_slice(&fs::read(&report).map_err(io_err("pip's report"))?)
-        .map_err(|e| PythonError::Output(format!("pip report: {e}")))?;
-    let installs = json["install"].as_array().ok_or_else(|| PythonError::Output("pip report: no `install`".into()))?;
-    installs
-        .iter()
-        .map(|item| {
-            let name = item["metadata"]["name"].as_str().unwrap_or_default();
-            let url = item["download_info"]["url"].as_str().unwrap_or_default();
-            let sha256 = item["download_info"]["archive_info"]["hashes"]["sha256"]
-                .as_str()
-                .or_else(|| item["download_info"]["archive_info"]["hash"].as_str()?.strip_prefix("sha256="));
-            match (name, url, sha256) {
-                ("", _, _) | (_, "", _) | (_, _, None) => {
-                    Err(PythonError::Output(format!("pip report entry without name, URL or sha256: {item}")))
-                }
-                (name, url, Some(sha256)) => Ok(LockedWheel {
-                    name: normalize_name(name),
-                    version: item["metadata"]["version"].as_str().unwrap_or_default().to_string(),
-                    url: redact_url(url),
-                    sha256: sha256.to_string(),
-                    size: 0,
-                }),
-            }
-        })
-        .collect()
+/// The HTTP client for wheel and sdist downloads.
+pub(crate) fn http_client() -> Result<reqwest::blocking::Client, PythonError> {
+    reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(std::time::Duration::from_secs(1800))
+        .build()
+        .map_err(|e| PythonError::Download { url: "(client)".into(), source: Box::new(e) })
 }
 
 /// PEP 503 normalized name (`Pydantic_Core` → `pydantic-core`).
@@ -381,22 +395,67 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Fills in the sizes the resolver did not give (pip's report has none) from
+/// the index's `Content-Length` (a HEAD request) or the local file, so that
+/// `imgbake lock` of a torch-sized set does not download gigabytes; the
+/// build checks every size when it downloads.
+pub fn fill_sizes(wheels: &mut [LockedWheel], context: &FetchContext) -> Result<(), PythonError> {
+    let client = http_client()?;
+    for wheel in wheels.iter_mut().filter(|w| w.size == 0) {
+        wheel.size = match wheel.url.strip_prefix("file://") {
+            Some(local) => fs::metadata(local).map_err(io_err(local))?.len(),
+            None => {
+                let response = context
+                    .credentials
+                    .head(&client, &wheel.url)
+                    .send()
+                    .and_then(|r| r.error_for_status())
+                    .map_err(|e| PythonError::Download { url: wheel.url.clone(), source: Box::new(e) })?;
+                response.content_length().unwrap_or(0)
+            }
+        };
+    }
+    Ok(())
+}
+
+/// What fetching needs besides the lock: credentials for private indexes and
+/// git hosts, and how to rebuild a wheel imgbake built when the cache lacks it.
+pub struct FetchContext {
+    pub credentials: Credentials,
+    pub installer: PythonInstaller,
+    pub tags: tags::SupportedTags,
+}
+
+impl FetchContext {
+    pub fn new(spec: &Spec, target: &PythonTarget) -> FetchContext {
+        FetchContext {
+            credentials: credentials_of(spec),
+            installer: spec.python.installer,
+            tags: resolver::supported_tags(target),
+        }
+    }
+}
+
 /// Downloads (or finds in the cache) every wheel, verified by sha256 and
 /// size; returns their paths in the order given. Sizes the resolver did not
-/// give are filled in.
-pub fn fetch(wheels: &mut [LockedWheel], cache_dir: &Path) -> Result<Vec<PathBuf>, PythonError> {
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .timeout(std::time::Duration::from_secs(1800))
-        .build()
-        .map_err(|e| PythonError::Download { url: "(client)".into(), source: Box::new(e) })?;
-    wheels.iter_mut().map(|wheel| fetch_one(&client, wheel, cache_dir)).collect()
+/// give are filled in. A wheel imgbake built is rebuilt from its pinned
+/// source when the cache lacks it.
+pub fn fetch(
+    wheels: &mut [LockedWheel],
+    cache_dir: &Path,
+    context: &FetchContext,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<PathBuf>, PythonError> {
+    let client = http_client()?;
+    wheels.iter_mut().map(|wheel| fetch_one(&client, wheel, cache_dir, context, warnings)).collect()
 }
 
 fn fetch_one(
     client: &reqwest::blocking::Client,
     wheel: &mut LockedWheel,
     cache_dir: &Path,
+    context: &FetchContext,
+    warnings: &mut Vec<String>,
 ) -> Result<PathBuf, PythonError> {
     let dir = cache_dir.join("wheels").join(&wheel.sha256);
     let path = dir.join(wheel.filename());
@@ -405,6 +464,25 @@ fn fetch_one(
         wheel.size = meta.len();
         return Ok(path);
     }
+    if let Some(source) = &wheel.built_from {
+        let built = source_build::build_wheel(
+            &wheel.name,
+            source,
+            context.installer,
+            &context.tags,
+            &context.credentials,
+            cache_dir,
+        )?;
+        if built.sha256 != wheel.sha256 {
+            warnings.push(format!(
+                "the wheel built for {} from {} has sha256 {}, imgbake.lock says {} (its build backend does not write the same bytes twice); the image uses the new build",
+                wheel.name, source.url, built.sha256, wheel.sha256
+            ));
+            wheel.sha256 = built.sha256;
+        }
+        wheel.size = built.size;
+        return Ok(built.path);
+    }
     fs::create_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
     let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(dir.display().to_string()))?;
     let download_err =
@@ -412,7 +490,12 @@ fn fetch_one(
     let mut reader: Box<dyn Read> = match wheel.url.strip_prefix("file://") {
         Some(local) => Box::new(fs::File::open(local).map_err(|e| download_err(Box::new(e)))?),
         None => Box::new(
-            client.get(&wheel.url).send().and_then(|r| r.error_for_status()).map_err(|e| download_err(Box::new(e)))?,
+            context
+                .credentials
+                .get(client, &wheel.url)
+                .send()
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| download_err(Box::new(e)))?,
         ),
     };
     let mut hasher = Sha256::new();
@@ -520,7 +603,7 @@ fn install_one(
                     .args(["-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-compile"])
                     .args(["--disable-pip-version-check", "--only-binary=:all:", "--implementation", "cp"])
                     .args(["--python-version", &target.python_version]);
-                for platform in pip_platforms(target) {
+                for platform in resolver::pip_platforms(target) {
                     command.args(["--platform", &platform]);
                 }
                 ("pip", command)
@@ -642,26 +725,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pylock_with_one_wheel_per_package_parses() {
-        let text = r#"
-lock-version = "1.0"
-[[packages]]
-name = "numpy"
-version = "2.1.0"
-wheels = [{ url = "https://files.example/numpy-2.1.0-cp312-cp312-manylinux_2_28_x86_64.whl", size = 10, hashes = { sha256 = "ab" } }]
-[[packages]]
-name = "tiny"
-version = "1.0"
-wheels = [{ path = "/wheels/tiny-1.0-py3-none-any.whl", hashes = { sha256 = "cd" } }]
-"#;
-        let wheels = parse_pylock(text).unwrap();
-        assert_eq!(wheels[0].filename(), "numpy-2.1.0-cp312-cp312-manylinux_2_28_x86_64.whl");
-        assert_eq!(wheels[0].size, 10);
-        assert_eq!(wheels[1].url, "file:///wheels/tiny-1.0-py3-none-any.whl");
-        assert_eq!(wheels[1].size, 0);
-    }
-
-    #[test]
     fn credentials_never_reach_a_recorded_url() {
         assert_eq!(redact_url("https://user:tok@pypi.example/simple/x.whl"), "https://pypi.example/simple/x.whl");
         assert_eq!(redact_url("https://pypi.example/x.whl"), "https://pypi.example/x.whl");
@@ -680,17 +743,21 @@ wheels = [{ path = "/wheels/tiny-1.0-py3-none-any.whl", hashes = { sha256 = "cd"
     }
 
     #[test]
-    fn pip_gets_every_older_manylinux_tag() {
-        let target = PythonTarget {
-            python_version: "3.12".into(),
-            platform: "x86_64-manylinux_2_28".into(),
-            interpreter: String::new(),
-            site_packages: String::new(),
-        };
-        let platforms = pip_platforms(&target);
-        assert_eq!(platforms[0], "manylinux_2_28_x86_64");
-        assert!(platforms.contains(&"manylinux_2_17_x86_64".to_string()));
-        assert!(platforms.contains(&"manylinux2014_x86_64".to_string()));
+    fn relative_paths_in_requirement_options_point_into_the_project() {
+        let project = Path::new("/srv/app");
+        assert_eq!(absolute_option_paths("-r requirements/base.txt", project), "-r /srv/app/requirements/base.txt");
+        assert_eq!(absolute_option_paths("--constraint=c.txt", project), "--constraint /srv/app/c.txt");
+        assert_eq!(absolute_option_paths("--find-links ./wheels", project), "--find-links /srv/app/./wheels");
+        assert_eq!(
+            absolute_option_paths("--extra-index-url https://pypi.example/simple", project),
+            "--extra-index-url https://pypi.example/simple"
+        );
+        assert_eq!(absolute_option_paths("-f https://x.example/wheels", project), "-f https://x.example/wheels");
+        assert_eq!(
+            absolute_option_paths("requests>=2; python_version >= '3.8'", project),
+            "requests>=2; python_version >= '3.8'"
+        );
+        assert_eq!(absolute_option_paths("-rfoo", project), "-rfoo");
     }
 
     #[test]

@@ -114,6 +114,20 @@ fn tls_certificate_for_another_name_is_wrong_host() {
     assert_eq!(client.stats().retries, 0);
 }
 
+/// `.invalid` never resolves (RFC 2606): the DNS failure is named, with a
+/// hint, whether the resolver says "no such name" or does not answer.
+#[test]
+fn unknown_host_is_a_dns_failure() {
+    let client = client_with(RegistryClientOptions { max_retries: 0, ..options() });
+    let error = client.fetch_manifest(&reference("registry.imgbake.invalid/team/app:v1")).unwrap_err();
+    assert!(matches!(&error, RegistryError::HostNotFound { .. }), "{error:?}");
+    assert_eq!(error.to_string(), "cannot resolve the host name of registry registry.imgbake.invalid");
+    assert_eq!(
+        error.hint().unwrap(),
+        "check the spelling of `registry.imgbake.invalid` in the image reference, and this machine's DNS"
+    );
+}
+
 /// NAME_UNKNOWN (no such repository) and MANIFEST_UNKNOWN (no such tag)
 /// are told apart, each with its own hint.
 #[test]

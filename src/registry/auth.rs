@@ -369,6 +369,21 @@ mod tests {
     }
 
     #[test]
+    fn refusals_name_the_source_and_what_to_fix() {
+        let config = CredentialSource::DockerConfig { path: PathBuf::from("/home/u/.docker/config.json") };
+        assert_eq!(config.to_string(), "with the credentials in `/home/u/.docker/config.json`");
+        assert_eq!(
+            config.hint("ghcr.io", false),
+            "the entry for ghcr.io in `/home/u/.docker/config.json` was rejected: run `docker login ghcr.io` again"
+        );
+        // 403: the credentials work, the permission is missing.
+        assert!(config.hint("ghcr.io", true).contains("give no access to this repository"));
+        assert!(CredentialSource::None.hint("ghcr.io", true).starts_with("log in with `docker login ghcr.io`"));
+        let helper = CredentialSource::Helper { program: "docker-credential-pass".into() };
+        assert_eq!(helper.to_string(), "with the credentials of credential helper docker-credential-pass");
+    }
+
+    #[test]
     fn debug_hides_the_password() {
         let shown = format!("{:?}", Credentials::new("alice", "hunter2"));
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -1,7 +1,7 @@
 //! Command-line interface: clap definitions only. Commands receive typed
 //! options from here and never see clap themselves.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -13,6 +13,15 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options of every command that talks to registries (flattened into each).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistryArgs {
+    /// Talk plain HTTP to this registry host[:port], or host:* for any port (repeatable).
+    /// Loopback registries (localhost, 127.0.0.0/8, ::1) fall back to plain HTTP on their own.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,9 +65,8 @@ pub enum Command {
         /// Resolve against this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
         #[arg(long, value_name = "IMAGE")]
         base: Option<String>,
-        /// Talk plain HTTP to this registry host[:port] (repeatable).
-        #[arg(long = "insecure-registry", value_name = "HOST")]
-        insecure_registries: Vec<String>,
+        #[command(flatten)]
+        registry_args: RegistryArgs,
         /// Cache directory (default $XDG_CACHE_HOME/imgbake, or $IMGBAKE_CACHE_DIR).
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
@@ -84,9 +92,8 @@ pub enum Command {
         /// With --calibrate: also measure pulling this image (HOST:PORT/REPO[:TAG]).
         #[arg(long, value_name = "REF", requires = "calibrate")]
         registry: Option<String>,
-        /// Talk plain HTTP to this registry host[:port] (repeatable).
-        #[arg(long = "insecure-registry", value_name = "HOST")]
-        insecure_registries: Vec<String>,
+        #[command(flatten)]
+        registry_args: RegistryArgs,
         /// Plan with this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
         #[arg(long, value_name = "IMAGE")]
         base: Option<String>,
@@ -107,9 +114,8 @@ pub enum Command {
         /// Use this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
         #[arg(long, value_name = "IMAGE")]
         base: Option<String>,
-        /// Talk plain HTTP to this registry host[:port] (repeatable; for loopback test registries).
-        #[arg(long = "insecure-registry", value_name = "HOST")]
-        insecure_registries: Vec<String>,
+        #[command(flatten)]
+        registry_args: RegistryArgs,
         /// Layer cache directory (default $XDG_CACHE_HOME/imgbake, or $IMGBAKE_CACHE_DIR).
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,

@@ -16,20 +16,14 @@ fn main() -> ExitCode {
             };
             validate::run(&path, format)
         }
-        Command::Lock { path, base, insecure_registries, cache_dir, check } => {
-            lock::run(&lock::LockArgs { path, base, insecure_registries, cache_dir, check })
-        }
-        Command::Plan {
+        Command::Lock { path, base, registry_args, cache_dir, check } => lock::run(&lock::LockArgs {
             path,
-            format,
-            output,
-            profile,
-            calibrate,
-            registry,
-            insecure_registries,
             base,
-            skip_base_lookup,
-        } => {
+            insecure_registries: registry_args.insecure_registries,
+            cache_dir,
+            check,
+        }),
+        Command::Plan { path, format, output, profile, calibrate, registry, registry_args, base, skip_base_lookup } => {
             let format = match format {
                 PlanFormat::Text => imgbake::plan::report::Format::Text,
                 PlanFormat::Json => imgbake::plan::report::Format::Json,
@@ -43,12 +37,12 @@ fn main() -> ExitCode {
                 profile,
                 calibrate,
                 registry,
-                insecure_registries,
+                insecure_registries: registry_args.insecure_registries,
                 base,
                 skip_base_lookup,
             })
         }
-        Command::Build { path, output, push, base, insecure_registries, cache_dir, json, locked, profile, builder } => {
+        Command::Build { path, output, push, base, registry_args, cache_dir, json, locked, profile, builder } => {
             let builder = match builder {
                 Builder::Native => None,
                 Builder::Buildah => Some(ContainerBuilder::Buildah),
@@ -60,7 +54,7 @@ fn main() -> ExitCode {
                 output,
                 push,
                 base,
-                insecure_registries,
+                insecure_registries: registry_args.insecure_registries,
                 cache_dir,
                 json,
                 locked,

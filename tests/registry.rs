@@ -11,13 +11,12 @@ use imgbake::registry::{
     RegistryClientOptions, RegistryError,
 };
 use sha2::{Digest as _, Sha256};
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use support::data::peak_rss_kib;
-use support::registry::{free_port, TestRegistry};
+use support::registry::{fake_server, free_port, request_header, sha256, small_image, TestRegistry};
 
 fn options() -> RegistryClientOptions {
     RegistryClientOptions {
@@ -37,66 +36,6 @@ fn client() -> RegistryClient {
 
 fn reference(text: &str) -> Reference {
     text.parse().unwrap()
-}
-
-fn sha256(bytes: &[u8]) -> Digest {
-    Digest::from_sha256_bytes(&Sha256::digest(bytes))
-}
-
-/// Writes `bytes` as `<blobs>/sha256/<hex>`.
-fn write_blob(blobs: &Path, bytes: &[u8]) -> BlobSource {
-    let blob = BlobSource::in_blobs_dir(blobs, sha256(bytes), bytes.len() as u64);
-    std::fs::create_dir_all(blob.path.parent().unwrap()).unwrap();
-    std::fs::write(&blob.path, bytes).unwrap();
-    blob
-}
-
-/// A tiny but real image: one gzip layer holding `/hello.txt`, its config and
-/// manifest, written by hand (no layer writer involved).
-fn small_image(blobs: &Path, text: &str) -> ImageToPush {
-    let mut tar_bytes = Vec::new();
-    {
-        let mut builder = tar::Builder::new(&mut tar_bytes);
-        let mut header = tar::Header::new_gnu();
-        header.set_size(text.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_cksum();
-        builder.append_data(&mut header, "hello.txt", text.as_bytes()).unwrap();
-        builder.finish().unwrap();
-    }
-    let diff_id = sha256(&tar_bytes);
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(&tar_bytes).unwrap();
-    let layer = write_blob(blobs, &encoder.finish().unwrap());
-    let config = serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Cmd": ["/bin/true"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
-    });
-    let config = write_blob(blobs, &serde_json::to_vec(&config).unwrap());
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config.digest.to_string(),
-            "size": config.size,
-        },
-        "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": layer.digest.to_string(),
-            "size": layer.size,
-        }],
-    });
-    ImageToPush {
-        manifest: serde_json::to_vec(&manifest).unwrap(),
-        manifest_media_type: OCI_MANIFEST.into(),
-        config,
-        layers: vec![layer],
-        mount_from: None,
-    }
 }
 
 #[test]
@@ -159,8 +98,16 @@ fn push_repush_pull_and_skopeo_inspect() {
 #[test]
 fn missing_tag_is_manifest_unknown() {
     let registry = TestRegistry::start();
+    let work = tempfile::tempdir().unwrap();
+    let client = client();
+    client
+        .push_image(
+            &small_image(&work.path().join("blobs"), "here\n"),
+            &reference(&format!("{}/nobody/here:v1", registry.host())),
+        )
+        .unwrap();
     let missing = reference(&format!("{}/nobody/here:v9", registry.host()));
-    let error = client().fetch_manifest(&missing).unwrap_err();
+    let error = client.fetch_manifest(&missing).unwrap_err();
     assert!(
         matches!(&error, RegistryError::ManifestUnknown { reference } if reference == &missing.to_string()),
         "{error:?}"
@@ -170,30 +117,18 @@ fn missing_tag_is_manifest_unknown() {
 }
 
 #[test]
-fn closed_port_is_unreachable_after_bounded_retries() {
+fn closed_port_is_connection_refused_after_bounded_retries() {
     let host = format!("127.0.0.1:{}", free_port());
     let client = client();
     let error = client.fetch_manifest(&reference(&format!("{host}/app:v1"))).unwrap_err();
-    assert!(matches!(&error, RegistryError::Unreachable { registry, .. } if *registry == host), "{error:?}");
+    assert!(matches!(&error, RegistryError::ConnectionRefused { registry, .. } if *registry == host), "{error:?}");
     assert!(error.is_retryable());
-    assert_eq!(error.to_string(), format!("registry {host} is unreachable"));
+    assert_eq!(error.to_string(), format!("registry {host} refused the connection"));
     assert_eq!(client.stats().retries, 2);
-    assert!(error.hint().unwrap().contains("insecure"));
-}
-
-/// HTTPS is the default even on loopback: a plain-HTTP registry that is not
-/// listed as insecure fails to connect instead of being downgraded.
-#[test]
-fn plain_http_registry_needs_to_be_listed() {
-    let registry = TestRegistry::start();
-    let mut options = options();
-    options.insecure_registries.clear();
-    options.max_retries = 0;
-    let error = RegistryClient::new(options)
-        .unwrap()
-        .fetch_manifest(&reference(&format!("{}/app:v1", registry.host())))
-        .unwrap_err();
-    assert!(matches!(error, RegistryError::Unreachable { .. }), "{error:?}");
+    assert_eq!(
+        error.hint().unwrap(),
+        format!("nothing listens on {host}: start the registry, or check the port in the image reference")
+    );
 }
 
 /// 503 and 429 are retried with backoff; the request then succeeds.
@@ -310,47 +245,6 @@ fn corrupted_blob_is_digest_mismatch_and_leaves_no_file() {
     drop(server);
 }
 
-type Handler = dyn Fn(&str) -> (&'static str, String, Vec<u8>) + Send + 'static;
-
-/// A loopback HTTP/1.1 server answering each request with `handler(request
-/// head)` → (status line, extra headers, body); it runs until the test ends.
-fn fake_server(
-    handler: impl Fn(&str) -> (&'static str, String, Vec<u8>) + Send + 'static,
-) -> (String, std::thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    let handler: Box<Handler> = Box::new(handler);
-    let server = std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 4096];
-            while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                match stream.read(&mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(count) => request.extend_from_slice(&buffer[..count]),
-                }
-            }
-            let request = String::from_utf8_lossy(&request).to_string();
-            let (status, extra, body) = handler(&request);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(&body);
-        }
-    });
-    (host, server)
-}
-
-fn request_header(request: &str, name: &str) -> Option<String> {
-    request.lines().skip(1).find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_string())
-    })
-}
-
 #[test]
 fn index_without_the_platform_is_no_platform() {
     let registry = TestRegistry::start();
@@ -462,7 +356,7 @@ fn htpasswd_registry_needs_the_credentials() {
 
     let error = client().push_image(&image, &target).unwrap_err();
     assert!(
-        matches!(&error, RegistryError::Unauthorized { registry, status: 401 } if *registry == registry_host(&target)),
+        matches!(&error, RegistryError::Unauthorized { registry, status: 401, .. } if *registry == registry_host(&target)),
         "{error:?}"
     );
     assert!(!error.is_retryable());

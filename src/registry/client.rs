@@ -1,27 +1,40 @@
 //! The HTTP side of the registry client: scheme choice (HTTPS unless the host
-//! is listed as insecure), authentication on challenge, bounded retries with
-//! exponential backoff and jitter, and transfer counters.
+//! is listed as insecure; loopback hosts fall back to HTTP when they answer
+//! HTTPS with HTTP, remembered for the client's life), authentication on
+//! challenge, bounded retries with exponential backoff and jitter, rate
+//! limits, and transfer counters.
 //!
 //! Pulling and pushing live in `pull.rs` and `push.rs` as further
 //! `impl RegistryClient` blocks.
 
-use super::auth::{Challenge, Credentials, TokenResponse};
-use super::error::{is_retryable_status, RegistryError, Result};
+use super::auth::{Challenge, CredentialSource, Credentials, TokenResponse};
+use super::connection::{self, is_transient, transport_error, Failure};
+use super::error::{is_retryable_status, RegistryError, Result, ServerMessage, CODE_TOO_MANY_REQUESTS};
 use super::progress::{Progress, ProgressMode};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// The usual variable (curl, uv, Python's ssl) naming a PEM file of extra
+/// CA certificates to trust, for registries with a private CA.
+pub const ENV_SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 
 /// How a [`RegistryClient`] talks to registries. Built from CLI flags in one
 /// place; the client never sees the CLI.
 #[derive(Debug, Clone)]
 pub struct RegistryClientOptions {
     /// Hosts (`host[:port]`, or `host:*` for any port) spoken to over plain
-    /// HTTP. Loopback hosts are HTTPS too unless listed here.
+    /// HTTP. Loopback hosts not listed here are tried over HTTPS first and
+    /// fall back to HTTP when they answer HTTPS with HTTP.
     pub insecure_registries: Vec<String>,
+    /// PEM files of CA certificates trusted besides the built-in roots
+    /// (default: the file [`ENV_SSL_CERT_FILE`] names, if set).
+    pub ca_certificates: Vec<PathBuf>,
     pub connect_timeout: Duration,
     /// Bound on waiting for response headers, and on each read of a body.
     pub timeout: Duration,
@@ -44,6 +57,11 @@ impl Default for RegistryClientOptions {
     fn default() -> Self {
         RegistryClientOptions {
             insecure_registries: Vec::new(),
+            ca_certificates: std::env::var_os(ENV_SSL_CERT_FILE)
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from)
+                .into_iter()
+                .collect(),
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(60),
             min_upload_bytes_per_second: 1_000_000,
@@ -96,21 +114,41 @@ pub struct RegistryClient {
     pub(crate) options: RegistryClientOptions,
     pub(crate) counters: Counters,
     pub(crate) progress: Progress,
-    /// `Authorization` header values by (registry, repository).
-    authorizations: Mutex<HashMap<(String, String), String>>,
+    /// `Authorization` header values by (registry, repository), with the
+    /// source of the credentials behind them.
+    authorizations: Mutex<HashMap<(String, String), (String, CredentialSource)>>,
+    /// The extra CA certificates of `options.ca_certificates`, for the
+    /// async upload client too.
+    pub(crate) root_certificates: Vec<reqwest::Certificate>,
+    /// Loopback registries found to speak plain HTTP.
+    plain_http: Mutex<std::collections::BTreeSet<String>>,
+    /// Ambient credentials by registry, looked up once (a credential helper
+    /// is a process to run).
+    ambient: Mutex<HashMap<String, Option<(Credentials, CredentialSource)>>>,
 }
 
 impl RegistryClient {
     pub fn new(options: RegistryClientOptions) -> Result<RegistryClient> {
-        let http = Client::builder()
+        let mut builder = Client::builder()
             .connect_timeout(options.connect_timeout)
             .timeout(options.timeout)
-            .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|source| RegistryError::Transfer {
-                registry: "(client setup)".to_string(),
-                source: Box::new(source),
+            .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")));
+        let mut root_certificates = Vec::new();
+        for path in &options.ca_certificates {
+            let pem = std::fs::read(path).map_err(|source| RegistryError::Io { path: path.clone(), source })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| RegistryError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, source),
             })?;
+            root_certificates.extend(certificates);
+        }
+        for certificate in &root_certificates {
+            builder = builder.add_root_certificate(certificate.clone());
+        }
+        let http = builder.build().map_err(|source| RegistryError::Transfer {
+            registry: "(client setup)".to_string(),
+            source: Box::new(source),
+        })?;
         let progress = Progress::new(options.progress);
         Ok(RegistryClient {
             http,
@@ -118,6 +156,9 @@ impl RegistryClient {
             counters: Counters::default(),
             progress,
             authorizations: Mutex::new(HashMap::new()),
+            root_certificates,
+            plain_http: Mutex::new(Default::default()),
+            ambient: Mutex::new(HashMap::new()),
         })
     }
 
@@ -134,7 +175,8 @@ impl RegistryClient {
         }
     }
 
-    /// `http` for hosts listed as insecure, else `https`.
+    /// `http` for hosts listed as insecure and for loopback hosts found to
+    /// speak plain HTTP, else `https`.
     pub fn scheme(&self, registry: &str) -> &'static str {
         let listed = self.options.insecure_registries.iter().any(|entry| {
             entry == registry
@@ -142,11 +184,23 @@ impl RegistryClient {
                     registry == host || registry.strip_prefix(host).is_some_and(|port| port.starts_with(':'))
                 })
         });
-        if listed {
+        if listed || self.plain_http.lock().unwrap().contains(registry) {
             "http"
         } else {
             "https"
         }
+    }
+
+    /// After `error` on an HTTPS request to `registry`: whether to send it
+    /// again over plain HTTP (a loopback registry that answered with HTTP).
+    fn falls_back_to_http(&self, registry: &str, error: &reqwest::Error) -> bool {
+        let over_https = error.url().is_some_and(|url| url.scheme() == "https");
+        if over_https && connection::is_loopback(registry) && connection::failure_of(error) == Failure::PlainHttp {
+            self.progress.note(&format!("{registry} answers plain HTTP; using http:// for it"));
+            self.plain_http.lock().unwrap().insert(registry.to_string());
+            return true;
+        }
+        false
     }
 
     /// `scheme://registry/v2/<path>`.
@@ -154,14 +208,19 @@ impl RegistryClient {
         format!("{}://{registry}/v2/{path}", self.scheme(registry))
     }
 
-    fn credentials_for(&self, registry: &str) -> Option<Credentials> {
+    fn credentials_for(&self, registry: &str) -> Result<Option<(Credentials, CredentialSource)>> {
         if let Some(credentials) = self.options.credentials.get(registry) {
-            return Some(credentials.clone());
+            return Ok(Some((credentials.clone(), CredentialSource::Options)));
         }
-        if self.options.ambient_credentials {
-            return Credentials::ambient(registry);
+        if !self.options.ambient_credentials {
+            return Ok(None);
         }
-        None
+        if let Some(known) = self.ambient.lock().unwrap().get(registry) {
+            return Ok(known.clone());
+        }
+        let found = Credentials::ambient(registry)?;
+        self.ambient.lock().unwrap().insert(registry.to_string(), found.clone());
+        Ok(found)
     }
 
     /// Sends a request built by `make` (called again for every attempt, so
@@ -178,33 +237,52 @@ impl RegistryClient {
     ) -> Result<Response> {
         let key = (registry.to_string(), repository.to_string());
         let mut answered_challenge = false;
+        let mut fell_back = false;
         let mut attempt = 0;
         loop {
             let mut request = make(&self.http)?;
             let authorization = self.authorizations.lock().unwrap().get(&key).cloned();
-            if let Some(value) = authorization {
+            if let Some((value, _)) = &authorization {
                 request = request.header(AUTHORIZATION, value);
             }
+            let mut request = request.build().map_err(|error| transport_error(registry, error))?;
+            // The URL was made before a fallback to plain HTTP was known.
+            if self.scheme(registry) == "http" && request.url().scheme() == "https" {
+                let _ = request.url_mut().set_scheme("http");
+            }
             let retries_left = retry && attempt < self.options.max_retries;
-            match request.send() {
+            match self.http.execute(request) {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     if status == 401 && !answered_challenge {
                         answered_challenge = true;
-                        let value = self.answer_challenge(registry, repository, &response)?;
-                        self.authorizations.lock().unwrap().insert(key.clone(), value);
+                        let answer = self.answer_challenge(registry, repository, &response)?;
+                        self.authorizations.lock().unwrap().insert(key.clone(), answer);
                         continue;
                     }
                     if status == 401 || status == 403 {
-                        return Err(RegistryError::Unauthorized { registry: registry.to_string(), status });
+                        let credential = authorization.map_or(CredentialSource::None, |(_, source)| source);
+                        return Err(RegistryError::Unauthorized {
+                            registry: registry.to_string(),
+                            repository: repository.to_string(),
+                            status,
+                            credential,
+                        });
                     }
-                    if is_retryable_status(status) && retries_left {
-                        let hint = retry_after(&response);
-                        self.pause_before_retry(attempt, hint);
-                        attempt += 1;
-                        continue;
+                    if is_retryable_status(status) {
+                        let wait = retry_after(&response);
+                        // A wait longer than our longest backoff is not worth sitting through.
+                        let worth_waiting = wait.is_none_or(|wait| wait <= self.options.max_backoff);
+                        if retries_left && worth_waiting {
+                            self.pause_before_retry(attempt, wait);
+                            attempt += 1;
+                            continue;
+                        }
                     }
-                    return Ok(response);
+                    return rate_limit_error(registry, response);
+                }
+                Err(error) if !fell_back && self.falls_back_to_http(registry, &error) => {
+                    fell_back = true;
                 }
                 Err(error) if is_transient(&error) && retries_left => {
                     self.pause_before_retry(attempt, None);
@@ -217,7 +295,8 @@ impl RegistryClient {
 
     /// The `Authorization` value already answered for (registry, repository), if any.
     pub(crate) fn authorization(&self, registry: &str, repository: &str) -> Option<String> {
-        self.authorizations.lock().unwrap().get(&(registry.to_string(), repository.to_string())).cloned()
+        let authorizations = self.authorizations.lock().unwrap();
+        authorizations.get(&(registry.to_string(), repository.to_string())).map(|(value, _)| value.clone())
     }
 
     fn pause_before_retry(&self, attempt: u32, hint: Option<Duration>) {
@@ -225,30 +304,41 @@ impl RegistryClient {
         std::thread::sleep(backoff(attempt, self.options.initial_backoff, self.options.max_backoff, hint));
     }
 
-    /// Turns a 401's `WWW-Authenticate` into an `Authorization` value.
-    fn answer_challenge(&self, registry: &str, repository: &str, response: &Response) -> Result<String> {
-        let unauthorized = || RegistryError::Unauthorized { registry: registry.to_string(), status: 401 };
+    /// Turns a 401's `WWW-Authenticate` into an `Authorization` value, with
+    /// the source of the credentials it carries.
+    fn answer_challenge(
+        &self,
+        registry: &str,
+        repository: &str,
+        response: &Response,
+    ) -> Result<(String, CredentialSource)> {
+        let unauthorized = |credential: CredentialSource| RegistryError::Unauthorized {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            status: 401,
+            credential,
+        };
         let challenge = response
             .headers()
             .get_all(WWW_AUTHENTICATE)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .find_map(Challenge::parse)
-            .ok_or_else(unauthorized)?;
-        let credentials = self.credentials_for(registry);
+            .ok_or_else(|| unauthorized(CredentialSource::None))?;
+        let credentials = self.credentials_for(registry)?;
         match challenge {
-            Challenge::Basic => credentials.map(|credentials| credentials.basic_header()).ok_or_else(unauthorized),
+            Challenge::Basic => match credentials {
+                Some((credentials, source)) if !credentials.is_identity_token() => {
+                    Ok((credentials.basic_header(), source))
+                }
+                Some((_, source)) => Err(unauthorized(source)),
+                None => Err(unauthorized(CredentialSource::None)),
+            },
             Challenge::Bearer { realm, service, scope } => {
                 let scope = scope.unwrap_or_else(|| format!("repository:{repository}:pull"));
-                let mut query: Vec<(&str, &str)> = Vec::new();
-                if let Some(service) = &service {
-                    query.push(("service", service));
-                }
-                for item in scope.split(' ').filter(|item| !item.is_empty()) {
-                    query.push(("scope", item));
-                }
                 // Credentials go to the token service only over HTTPS, or
-                // over HTTP to a host the user listed as insecure.
+                // over HTTP to a host the user listed as insecure (or a
+                // loopback one found to speak HTTP).
                 let realm_is_trusted = reqwest::Url::parse(&realm).is_ok_and(|url| {
                     url.scheme() == "https"
                         || url.host_str().is_some_and(|host| {
@@ -260,12 +350,25 @@ impl RegistryClient {
                         })
                 });
                 let credentials = credentials.filter(|_| realm_is_trusted);
-                let response = self.send_token_request(registry, &realm, &query, &credentials)?;
+                let source = credentials.as_ref().map_or(CredentialSource::None, |(_, source)| source.clone());
+                let request = TokenRequest {
+                    realm: &realm,
+                    service: service.as_deref(),
+                    scope: &scope,
+                    credentials: credentials.as_ref().map(|(credentials, _)| credentials),
+                };
+                let response = self.send_token_request(registry, &request)?;
                 let status = response.status().as_u16();
                 if status == 401 || status == 403 {
-                    return Err(RegistryError::Unauthorized { registry: registry.to_string(), status });
+                    return Err(RegistryError::Unauthorized {
+                        registry: registry.to_string(),
+                        repository: repository.to_string(),
+                        status,
+                        credential: source,
+                    });
                 }
                 if !response.status().is_success() {
+                    rate_limit_error(registry, response)?;
                     return Err(RegistryError::Token {
                         registry: registry.to_string(),
                         detail: format!("HTTP {status}"),
@@ -278,24 +381,45 @@ impl RegistryClient {
                             detail: "the answer holds no token".to_string(),
                         }
                     })?;
-                Ok(format!("Bearer {token}"))
+                Ok((format!("Bearer {token}"), source))
             }
         }
     }
 
-    fn send_token_request(
-        &self,
-        registry: &str,
-        realm: &str,
-        query: &[(&str, &str)],
-        credentials: &Option<Credentials>,
-    ) -> Result<Response> {
+    /// `GET realm?service=…&scope=…` with Basic credentials, or, for an
+    /// identity token, the OAuth2 refresh-token grant docker uses
+    /// (`POST realm` with a form).
+    fn send_token_request(&self, registry: &str, token: &TokenRequest<'_>) -> Result<Response> {
         let mut attempt = 0;
         loop {
-            let mut request = self.http.get(realm).query(query);
-            if let Some(credentials) = credentials {
-                request = request.header(AUTHORIZATION, credentials.basic_header());
-            }
+            let request = match token.credentials {
+                Some(credentials) if credentials.is_identity_token() => {
+                    let mut form = vec![
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", credentials.password.as_str()),
+                        ("client_id", "imgbake"),
+                        ("scope", token.scope),
+                    ];
+                    if let Some(service) = token.service {
+                        form.push(("service", service));
+                    }
+                    self.http.post(token.realm).form(&form)
+                }
+                credentials => {
+                    let mut query: Vec<(&str, &str)> = Vec::new();
+                    if let Some(service) = token.service {
+                        query.push(("service", service));
+                    }
+                    for item in token.scope.split(' ').filter(|item| !item.is_empty()) {
+                        query.push(("scope", item));
+                    }
+                    let request = self.http.get(token.realm).query(&query);
+                    match credentials {
+                        Some(credentials) => request.header(AUTHORIZATION, credentials.basic_header()),
+                        None => request,
+                    }
+                }
+            };
             let retries_left = attempt < self.options.max_retries;
             match request.send() {
                 Ok(response) if is_retryable_status(response.status().as_u16()) && retries_left => {
@@ -325,35 +449,38 @@ pub(crate) fn backoff(attempt: u32, initial: Duration, max: Duration, hint: Opti
     }
 }
 
+/// What to ask a registry's token service for.
+struct TokenRequest<'a> {
+    realm: &'a str,
+    service: Option<&'a str>,
+    scope: &'a str,
+    credentials: Option<&'a Credentials>,
+}
+
+/// A final answer of HTTP 429 becomes [`RegistryError::RateLimited`], with
+/// the registry's `Retry-After` and its error entry (Docker Hub's
+/// `TOOMANYREQUESTS` and the message naming the limit); anything else is
+/// returned as it is.
+fn rate_limit_error(registry: &str, response: Response) -> Result<Response> {
+    let status = response.status().as_u16();
+    if status != 429 {
+        return Ok(response);
+    }
+    let retry_after = retry_after(&response);
+    let mut body = Vec::new();
+    let _ = response.take(64 * 1024).read_to_end(&mut body);
+    let messages = ServerMessage::parse_all(&body);
+    let detail = messages
+        .iter()
+        .find(|message| message.code.eq_ignore_ascii_case(CODE_TOO_MANY_REQUESTS))
+        .or(messages.first())
+        .cloned();
+    Err(RegistryError::RateLimited { registry: registry.to_string(), status, retry_after, detail })
+}
+
 fn retry_after(response: &Response) -> Option<Duration> {
     let seconds: u64 = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds))
-}
-
-/// Connection refused/reset, timeouts and requests cut off mid-way.
-pub(crate) fn is_transient(error: &reqwest::Error) -> bool {
-    if error.is_connect() || error.is_timeout() || error.is_request() || error.is_body() {
-        return true;
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | TimedOut) {
-                return true;
-            }
-        }
-        source = cause.source();
-    }
-    false
-}
-
-pub(crate) fn transport_error(registry: &str, error: reqwest::Error) -> RegistryError {
-    if error.is_connect() {
-        RegistryError::Unreachable { registry: registry.to_string(), source: error }
-    } else {
-        RegistryError::Transfer { registry: registry.to_string(), source: Box::new(error) }
-    }
 }
 
 #[cfg(test)]
@@ -382,6 +509,7 @@ mod tests {
         assert_eq!(client.scheme("127.0.0.1:5000"), "http");
         assert_eq!(client.scheme("registry.local:5000"), "http");
         assert_eq!(client.scheme("registry.local:5001"), "https");
+        // Loopback hosts are HTTPS until they answer HTTPS with HTTP.
         assert_eq!(client.scheme("localhost:5000"), "https");
         assert_eq!(client.scheme("127.0.0.10:5000"), "https");
     }

@@ -10,10 +10,12 @@
 //!
 //! - [`reference`]: `host[:port]/path[:tag][@sha256:…]`, Docker Hub defaults.
 //! - [`auth`]: credentials (options, env, Docker config) and Basic/Bearer challenges.
+//! - [`credential_helper`]: docker's `docker-credential-<name> get` protocol.
 //! - [`client`]: options, retries with backoff and jitter, transfer counters.
+//! - [`connection`]: what a failed connection means; plain HTTP for loopback.
 //! - [`pull`]: manifests, platform selection, verified blob downloads.
 //! - [`push`]: HEAD-then-upload of blobs, cross-repo mounts, manifests, whole images.
-//! - [`error`]: typed errors that say whether a retry makes sense.
+//! - [`error`]: typed errors that say whether a retry makes sense, with hints.
 //!
 //! The build pipeline needs two calls; both take and return plain data:
 //!
@@ -47,6 +49,8 @@
 
 pub mod auth;
 pub mod client;
+pub mod connection;
+pub mod credential_helper;
 pub mod error;
 pub mod manifest;
 mod parallel;
@@ -55,9 +59,9 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 
-pub use auth::Credentials;
+pub use auth::{CredentialSource, Credentials};
 pub use client::{RegistryClient, RegistryClientOptions, TransferStats};
-pub use error::RegistryError;
+pub use error::{CertificateProblem, RegistryError};
 pub use progress::{human_bytes, ProgressMode};
 pub use pull::{blob_path, FetchedManifest, PulledImage};
 pub use push::{BlobPushOutcome, BlobSource, ImageToPush, PushReport};

@@ -3,7 +3,7 @@
 //! on the way.
 
 use super::client::{Counters, RegistryClient};
-use super::error::{RegistryError, Result};
+use super::error::{RegistryError, Result, ServerMessage, CODE_NAME_UNKNOWN};
 use super::manifest::{
     declared_media_type, is_image_manifest, is_index, Descriptor, IndexView, ManifestView, ACCEPTED_MANIFESTS,
 };
@@ -52,6 +52,17 @@ impl RegistryClient {
         })?;
         let status = response.status().as_u16();
         if status == 404 {
+            // NAME_UNKNOWN: no such repository; MANIFEST_UNKNOWN (or no
+            // code): the repository is there, the tag or digest is not.
+            let mut body = Vec::new();
+            let _ = response.take(64 * 1024).read_to_end(&mut body);
+            let name_unknown = ServerMessage::has_code(&ServerMessage::parse_all(&body), CODE_NAME_UNKNOWN);
+            if name_unknown || !self.repository_exists(reference) {
+                return Err(RegistryError::RepositoryUnknown {
+                    registry: reference.registry.clone(),
+                    repository: reference.repository.clone(),
+                });
+            }
             return Err(RegistryError::ManifestUnknown { reference: reference.to_string() });
         }
         if !response.status().is_success() {
@@ -102,6 +113,18 @@ impl RegistryClient {
             });
         }
         Ok(FetchedManifest { bytes, digest, media_type })
+    }
+
+    /// Whether the registry knows `reference`'s repository. Many registries
+    /// (docker-registry among them) answer a missing repository's manifest
+    /// with MANIFEST_UNKNOWN; its tag list says NAME_UNKNOWN (404). Asked only
+    /// after a 404, to tell the two apart; when in doubt, it exists.
+    fn repository_exists(&self, reference: &Reference) -> bool {
+        let url = self.url(&reference.registry, &format!("{}/tags/list?n=1", reference.repository));
+        match self.send(&reference.registry, &reference.repository, false, &|http| Ok(http.get(&url))) {
+            Ok(response) => response.status().as_u16() != 404,
+            Err(_) => true,
+        }
     }
 
     /// For an index, fetches the manifest for `os`/`architecture` (any

@@ -225,11 +225,13 @@ impl RegistryClient {
         };
         let file = File::open(&blob.path).map_err(|source| RegistryError::Io { path: blob.path.clone(), source })?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(setup_error)?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(self.options.connect_timeout)
-            .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| super::client::transport_error(registry, error))?;
+            .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")));
+        for certificate in &self.root_certificates {
+            builder = builder.add_root_certificate(certificate.clone());
+        }
+        let client = builder.build().map_err(|error| super::connection::transport_error(registry, error))?;
         let path = blob.path.clone();
         let bar = transfer.clone_bar();
         let pieces = futures_util::stream::unfold(Some(file), move |file| {
@@ -277,7 +279,7 @@ impl RegistryClient {
                 let body = if status == 201 { String::new() } else { response.text().await.unwrap_or_default() };
                 Ok((status, body))
             })
-            .map_err(|error| super::client::transport_error(registry, error))?;
+            .map_err(|error| super::connection::transport_error(registry, error))?;
         Ok(match status {
             401 => ChunkedPut::Unauthorized,
             status => ChunkedPut::Done(status, error_detail_of(&body)),
@@ -363,16 +365,5 @@ fn error_detail(response: reqwest::blocking::Response) -> Option<String> {
 
 /// `code: message` of the first error in an OCI error body.
 fn error_detail_of(body: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<Item>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Item {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    let body: Errors = serde_json::from_str(body).ok()?;
-    let item = body.errors.into_iter().next()?;
-    Some(format!("{}: {}", item.code.unwrap_or_default(), item.message.unwrap_or_default()))
+    super::error::ServerMessage::parse_all(body.as_bytes()).into_iter().next().map(|message| message.to_string())
 }

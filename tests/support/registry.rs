@@ -1,7 +1,13 @@
 //! A Debian `docker-registry` (distribution v2) on 127.0.0.1 for tests:
 //! filesystem storage in a temp dir, a free port, optional htpasswd auth,
-//! killed on drop.
+//! optional TLS (with a test CA made by `openssl`), killed on drop. Also a
+//! tiny loopback HTTP server for answers docker-registry cannot give, and a
+//! small hand-made image to push.
 
+use imgbake::image::digest::Digest;
+use imgbake::registry::manifest::OCI_MANIFEST;
+use imgbake::registry::{BlobSource, ImageToPush};
+use sha2::{Digest as _, Sha256};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,20 +21,26 @@ pub struct TestRegistry {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    tls: bool,
 }
 
 impl TestRegistry {
     /// An open registry (no auth).
     pub fn start() -> TestRegistry {
-        TestRegistry::start_with(None)
+        TestRegistry::start_with(None, None)
     }
 
     /// A registry that requires `user`/`password` (htpasswd, bcrypt).
     pub fn start_with_htpasswd(user: &str, password: &str) -> TestRegistry {
-        TestRegistry::start_with(Some((user, password)))
+        TestRegistry::start_with(Some((user, password)), None)
     }
 
-    fn start_with(htpasswd: Option<(&str, &str)>) -> TestRegistry {
+    /// An open registry serving HTTPS with `certificate`.
+    pub fn start_tls(certificate: &TestCertificate) -> TestRegistry {
+        TestRegistry::start_with(None, Some(certificate))
+    }
+
+    fn start_with(htpasswd: Option<(&str, &str)>, tls: Option<&TestCertificate>) -> TestRegistry {
         assert!(
             Path::new(REGISTRY_BINARY).exists(),
             "{REGISTRY_BINARY} is missing: install Debian's `docker-registry` package"
@@ -50,6 +62,13 @@ impl TestRegistry {
             std::fs::write(&file, format!("{user}:{hash}\n")).unwrap();
             config.push_str(&format!("auth:\n  htpasswd:\n    realm: imgbake-test\n    path: {}\n", file.display()));
         }
+        if let Some(certificate) = tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certificate.cert.display(),
+                certificate.key.display()
+            ));
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -61,7 +80,7 @@ impl TestRegistry {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|error| panic!("failed to start {REGISTRY_BINARY}: {error}"));
-        let mut registry = TestRegistry { child, port, dir };
+        let mut registry = TestRegistry { child, port, dir, tls: tls.is_some() };
         registry.wait_until_ready();
         registry
     }
@@ -69,6 +88,11 @@ impl TestRegistry {
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `localhost:PORT`.
+    pub fn localhost(&self) -> String {
+        format!("localhost:{}", self.port)
     }
 
     pub fn storage_dir(&self) -> PathBuf {
@@ -86,8 +110,9 @@ impl TestRegistry {
                 panic!("{REGISTRY_BINARY} exited with {status} before answering:\n{}", self.log());
             }
             if let Some(status) = http_status(&self.host(), "/v2/") {
-                // 401 counts: the server is up and asks for credentials.
-                if status == 200 || status == 401 {
+                // 401 counts: the server is up and asks for credentials;
+                // a TLS server answers plain HTTP with 400.
+                if status == 200 || status == 401 || (self.tls && status == 400) {
                     return;
                 }
             }
@@ -128,4 +153,177 @@ fn http_status(host: &str, path: &str) -> Option<u16> {
     let count = stream.read(&mut head).ok()?;
     let text = std::str::from_utf8(&head[..count]).ok()?;
     text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A test CA and a server certificate it signed, made with `openssl`: the
+/// CA's `ca.pem`, and `cert.pem` / `key.pem` for the server, valid for
+/// `names` (`IP:127.0.0.1`, `DNS:localhost`, …).
+pub struct TestCertificate {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCertificate {
+    pub fn issue(names: &[&str]) -> TestCertificate {
+        let dir = tempfile::tempdir().expect("temp dir for certificates");
+        let path = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|error| panic!("cannot run openssl (apt-get install openssl): {error}"));
+            assert!(output.status.success(), "openssl {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=imgbake test CA"],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[&["req"][..], &ec, &["-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=imgbake test registry"]]
+                .concat(),
+        );
+        std::fs::write(
+            path("server.ext"),
+            format!(
+                "basicConstraints = CA:FALSE\nkeyUsage = digitalSignature\nextendedKeyUsage = serverAuth\nsubjectAltName = {}\n",
+                names.join(",")
+            ),
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        TestCertificate { ca: path("ca.pem"), cert: path("cert.pem"), key: path("key.pem"), _dir: dir }
+    }
+}
+
+type Handler = dyn Fn(&str) -> (&'static str, String, Vec<u8>) + Send + 'static;
+
+/// A loopback HTTP/1.1 server answering each request with `handler(request
+/// head)` → (status line, extra headers, body); it runs until the test ends.
+pub fn fake_server(
+    handler: impl Fn(&str) -> (&'static str, String, Vec<u8>) + Send + 'static,
+) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let handler: Box<Handler> = Box::new(handler);
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            // A TLS ClientHello (record type 0x16) gets what a plain-HTTP
+            // server sends to bytes it cannot parse.
+            while request.first() != Some(&0x16) && !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(count) => request.extend_from_slice(&buffer[..count]),
+                }
+            }
+            if request.first() == Some(&0x16) {
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                continue;
+            }
+            let request = String::from_utf8_lossy(&request).to_string();
+            let (status, extra, body) = handler(&request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    (host, server)
+}
+
+/// The value of header `name` in a request head.
+pub fn request_header(request: &str, name: &str) -> Option<String> {
+    request.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_string())
+    })
+}
+
+pub fn sha256(bytes: &[u8]) -> Digest {
+    Digest::from_sha256_bytes(&Sha256::digest(bytes))
+}
+
+/// Writes `bytes` as `<blobs>/sha256/<hex>`.
+pub fn write_blob(blobs: &Path, bytes: &[u8]) -> BlobSource {
+    let blob = BlobSource::in_blobs_dir(blobs, sha256(bytes), bytes.len() as u64);
+    std::fs::create_dir_all(blob.path.parent().unwrap()).unwrap();
+    std::fs::write(&blob.path, bytes).unwrap();
+    blob
+}
+
+/// A tiny but real image: one gzip layer holding `/hello.txt`, its config and
+/// manifest, written by hand (no layer writer involved).
+pub fn small_image(blobs: &Path, text: &str) -> ImageToPush {
+    let mut tar_bytes = Vec::new();
+    {
+        let mut builder = tar::Builder::new(&mut tar_bytes);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder.append_data(&mut header, "hello.txt", text.as_bytes()).unwrap();
+        builder.finish().unwrap();
+    }
+    let diff_id = sha256(&tar_bytes);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&tar_bytes).unwrap();
+    let layer = write_blob(blobs, &encoder.finish().unwrap());
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/true"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
+    });
+    let config = write_blob(blobs, &serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config.digest.to_string(),
+            "size": config.size,
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": layer.digest.to_string(),
+            "size": layer.size,
+        }],
+    });
+    ImageToPush {
+        manifest: serde_json::to_vec(&manifest).unwrap(),
+        manifest_media_type: OCI_MANIFEST.into(),
+        config,
+        layers: vec![layer],
+        mount_from: None,
+    }
 }

@@ -571,3 +571,67 @@ fn the_oldest_supported_uv_and_the_current_one_lock_the_same_wheels() {
     assert!(locks[0].iter().any(|u| u.contains("charset_normalizer-3.4.1-cp311-cp311-manylinux")), "{:?}", locks[0]);
     assert_eq!(locks[0], locks[1]);
 }
+
+/// Requirement-file options (`--find-links` and `-r`/`-c` with paths
+/// relative to the project, an environment marker) in Truss `requirements:`
+/// lines (uv) and in a Cerebrium requirements file (pip), and a private index
+/// behind basic auth named in `UV_EXTRA_INDEX_URL` / `PIP_EXTRA_INDEX_URL`:
+/// all honoured; the credentials reach neither the lock nor the output; a
+/// build from the lock with an empty cache downloads the private wheel with them.
+#[test]
+fn requirement_options_and_a_private_index_with_credentials_are_honoured() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("private");
+    make_wheel(&private, "imgbake-test-private", "py3-none-any", &[]);
+    let index = support::private_index::PrivateIndex::start(&private, "ci", "s3cret-token");
+    let credentialed = index.url_with_credentials("ci", "s3cret-token");
+    let env = vec![("UV_EXTRA_INDEX_URL", credentialed.clone()), ("PIP_EXTRA_INDEX_URL", credentialed)];
+    let options = ["--find-links ./wheels", "-r requirements/more.txt", "-c constraints.txt", "imgbake-test-local"];
+    let marker = "pywin32; sys_platform == \"win32\"";
+    for use_uv in [true, false] {
+        // `write_requirements_project(parent)` writes into `parent/project`.
+        let project = dir.path().join(format!("uv-{use_uv}/project"));
+        let script = tools::repo_root().join("tests/support/make_wheel.py");
+        for version in ["1.0", "2.0"] {
+            let mut command = Command::new("python3");
+            command.arg(&script).arg(project.join("wheels")).args(["imgbake-test-local", version, "py3-none-any"]);
+            tools::run_checked(&mut command, Duration::from_secs(60));
+        }
+        std::fs::create_dir_all(project.join("requirements")).unwrap();
+        std::fs::write(project.join("requirements/more.txt"), "imgbake-test-private\n").unwrap();
+        std::fs::write(project.join("constraints.txt"), "imgbake-test-local==1.0\n").unwrap();
+        std::fs::write(project.join("main.py"), "print('hi')\n").unwrap();
+        if use_uv {
+            // Truss: the options are lines of `requirements:` (Truss resolves with uv).
+            let lines: String = options.iter().chain([&marker]).map(|l| format!("  - '{l}'\n")).collect();
+            std::fs::write(
+                project.join("config.yaml"),
+                format!("model_name: private-deps\npython_version: py311\nrequirements:\n{lines}"),
+            )
+            .unwrap();
+        } else {
+            let lines: String = options.iter().chain([&marker]).map(|l| format!("{l}\n")).collect();
+            write_requirements_project(&dir.path().join("uv-false"), false, &lines);
+        }
+        let out = dir.path().join(format!("out-{use_uv}"));
+        let output = build(&project, &out, &dir.path().join(format!("cache-{use_uv}")), &env, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "use_uv = {use_uv}: {stderr}");
+        let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+        assert!(!lock.contains("s3cret") && !stderr.contains("s3cret"), "{lock}\n{stderr}");
+        let private_url = format!("http://127.0.0.1:{}/files/imgbake_test_private-1.0-py3-none-any.whl", index.port);
+        assert!(lock.contains(&private_url), "{lock}");
+        assert!(lock.contains("imgbake_test_local-1.0-py3-none-any.whl"), "{lock}");
+        assert!(!lock.contains("imgbake_test_local-2.0") && !lock.contains("name = \"pywin32\""), "{lock}");
+
+        // From the lock, empty cache: the private wheel is downloaded with the credentials.
+        let before = index.stats()["files"].as_u64().unwrap();
+        let again_out = dir.path().join(format!("again-{use_uv}"));
+        let again = build(&project, &again_out, &dir.path().join(format!("empty-{use_uv}")), &env, &[]);
+        assert_eq!(again.status.code(), Some(0), "{}", String::from_utf8_lossy(&again.stderr));
+        assert!(index.stats()["files"].as_u64().unwrap() > before);
+    }
+}

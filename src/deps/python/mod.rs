@@ -411,7 +411,13 @@ pub fn fill_sizes(wheels: &mut [LockedWheel], context: &FetchContext) -> Result<
                     .send()
                     .and_then(|r| r.error_for_status())
                     .map_err(|e| PythonError::Download { url: wheel.url.clone(), source: Box::new(e) })?;
-                response.content_length().unwrap_or(0)
+                // Not `content_length()`: for a HEAD response that is the
+                // (empty) body's length.
+                response
+                    .headers()
+                    .get(reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(0)
             }
         };
     }

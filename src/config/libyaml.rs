@@ -9,7 +9,6 @@
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
-use unsafe_libyaml as sys;
 
 /// A position: byte offset, and 0-based line and column (in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,17 +71,17 @@ pub fn events(text: &str) -> Result<Vec<(Event, Mark, Mark)>, ParseError> {
     with_parser(text, |parser| {
         let mut events = Vec::new();
         loop {
-            let mut raw = MaybeUninit::<sys::yaml_event_t>::uninit();
+            let mut raw = MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
             // SAFETY: `parser` is initialized and reads `text`, which outlives it;
             // on success the event is initialized, copied, then freed exactly once.
             unsafe {
-                if sys::yaml_parser_parse(parser, raw.as_mut_ptr()).fail {
+                if unsafe_libyaml::yaml_parser_parse(parser, raw.as_mut_ptr()).fail {
                     return Err(error_of(parser));
                 }
                 let event = raw.assume_init_mut();
                 let copied = copy_event(event);
                 let marks = (mark(event.start_mark), mark(event.end_mark));
-                sys::yaml_event_delete(event);
+                unsafe_libyaml::yaml_event_delete(event);
                 let end = copied == Event::StreamEnd;
                 events.push((copied, marks.0, marks.1));
                 if end {
@@ -98,28 +97,32 @@ pub fn tokens(text: &str) -> Vec<(Token, usize, usize)> {
     with_parser(text, |parser| {
         let mut tokens = Vec::new();
         loop {
-            let mut raw = MaybeUninit::<sys::yaml_token_t>::uninit();
+            let mut raw = MaybeUninit::<unsafe_libyaml::yaml_token_t>::uninit();
             // SAFETY: as in `events`.
             unsafe {
-                if sys::yaml_parser_scan(parser, raw.as_mut_ptr()).fail {
+                if unsafe_libyaml::yaml_parser_scan(parser, raw.as_mut_ptr()).fail {
                     return tokens;
                 }
                 let token = raw.assume_init_mut();
                 let kind = match token.type_ {
-                    sys::YAML_FLOW_SEQUENCE_START_TOKEN => Token::FlowSequenceStart,
-                    sys::YAML_FLOW_MAPPING_START_TOKEN => Token::FlowMappingStart,
-                    sys::YAML_FLOW_ENTRY_TOKEN => Token::FlowEntry,
-                    sys::YAML_KEY_TOKEN => Token::Key,
-                    sys::YAML_VALUE_TOKEN => Token::Value,
-                    sys::YAML_FLOW_SEQUENCE_END_TOKEN | sys::YAML_FLOW_MAPPING_END_TOKEN => Token::FlowEnd,
-                    sys::YAML_SCALAR_TOKEN => Token::Scalar(style(token.data.scalar.style)),
-                    sys::YAML_VERSION_DIRECTIVE_TOKEN | sys::YAML_TAG_DIRECTIVE_TOKEN => Token::Directive,
-                    sys::YAML_TAG_TOKEN => Token::Tag,
+                    unsafe_libyaml::YAML_FLOW_SEQUENCE_START_TOKEN => Token::FlowSequenceStart,
+                    unsafe_libyaml::YAML_FLOW_MAPPING_START_TOKEN => Token::FlowMappingStart,
+                    unsafe_libyaml::YAML_FLOW_ENTRY_TOKEN => Token::FlowEntry,
+                    unsafe_libyaml::YAML_KEY_TOKEN => Token::Key,
+                    unsafe_libyaml::YAML_VALUE_TOKEN => Token::Value,
+                    unsafe_libyaml::YAML_FLOW_SEQUENCE_END_TOKEN | unsafe_libyaml::YAML_FLOW_MAPPING_END_TOKEN => {
+                        Token::FlowEnd
+                    }
+                    unsafe_libyaml::YAML_SCALAR_TOKEN => Token::Scalar(style(token.data.scalar.style)),
+                    unsafe_libyaml::YAML_VERSION_DIRECTIVE_TOKEN | unsafe_libyaml::YAML_TAG_DIRECTIVE_TOKEN => {
+                        Token::Directive
+                    }
+                    unsafe_libyaml::YAML_TAG_TOKEN => Token::Tag,
                     _ => Token::Other,
                 };
                 let (start, end) = (token.start_mark.index as usize, token.end_mark.index as usize);
-                let done = token.type_ == sys::YAML_STREAM_END_TOKEN;
-                sys::yaml_token_delete(token);
+                let done = token.type_ == unsafe_libyaml::YAML_STREAM_END_TOKEN;
+                unsafe_libyaml::yaml_token_delete(token);
                 if done {
                     return tokens;
                 }
@@ -129,31 +132,31 @@ pub fn tokens(text: &str) -> Vec<(Token, usize, usize)> {
     })
 }
 
-fn with_parser<T>(text: &str, run: impl FnOnce(*mut sys::yaml_parser_t) -> T) -> T {
-    let mut parser = MaybeUninit::<sys::yaml_parser_t>::uninit();
+fn with_parser<T>(text: &str, run: impl FnOnce(*mut unsafe_libyaml::yaml_parser_t) -> T) -> T {
+    let mut parser = MaybeUninit::<unsafe_libyaml::yaml_parser_t>::uninit();
     // SAFETY: initialize, point at `text` (alive for this whole call), use, delete.
     unsafe {
-        if sys::yaml_parser_initialize(parser.as_mut_ptr()).fail {
+        if unsafe_libyaml::yaml_parser_initialize(parser.as_mut_ptr()).fail {
             panic!("libyaml could not allocate a parser");
         }
         let parser = parser.as_mut_ptr();
-        sys::yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as u64);
+        unsafe_libyaml::yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as u64);
         let result = run(parser);
-        sys::yaml_parser_delete(parser);
+        unsafe_libyaml::yaml_parser_delete(parser);
         result
     }
 }
 
-fn mark(mark: sys::yaml_mark_t) -> Mark {
+fn mark(mark: unsafe_libyaml::yaml_mark_t) -> Mark {
     Mark { index: mark.index as usize, line: mark.line as usize, column: mark.column as usize }
 }
 
-fn style(style: sys::yaml_scalar_style_t) -> ScalarStyle {
+fn style(style: unsafe_libyaml::yaml_scalar_style_t) -> ScalarStyle {
     match style {
-        sys::YAML_SINGLE_QUOTED_SCALAR_STYLE => ScalarStyle::SingleQuoted,
-        sys::YAML_DOUBLE_QUOTED_SCALAR_STYLE => ScalarStyle::DoubleQuoted,
-        sys::YAML_LITERAL_SCALAR_STYLE => ScalarStyle::Literal,
-        sys::YAML_FOLDED_SCALAR_STYLE => ScalarStyle::Folded,
+        unsafe_libyaml::YAML_SINGLE_QUOTED_SCALAR_STYLE => ScalarStyle::SingleQuoted,
+        unsafe_libyaml::YAML_DOUBLE_QUOTED_SCALAR_STYLE => ScalarStyle::DoubleQuoted,
+        unsafe_libyaml::YAML_LITERAL_SCALAR_STYLE => ScalarStyle::Literal,
+        unsafe_libyaml::YAML_FOLDED_SCALAR_STYLE => ScalarStyle::Folded,
         _ => ScalarStyle::Plain,
     }
 }
@@ -166,14 +169,16 @@ unsafe fn c_string(ptr: *const u8) -> Option<String> {
 
 /// # Safety
 /// `event` was filled by a successful `yaml_parser_parse`.
-unsafe fn copy_event(event: &sys::yaml_event_t) -> Event {
+unsafe fn copy_event(event: &unsafe_libyaml::yaml_event_t) -> Event {
     match event.type_ {
-        sys::YAML_STREAM_START_EVENT => Event::StreamStart,
-        sys::YAML_STREAM_END_EVENT => Event::StreamEnd,
-        sys::YAML_DOCUMENT_START_EVENT => Event::DocumentStart,
-        sys::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
-        sys::YAML_ALIAS_EVENT => Event::Alias { anchor: c_string(event.data.alias.anchor).unwrap_or_default() },
-        sys::YAML_SCALAR_EVENT => {
+        unsafe_libyaml::YAML_STREAM_START_EVENT => Event::StreamStart,
+        unsafe_libyaml::YAML_STREAM_END_EVENT => Event::StreamEnd,
+        unsafe_libyaml::YAML_DOCUMENT_START_EVENT => Event::DocumentStart,
+        unsafe_libyaml::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
+        unsafe_libyaml::YAML_ALIAS_EVENT => {
+            Event::Alias { anchor: c_string(event.data.alias.anchor).unwrap_or_default() }
+        }
+        unsafe_libyaml::YAML_SCALAR_EVENT => {
             let scalar = event.data.scalar;
             let bytes = std::slice::from_raw_parts(scalar.value, scalar.length as usize);
             Event::Scalar {
@@ -184,12 +189,12 @@ unsafe fn copy_event(event: &sys::yaml_event_t) -> Event {
                 style: style(scalar.style),
             }
         }
-        sys::YAML_SEQUENCE_START_EVENT => Event::SequenceStart {
+        unsafe_libyaml::YAML_SEQUENCE_START_EVENT => Event::SequenceStart {
             anchor: c_string(event.data.sequence_start.anchor),
             tag: c_string(event.data.sequence_start.tag),
         },
-        sys::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
-        sys::YAML_MAPPING_START_EVENT => Event::MappingStart {
+        unsafe_libyaml::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
+        unsafe_libyaml::YAML_MAPPING_START_EVENT => Event::MappingStart {
             anchor: c_string(event.data.mapping_start.anchor),
             tag: c_string(event.data.mapping_start.tag),
         },
@@ -199,11 +204,11 @@ unsafe fn copy_event(event: &sys::yaml_event_t) -> Event {
 
 /// # Safety
 /// `parser` is initialized and its last call failed.
-unsafe fn error_of(parser: *mut sys::yaml_parser_t) -> ParseError {
+unsafe fn error_of(parser: *mut unsafe_libyaml::yaml_parser_t) -> ParseError {
     let parser = &*parser;
     let problem = c_string(parser.problem.cast()).unwrap_or_else(|| "invalid YAML".to_string());
     let context = c_string(parser.context.cast()).map(|context| (context, mark(parser.context_mark)));
-    if parser.error == sys::YAML_READER_ERROR {
+    if parser.error == unsafe_libyaml::YAML_READER_ERROR {
         let at = Mark { index: parser.problem_offset as usize, ..Mark::default() };
         return ParseError { problem, mark: at, offset_only: true, context };
     }

@@ -94,10 +94,9 @@ fn misplaced_tab(text: &str, tokens: &[(Token, usize, usize)]) -> Option<usize> 
         };
         ranges.push((start, end, tabs_allowed));
     }
-    let mut chars = text.char_indices().peekable();
     let mut next_range = 0;
     let mut in_comment = false;
-    while let Some((at, c)) = chars.next() {
+    for (at, c) in text.char_indices() {
         while next_range < ranges.len() && ranges[next_range].1 <= at {
             next_range += 1;
         }

@@ -15,6 +15,7 @@ pub mod toml_tree;
 pub mod tree;
 pub mod truss;
 pub mod weights;
+pub mod yaml_construct;
 pub mod yaml_load;
 pub mod yaml_quirks;
 pub mod yaml_resolve;

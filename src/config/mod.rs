@@ -7,6 +7,7 @@
 pub mod cerebrium;
 pub mod diagnostics;
 pub mod extension;
+pub mod libyaml;
 pub mod reader;
 pub mod requirement;
 pub mod suggest;
@@ -14,6 +15,10 @@ pub mod toml_tree;
 pub mod tree;
 pub mod truss;
 pub mod weights;
+pub mod yaml_construct;
+pub mod yaml_load;
+pub mod yaml_quirks;
+pub mod yaml_resolve;
 pub mod yaml_tree;
 
 use crate::spec::{ConfigFormat, Spec};
@@ -115,7 +120,7 @@ pub fn load_text(file: &Path, text: &str) -> Loaded {
             Err(diagnostic) => (None, Diagnostics { items: vec![diagnostic], ..diags }),
         },
         ConfigFormat::Truss => match yaml_tree::parse(file, text) {
-            Ok(tree) => truss::load(&tree, &project_dir, diags),
+            Ok((tree, warnings)) => truss::load(&tree, &project_dir, Diagnostics { items: warnings, ..diags }),
             Err(diagnostic) => (None, Diagnostics { items: vec![diagnostic], ..diags }),
         },
     };

@@ -1,155 +1,172 @@
-//! YAML text → [`Node`] tree, keeping the position of every key and value.
+//! Truss `config.yaml` text → the shared config [`Node`] tree, with positions.
 //!
-//! Built on yaml-rust2's event parser because serde_yaml drops positions once a
-//! document has parsed, and we need them for errors about valid YAML with wrong values.
-//! Plain scalars are typed with the YAML 1.2 core schema (plus `yes`/`no`
-//! left as strings, as 1.2 says).
+//! The YAML is loaded by [`yaml_load`](super::yaml_load), which accepts and
+//! means exactly what PyYAML's `yaml.safe_load` does (Truss's own reader). Its
+//! Python-typed values map onto the tree like this:
+//! - null, booleans, ints, floats and strings as they are (`yes`/`on` are
+//!   booleans, `0x1F` is 31, `1e3` is the string "1e3", as in YAML 1.1);
+//! - a timestamp (`2024-01-01`) and `!!binary` become the string Python's
+//!   `str()` gives them, an int beyond 64 bits becomes a number, a `!!set` a list;
+//! - a map key that is not a string is named as Python's `str()` names it
+//!   (`on:` is the key `True`).
+//!
+//! A repeated key keeps its last value, as in PyYAML, and gets a warning.
+//! An empty file is an empty mapping (Truss reads `safe_load(...) or {}`).
 
 use super::diagnostics::Diagnostic;
 use super::tree::{Key, Node, Span, Value};
+use super::yaml_load::{self, Stage, Yaml, YamlError, YamlValue};
+use super::yaml_resolve::Timestamp;
 use std::path::Path;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-pub fn parse(file: &Path, text: &str) -> Result<Node, Diagnostic> {
-    let mut builder = Builder { stack: Vec::new(), root: None, anchors: Vec::new(), error: None };
-    let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|err| {
-        let marker = err.marker();
-        Diagnostic::error(
+/// The tree of `text`, with warnings (repeated keys), or the reason it is not valid YAML.
+pub fn parse(file: &Path, text: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
+    let document = yaml_load::load(text).map_err(|err| diagnostic(file, &err))?;
+    let mut warnings: Vec<Diagnostic> = Vec::new();
+    for duplicate in &document.duplicate_keys {
+        let warning = Diagnostic::warning(
             file,
-            Some(Span { line: marker.line(), col: marker.col() + 1 }),
-            format!("invalid YAML: {}", err.info()),
+            Some(duplicate.repeated),
+            format!(
+                "key `{}` is given again here (first at {}); the last value is used, as PyYAML does",
+                python_str(&duplicate.key.value),
+                duplicate.first
+            ),
         )
-        .with_hint("check the indentation: nested keys need more spaces than their parent, and tabs are not allowed")
-    })?;
-    if let Some((span, message)) = builder.error {
-        return Err(Diagnostic::error(file, Some(span), message));
-    }
-    Ok(builder.root.unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Span { line: 1, col: 1 })))
-}
-
-enum Frame {
-    Seq(Vec<Node>, Span, usize),
-    Map(Vec<(Key, Node)>, Span, usize, Option<Key>),
-}
-
-struct Builder {
-    stack: Vec<Frame>,
-    root: Option<Node>,
-    anchors: Vec<(usize, Node)>,
-    error: Option<(Span, String)>,
-}
-
-impl Builder {
-    fn push_value(&mut self, node: Node, anchor: usize) {
-        if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
-        }
-        match self.stack.last_mut() {
-            None => self.root = Some(node),
-            Some(Frame::Seq(items, _, _)) => items.push(node),
-            Some(Frame::Map(entries, _, _, pending)) => match pending.take() {
-                None => {
-                    let name = match node.value {
-                        Value::Str(s) => s,
-                        Value::Int(i) => i.to_string(),
-                        Value::Float(f) => f.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        Value::Null => "null".to_string(),
-                        _ => {
-                            self.error.get_or_insert((
-                                node.span,
-                                "invalid YAML: a list or mapping cannot be a key".to_string(),
-                            ));
-                            String::new()
-                        }
-                    };
-                    if entries.iter().any(|(k, _)| k.name == name) && self.error.is_none() {
-                        self.error = Some((node.span, format!("invalid YAML: duplicate key `{name}`")));
-                    }
-                    *pending = Some(Key { name, span: node.span });
-                }
-                Some(key) => entries.push((key, node)),
-            },
+        .with_hint("remove one of the two entries");
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
         }
     }
+    let root = match document.root {
+        Some(root) if root.value != YamlValue::Null => to_node(root),
+        _ => Node::new(Value::Map(Vec::new()), Span { line: 1, col: 1 }),
+    };
+    Ok((root, warnings))
 }
 
-fn span_of(mark: Marker) -> Span {
-    Span { line: mark.line(), col: mark.col() + 1 }
-}
-
-fn scalar(text: String, style: TScalarStyle) -> Value {
-    if style != TScalarStyle::Plain {
-        return Value::Str(text);
+fn diagnostic(file: &Path, err: &YamlError) -> Diagnostic {
+    let mut message = format!("invalid YAML: {}", err.problem);
+    if let Some((context, span)) = &err.context {
+        let joint = if context.starts_with("while") { " that starts" } else { "" };
+        message.push_str(&format!(" ({context}{joint} at {span})"));
     }
-    match text.as_str() {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
-        _ => {}
-    }
-    if let Ok(i) = text.parse::<i64>() {
-        return Value::Int(i);
-    }
-    let looks_numeric = text.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'))
-        && text.chars().any(|c| c.is_ascii_digit());
-    if looks_numeric {
-        if let Ok(f) = text.parse::<f64>() {
-            return Value::Float(f);
+    let hint = match err.stage {
+        Stage::Syntax if err.problem.contains("tab") || err.problem.contains("cannot start any token") => {
+            "indent with spaces: YAML does not allow tabs for indentation"
         }
-    }
-    Value::Str(text)
+        Stage::Syntax => "check the indentation (nested keys need more spaces than their parent) and that every bracket and quote is closed",
+        Stage::Value if err.problem.contains("tag") => {
+            "Truss reads config.yaml with yaml.safe_load, which knows only the standard tags (!!str, !!int, !!float, !!bool, !!null, !!timestamp, !!binary, !!seq, !!map, !!set, !!omap, !!pairs); quote the value to keep it as text"
+        }
+        Stage::Value if err.problem.contains("alias") || err.problem.contains("anchor") => {
+            "an alias `*name` needs one anchor `&name` earlier in the file"
+        }
+        Stage::Value => "quote the value to keep it as text",
+    };
+    Diagnostic::error(file, err.span, message).with_hint(hint)
 }
 
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, event: Event, mark: Marker) {
-        let span = span_of(mark);
-        match event {
-            Event::Scalar(text, style, anchor, _tag) => self.push_value(Node::new(scalar(text, style), span), anchor),
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), span, anchor)),
-            Event::SequenceEnd => {
-                if let Some(Frame::Seq(items, start, anchor)) = self.stack.pop() {
-                    self.push_value(Node::new(Value::Seq(items), start), anchor);
-                }
-            }
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(Vec::new(), span, anchor, None)),
-            Event::MappingEnd => {
-                if let Some(Frame::Map(entries, start, anchor, _)) = self.stack.pop() {
-                    self.push_value(Node::new(Value::Map(entries), start), anchor);
-                }
-            }
-            Event::Alias(id) => {
-                let found = self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone());
-                match found {
-                    Some(mut node) => {
-                        node.span = span;
-                        self.push_value(node, 0)
-                    }
-                    None => {
-                        self.error.get_or_insert((span, "invalid YAML: unknown alias".to_string()));
-                    }
-                }
-            }
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
-        }
+fn to_node(yaml: Yaml) -> Node {
+    let value = match yaml.value {
+        YamlValue::Null => Value::Null,
+        YamlValue::Bool(b) => Value::Bool(b),
+        YamlValue::Int(i) => Value::Int(i),
+        YamlValue::BigInt(digits) => Value::Float(digits.parse().unwrap_or(f64::NAN)),
+        YamlValue::Float(f) => Value::Float(f),
+        YamlValue::Str(s) => Value::Str(s),
+        scalar @ (YamlValue::Bytes(_) | YamlValue::Timestamp(_)) => Value::Str(python_str(&scalar)),
+        YamlValue::Seq(items) | YamlValue::Set(items) => Value::Seq(items.into_iter().map(to_node).collect()),
+        YamlValue::Map(entries) => Value::Map(
+            entries
+                .into_iter()
+                .map(|(key, value)| (Key { name: python_str(&key.value), span: key.span }, to_node(value)))
+                .collect(),
+        ),
+    };
+    Node::new(value, yaml.span)
+}
+
+/// Python's `str()` of a scalar (what Truss would see if it turned the value into text).
+fn python_str(value: &YamlValue) -> String {
+    match value {
+        YamlValue::Null => "None".to_string(),
+        YamlValue::Bool(true) => "True".to_string(),
+        YamlValue::Bool(false) => "False".to_string(),
+        YamlValue::Int(i) => i.to_string(),
+        YamlValue::BigInt(digits) => digits.clone(),
+        YamlValue::Float(f) => python_float_repr(*f),
+        YamlValue::Str(s) => s.clone(),
+        YamlValue::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        YamlValue::Timestamp(ts) => timestamp_str(ts),
+        YamlValue::Seq(_) | YamlValue::Set(_) | YamlValue::Map(_) => String::new(),
     }
+}
+
+/// `repr(float)`: the shortest round-trip digits, in fixed notation for
+/// exponents from -4 to 15 and in scientific notation otherwise.
+fn python_float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".to_string();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    let scientific = format!("{f:e}");
+    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} has an exponent");
+    let exponent: i32 = exponent.parse().expect("an integer exponent");
+    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if (-4..16).contains(&exponent) {
+        let point = exponent + 1;
+        let text = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat((-point) as usize))
+        } else if point as usize >= digits.len() {
+            format!("{digits}{}.0", "0".repeat(point as usize - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+        };
+        format!("{sign}{text}")
+    } else {
+        let rest = if digits.len() > 1 { format!(".{}", &digits[1..]) } else { String::new() };
+        format!("{sign}{}{rest}e{}{:02}", &digits[..1], if exponent < 0 { '-' } else { '+' }, exponent.abs())
+    }
+}
+
+/// `str(datetime.date)` / `str(datetime.datetime)`.
+fn timestamp_str(ts: &Timestamp) -> String {
+    let date = format!("{:04}-{:02}-{:02}", ts.year, ts.month, ts.day);
+    let Some(time) = ts.time else { return date };
+    let mut text = format!("{date} {:02}:{:02}:{:02}", time.hour, time.minute, time.second);
+    if time.microsecond > 0 {
+        text.push_str(&format!(".{:06}", time.microsecond));
+    }
+    if let Some(offset) = time.offset_minutes {
+        let sign = if offset < 0 { '-' } else { '+' };
+        text.push_str(&format!("{sign}{:02}:{:02}", offset.abs() / 60, offset.abs() % 60));
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn tree(text: &str) -> Node {
+        parse(Path::new("config.yaml"), text).unwrap().0
+    }
+
     #[test]
-    fn types_plain_scalars_and_keeps_quoted_strings() {
-        let text = "a: 1\nb: \"1\"\nc: true\nd: py311\ne:\n  - x\n  - 2.5\nf: ~\n";
-        let node = parse(Path::new("config.yaml"), text).unwrap();
+    fn types_plain_scalars_as_yaml_1_1_and_keeps_quoted_strings() {
+        let text = "a: 1\nb: \"1\"\nc: yes\nd: py311\ne:\n  - x\n  - 2.5\nf: ~\ng: 1e3\nh: 2024-01-01\n";
+        let node = tree(text);
         assert_eq!(node.get("a").unwrap().value, Value::Int(1));
         assert_eq!(node.get("b").unwrap().value, Value::Str("1".into()));
         assert_eq!(node.get("c").unwrap().value, Value::Bool(true));
         assert_eq!(node.get("d").unwrap().value, Value::Str("py311".into()));
         assert_eq!(node.get("f").unwrap().value, Value::Null);
+        assert_eq!(node.get("g").unwrap().value, Value::Str("1e3".into()));
+        assert_eq!(node.get("h").unwrap().value, Value::Str("2024-01-01".into()));
         let e = node.get("e").unwrap();
         assert_eq!(e.span, Span { line: 6, col: 3 });
         match &e.value {
@@ -159,22 +176,53 @@ mod tests {
     }
 
     #[test]
-    fn positions_are_one_based() {
-        let node = parse(Path::new("config.yaml"), "model_name: x\nport: 80\n").unwrap();
+    fn positions_are_one_based_and_count_characters() {
+        let node = tree("model_name: é\nport: 80\nnamé: {a: 1}\n");
         assert_eq!(node.get("port").unwrap().span, Span { line: 2, col: 7 });
+        assert_eq!(node.get("namé").unwrap().span, Span { line: 3, col: 7 });
     }
 
     #[test]
     fn bad_indentation_is_an_error_with_position() {
         let err = parse(Path::new("config.yaml"), "a:\n  b: 1\n c: 2\n").unwrap_err();
-        assert!(err.span.is_some());
+        assert_eq!(err.span.unwrap().line, 3);
         assert!(err.message.starts_with("invalid YAML"), "{}", err.message);
+        assert!(err.hint.is_some());
     }
 
     #[test]
-    fn duplicate_keys_are_rejected() {
-        let err = parse(Path::new("config.yaml"), "a: 1\na: 2\n").unwrap_err();
-        assert!(err.message.contains("duplicate key `a`"), "{}", err.message);
-        assert_eq!(err.span.unwrap().line, 2);
+    fn duplicate_keys_keep_the_last_value_with_a_warning() {
+        let (node, warnings) = parse(Path::new("config.yaml"), "a: 1\na: 2\n").unwrap();
+        assert_eq!(node.get("a").unwrap().value, Value::Int(2));
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].message.contains("key `a` is given again"), "{}", warnings[0].message);
+        assert_eq!(warnings[0].span.unwrap().line, 2);
+    }
+
+    #[test]
+    fn non_string_keys_are_named_as_python_prints_them() {
+        let node = tree("on: 1\n1.5: 2\n~: 3\n1e20: 4\n");
+        let names: Vec<&str> = node.as_map().unwrap().iter().map(|(k, _)| k.name.as_str()).collect();
+        assert_eq!(names, ["True", "1.5", "None", "1e20"]);
+        assert_eq!(python_float_repr(1e22), "1e+22");
+        assert_eq!(python_float_repr(0.0001), "0.0001");
+        assert_eq!(python_float_repr(1e-5), "1e-05");
+        assert_eq!(python_float_repr(-2.0), "-2.0");
+        assert_eq!(python_float_repr(123456789.125), "123456789.125");
+    }
+
+    /// Issue 16, item 4: yaml-rust2 refused this with "invalid indentation"; PyYAML loads it.
+    #[test]
+    fn a_flow_mapping_may_span_lines_at_its_keys_indentation() {
+        let node =
+            tree("model_metadata:\n  example_model_input: {\n  \"prompt\": \"a\",\n  \"n\": 1\n  }\n  tags: [a]\n");
+        let input = node.get("model_metadata").unwrap().get("example_model_input").unwrap();
+        assert_eq!(input.get("n").unwrap().value, Value::Int(1));
+        assert_eq!(input.span, Span { line: 2, col: 24 });
+    }
+
+    #[test]
+    fn empty_file_is_an_empty_mapping() {
+        assert_eq!(tree("# only a comment\n").value, Value::Map(Vec::new()));
     }
 }

@@ -199,6 +199,23 @@ failure_reason() {
     first="$(grep -m1 '^error: ' "$err" | sed 's/^error: //' || true)"
     first="${first%:}"
     detail="$(grep -m1 -E '^ *cause: |^ERROR: ' "$err" | sed -E 's/^ *(cause|ERROR): //' || true)"
+    # uv names every package that has no wheel in a hint of its own; a
+    # failed git fetch ends with git's `fatal:` line.
+    local no_wheel fatal
+    no_wheel="$(grep -oE '^hint: Wheels are required for `[^`]+`' "$err" | sed -E 's/.*`([^`]+)`/\1/' | paste -sd, - | sed 's/,/, /g' || true)"
+    fatal="$(grep -m1 -E '^ *fatal: ' "$err" | sed -E 's/^ *//' || true)"
+    # Other uv errors (a failed download): uv's own error line and its
+    # innermost cause.
+    local uv_error last_cause
+    uv_error="$(grep '^error: ' "$err" | sed -n 2p | sed 's/^error: //' || true)"
+    last_cause="$(grep -E '^ *cause: ' "$err" | tail -n 1 | sed -E 's/^ *cause: //' || true)"
+    if [[ -n "$no_wheel" ]]; then
+        detail="no usable wheel for the target: $no_wheel"
+    elif [[ -n "$fatal" ]]; then
+        detail="$uv_error: $fatal"
+    elif [[ -n "$uv_error" && "$uv_error" != "No solution found"* ]]; then
+        detail="$uv_error${last_cause:+: $last_cause}"
+    fi
     if [[ -z "$detail" ]]; then
         detail="$(grep '^error: ' "$err" | sed -n 2p | sed 's/^error: //' || true)"
     fi
@@ -382,6 +399,9 @@ main() {
 }
 
 # Sourcing the file (to try a function) does not run it.
+# `exit` inside the block: bash has read all of it before running main, so
+# editing this file while it runs cannot change what it does next.
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     main "$@"
+    exit
 fi

@@ -7,7 +7,7 @@
 #
 #   scripts/real-projects.sh [--quick | --sets NAME,NAME] [--out FILE]
 #                            [--tools uv,pip] [--timeout SECONDS]
-#                            [--work DIR] [--cache-dir DIR] [--report-only]
+#                            [--work DIR] [--cache-dir DIR] [--report-only] [--no-run]
 #
 #   --quick        a handful of fast sets (for CI)
 #   --sets A,B     only these sets
@@ -18,6 +18,8 @@
 #   --cache-dir    imgbake's cache, where pip runs download wheels
 #                  (default <target>/real-projects/cache; torch sets fill GBs)
 #   --report-only  exit 0 even when a run failed for imgbake's own fault
+#   --no-run       run nothing: report the outcomes the last run left in the
+#                  project folders (after editing reasons.tsv, say)
 #
 # Exit status: 1 when a run failed for a reason that is imgbake's fault or
 # that no rule in reasons.tsv explains (unless --report-only), else 0.
@@ -260,7 +262,7 @@ rule_regex() {
 # ---------------------------------------------------------------------------
 
 main() {
-    local selected="" out="" tools="uv,pip" timeout_seconds=600 report_only=""
+    local selected="" out="" tools="uv,pip" timeout_seconds=600 report_only="" no_run=""
     work="" cache_dir=""
     while [[ $# -gt 0 ]]; do
         case "$1" in
@@ -272,6 +274,7 @@ main() {
             --work) work="${2:?--work needs a directory}"; shift ;;
             --cache-dir) cache_dir="${2:?--cache-dir needs a directory}"; shift ;;
             --report-only) report_only=1 ;;
+            --no-run) no_run=1 ;;
             -h | --help) usage; exit 0 ;;
             *) usage >&2; die "unknown argument \`$1\`" ;;
         esac
@@ -284,7 +287,8 @@ main() {
     export PATH="$PATH:$scripts_dir"
     command -v uv >/dev/null || die "uv is not on PATH (pip install uv)"
     target="$(target_directory)"
-    imgbake="$(find_imgbake "$target")"
+    imgbake="(not run: --no-run)"
+    [[ -n "$no_run" ]] || imgbake="$(find_imgbake "$target")"
     work="${work:-$target/real-projects}"
     cache_dir="${cache_dir:-$work/cache}"
     bookworm_rootfs="$target/imgbake-fixtures/bookworm-python-rootfs"
@@ -318,7 +322,7 @@ main() {
     echo
 
     local -a table=() failures=()
-    local blocking=0 set python config requirements source tool dir base status started result fault cells
+    local blocking=0 set python config requirements source tool dir base status started seconds result fault cells
     for row in "${rows[@]}"; do
         IFS=$'\t' read -r set python config requirements source <<<"$row"
         [[ "$python" =~ ^3\.1[0-2]$ ]] || die "$sets_file: set $set: python must be 3.10, 3.11 or 3.12, not \`$python\`"
@@ -335,12 +339,24 @@ main() {
                 continue
             fi
             dir="$work/projects/$set/$tool"
-            write_project "$dir" "$set" "$python" "$config" "$requirements" "$tool"
-            started=$SECONDS
-            status=0
-            timeout --kill-after=15 "$timeout_seconds" \
-                "$imgbake" lock --base "$base" --cache-dir "$cache_dir" "$dir" \
-                >"$dir/lock.stdout" 2>"$dir/lock.stderr" </dev/null || status=$?
+            if [[ -n "$no_run" ]]; then
+                # The outcome the last run left in the folder.
+                if [[ ! -f "$dir/lock.status" ]]; then
+                    printf '%-24s %-5s %-4s not run\n' "$set" "$python" "$tool"
+                    cells+=" | (not run)"
+                    continue
+                fi
+                read -r status seconds <"$dir/lock.status"
+            else
+                write_project "$dir" "$set" "$python" "$config" "$requirements" "$tool"
+                started=$SECONDS
+                status=0
+                timeout --kill-after=15 "$timeout_seconds" \
+                    "$imgbake" lock --base "$base" --cache-dir "$cache_dir" "$dir" \
+                    >"$dir/lock.stdout" 2>"$dir/lock.stderr" </dev/null || status=$?
+                seconds=$((SECONDS - started))
+                echo "$status $seconds" >"$dir/lock.status"
+            fi
             if [[ $status -eq 0 ]]; then
                 result="locked ($(lock_summary "$dir/imgbake.lock" "$requirements"))"
                 fault=""
@@ -351,7 +367,7 @@ main() {
                 result="$(failure_reason "$dir/lock.stderr")"
                 fault="$(classify "$dir/lock.stderr")"
             fi
-            printf '%-24s %-5s %-4s %s (%ss)\n' "$set" "$python" "$tool" "$result" "$((SECONDS - started))"
+            printf '%-24s %-5s %-4s %s (%ss)\n' "$set" "$python" "$tool" "$result" "$seconds"
             if [[ -n "$fault" ]]; then
                 printf '%-35s → %s\n' "" "$fault"
                 failures+=("$set|$python|$tool|$fault|$result")

@@ -28,6 +28,8 @@ struct DiagnosticJson {
     line: Option<usize>,
     column: Option<usize>,
     message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<String>,
     hint: Option<String>,
 }
 
@@ -39,6 +41,7 @@ impl From<&Diagnostic> for DiagnosticJson {
             line: d.span.map(|s| s.line),
             column: d.span.map(|s| s.col),
             message: d.message.clone(),
+            cause: d.cause.clone(),
             hint: d.hint.clone(),
         }
     }

@@ -219,7 +219,7 @@ fn docker_server<'a>(
         if command.trim().is_empty() {
             reader.diags.error(span, "`docker_server.start_command` is empty");
         }
-        runtime.entrypoint = vec!["/bin/sh".to_string(), "-c".to_string(), command];
+        runtime.entrypoint = super::command::shell(&command);
     } else if section.node.is_some() {
         let span = reader.span(section);
         reader.diags.error(span, "`docker_server` has no `start_command`; it is required");

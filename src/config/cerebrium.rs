@@ -93,6 +93,7 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
 
     let dependencies = dependencies(&mut reader, cerebrium, project_dir);
     let ext = extension::load(&mut reader, root, project_dir);
+    let runtime = Runtime { check_entrypoint: ext.check_entrypoint.unwrap_or(true), ..runtime };
 
     if dockerfile_path.is_some() {
         let overridden: Vec<&str> =
@@ -251,7 +252,6 @@ fn custom_runtime<'a>(reader: &mut Reader<'a>, custom: Section<'a>) -> Runtime {
     runtime
 }
 
-/// The port an entrypoint names (`--port 8000`, `--port=8000`, `--bind 0.0.0.0:8000`).
 /// `entrypoint` as a list, or as one string split the way a POSIX shell
 /// would (real cerebrium.toml files write `entrypoint = "uvicorn main:app …"`);
 /// a warning shows the list a string became.
@@ -281,6 +281,7 @@ fn entrypoint<'a>(reader: &mut Reader<'a>, custom: Section<'a>) -> Option<Vec<(S
     Some(argv.into_iter().map(|arg| (arg, span)).collect())
 }
 
+/// The port an entrypoint names (`--port 8000`, `--port=8000`, `--bind 0.0.0.0:8000`).
 fn port_in_command(args: &[(String, Span)]) -> Option<(u16, Span)> {
     for (i, (arg, span)) in args.iter().enumerate() {
         let value = if arg == "--port" || arg == "-p" || arg == "--bind" || arg == "-b" {
@@ -609,7 +610,6 @@ mod tests {
     }
 
     #[test]
-    #[test]
     fn entrypoint_string_is_split_with_a_warning_showing_the_list() {
         let text = "[cerebrium.deployment]\nname = \"a\"\n[cerebrium.runtime.custom]\nport = 5000\nentrypoint = \"uvicorn main:app --host 0.0.0.0 --port 5000\"\n";
         let loaded = load_text(Path::new("cerebrium.toml"), text);
@@ -643,6 +643,7 @@ mod tests {
         );
     }
 
+    #[test]
     fn entrypoint_port_mismatch_warns() {
         let text = "[cerebrium.deployment]\nname = \"a\"\n[cerebrium.runtime.custom]\nport = 8000\nentrypoint = [\"uvicorn\", \"m:app\", \"--port\", \"9000\"]\n";
         let loaded = load_text(Path::new("c.toml"), text);

@@ -345,7 +345,7 @@ fn scan_layer(stream: Box<dyn Read>) -> io::Result<LayerFacts> {
             continue;
         }
         let kind = entry.header().entry_type();
-        if !is_interesting(&path) && !(in_bin_dir(&path) && !kind.is_dir()) {
+        if !is_interesting(&path) && (kind.is_dir() || !in_bin_dir(&path)) {
             continue;
         }
         if kind.is_symlink() {

@@ -41,7 +41,7 @@ impl From<&Diagnostic> for DiagnosticJson {
             line: d.span.map(|s| s.line),
             column: d.span.map(|s| s.col),
             message: d.message.clone(),
-            cause: d.cause.clone(),
+            cause: d.cause.as_deref().map(str::to_string),
             hint: d.hint.clone(),
         }
     }

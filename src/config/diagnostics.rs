@@ -21,8 +21,9 @@ pub struct Diagnostic {
     pub span: Option<Span>,
     pub message: String,
     /// What a lower layer (the TOML or YAML parser) said, when it is not the
-    /// message itself; printed as `caused by:`.
-    pub cause: Option<String>,
+    /// message itself; printed as `caused by:`. Boxed so that a Diagnostic
+    /// stays small enough to be an `Err` by value.
+    pub cause: Option<Box<str>>,
     pub hint: Option<String>,
 }
 
@@ -43,7 +44,7 @@ impl Diagnostic {
     }
 
     pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
-        self.cause = Some(cause.into());
+        self.cause = Some(cause.into().into_boxed_str());
         self
     }
 

@@ -46,14 +46,16 @@ mkdir -p "$work"
 # shellcheck source=scripts/bench-lib.sh
 source "$repo_root/scripts/bench-lib.sh"
 cargo build --release --quiet --bin imgbake --example gen_bf16
-imgbake="$repo_root/target/release/imgbake"
+# shellcheck source=scripts/target-dir.sh
+source "$repo_root/scripts/target-dir.sh"
+imgbake="$target_dir/release/imgbake"
 
 # The project: the fixture with compression none and 1 GiB of weights.
 project="$work/project"
 cp -r fixtures/cerebrium-local-weights "$project"
 sed -i 's/^compression = .*/compression = "none"/' "$project/cerebrium.toml"
 grep -q '^compression = "none"' "$project/cerebrium.toml"
-target/release/examples/gen_bf16 "$project/weights/tiny/model-1g.bf16" 1024  # size in MiB
+"$target_dir/release/examples/gen_bf16" "$project/weights/tiny/model-1g.bf16" 1024  # size in MiB
 sync
 
 cache="$work/cache"
@@ -156,7 +158,7 @@ rm -rf "$work/registry"
 # 5. A 4 GiB file: four different GiB of gen_bf16 data (not sparse).
 rm -f "$project/weights/tiny/model-1g.bf16"
 for seed in 1 2 3 4; do
-  target/release/examples/gen_bf16 "$work/part-$seed" 1024 "$seed"
+  "$target_dir/release/examples/gen_bf16" "$work/part-$seed" 1024 "$seed"
 done
 cat "$work"/part-{1,2,3,4} > "$project/weights/tiny/model-4g.bf16"
 rm -f "$work"/part-*

@@ -31,10 +31,12 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t ? "met" : "MISSED") }
 
 bench_project() {
   cargo build --release --quiet --bin imgbake --example gen_bf16
-  imgbake="$repo_root/target/release/imgbake"
+  # shellcheck source=scripts/target-dir.sh
+  source "$repo_root/scripts/target-dir.sh"
+  imgbake="$target_dir/release/imgbake"
   project="$work/project"
   cp -r "$repo_root/fixtures/cerebrium-local-weights" "$project"
   weights="$project/weights/tiny/model-1g.bf16"
-  "$repo_root/target/release/examples/gen_bf16" "$weights" 1024   # MiB
+  "$target_dir/release/examples/gen_bf16" "$weights" 1024   # MiB
   sync
 }

@@ -16,7 +16,9 @@ mkdir -p "$work"
 [ -x /usr/bin/time ] || { echo "error: /usr/bin/time is missing (apt install time)" >&2; exit 1; }
 
 cargo build --release --quiet --example gen_bf16 --example bake_layer
-bin=target/release/examples
+# shellcheck source=scripts/target-dir.sh
+source scripts/target-dir.sh
+bin="$target_dir/release/examples"
 file="$work/weights-1g.bf16"
 [ -f "$file" ] || "$bin/gen_bf16" "$file" 1024
 

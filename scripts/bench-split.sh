@@ -8,8 +8,10 @@
 #
 # Usage: scripts/bench-split.sh [--shapes sd,shards] [--splits 64,128,256,512,1024,0]
 #          [--conn-mbs 60] [--total-mbs 125] [--latency-ms 50] [--scale 0.25]
-# Writes target/split-results/split.json. Needs umoci (bash .ci/run installs it).
+# Writes <cargo target dir>/split-results/split.json. Needs umoci (bash .ci/run installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin imgbake --example split_bench
-exec target/release/examples/split_bench --imgbake target/release/imgbake --out target/split-results "$@"
+# shellcheck source=scripts/target-dir.sh
+source scripts/target-dir.sh
+exec "$target_dir/release/examples/split_bench" --imgbake "$target_dir/release/imgbake" --out "$target_dir/split-results" "$@"

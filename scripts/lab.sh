@@ -7,9 +7,9 @@
 # predictions from a profile calibrated on this machine. See examples/lab.rs.
 #
 # Usage: scripts/lab.sh [--sizes 256,1024,4096] [--runs N] [--no-gate] [--debug]
-#   --debug    use target/debug binaries (what CI has already built)
+#   --debug    use debug binaries (what CI has already built)
 #   --no-gate  report, but exit 0 even when a prediction is off by > 25%
-# Writes target/lab-results/{lab.json,lab.md,lab.svg}. Needs root, and
+# Writes <cargo target dir>/lab-results/{lab.json,lab.md,lab.svg}. Needs root, and
 # docker-registry, skopeo, umoci and runc (bash .ci/run installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,4 +30,6 @@ if [[ -z "${IMGBAKE_HOOK_BINARY:-}" ]]; then
   IMGBAKE_HOOK_BINARY="$(realpath "$(scripts/build-hook.sh | tail -n 1)")"
   export IMGBAKE_HOOK_BINARY
 fi
-exec "target/$profile/examples/lab" --imgbake "target/$profile/imgbake" --out target/lab-results "${args[@]}"
+# shellcheck source=scripts/target-dir.sh
+source scripts/target-dir.sh
+exec "$target_dir/$profile/examples/lab" --imgbake "$target_dir/$profile/imgbake" --out "$target_dir/lab-results" "${args[@]}"

@@ -18,15 +18,19 @@ fi
 echo "== building imgbake (release)"
 cargo build --release --quiet
 
+# shellcheck source=scripts/target-dir.sh
+source scripts/target-dir.sh
+imgbake="$target_dir/release/imgbake"
+
 echo "== base root filesystem (debootstrap bookworm + python3, cached)"
 rootfs=target/imgbake-fixtures/bookworm-python-rootfs
 bash scripts/make-base-rootfs.sh "$rootfs"
 
 echo "== imgbake validate fixtures/cerebrium-local-weights"
-./target/release/imgbake validate fixtures/cerebrium-local-weights
+"$imgbake" validate fixtures/cerebrium-local-weights
 
 echo "== imgbake build fixtures/cerebrium-local-weights → oci:imgbake-out:local-weights"
-./target/release/imgbake build fixtures/cerebrium-local-weights \
+"$imgbake" build fixtures/cerebrium-local-weights \
   --base "rootfs:$rootfs" --output oci:imgbake-out:local-weights
 
 echo "== skopeo inspect oci:imgbake-out:local-weights"

@@ -121,7 +121,7 @@ pub struct AppFiles {
     pub workdir: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Runtime {
     /// The command the container runs; empty means the base image's own.
     pub entrypoint: Vec<String>,
@@ -131,6 +131,28 @@ pub struct Runtime {
     pub environment: BTreeMap<String, String>,
     /// Names of secrets the app expects at run time. Values never enter imgbake.
     pub secret_names: Vec<String>,
+    /// Check that the entrypoint's programs are in the image (`[imgbake]
+    /// check_entrypoint`, default true; shown in JSON only when false).
+    #[serde(skip_serializing_if = "is_true")]
+    pub check_entrypoint: bool,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime {
+            entrypoint: Vec::new(),
+            port: None,
+            healthcheck_endpoint: None,
+            readycheck_endpoint: None,
+            environment: BTreeMap::new(),
+            secret_names: Vec::new(),
+            check_entrypoint: true,
+        }
+    }
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// Steps that need a container builder (they run commands inside the image).

@@ -2,6 +2,8 @@
 //! config is valid, every invalid config fails with exactly its expected
 //! diagnostics (file:line:col included), and the JSON shape is pinned.
 
+mod support;
+
 use imgbake::config;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,4 +122,80 @@ fn json_output_of_an_invalid_config_lists_errors_with_positions() {
     assert_eq!(output.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     insta::assert_json_snapshot!("invalid-truss-mixed-use-volume", json);
+}
+
+/// `validate` checks the entrypoint when a current imgbake.lock is beside the
+/// config, against what this machine's cache knows (issue 16, item 7): the
+/// console scripts of the cached wheels. An empty cache knows nothing, so
+/// nothing is reported; `check_entrypoint = false` turns the check off.
+#[test]
+fn validate_with_a_lock_checks_the_entrypoint_against_the_cached_wheels() {
+    if !support::tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A real wheel with a console script `tinyapp-hello`, served by --find-links.
+    let index = dir.path().join("index");
+    let script = support::tools::repo_root().join("tests/support/make_wheel.py");
+    support::tools::run_checked(
+        Command::new("python3").arg(script).arg(&index).args(["tinyapp", "1.0", "py3-none-any", "--script"]),
+        std::time::Duration::from_secs(60),
+    );
+    let project = dir.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let config = |entrypoint: &str, extra: &str| {
+        format!(
+            "[cerebrium.deployment]\nname = \"scripts\"\npython_version = \"3.11\"\ndocker_base_image_url = \"scratch\"\n\
+             use_uv = true\n\n[cerebrium.runtime.custom]\nport = 8000\nentrypoint = {entrypoint}\n\n\
+             [cerebrium.dependencies.pip]\ntinyapp = \"latest\"\n{extra}"
+        )
+    };
+    std::fs::write(project.join("cerebrium.toml"), config("[\"tinyapp-hello\"]", "")).unwrap();
+    let cache = dir.path().join("cache");
+    let run = |args: &[&str], cache: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_imgbake"))
+            .args(args)
+            .env("IMGBAKE_CACHE_DIR", cache)
+            .env("UV_FIND_LINKS", &index)
+            .env("UV_NO_INDEX", "1")
+            .output()
+            .unwrap()
+    };
+    let out = format!("oci:{}:app", dir.path().join("out").display());
+    let project_arg = project.to_str().unwrap();
+    let built = run(&["build", project_arg, "--output", &out, "--cache-dir", cache.to_str().unwrap()], &cache);
+    assert_eq!(built.status.code(), Some(0), "{}", String::from_utf8_lossy(&built.stderr));
+    let valid = run(&["validate", project_arg], &cache);
+    assert_eq!(valid.status.code(), Some(0), "{}", String::from_utf8_lossy(&valid.stderr));
+
+    // The entrypoint is not a lock input: the lock stays current.
+    std::fs::write(project.join("cerebrium.toml"), config("[\"uvicorn\", \"main:app\"]", "")).unwrap();
+    let invalid = run(&["validate", project_arg], &cache);
+    let stderr = String::from_utf8_lossy(&invalid.stderr);
+    assert_eq!(invalid.status.code(), Some(1), "{stderr}");
+    let file = project.join("cerebrium.toml");
+    assert!(
+        stderr.contains(&format!(
+            "error: {}:9:14: the entrypoint runs `uvicorn`, which is in no layer of the image\n  hint: add uvicorn to [cerebrium.dependencies.pip]",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    // `build` says the same and writes no image.
+    let failed = run(&["build", project_arg, "--output", &out, "--cache-dir", cache.to_str().unwrap()], &cache);
+    let build_stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{build_stderr}");
+    assert!(build_stderr.contains("hint: add uvicorn to [cerebrium.dependencies.pip]"), "{build_stderr}");
+
+    // A cache that has not seen the wheel cannot tell: nothing is reported.
+    let unknown = run(&["validate", project_arg], &dir.path().join("empty-cache"));
+    assert_eq!(unknown.status.code(), Some(0), "{}", String::from_utf8_lossy(&unknown.stderr));
+    // Turned off.
+    std::fs::write(
+        project.join("cerebrium.toml"),
+        config("[\"uvicorn\", \"main:app\"]", "\n[imgbake]\ncheck_entrypoint = false\n"),
+    )
+    .unwrap();
+    let off = run(&["validate", project_arg], &cache);
+    assert_eq!(off.status.code(), Some(0), "{}", String::from_utf8_lossy(&off.stderr));
 }

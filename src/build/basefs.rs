@@ -1,7 +1,9 @@
 //! What the base image already holds, read from its layers (or its root
 //! filesystem directory) without running it: the OS release, the dpkg
 //! status, the apt sources, the Python interpreter and its site-packages
-//! path, the glibc version and whether `/bin` is merged into `/usr`.
+//! path, the glibc version, whether `/bin` is merged into `/usr`, and the
+//! programs it holds (every entry of a `bin` or `sbin` directory, and the
+//! top-level files), for the entrypoint check.
 //!
 //! Layers are read as tar streams in order, applying OCI whiteouts. Only the
 //! few paths that matter are kept, and each layer's findings are cached by
@@ -27,6 +29,9 @@ const KEYRING_FILES: &[&str] = &["etc/apt/trusted.gpg"];
 const KEYRING_DIRS: &[&str] = &["etc/apt/trusted.gpg.d", "etc/apt/keyrings", "usr/share/keyrings"];
 /// Kept content is capped; a dpkg status of a large CUDA image is a few MB.
 const MAX_CONTENT: u64 = 32 << 20;
+/// Version of the per-layer facts cache: records of an older version are
+/// read again (version 2 added the entries of `bin`/`sbin` directories).
+const FACTS_VERSION: u32 = 2;
 
 /// The facts a build needs about its base.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -47,6 +52,9 @@ pub struct BaseFacts {
     /// target): `bin` → `usr/bin`, `var/run` → `run`. Packages installed on
     /// top must put files at the target, never replace the link.
     pub symlinked_dirs: Vec<(String, String)>,
+    /// Image paths (no leading `/`) of every non-directory entry of a `bin`
+    /// or `sbin` directory, and of the top-level files and links.
+    pub programs: std::collections::BTreeSet<String>,
 }
 
 /// The interpreter that will run the app's packages, and where they go.
@@ -86,6 +94,8 @@ struct LayerFacts {
     entries: u64,
     #[serde(default)]
     tar_bytes: u64,
+    #[serde(default)]
+    version: u32,
 }
 
 /// The size of one base layer once unpacked.
@@ -118,6 +128,8 @@ enum Event {
     /// `.wh..wh..opq` in a directory: its earlier contents are gone.
     Opaque(String),
     Exists(String),
+    /// A file (not a directory or link) in a `bin`/`sbin` directory or at the top level.
+    Program(String),
     Symlink(String, String),
     Content(String, String),
     /// A keyring file's bytes, base64.
@@ -128,6 +140,7 @@ enum Event {
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
     Exists,
+    Program,
     Symlink(String),
     Content(String),
     Binary(Vec<u8>),
@@ -146,7 +159,46 @@ pub fn facts_of_base(base: &ResolvedBase, cache_dir: &Path) -> Result<BaseFacts,
         .map_err(|source| BaseFsError::Layer { digest: layer.digest.to_string(), source })?;
         apply(&mut merged, layer_facts.events);
     }
+    if let Some(pinned) = &base.pinned {
+        let record =
+            PinnedRecord { layers: base.layers.iter().map(|l| l.digest.to_string()).collect(), env: base.config_env() };
+        // An optimisation for `validate`: a failure to write it is not an error.
+        let _ =
+            write_atomically(&pinned_record_path(pinned, cache_dir), &serde_json::to_vec(&record).unwrap_or_default());
+    }
     Ok(facts_from_nodes(&merged))
+}
+
+/// What `validate` needs of a registry base without the network: its layers
+/// (whose facts are cached by digest) and its `config.Env`.
+#[derive(Debug, Serialize, Deserialize)]
+struct PinnedRecord {
+    layers: Vec<String>,
+    env: Option<Vec<String>>,
+}
+
+fn pinned_record_path(pinned: &str, cache_dir: &Path) -> PathBuf {
+    use sha2::Digest as _;
+    let key = hex::encode(&sha2::Sha256::digest(pinned.as_bytes())[..16]);
+    cache_dir.join("base-facts").join(format!("image-{key}.json"))
+}
+
+/// The facts and `config.Env` of a registry base pinned as `pinned`
+/// (`registry/repo@sha256:…`), from the cache only: `None` unless a build or
+/// lock on this machine has read that base (no network, no blob reads).
+pub fn cached_facts_of_pinned(pinned: &str, cache_dir: &Path) -> Option<(BaseFacts, Option<Vec<String>>)> {
+    let record: PinnedRecord = serde_json::from_slice(&fs::read(pinned_record_path(pinned, cache_dir)).ok()?).ok()?;
+    let mut merged = BTreeMap::new();
+    for layer in &record.layers {
+        let digest: Digest = layer.parse().ok()?;
+        let path = cache_dir.join("base-facts").join(format!("{}.json", digest.hex()));
+        let facts: LayerFacts = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+        if facts.version < FACTS_VERSION {
+            return None;
+        }
+        apply(&mut merged, facts.events);
+    }
+    Some((facts_from_nodes(&merged), record.env))
 }
 
 /// Reads the facts of a root filesystem directory (`--base rootfs:DIR`).
@@ -175,7 +227,7 @@ pub fn facts_of_rootfs(root: &Path) -> Result<BaseFacts, BaseFsError> {
         }
     }
     interesting.extend(KEYRING_FILES.iter().map(|s| s.to_string()));
-    for dir in ["usr/local/bin", "usr/bin", "usr/local/lib"] {
+    for dir in ["usr/local/bin", "usr/bin", "usr/local/lib", "usr/local/sbin", "usr/sbin", "bin", "sbin"] {
         if let Ok(read) = fs::read_dir(root.join(dir)) {
             for child in read.flatten() {
                 interesting.push(format!("{dir}/{}", child.file_name().to_string_lossy()));
@@ -191,6 +243,8 @@ pub fn facts_of_rootfs(root: &Path) -> Result<BaseFacts, BaseFsError> {
             Node::Binary(fs::read(&full).map_err(err)?)
         } else if meta.is_file() && wants_content(&path) && meta.len() <= MAX_CONTENT {
             Node::Content(String::from_utf8_lossy(&fs::read(&full).map_err(err)?).into_owned())
+        } else if meta.is_file() && (in_bin_dir(&path) || !path.contains('/')) {
+            Node::Program
         } else {
             Node::Exists
         };
@@ -206,9 +260,10 @@ fn cached_layer_facts(
 ) -> io::Result<LayerFacts> {
     let path = cache_dir.join("base-facts").join(format!("{}.json", digest.hex()));
     if let Ok(bytes) = fs::read(&path) {
-        // Records from before entry counting (entries = 0) are read again.
+        // Records from before entry counting (entries = 0) or of an older
+        // version are read again.
         if let Ok(facts) = serde_json::from_slice::<LayerFacts>(&bytes) {
-            if facts.entries > 0 {
+            if facts.entries > 0 && facts.version >= FACTS_VERSION {
                 return Ok(facts);
             }
         }
@@ -267,7 +322,7 @@ impl<R: Read> Read for Counting<R> {
 fn scan_layer(stream: Box<dyn Read>) -> io::Result<LayerFacts> {
     let bytes = std::rc::Rc::new(std::cell::Cell::new(0));
     let mut archive = tar::Archive::new(Counting { inner: stream, bytes: bytes.clone() });
-    let mut facts = LayerFacts::default();
+    let mut facts = LayerFacts { version: FACTS_VERSION, ..LayerFacts::default() };
     for entry in archive.entries()? {
         let mut entry = entry?;
         facts.entries += 1;
@@ -289,10 +344,10 @@ fn scan_layer(stream: Box<dyn Read>) -> io::Result<LayerFacts> {
             facts.events.push(Event::Whiteout(hidden));
             continue;
         }
-        if !is_interesting(&path) {
+        let kind = entry.header().entry_type();
+        if !is_interesting(&path) && (kind.is_dir() || !in_bin_dir(&path)) {
             continue;
         }
-        let kind = entry.header().entry_type();
         if kind.is_symlink() {
             let target = entry.link_name()?.map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
             facts.events.push(Event::Symlink(path, target));
@@ -304,6 +359,8 @@ fn scan_layer(stream: Box<dyn Read>) -> io::Result<LayerFacts> {
             let mut text = Vec::new();
             entry.read_to_end(&mut text)?;
             facts.events.push(Event::Content(path, String::from_utf8_lossy(&text).into_owned()));
+        } else if !kind.is_dir() && (in_bin_dir(&path) || !path.contains('/')) {
+            facts.events.push(Event::Program(path));
         } else {
             facts.events.push(Event::Exists(path));
         }
@@ -326,6 +383,12 @@ fn wants_content(path: &str) -> bool {
 fn is_keyring(path: &str) -> bool {
     KEYRING_FILES.contains(&path)
         || KEYRING_DIRS.iter().any(|dir| path.strip_prefix(dir).is_some_and(|rest| rest.matches('/').count() == 1))
+}
+
+/// `…/bin/NAME` or `…/sbin/NAME`: where programs on a PATH live.
+fn in_bin_dir(path: &str) -> bool {
+    let parent = path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("");
+    matches!(parent.rsplit('/').next(), Some("bin" | "sbin"))
 }
 
 /// Top-level entries (for merged /usr), interpreters, site-packages dirs and content files.
@@ -354,6 +417,9 @@ fn apply(merged: &mut BTreeMap<String, Node>, events: Vec<Event>) {
             Event::Opaque(dir) => remove_under(merged, &dir, false),
             Event::Exists(path) => {
                 merged.insert(path, Node::Exists);
+            }
+            Event::Program(path) => {
+                merged.insert(path, Node::Program);
             }
             Event::Symlink(path, target) => {
                 merged.insert(path, Node::Symlink(target));
@@ -405,7 +471,17 @@ fn facts_from_nodes(nodes: &BTreeMap<String, Node>) -> BaseFacts {
             _ => None,
         })
         .collect();
+    let programs = nodes
+        .iter()
+        .filter(|(path, node)| match node {
+            Node::Program => true,
+            Node::Symlink(_) => in_bin_dir(path) || (!path.contains('/') && !is_dir_link(path, nodes)),
+            _ => false,
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
     BaseFacts {
+        programs,
         os_release,
         dpkg_status,
         apt_sources,
@@ -415,6 +491,13 @@ fn facts_from_nodes(nodes: &BTreeMap<String, Node>) -> BaseFacts {
         keyrings,
         symlinked_dirs,
     }
+}
+
+/// Top-level links such as `bin` → `usr/bin` are directories, not programs.
+fn is_dir_link(path: &str, nodes: &BTreeMap<String, Node>) -> bool {
+    let prefix = format!("{path}/");
+    matches!(path, "bin" | "sbin" | "lib" | "lib32" | "lib64" | "libx32")
+        || nodes.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix))
 }
 
 /// The image path a symlink at `path` points to (`var/run` + `../run` → `run`).
@@ -559,6 +642,25 @@ mod tests {
         assert_eq!(facts.python, None);
         let sources = facts.apt_sources.unwrap();
         assert!(sources.contains("http://b") && !sources.contains("http://a"), "{sources}");
+    }
+
+    #[test]
+    fn programs_are_the_bin_entries_and_top_level_files_left_visible() {
+        let lower = tar_of(&[
+            ("bin", None, Some("usr/bin")),
+            ("lib", None, Some("usr/lib")),
+            ("usr/bin/sh", None, Some("dash")),
+            ("usr/bin/dash", Some("elf"), None),
+            ("usr/local/bin/old-tool", Some("elf"), None),
+            ("opt/conda/bin/python", Some("elf"), None),
+            ("opt/conda/lib/libpython.so", Some("elf"), None),
+            ("docker-entrypoint.sh", Some("#!/bin/sh\n"), None),
+            ("usr/local/bin/sub", None, None),
+        ]);
+        let upper = tar_of(&[("usr/local/bin/.wh.old-tool", Some(""), None)]);
+        let facts = facts_of_tars(&[lower, upper]);
+        let programs: Vec<&str> = facts.programs.iter().map(String::as_str).collect();
+        assert_eq!(programs, ["docker-entrypoint.sh", "opt/conda/bin/python", "usr/bin/dash", "usr/bin/sh"]);
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct BuiltLayer {
     pub what: String,
     pub files: usize,
     pub cached: bool,
+    /// Image paths of what the layer holds that could be run (for the
+    /// entrypoint check): see [`super::entrypoint::runnable_paths`].
+    pub programs: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -336,7 +339,8 @@ pub fn build_streamed_layer(
             write_layer_streaming(store, entries, options, streams)
         })
         .map_err(|source| LayerBuildError::Cache { what: what.clone(), source })?;
-    Ok(BuiltLayer { layer: cached.layer, history, what, files, cached: cached.hit })
+    let programs = super::entrypoint::runnable_paths(entries);
+    Ok(BuiltLayer { layer: cached.layer, history, what, files, cached: cached.hit, programs })
 }
 
 /// Files of a local source (relative paths, sorted), filtered by the entry's patterns.

@@ -12,6 +12,7 @@
 pub mod base;
 pub mod basefs;
 pub mod deps;
+pub mod entrypoint;
 pub mod layers;
 pub mod output;
 pub mod remote;
@@ -90,6 +91,8 @@ pub enum BuildError {
     Assemble(#[source] crate::image::assemble::AssembleError),
     #[error("cannot decide `mode = \"auto\"` with the plan's cost model")]
     Plan(#[source] crate::plan::inputs::GatherError),
+    #[error(transparent)]
+    Entrypoint(#[from] entrypoint::MissingProgram),
 }
 
 /// Says which settings of the Spec the native build cannot honour yet.
@@ -237,12 +240,15 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
     }
     if let Some(conda) = &lock.conda {
         // The conda environment comes first on PATH, as `conda activate` would put it.
-        let mut env = settings.env.clone().or(base_env).unwrap_or_default();
+        let mut env = settings.env.clone().or_else(|| base_env.clone()).unwrap_or_default();
         prepend_path(&mut env, &format!("{}/bin", conda.target.prefix));
         env.retain(|kv| !kv.starts_with("CONDA_PREFIX="));
         env.push(format!("CONDA_PREFIX={}", conda.target.prefix));
         settings.env = Some(env);
     }
+    let image_env = settings.env.as_deref().or(base_env.as_deref());
+    let scratch_override = options.base_override.as_deref() == Some("scratch");
+    entrypoint::check_build(spec, &facts, &built, image_env, scratch_override, &mut warnings)?;
     let new_layers: Vec<NewLayer> =
         built.iter().map(|b| NewLayer { layer: b.layer.clone(), history: b.history.clone() }).collect();
     let image = assemble::assemble(base.image.as_ref(), &new_layers, &settings, &assemble::created_timestamp())

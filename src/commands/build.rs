@@ -110,6 +110,11 @@ pub fn run(args: &BuildArgs) -> u8 {
             eprintln!("error: {message}");
             EXIT_USAGE
         }
+        Err(BuildError::Entrypoint(missing)) => {
+            print_error(&missing);
+            eprintln!("  hint: {}", missing.hint());
+            EXIT_INVALID_INPUT
+        }
         Err(err) => {
             print_error(&err);
             EXIT_INVALID_INPUT

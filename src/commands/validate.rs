@@ -28,6 +28,8 @@ struct DiagnosticJson {
     line: Option<usize>,
     column: Option<usize>,
     message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<String>,
     hint: Option<String>,
 }
 
@@ -39,13 +41,18 @@ impl From<&Diagnostic> for DiagnosticJson {
             line: d.span.map(|s| s.line),
             column: d.span.map(|s| s.col),
             message: d.message.clone(),
+            cause: d.cause.as_deref().map(str::to_string),
             hint: d.hint.clone(),
         }
     }
 }
 
 pub fn run(path: &Path, format: Format) -> u8 {
-    let loaded = config::load(path);
+    let mut loaded = config::load(path);
+    if let Some(missing) = loaded.spec.as_ref().and_then(entrypoint_problem) {
+        loaded.diagnostics.push(missing);
+        loaded.spec = None;
+    }
     for diagnostic in &loaded.diagnostics {
         eprintln!("{diagnostic}");
     }
@@ -69,6 +76,26 @@ pub fn run(path: &Path, format: Format) -> u8 {
         }
     }
     status
+}
+
+/// The entrypoint check (src/build/entrypoint.rs), when a current
+/// imgbake.lock is beside the config: against what the lock and this
+/// machine's cache say the image will hold.
+fn entrypoint_problem(spec: &Spec) -> Option<Diagnostic> {
+    use crate::build::entrypoint;
+    if !spec.runtime.check_entrypoint || spec.runtime.entrypoint.is_empty() {
+        return None;
+    }
+    let lock = crate::lock::Lock::read(&crate::lock::lock_path(spec)).ok()??;
+    if !lock.is_current(&crate::lock::inputs_of(spec).ok()?) {
+        return None;
+    }
+    let cache_dir = crate::image::cache::LayerCache::default_dir().ok()?;
+    let missing = entrypoint::check(spec, &entrypoint::contents_from_lock(spec, &lock, &cache_dir))?;
+    let span = std::fs::read_to_string(&spec.source.path)
+        .ok()
+        .and_then(|text| entrypoint::key_span(spec.source.format, &text));
+    Some(Diagnostic::error(&spec.source.path, span, missing.to_string()).with_hint(missing.hint()))
 }
 
 /// A short human summary of a valid Spec.

@@ -2,6 +2,7 @@
 //! (sections deployment, runtime.custom, hardware, scaling, dependencies),
 //! with its defaults, ranges and enums.
 
+use super::command;
 use super::diagnostics::Diagnostics;
 use super::extension::{self, one_of};
 use super::reader::{Reader, Section, Syntax};
@@ -92,6 +93,7 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
 
     let dependencies = dependencies(&mut reader, cerebrium, project_dir);
     let ext = extension::load(&mut reader, root, project_dir);
+    let runtime = Runtime { check_entrypoint: ext.check_entrypoint.unwrap_or(true), ..runtime };
 
     if dockerfile_path.is_some() {
         let overridden: Vec<&str> =
@@ -219,7 +221,7 @@ fn custom_runtime<'a>(reader: &mut Reader<'a>, custom: Section<'a>) -> Runtime {
             None
         }
     };
-    match reader.strings(custom, "entrypoint") {
+    match entrypoint(reader, custom) {
         Some(args) if args.is_empty() => {
             let span = reader.span(custom);
             reader.diags.error(span, "`entrypoint` in [cerebrium.runtime.custom] is empty");
@@ -248,6 +250,35 @@ fn custom_runtime<'a>(reader: &mut Reader<'a>, custom: Section<'a>) -> Runtime {
     runtime.healthcheck_endpoint = endpoint(reader, custom, "healthcheck_endpoint");
     runtime.readycheck_endpoint = endpoint(reader, custom, "readycheck_endpoint");
     runtime
+}
+
+/// `entrypoint` as a list, or as one string split the way a POSIX shell
+/// would (real cerebrium.toml files write `entrypoint = "uvicorn main:app …"`);
+/// a warning shows the list a string became.
+fn entrypoint<'a>(reader: &mut Reader<'a>, custom: Section<'a>) -> Option<Vec<(String, Span)>> {
+    let Some(Node { value: Value::Str(text), span }) = reader.value(custom, "entrypoint") else {
+        return reader.strings(custom, "entrypoint");
+    };
+    let span = *span;
+    let line = match command::parse(text) {
+        Ok(line) => line,
+        Err(command::CommandError::Empty) => return Some(Vec::new()),
+        Err(err) => {
+            reader.diags.error(span, format!("`entrypoint` in [cerebrium.runtime.custom]: {err}")).hint =
+                Some("close the quote, or write the entrypoint as a list: [\"uvicorn\", \"main:app\"]".to_string());
+            return None;
+        }
+    };
+    let argv = line.argv();
+    let shown = format!("[{}]", argv.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "));
+    let message = match &line {
+        command::CommandLine::Argv(_) => format!("`entrypoint` is a string; imgbake runs it as {shown}"),
+        command::CommandLine::Shell { reason, .. } => {
+            format!("`entrypoint` needs a shell ({reason}); imgbake runs it as {shown}")
+        }
+    };
+    reader.diags.warning(span, message).hint = Some(format!("write the list to silence this: entrypoint = {shown}"));
+    Some(argv.into_iter().map(|arg| (arg, span)).collect())
 }
 
 /// The port an entrypoint names (`--port 8000`, `--port=8000`, `--bind 0.0.0.0:8000`).
@@ -576,6 +607,40 @@ mod tests {
             );
             assert_eq!(spec(&text).scaling.unwrap().scaling_buffer, Some(3));
         }
+    }
+
+    #[test]
+    fn entrypoint_string_is_split_with_a_warning_showing_the_list() {
+        let text = "[cerebrium.deployment]\nname = \"a\"\n[cerebrium.runtime.custom]\nport = 5000\nentrypoint = \"uvicorn main:app --host 0.0.0.0 --port 5000\"\n";
+        let loaded = load_text(Path::new("cerebrium.toml"), text);
+        let spec = loaded.spec.expect("a string entrypoint is valid");
+        assert_eq!(spec.runtime.entrypoint, ["uvicorn", "main:app", "--host", "0.0.0.0", "--port", "5000"]);
+        let shown: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            shown,
+            ["warning: cerebrium.toml:5:14: `entrypoint` is a string; imgbake runs it as [\"uvicorn\", \"main:app\", \"--host\", \"0.0.0.0\", \"--port\", \"5000\"]\n  hint: write the list to silence this: entrypoint = [\"uvicorn\", \"main:app\", \"--host\", \"0.0.0.0\", \"--port\", \"5000\"]"]
+        );
+    }
+
+    #[test]
+    fn entrypoint_string_that_needs_a_shell_runs_under_sh() {
+        let text = "[cerebrium.deployment]\nname = \"a\"\n[cerebrium.runtime.custom]\nport = 8000\nentrypoint = \"cd /app && uvicorn main:app --port $PORT\"\n";
+        let loaded = load_text(Path::new("cerebrium.toml"), text);
+        assert_eq!(
+            loaded.spec.unwrap().runtime.entrypoint,
+            ["/bin/sh", "-c", "cd /app && uvicorn main:app --port $PORT"]
+        );
+        assert!(loaded.diagnostics[0].message.contains("needs a shell (`&&`)"), "{:?}", loaded.diagnostics);
+        let unclosed = "[cerebrium.deployment]\nname = \"a\"\n[cerebrium.runtime.custom]\nport = 8000\nentrypoint = \"python -c 'print(1)\"\n";
+        let loaded = load_text(Path::new("cerebrium.toml"), unclosed);
+        assert!(loaded.spec.is_none());
+        assert!(
+            loaded.diagnostics[0]
+                .to_string()
+                .contains("5:14: `entrypoint` in [cerebrium.runtime.custom]: the command has an unclosed single quote"),
+            "{:?}",
+            loaded.diagnostics
+        );
     }
 
     #[test]

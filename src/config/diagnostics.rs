@@ -20,16 +20,32 @@ pub struct Diagnostic {
     pub file: PathBuf,
     pub span: Option<Span>,
     pub message: String,
+    /// What a lower layer (the TOML or YAML parser) said, when it is not the
+    /// message itself; printed as `caused by:`. Boxed so that a Diagnostic
+    /// stays small enough to be an `Err` by value.
+    pub cause: Option<Box<str>>,
     pub hint: Option<String>,
 }
 
 impl Diagnostic {
     pub fn error(file: &Path, span: Option<Span>, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Error, file: file.to_path_buf(), span, message: message.into(), hint: None }
+        Diagnostic {
+            severity: Severity::Error,
+            file: file.to_path_buf(),
+            span,
+            message: message.into(),
+            cause: None,
+            hint: None,
+        }
     }
 
     pub fn warning(file: &Path, span: Option<Span>, message: impl Into<String>) -> Self {
         Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, span, message) }
+    }
+
+    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into().into_boxed_str());
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -57,6 +73,9 @@ impl fmt::Display for Diagnostic {
             Severity::Warning => "warning",
         };
         write!(f, "{word}: {}: {}", self.location(), self.message)?;
+        if let Some(cause) = &self.cause {
+            write!(f, "\n  caused by: {cause}")?;
+        }
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }

@@ -15,6 +15,8 @@ pub struct Extension {
     pub volume_root: Option<String>,
     pub weights_updates_per_week: Option<f64>,
     pub weights_split_size: Option<u64>,
+    /// `check_entrypoint = false` turns off the check that the entrypoint's program is in the image.
+    pub check_entrypoint: Option<bool>,
     pub weights: Vec<WeightsDraft>,
 }
 
@@ -48,6 +50,7 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
         target: one_of(reader, section, "target", &Target::ALL, Target::parse),
         weights_mode: one_of(reader, section, "weights_mode", &WeightsMode::ALL, WeightsMode::parse),
         compression: one_of(reader, section, "compression", &Compression::ALL, Compression::parse),
+        check_entrypoint: reader.bool(section, "check_entrypoint").map(|(b, _)| b),
         ..Extension::default()
     };
     for (key, slot) in [("model_root", &mut extension.model_root), ("volume_root", &mut extension.volume_root)] {

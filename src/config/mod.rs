@@ -5,6 +5,7 @@
 //! `[imgbake]` / `imgbake:` extension is read by one shared loader.
 
 pub mod cerebrium;
+pub mod command;
 pub mod diagnostics;
 pub mod extension;
 pub mod libyaml;

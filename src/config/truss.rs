@@ -86,6 +86,7 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
     let hardware = resources(&mut reader, root);
 
     let ext = extension::load(&mut reader, root, project_dir);
+    let runtime = Runtime { check_entrypoint: ext.check_entrypoint.unwrap_or(true), ..runtime };
     let target = ext.target_settings(Target::Baseten);
     let weights_mode = ext.weights_mode.unwrap_or(WeightsMode::Auto);
     let mut drafts = model_cache(&mut reader, root, project_dir);
@@ -219,7 +220,7 @@ fn docker_server<'a>(
         if command.trim().is_empty() {
             reader.diags.error(span, "`docker_server.start_command` is empty");
         }
-        runtime.entrypoint = vec!["/bin/sh".to_string(), "-c".to_string(), command];
+        runtime.entrypoint = super::command::shell(&command);
     } else if section.node.is_some() {
         let span = reader.span(section);
         reader.diags.error(span, "`docker_server` has no `start_command`; it is required");

@@ -21,9 +21,7 @@ use std::path::Path;
 
 /// PATH of an image whose config sets none (what runc and most runtimes use).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Where console scripts of Python packages land (`python::layer_entries`
-/// puts a staged distribution's `bin/` there).
-const CONSOLE_SCRIPTS_DIR: &str = "usr/local/bin";
+use crate::deps::python::CONSOLE_SCRIPTS_DIR;
 
 /// A program of the entrypoint that the image does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -249,7 +247,7 @@ pub fn contents_from_lock(spec: &Spec, lock: &crate::lock::Lock, cache_dir: &Pat
     }
     if let Some(python) = &lock.python {
         for wheel in &python.packages {
-            let path = cache_dir.join("wheels").join(&wheel.sha256).join(wheel.filename());
+            let path = crate::deps::python::cached_wheel_path(cache_dir, wheel);
             match wheel_scripts(&path) {
                 Ok(scripts) => contents.add_programs(scripts.into_iter().map(|s| format!("{CONSOLE_SCRIPTS_DIR}/{s}"))),
                 Err(_) => contents.add_unknown(format!("the wheel {} (not in the cache)", wheel.filename())),

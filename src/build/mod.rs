@@ -176,6 +176,27 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         built.push(deps::conda_layer(conda, &cache_dir, &cache).map_err(Box::new)?);
     }
     built.push(layers::app_files_layer(spec, &cache, &mut warnings)?);
+    // A bare root filesystem has no image config; give it the usual PATH so
+    // runtimes that do not add one (runc, umoci) still find the entrypoint.
+    let base_env = if rootfs.is_some() { Some(vec![DEFAULT_PATH_ENV.to_string()]) } else { base.config_env() };
+    let mut settings = image_settings(spec, base_env.as_deref());
+    if rootfs.is_some() && settings.env.is_none() {
+        settings.env = base_env.clone();
+    }
+    if let Some(conda) = &lock.conda {
+        // The conda environment comes first on PATH, as `conda activate` would put it.
+        let mut env = settings.env.clone().or_else(|| base_env.clone()).unwrap_or_default();
+        prepend_path(&mut env, &format!("{}/bin", conda.target.prefix));
+        env.retain(|kv| !kv.starts_with("CONDA_PREFIX="));
+        env.push(format!("CONDA_PREFIX={}", conda.target.prefix));
+        settings.env = Some(env);
+    }
+    let image_env = settings.env.as_deref().or(base_env.as_deref());
+    let scratch_override = options.base_override.as_deref() == Some("scratch");
+    // Before the weights: a missing program must not cost their download first
+    // (weights layers hold no programs).
+    entrypoint::check_build(spec, &facts, &built, image_env, scratch_override, &mut warnings)?;
+
     let store = crate::weights::store::WeightsStore::open(&cache_dir)
         .map_err(|e| BuildError::Layers(layers::LayerBuildError::Store(e)))?;
     let mut pinned_weights = Vec::new();
@@ -228,27 +249,9 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
         built.push(volume::volume_layer(&manifest, &store, &cache)?);
     }
 
-    // A bare root filesystem has no image config; give it the usual PATH so
-    // runtimes that do not add one (runc, umoci) still find the entrypoint.
-    let base_env = if rootfs.is_some() { Some(vec![DEFAULT_PATH_ENV.to_string()]) } else { base.config_env() };
-    let mut settings = image_settings(spec, base_env.as_deref());
     if volume_mode {
         settings.entrypoint = Some(volume::wrap_entrypoint(&spec.runtime.entrypoint));
     }
-    if rootfs.is_some() && settings.env.is_none() {
-        settings.env = base_env.clone();
-    }
-    if let Some(conda) = &lock.conda {
-        // The conda environment comes first on PATH, as `conda activate` would put it.
-        let mut env = settings.env.clone().or_else(|| base_env.clone()).unwrap_or_default();
-        prepend_path(&mut env, &format!("{}/bin", conda.target.prefix));
-        env.retain(|kv| !kv.starts_with("CONDA_PREFIX="));
-        env.push(format!("CONDA_PREFIX={}", conda.target.prefix));
-        settings.env = Some(env);
-    }
-    let image_env = settings.env.as_deref().or(base_env.as_deref());
-    let scratch_override = options.base_override.as_deref() == Some("scratch");
-    entrypoint::check_build(spec, &facts, &built, image_env, scratch_override, &mut warnings)?;
     let new_layers: Vec<NewLayer> =
         built.iter().map(|b| NewLayer { layer: b.layer.clone(), history: b.history.clone() }).collect();
     let image = assemble::assemble(base.image.as_ref(), &new_layers, &settings, &assemble::created_timestamp())

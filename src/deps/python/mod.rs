@@ -85,6 +85,14 @@ pub struct LockedWheel {
     pub built_from: Option<WheelSource>,
 }
 
+/// Where console scripts of installed wheels go in the image.
+pub const CONSOLE_SCRIPTS_DIR: &str = "usr/local/bin";
+
+/// Where a verified wheel lives in the cache.
+pub fn cached_wheel_path(cache_dir: &Path, wheel: &LockedWheel) -> PathBuf {
+    cache_dir.join("wheels").join(&wheel.sha256).join(wheel.filename())
+}
+
 /// `url` of a wheel imgbake built: `built:<file name>`.
 pub const BUILT_URL_PREFIX: &str = "built:";
 
@@ -463,8 +471,8 @@ fn fetch_one(
     context: &FetchContext,
     warnings: &mut Vec<String>,
 ) -> Result<PathBuf, PythonError> {
-    let dir = cache_dir.join("wheels").join(&wheel.sha256);
-    let path = dir.join(wheel.filename());
+    let path = cached_wheel_path(cache_dir, wheel);
+    let dir = path.parent().unwrap_or(cache_dir).to_path_buf();
     if let Ok(meta) = fs::metadata(&path) {
         // Only verified wheels are renamed into place, so presence means verified.
         wheel.size = meta.len();
@@ -703,7 +711,7 @@ pub fn layer_entries(staged: &[&StagedDistribution], target: &PythonTarget) -> R
         let mut children: Vec<_> = read.flatten().map(|c| c.file_name().to_string_lossy().into_owned()).collect();
         children.sort();
         for child in children {
-            let prefix = if child == "bin" { "usr/local/bin".to_string() } else { format!("{site}/{child}") };
+            let prefix = if child == "bin" { CONSOLE_SCRIPTS_DIR.to_string() } else { format!("{site}/{child}") };
             for entry in entries::entries_from_dir(&distribution.dir.join(&child), &prefix).map_err(entries_err)? {
                 // Parent directories are shared between distributions; the first wins.
                 by_path.entry(entry.path.clone()).or_insert(entry);

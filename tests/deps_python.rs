@@ -74,6 +74,16 @@ fn build(project: &Path, out: &Path, cache: &Path, env: &[(&str, String)], extra
     imgbake_env(&args, env)
 }
 
+/// `imgbake build --json` on the debootstrap base's root filesystem.
+fn build_on_rootfs(project: &Path, layout: &Path, cache: &Path) -> Output {
+    let base = format!("rootfs:{}", tools::base_rootfs().display());
+    let output = format!("oci:{}:app", layout.display());
+    let args = ["build", "--json", project.to_str().unwrap(), "--base", &base, "--output", &output, "--cache-dir"];
+    let mut args = args.to_vec();
+    args.push(cache.to_str().unwrap());
+    imgbake_env(&args, &[])
+}
+
 fn build_ok(project: &Path, out: &Path, cache: &Path, env: &[(&str, String)]) -> serde_json::Value {
     let output = build(project, out, cache, env, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
@@ -332,7 +342,6 @@ fn requests_and_aiohttp_lock_with_uv_and_pip_and_import_under_runc() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let base = format!("rootfs:{}", tools::base_rootfs().display());
     for use_uv in [true, false] {
         let project = write_project(
             &dir.path().join(format!("uv-{use_uv}")),
@@ -341,20 +350,7 @@ fn requests_and_aiohttp_lock_with_uv_and_pip_and_import_under_runc() {
             &[("requests", "latest"), ("aiohttp", "latest")],
         );
         let layout = dir.path().join(format!("out-{use_uv}"));
-        let output = imgbake_env(
-            &[
-                "build",
-                "--json",
-                project.to_str().unwrap(),
-                "--base",
-                &base,
-                "--output",
-                &format!("oci:{}:app", layout.display()),
-                "--cache-dir",
-                dir.path().join("cache").to_str().unwrap(),
-            ],
-            &[],
-        );
+        let output = build_on_rootfs(&project, &layout, &dir.path().join("cache"));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(0), "use_uv = {use_uv}: {stderr}");
         let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
@@ -404,21 +400,7 @@ fn fastapi_and_numpy_from_pypi_import_inside_the_container() {
     let project =
         write_project(dir.path(), true, "3.11", &[("fastapi", "latest"), ("numpy", "<3"), ("safetensors", "latest")]);
     let layout = dir.path().join("out");
-    let base = format!("rootfs:{}", tools::base_rootfs().display());
-    let output = imgbake_env(
-        &[
-            "build",
-            "--json",
-            project.to_str().unwrap(),
-            "--base",
-            &base,
-            "--output",
-            &format!("oci:{}:app", layout.display()),
-            "--cache-dir",
-            dir.path().join("cache").to_str().unwrap(),
-        ],
-        &[],
-    );
+    let output = build_on_rootfs(&project, &layout, &dir.path().join("cache"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("UV_PIP_INSTALL_STARTED"), "{stderr}");

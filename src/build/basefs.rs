@@ -500,8 +500,9 @@ fn is_dir_link(path: &str, nodes: &BTreeMap<String, Node>) -> bool {
         || nodes.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix))
 }
 
-/// The image path a symlink at `path` points to (`var/run` + `../run` → `run`).
-fn resolve_link(path: &str, target: &str) -> String {
+/// The image path a symlink at `path` points to (`var/run` + `../run` → `run`);
+/// with an empty `path`, `target` normalized (`/a/./b/../c` → `a/c`).
+pub fn resolve_link(path: &str, target: &str) -> String {
     let mut parts: Vec<&str> = if target.starts_with('/') {
         Vec::new()
     } else {

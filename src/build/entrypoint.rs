@@ -145,17 +145,7 @@ impl ImageContents {
 
 /// `/a/./b/../c/` → `a/c` (image paths have no leading `/`).
 fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    parts.join("/")
+    crate::build::basefs::resolve_link("", path)
 }
 
 /// The first program of the entrypoint the image does not hold. `None` when

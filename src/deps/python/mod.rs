@@ -499,32 +499,7 @@ fn fetch_one(
     }
     fs::create_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
     let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(dir.display().to_string()))?;
-    let download_err =
-        |source: Box<dyn std::error::Error + Send + Sync>| PythonError::Download { url: wheel.url.clone(), source };
-    let mut reader: Box<dyn Read> = match wheel.url.strip_prefix("file://") {
-        Some(local) => Box::new(fs::File::open(local).map_err(|e| download_err(Box::new(e)))?),
-        None => Box::new(
-            context
-                .credentials
-                .get(client, &wheel.url)
-                .send()
-                .and_then(|r| r.error_for_status())
-                .map_err(|e| download_err(Box::new(e)))?,
-        ),
-    };
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buffer).map_err(|e| download_err(Box::new(e)))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        temp.write_all(&buffer[..n]).map_err(io_err(dir.display().to_string()))?;
-        size += n as u64;
-    }
-    let actual = hex::encode(hasher.finalize());
+    let (actual, size) = copy_hashed(client, &context.credentials, &wheel.url, temp.as_file_mut())?;
     if actual != wheel.sha256 {
         return Err(PythonError::HashMismatch { url: wheel.url.clone(), expected: wheel.sha256.clone(), actual });
     }
@@ -535,6 +510,38 @@ fn fetch_one(
     temp.as_file().sync_all().map_err(io_err(path.display().to_string()))?;
     temp.persist(&path).map_err(|e| PythonError::Io { what: path.display().to_string(), source: e.error })?;
     Ok(path)
+}
+
+/// Streams `url` (`file://`, or HTTP(S) with the host's credentials) into
+/// `out`, hashing as the bytes pass; returns their sha256 and count.
+pub(crate) fn copy_hashed(
+    client: &reqwest::blocking::Client,
+    credentials: &Credentials,
+    url: &str,
+    out: &mut dyn Write,
+) -> Result<(String, u64), PythonError> {
+    let download_err =
+        |source: Box<dyn std::error::Error + Send + Sync>| PythonError::Download { url: url.to_string(), source };
+    let mut reader: Box<dyn Read> = match url.strip_prefix("file://") {
+        Some(local) => Box::new(fs::File::open(local).map_err(|e| download_err(Box::new(e)))?),
+        None => {
+            let response = credentials.get(client, url).send().and_then(|r| r.error_for_status());
+            Box::new(response.map_err(|e| download_err(Box::new(e)))?)
+        }
+    };
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buffer).map_err(|e| download_err(Box::new(e)))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n]).map_err(io_err(format!("the download of {url}")))?;
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
 }
 
 /// One installed distribution, staged on disk.

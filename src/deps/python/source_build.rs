@@ -17,7 +17,7 @@ use super::tags::{SupportedTags, WheelName};
 use super::{io_err, run, PythonError, PythonInstaller, WheelSource, WheelSourceKind};
 use sha2::{Digest as _, Sha256};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -136,29 +136,7 @@ fn download_sdist(source: &WheelSource, credentials: &Credentials, work: &Path) 
     let filename = source.url.split(['#', '?']).next().unwrap_or_default().rsplit('/').next().unwrap_or("sdist");
     let path = work.join(filename);
     let mut file = fs::File::create(&path).map_err(io_err(path.display().to_string()))?;
-    let download_err = |source_error: Box<dyn std::error::Error + Send + Sync>| PythonError::Download {
-        url: source.url.clone(),
-        source: source_error,
-    };
-    let mut reader: Box<dyn Read> = match source.url.strip_prefix("file://") {
-        Some(local) => Box::new(fs::File::open(local).map_err(|e| download_err(Box::new(e)))?),
-        None => {
-            let client = super::http_client()?;
-            let response = credentials.get(&client, &source.url).send().and_then(|r| r.error_for_status());
-            Box::new(response.map_err(|e| download_err(Box::new(e)))?)
-        }
-    };
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buffer).map_err(|e| download_err(Box::new(e)))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        file.write_all(&buffer[..n]).map_err(io_err(path.display().to_string()))?;
-    }
-    let actual = hex::encode(hasher.finalize());
+    let (actual, _) = super::copy_hashed(&super::http_client()?, credentials, &source.url, &mut file)?;
     if actual != expected {
         return Err(PythonError::HashMismatch { url: source.url.clone(), expected: expected.to_string(), actual });
     }

@@ -617,3 +617,34 @@ fn requirement_options_and_a_private_index_with_credentials_are_honoured() {
         assert!(index.stats()["files"].as_u64().unwrap() > before);
     }
 }
+
+/// pip evaluates environment markers for the interpreter that runs it (3.11
+/// on these machines), not the image's: locked for a 3.10 image, anyio must
+/// still get `exceptiongroup; python_version < "3.11"`, and for a 3.12 image
+/// jaraco.context must not get `backports.tarfile; python_version < "3.12"`.
+/// uv agrees.
+#[test]
+fn pip_locks_what_the_images_python_needs_not_what_the_build_machines_markers_say() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for use_uv in [false, true] {
+        let cases = [
+            ("3.10", ("anyio", "==4.9.0"), "exceptiongroup", "-"),
+            ("3.12", ("\"jaraco.context\"", "==6.0.1"), "jaraco-context", "backports-tarfile"),
+        ];
+        for (python, requirement, needed, not_needed) in cases {
+            let project = write_project(&dir.path().join(format!("{use_uv}-{python}")), use_uv, python, &[requirement]);
+            let cache = dir.path().join("cache");
+            let output = imgbake_env(
+                &["lock", project.to_str().unwrap(), "--base", "scratch", "--cache-dir", cache.to_str().unwrap()],
+                &[],
+            );
+            assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+            let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+            assert!(lock.contains(&format!("name = \"{needed}\"")), "use_uv = {use_uv}, {python}: {lock}");
+            assert!(!lock.contains(&format!("name = \"{not_needed}\"")), "use_uv = {use_uv}, {python}: {lock}");
+        }
+    }
+}

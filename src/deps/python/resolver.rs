@@ -242,7 +242,122 @@ pub fn pip_platforms(target: &PythonTarget) -> Vec<String> {
     platforms
 }
 
+/// Rounds of [`missing_for_target`] before giving up (each adds what the
+/// previous round's dependencies need; real sets close in one or two).
+const PIP_MARKER_ROUNDS: usize = 4;
+
 pub fn resolve_with_pip(input: &Path, work: &Path, target: &PythonTarget) -> Result<Vec<Pinned>, PythonError> {
+    // pip evaluates environment markers for the interpreter that runs it,
+    // whatever `--python-version` says (pip#11664): resolving for 3.10 on a
+    // 3.11 machine drops `exceptiongroup; python_version < "3.11"`. So the
+    // result is checked against the target's markers, and what the target
+    // needs is added as a requirement until nothing is missing.
+    let mut added: Vec<String> = Vec::new();
+    for _ in 0..PIP_MARKER_ROUNDS {
+        let round_input = work.join("requirements.pip.in");
+        let mut lines = vec![format!("-r {}", input.display())];
+        lines.extend(added.iter().cloned());
+        fs::write(&round_input, lines.join("\n") + "\n").map_err(io_err("requirements.pip.in"))?;
+        let json = pip_report(&round_input, work, target)?;
+        let missing = missing_for_target(&json, target)?;
+        if missing.is_empty() {
+            return parse_pip_report(&reachable_on_target(json, target)?, target);
+        }
+        added.extend(missing);
+    }
+    Err(PythonError::Output(format!(
+        "pip's result for Python {} still misses dependencies after {PIP_MARKER_ROUNDS} rounds (added so far: {}); set `use_uv = true`",
+        target.python_version,
+        added.join(", ")
+    )))
+}
+
+/// The requirements that the target needs (by the dependencies' markers,
+/// evaluated for the target with each package's requested extras) and that
+/// are not in pip's result, as requirement lines.
+fn missing_for_target(json: &serde_json::Value, target: &PythonTarget) -> Result<Vec<String>, PythonError> {
+    let environment = marker_environment(target)?;
+    let installs = json["install"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let present: std::collections::BTreeSet<String> =
+        installs.iter().filter_map(|i| i["metadata"]["name"].as_str()).map(normalize_name).collect();
+    let mut missing = Vec::new();
+    for item in installs {
+        let extras: Vec<pep508_rs::ExtraName> = item["requested_extras"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| pep508_rs::ExtraName::from_str(e.as_str()?).ok())
+            .collect();
+        for text in item["metadata"]["requires_dist"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let Some(text) = text.as_str() else { continue };
+            let Ok(requirement) = pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(text) else { continue };
+            let name = normalize_name(requirement.name.as_ref());
+            if present.contains(&name) || !requirement.marker.evaluate(&environment, &extras) {
+                continue;
+            }
+            let mut line = requirement.name.to_string();
+            if !requirement.extras.is_empty() {
+                let extras: Vec<String> = requirement.extras.iter().map(|e| e.to_string()).collect();
+                line.push_str(&format!("[{}]", extras.join(",")));
+            }
+            if let Some(pep508_rs::VersionOrUrl::VersionSpecifier(specifiers)) = &requirement.version_or_url {
+                line.push_str(&specifiers.to_string());
+            }
+            if !missing.contains(&line) {
+                missing.push(line);
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// pip's result without the packages that only the build machine's markers
+/// pulled in: those not reachable from the requested ones along dependencies
+/// whose markers hold for the target. Left as it is when a dependency cannot
+/// be parsed (better one package too many than one too few).
+fn reachable_on_target(mut json: serde_json::Value, target: &PythonTarget) -> Result<serde_json::Value, PythonError> {
+    let environment = marker_environment(target)?;
+    let Some(installs) = json["install"].as_array() else { return Ok(json) };
+    let name_of = |item: &serde_json::Value| normalize_name(item["metadata"]["name"].as_str().unwrap_or_default());
+    let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for item in installs {
+        let extras: Vec<pep508_rs::ExtraName> = item["requested_extras"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| pep508_rs::ExtraName::from_str(e.as_str()?).ok())
+            .collect();
+        let mut targets = Vec::new();
+        for text in item["metadata"]["requires_dist"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let parsed = text.as_str().map(pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str);
+            let Some(Ok(requirement)) = parsed else { return Ok(json) };
+            if requirement.marker.evaluate(&environment, &extras) {
+                targets.push(normalize_name(requirement.name.as_ref()));
+            }
+        }
+        edges.insert(name_of(item), targets);
+    }
+    let mut reached: std::collections::BTreeSet<String> =
+        installs.iter().filter(|i| i["requested"].as_bool() == Some(true)).map(name_of).collect();
+    let mut queue: Vec<String> = reached.iter().cloned().collect();
+    while let Some(name) = queue.pop() {
+        for next in edges.get(&name).map(Vec::as_slice).unwrap_or_default() {
+            if reached.insert(next.clone()) {
+                queue.push(next.clone());
+            }
+        }
+    }
+    if let Some(installs) = json["install"].as_array_mut() {
+        installs.retain(|item| reached.contains(&name_of(item)));
+    }
+    Ok(json)
+}
+
+/// One `pip install --dry-run --report` for the target; see the module doc
+/// for the second, host-interpreter pass.
+fn pip_report(input: &Path, work: &Path, target: &PythonTarget) -> Result<serde_json::Value, PythonError> {
     let report = work.join("report.json");
     let mut command = Command::new("python3");
     command.args(["-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--only-binary=:all:"]).args([
@@ -285,9 +400,8 @@ pub fn resolve_with_pip(input: &Path, work: &Path, target: &PythonTarget) -> Res
             return Err(super::resolve_failure("pip", target, &output));
         }
     }
-    let json: serde_json::Value = serde_json::from_slice(&fs::read(&report).map_err(io_err("pip's report"))?)
-        .map_err(|e| PythonError::Output(format!("pip report: {e}")))?;
-    parse_pip_report(&json, target)
+    serde_json::from_slice(&fs::read(&report).map_err(io_err("pip's report"))?)
+        .map_err(|e| PythonError::Output(format!("pip report: {e}")))
 }
 
 /// `major.minor` of the build machine's `python3`, which runs pip.
@@ -469,6 +583,44 @@ wheels = [{ url = "https://files.example/flash_attn-2.8.0-cp312-cp312-linux_x86_
         assert!(
             matches!(&pinned[2], Pinned::Source { source, .. } if source.kind == WheelSourceKind::Sdist && source.sha256.as_deref() == Some("cd"))
         );
+    }
+
+    #[test]
+    fn dependencies_the_target_needs_by_its_markers_are_found_missing() {
+        // pip ran on 3.11 for a 3.10 image: anyio's exceptiongroup is missing.
+        let report = serde_json::json!({"install": [
+            {"metadata": {"name": "anyio", "version": "4.9.0", "requires_dist": [
+                "exceptiongroup>=1.0.2; python_version < \"3.11\"",
+                "idna>=2.8",
+                "typing_extensions>=4.5; python_version < \"3.13\"",
+                "trio>=0.26.1; extra == \"trio\"",
+                "pywin32; sys_platform == \"win32\"",
+            ]}, "requested_extras": []},
+            {"metadata": {"name": "idna", "version": "3.10"}},
+            {"metadata": {"name": "typing-extensions", "version": "4.13.0"}},
+        ]});
+        assert_eq!(missing_for_target(&report, &target("3.10")).unwrap(), ["exceptiongroup>=1.0.2"]);
+        assert!(missing_for_target(&report, &target("3.11")).unwrap().is_empty());
+        // And a package only the build machine's markers pulled in is dropped:
+        // typing-extensions is needed below 3.13 only.
+        let mut requested = report.clone();
+        requested["install"][0]["requested"] = serde_json::json!(true);
+        let names = |json: serde_json::Value| -> Vec<String> {
+            json["install"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(names(reachable_on_target(requested.clone(), &target("3.13")).unwrap()), ["anyio", "idna"]);
+        assert_eq!(
+            names(reachable_on_target(requested, &target("3.12")).unwrap()),
+            ["anyio", "idna", "typing-extensions"]
+        );
+        let mut with_extra = report.clone();
+        with_extra["install"][0]["requested_extras"] = serde_json::json!(["trio"]);
+        assert_eq!(missing_for_target(&with_extra, &target("3.12")).unwrap(), ["trio>=0.26.1"]);
     }
 
     #[test]

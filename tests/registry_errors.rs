@@ -114,6 +114,21 @@ fn tls_certificate_for_another_name_is_wrong_host() {
     assert_eq!(client.stats().retries, 0);
 }
 
+/// An expired certificate from a trusted CA is named as expired, not as an
+/// unknown authority, and is not retried.
+#[test]
+fn tls_certificate_that_expired_says_so() {
+    let certificate = TestCertificate::issue_valid_for(&["IP:127.0.0.1", "DNS:localhost"], -1);
+    let registry = TestRegistry::start_tls(&certificate);
+    let host = registry.host();
+    let client = client_with(RegistryClientOptions { ca_certificates: vec![certificate.ca.clone()], ..options() });
+    let error = client.fetch_manifest(&reference(&format!("{host}/tls/app:v1"))).unwrap_err();
+    assert!(matches!(&error, RegistryError::Certificate { problem: CertificateProblem::Expired, .. }), "{error:?}");
+    assert_eq!(error.to_string(), format!("the TLS certificate of registry {host} is not accepted: it has expired"));
+    assert_eq!(error.hint().unwrap(), format!("renew the certificate of {host}, and check this machine's clock"));
+    assert_eq!(client.stats().retries, 0);
+}
+
 /// `.invalid` never resolves (RFC 2606): the DNS failure is named, with a
 /// hint, whether the resolver says "no such name" or does not answer.
 #[test]
@@ -188,6 +203,37 @@ fn refused_credentials_name_their_source() {
         format!("registry {host} denied access to private/app (HTTP 401) with the credentials configured for it")
     );
     assert!(!format!("{error} {error:?} {}", error.hint().unwrap()).contains("wrong password"));
+}
+
+/// A 403 with credentials that the registry recognised (GHCR and ECR answer
+/// so for a repository the account cannot read) names the credentials'
+/// source and says the permission is missing, not the login.
+#[test]
+fn forbidden_names_the_missing_permission() {
+    let body = br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
+    let (host, _server) = fake_server(move |request| {
+        if request.to_ascii_lowercase().contains("\r\nauthorization: basic") {
+            ("403 Forbidden", String::new(), body.to_vec())
+        } else {
+            ("401 Unauthorized", "WWW-Authenticate: Basic realm=\"registry\"\r\n".into(), Vec::new())
+        }
+    });
+    let mut with_credentials = options();
+    with_credentials.credentials.insert(host.clone(), Credentials::new("builder", "secret-pw"));
+    let error = client_with(with_credentials).fetch_manifest(&reference(&format!("{host}/team/app:v1"))).unwrap_err();
+    assert!(
+        matches!(&error, RegistryError::Unauthorized { status: 403, credential: CredentialSource::Options, .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!("registry {host} denied access to team/app (HTTP 403) with the credentials configured for it")
+    );
+    assert_eq!(
+        error.hint().unwrap(),
+        "the credentials were recognised but give no access to this repository: check their permissions on it"
+    );
+    assert!(!format!("{error} {error:?}").contains("secret-pw"));
 }
 
 /// 429 with Docker Hub's error body and a long Retry-After: not retried

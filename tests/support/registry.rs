@@ -166,7 +166,15 @@ pub struct TestCertificate {
 }
 
 impl TestCertificate {
+    /// A test CA and a server certificate for `names`, valid for two days.
     pub fn issue(names: &[&str]) -> TestCertificate {
+        TestCertificate::issue_valid_for(names, 2)
+    }
+
+    /// As [`TestCertificate::issue`], with the server certificate valid for
+    /// `days` from now; `-1` gives one that expired yesterday.
+    pub fn issue_valid_for(names: &[&str], days: i32) -> TestCertificate {
+        let days = days.to_string();
         let dir = tempfile::tempdir().expect("temp dir for certificates");
         let path = |name: &str| dir.path().join(name);
         let openssl = |args: &[&str]| {
@@ -212,7 +220,7 @@ impl TestCertificate {
             "-out",
             "cert.pem",
             "-days",
-            "2",
+            &days,
             "-extfile",
             "server.ext",
         ]);

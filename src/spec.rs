@@ -84,6 +84,10 @@ pub struct Python {
     /// `major.minor`, e.g. "3.12".
     pub version: String,
     pub installer: PythonInstaller,
+    /// Compile `.pyc` for installed packages (`[imgbake] bytecode`, default
+    /// true; shown in JSON only when false).
+    #[serde(skip_serializing_if = "is_true")]
+    pub bytecode: bool,
 }
 
 /// One requirement as pip/uv/conda will see it (`torch==2.0.0`, `numpy`).

@@ -411,9 +411,25 @@ fn fastapi_and_numpy_from_pypi_import_inside_the_container() {
     tools::umoci_unpack(&layout, "app", &bundle);
     let code = "import fastapi, numpy, safetensors; print('ok', numpy.__version__, fastapi.__version__)";
     tools::prepare_runc_bundle(&bundle, &["python3", "-c", code], &[], &[]);
+    // The image ships `.pyc` files the base's Python 3.11 accepts as they are:
+    // importing (into a writable root) writes none of its own.
+    let site = bundle.join("rootfs/usr/local/lib/python3.11/dist-packages");
+    let pyc_files = || -> Vec<(PathBuf, std::time::SystemTime)> {
+        let mut found: Vec<_> = walkdir::WalkDir::new(&site)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pyc"))
+            .map(|e| (e.path().to_path_buf(), e.metadata().unwrap().modified().unwrap()))
+            .collect();
+        found.sort();
+        found
+    };
+    let shipped = pyc_files();
+    assert!(shipped.iter().any(|(p, _)| p.ends_with("fastapi/__pycache__/__init__.cpython-311.pyc")), "{shipped:?}");
     let run = tools::runc_run(&bundle, &tools::unique_container_id("deps"), Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success() && stdout.starts_with("ok "), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(pyc_files() == shipped, "importing wrote or rewrote .pyc files the image shipped");
 }
 
 /// The pip + apt fixture: uv wheels and a Debian package, both native, on the
@@ -646,5 +662,102 @@ fn pip_locks_what_the_images_python_needs_not_what_the_build_machines_markers_sa
             assert!(lock.contains(&format!("name = \"{needed}\"")), "use_uv = {use_uv}, {python}: {lock}");
             assert!(!lock.contains(&format!("name = \"{not_needed}\"")), "use_uv = {use_uv}, {python}: {lock}");
         }
+    }
+}
+
+/// Whether this machine has a CPython `version` imgbake can compile bytecode
+/// with: `pythonX.Y` on PATH that runs (pyenv shims exist for versions that
+/// are not selected), or one `uv python find` knows.
+fn has_python(version: &str) -> bool {
+    let on_path = Command::new(format!("python{version}")).args(["-S", "-c", ""]).output();
+    let uv = Command::new("uv").args(["python", "find", "--no-python-downloads", "--offline", version]).output();
+    on_path.is_ok_and(|o| o.status.success()) || uv.is_ok_and(|o| o.status.success())
+}
+
+const TINYAPP_311_PYC: &str = "usr/local/lib/python3.11/site-packages/tinyapp/__pycache__/__init__.cpython-311.pyc";
+
+/// Issue 18: modules ship with `.pyc` (as `pip install` in a Dockerfile
+/// writes them), so a cold start does not compile every import again.
+#[test]
+fn installed_modules_ship_unchecked_hash_bytecode_and_the_layer_is_reproducible() {
+    if !tools::require_tool("uv") || !has_python("3.11") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = local_index(dir.path());
+    let env = offline_env(&index);
+    let project = write_project(dir.path(), true, "3.11", &[("tinyapp", "latest")]);
+    let first = build_ok(&project, &dir.path().join("out1"), &dir.path().join("cache1"), &env);
+    let layer = layer_named(&first, "python tinyapp==1.0")["digest"].as_str().unwrap().to_string();
+
+    let pyc = file_in_layer(&dir.path().join("out1"), &layer, TINYAPP_311_PYC).expect("the .pyc is in the layer");
+    // PEP 552 flags: 0b01 = hash-based, not checked against the source.
+    assert_eq!(u32::from_le_bytes(pyc[4..8].try_into().unwrap()), 0b01);
+    // The code object names the module's path in the image, not the staging tree.
+    let saved = dir.path().join("init.pyc");
+    std::fs::write(&saved, &pyc).unwrap();
+    let code = format!("import marshal; print(marshal.loads(open({saved:?}, 'rb').read()[16:]).co_filename)");
+    let shown = Command::new("python3.11").args(["-c", &code]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&shown.stdout).trim(),
+        "/usr/local/lib/python3.11/site-packages/tinyapp/__init__.py",
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    // Console scripts are run, not imported: no bytecode beside them.
+    assert!(file_in_layer(&dir.path().join("out1"), &layer, "usr/local/bin/__pycache__/").is_none());
+
+    // An empty cache gives the same bytes.
+    let second = build_ok(&project, &dir.path().join("out2"), &dir.path().join("cache2"), &env);
+    assert_eq!(layer_named(&second, "python tinyapp==1.0")["digest"], layer.as_str());
+}
+
+#[test]
+fn bytecode_false_installs_modules_without_pyc() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = local_index(dir.path());
+    let env = offline_env(&index);
+    let project = write_project(dir.path(), true, "3.11", &[("tinyapp", "latest")]);
+    let config = project.join("cerebrium.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[imgbake]\nbytecode = false\n")).unwrap();
+    let result = build_ok(&project, &dir.path().join("out"), &dir.path().join("cache"), &env);
+    let layer = layer_named(&result, "python tinyapp==1.0")["digest"].as_str().unwrap().to_string();
+    let out = dir.path().join("out");
+    assert!(file_in_layer(&out, &layer, "usr/local/lib/python3.11/site-packages/tinyapp/__init__.py").is_some());
+    assert!(file_in_layer(&out, &layer, TINYAPP_311_PYC).is_none());
+}
+
+#[test]
+fn bytecode_needs_an_interpreter_of_the_images_version_else_the_build_warns_once() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = local_index(dir.path());
+    let env = offline_env(&index);
+    let project = write_project(dir.path(), true, "3.12", &[("tinyapp", "latest")]);
+    let out = dir.path().join("out");
+    let output = build(&project, &out, &dir.path().join("cache"), &env, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let layer = layer_named(&result, "python tinyapp==1.0")["digest"].as_str().unwrap().to_string();
+    let pyc = file_in_layer(
+        &out,
+        &layer,
+        "usr/local/lib/python3.12/site-packages/tinyapp/__pycache__/__init__.cpython-312.pyc",
+    );
+    let warning = "warning: no Python 3.12 on this machine to compile bytecode with; \
+                   the image's modules compile at first import (slower cold starts)";
+    if has_python("3.12") {
+        assert!(pyc.is_some(), "{stderr}");
+        assert!(!stderr.contains(warning), "{stderr}");
+    } else {
+        assert!(pyc.is_none());
+        assert_eq!(stderr.lines().filter(|line| *line == warning).count(), 1, "{stderr}");
     }
 }

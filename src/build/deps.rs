@@ -95,8 +95,11 @@ pub fn conda_layer(locked: &LockedConda, cache_dir: &Path, cache: &LayerCache) -
     Ok(build_cached_layer(cache, &entries, &options, what, history, files)?)
 }
 
-/// The Python layers for a locked set of wheels. Prints the install marker
-/// Cerebrium's build log uses, so log scrapers written for it keep working.
+/// The Python layers for a locked set of wheels, with `.pyc` files unless the
+/// config turns them off (or no interpreter of the image's version is here
+/// to compile them: one warning, and the build goes on without). Prints the
+/// install marker Cerebrium's build log uses, so log scrapers written for it
+/// keep working.
 pub fn python_layers(
     spec: &crate::spec::Spec,
     locked: &LockedPython,
@@ -121,7 +124,16 @@ pub fn python_layers(
     }
     let mut wheels = locked.packages.clone();
     let files = python::fetch(&mut wheels, cache_dir, &context, warnings)?;
-    let staged = python::install(&wheels, &files, &locked.target, installer, cache_dir)?;
+    let compiler = if spec.python.bytecode {
+        let found = python::bytecode::find_compiler(&locked.target.python_version);
+        if found.is_none() {
+            warnings.push(python::bytecode::missing_warning(&locked.target.python_version));
+        }
+        found
+    } else {
+        None
+    };
+    let staged = python::install(&wheels, &files, &locked.target, installer, compiler.as_ref(), cache_dir)?;
     let options = LayerOptions::from_env(Compression::Gzip { level: GZIP_LEVEL });
     let mut built = Vec::new();
     for group in python::group_for_layers(&staged) {

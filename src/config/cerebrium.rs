@@ -134,6 +134,7 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
         python: Python {
             version: python_version,
             installer: if use_uv { PythonInstaller::Uv } else { PythonInstaller::Pip },
+            bytecode: ext.bytecode.unwrap_or(true),
         },
         dependencies,
         app: AppFiles {

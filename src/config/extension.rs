@@ -17,6 +17,8 @@ pub struct Extension {
     pub weights_split_size: Option<u64>,
     /// `check_entrypoint = false` turns off the check that the entrypoint's program is in the image.
     pub check_entrypoint: Option<bool>,
+    /// `bytecode = false` installs Python packages without compiling `.pyc`.
+    pub bytecode: Option<bool>,
     pub weights: Vec<WeightsDraft>,
 }
 
@@ -51,6 +53,7 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
         weights_mode: one_of(reader, section, "weights_mode", &WeightsMode::ALL, WeightsMode::parse),
         compression: one_of(reader, section, "compression", &Compression::ALL, Compression::parse),
         check_entrypoint: reader.bool(section, "check_entrypoint").map(|(b, _)| b),
+        bytecode: reader.bool(section, "bytecode").map(|(b, _)| b),
         ..Extension::default()
     };
     for (key, slot) in [("model_root", &mut extension.model_root), ("volume_root", &mut extension.volume_root)] {
@@ -142,5 +145,25 @@ impl Extension {
             model_root: self.model_root.clone().unwrap_or_else(|| crate::spec::DEFAULT_MODEL_ROOT.to_string()),
             volume_root: self.volume_root.clone().unwrap_or_else(|| name.default_volume_root().to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{load_text, spec_of};
+    use std::path::Path;
+
+    #[test]
+    fn bytecode_is_on_unless_turned_off_in_either_format() {
+        let toml = "[cerebrium.deployment]\nname = \"x\"\n";
+        let yaml = "model_name: x\n";
+        assert!(spec_of("cerebrium.toml", toml).python.bytecode);
+        assert!(spec_of("config.yaml", yaml).python.bytecode);
+        assert!(!spec_of("cerebrium.toml", &format!("{toml}[imgbake]\nbytecode = false\n")).python.bytecode);
+        assert!(!spec_of("config.yaml", &format!("{yaml}imgbake:\n  bytecode: false\n")).python.bytecode);
+
+        let wrong = load_text(Path::new("cerebrium.toml"), &format!("{toml}[imgbake]\nbytecode = \"no\"\n"));
+        let message = wrong.diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(wrong.spec.is_none() && message.contains("bytecode"), "{message}");
     }
 }

@@ -107,7 +107,11 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
         },
         name,
         base,
-        python: Python { version: python_version, installer: PythonInstaller::Uv },
+        python: Python {
+            version: python_version,
+            installer: PythonInstaller::Uv,
+            bytecode: ext.bytecode.unwrap_or(true),
+        },
         dependencies,
         app: AppFiles {
             root: project_dir.to_path_buf(),

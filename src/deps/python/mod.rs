@@ -13,6 +13,8 @@
 //! 3. install: each wheel is installed alone (`--no-deps --target`) by the
 //!    same tool into its own staging tree, cached by wheel hash and target,
 //!    and console scripts get the image's interpreter in their shebang;
+//!    modules get `.pyc` files compiled by a CPython of the image's version
+//!    ([`bytecode`]), unless `[imgbake] bytecode = false`;
 //! 4. layers: distributions of [`LARGE_DISTRIBUTION`] bytes or more (torch,
 //!    nvidia-*) get a layer each; the rest share one.
 //!
@@ -22,6 +24,7 @@
 //! `UV_FIND_LINKS`, `PIP_INDEX_URL`, `PIP_FIND_LINKS`, …) and from options in
 //! requirements files; credentials in them stay in memory ([`credentials`]).
 
+pub mod bytecode;
 pub mod credentials;
 pub mod resolver;
 pub mod source_build;
@@ -142,6 +145,8 @@ pub enum PythonError {
     Resolve { tool: String, python: String, platform: String, output: String, hint: String },
     #[error("{tool} failed to install {wheel}:\n{output}")]
     Install { tool: String, wheel: String, output: String },
+    #[error("{python} failed to compile the bytecode of {path}:\n{output}\nhint: set `bytecode = false` under [imgbake] to build without it")]
+    Bytecode { python: String, path: String, output: String },
     #[error("cannot read {what}")]
     Io {
         what: String,
@@ -555,14 +560,20 @@ pub struct StagedDistribution {
 }
 
 /// Installs each wheel alone into a cached staging tree (keyed by wheel hash,
-/// tool and target), so an unchanged package is never installed twice.
+/// tool, target and bytecode compiler), so an unchanged package is never
+/// installed twice. With a `compiler`, every module gets its `.pyc`.
 pub fn install(
     wheels: &[LockedWheel],
     files: &[PathBuf],
     target: &PythonTarget,
     installer: PythonInstaller,
+    compiler: Option<&bytecode::Compiler>,
     cache_dir: &Path,
 ) -> Result<Vec<StagedDistribution>, PythonError> {
+    let pyc = match compiler {
+        Some(compiler) => format!("pyc cpython {}", compiler.version),
+        None => "no pyc".to_string(),
+    };
     let root = cache_dir.join("python-staging");
     fs::create_dir_all(&root).map_err(io_err(root.display().to_string()))?;
     let mut staged = Vec::with_capacity(wheels.len());
@@ -575,6 +586,8 @@ pub fn install(
                 &target.python_version,
                 &target.platform,
                 &target.interpreter,
+                &target.site_packages,
+                &pyc,
                 env!("CARGO_PKG_VERSION"),
             ] {
                 hasher.update(part.as_bytes());
@@ -590,6 +603,9 @@ pub fn install(
                 .map_err(io_err(root.display().to_string()))?;
             install_one(file, temp.path(), target, installer)?;
             tidy_staging(temp.path(), &target.interpreter)?;
+            if let Some(compiler) = compiler {
+                bytecode::compile_tree(compiler, temp.path(), &target.site_packages)?;
+            }
             let temp = temp.keep();
             fs::rename(&temp, &dir).map_err(io_err(dir.display().to_string()))?;
         }

@@ -54,6 +54,16 @@ pub fn build_wheel(
         Some(sub) => tree.join(sub),
         None => tree,
     };
+    // Refuse before building what is sure to be compiled code: such builds
+    // run for minutes (llama-cpp-python: 10 min of C++ here) only to give a
+    // wheel the image cannot use.
+    if let Some(backend) = compiled_code_backend(&tree)? {
+        return Err(PythonError::PlatformSpecificBuild {
+            name: name.to_string(),
+            tag: format!("its build backend {backend} builds compiled code"),
+            target: tags.description.clone(),
+        });
+    }
     let out = work.path().join("dist");
     fs::create_dir_all(&out).map_err(io_err(out.display().to_string()))?;
     let (tool, mut command) = match installer {
@@ -111,6 +121,46 @@ pub fn build_wheel(
     fs::File::open(&built).and_then(|f| f.sync_all()).map_err(io_err(built.display().to_string()))?;
     fs::rename(&built, &path).map_err(io_err(path.display().to_string()))?;
     Ok(BuiltWheel { filename, path, sha256, size })
+}
+
+/// Build backends whose projects are compiled extensions (CMake, Meson,
+/// Rust, plain C/C++ builders); setuptools and the like may go either way
+/// and are built to see.
+const COMPILED_CODE_BACKENDS: [&str; 6] =
+    ["scikit_build_core", "mesonpy", "maturin", "py_build_cmake", "cmeel", "enscons"];
+
+/// The compiled-code build backend named in the source's `pyproject.toml`
+/// (`tree` is a directory, or an sdist archive whose top folder holds it).
+fn compiled_code_backend(tree: &Path) -> Result<Option<String>, PythonError> {
+    let text =
+        if tree.is_dir() { fs::read_to_string(tree.join("pyproject.toml")).ok() } else { sdist_pyproject(tree)? };
+    let Some(text) = text else { return Ok(None) };
+    let backend = toml::from_str::<toml::Table>(&text)
+        .ok()
+        .and_then(|t| t.get("build-system")?.get("build-backend")?.as_str().map(String::from));
+    Ok(backend.filter(|b| COMPILED_CODE_BACKENDS.iter().any(|known| b.split('.').next() == Some(known))))
+}
+
+/// `<top>/pyproject.toml` of a `.tar.gz` sdist (other archive kinds: none).
+fn sdist_pyproject(archive: &Path) -> Result<Option<String>, PythonError> {
+    let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !name.ends_with(".tar.gz") {
+        return Ok(None);
+    }
+    let file = fs::File::open(archive).map_err(io_err(archive.display().to_string()))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let entries = tar.entries().map_err(io_err(archive.display().to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(io_err(archive.display().to_string()))?;
+        let path = entry.path().map_err(io_err(archive.display().to_string()))?.into_owned();
+        if path.components().count() == 2 && path.ends_with("pyproject.toml") {
+            let mut text = String::new();
+            // A pyproject.toml is small; cap it so a hostile archive cannot make us read gigabytes.
+            (&mut entry).take(1 << 20).read_to_string(&mut text).map_err(io_err(archive.display().to_string()))?;
+            return Ok(Some(text));
+        }
+    }
+    Ok(None)
 }
 
 fn hash_file(path: &Path) -> Result<(String, u64), PythonError> {
@@ -202,4 +252,41 @@ pub fn moved_revision(source: &WheelSource, credentials: &Credentials) -> Option
     let text = String::from_utf8_lossy(&output.stdout);
     let now = text.lines().next()?.split_whitespace().next()?.to_string();
     (now != commit).then_some(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdist(dir: &Path, pyproject: &str) -> PathBuf {
+        let path = dir.join("pkg-1.0.tar.gz");
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        ));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(pyproject.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, "pkg-1.0/pyproject.toml", pyproject.as_bytes()).unwrap();
+        builder.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn compiled_code_backends_are_known_before_building() {
+        let dir = tempfile::tempdir().unwrap();
+        let native = sdist(
+            dir.path(),
+            "[build-system]\nrequires = [\"scikit-build-core\"]\nbuild-backend = \"scikit_build_core.build\"\n",
+        );
+        assert_eq!(compiled_code_backend(&native).unwrap().as_deref(), Some("scikit_build_core.build"));
+        let project = dir.path().join("tree");
+        fs::create_dir_all(&project).unwrap();
+        fs::write(project.join("pyproject.toml"), "[build-system]\nbuild-backend = \"setuptools.build_meta\"\n")
+            .unwrap();
+        assert_eq!(compiled_code_backend(&project).unwrap(), None, "setuptools may be pure: built to see");
+        fs::write(project.join("pyproject.toml"), "[build-system]\nbuild-backend = \"maturin\"\n").unwrap();
+        assert_eq!(compiled_code_backend(&project).unwrap().as_deref(), Some("maturin"));
+    }
 }

@@ -173,7 +173,7 @@ pub enum PythonError {
     Git { command: String, output: String },
     #[error("{name} is a local directory requirement ({path}); imgbake cannot pin it\nhint: build it into a wheel and list the wheel, or build with a container: `imgbake build --builder buildah`")]
     LocalDirectory { name: String, path: String },
-    #[error("a package has no wheel, and pip resolves source packages only as the image's interpreter (Python {python}); the build machine's python3 is {host}\nhint: set `use_uv = true` (uv resolves source packages for any Python), or build with a container: `imgbake build --builder buildah`")]
+    #[error("pip found no solution from wheels alone (a package has no wheel, or only an sdist fits), and pip resolves source packages only as the image's interpreter (Python {python}); the build machine's python3 is {host}\nhint: set `use_uv = true` (uv resolves source packages for any Python), or build with a container: `imgbake build --builder buildah`")]
     PipNeedsTargetPython {
         python: String,
         host: String,
@@ -354,8 +354,19 @@ pub(crate) fn missing_wheel_message(text: &str) -> bool {
 }
 
 pub(crate) fn resolve_failure(tool: &str, target: &PythonTarget, output: &std::process::Output) -> PythonError {
-    let text = credentials::redact_userinfo(String::from_utf8_lossy(&output.stderr).trim());
-    let hint = if missing_wheel_message(&text) {
+    let mut text = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    // pip explains a conflict on stdout ("The conflict is caused by: …").
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if let Some(start) = stdout.find("The conflict is caused by") {
+        let explanation: Vec<&str> = stdout[start..].lines().take(30).collect();
+        text = format!("{}\n{text}", explanation.join("\n").trim_end());
+    }
+    let text = credentials::redact_userinfo(&text);
+    let hint = if text.contains("conflicting dependencies") {
+        "a dependency with only a source distribution for this Python is invisible to a wheels-only resolution and \
+         shows up as a conflict: `use_uv = true` names such packages; otherwise loosen the version constraints"
+            .to_string()
+    } else if missing_wheel_message(&text) {
         format!(
             "a package has no wheel for {} / Python {}; pure-Python packages are built from source, \
              others need a container: `imgbake build --builder buildah`",

@@ -272,85 +272,111 @@ pub fn resolve_with_pip(input: &Path, work: &Path, target: &PythonTarget) -> Res
     )))
 }
 
-/// The requirements that the target needs (by the dependencies' markers,
-/// evaluated for the target with each package's requested extras) and that
-/// are not in pip's result, as requirement lines.
-fn missing_for_target(json: &serde_json::Value, target: &PythonTarget) -> Result<Vec<String>, PythonError> {
+/// pip's result walked as the target would install it: from the requested
+/// packages (with the extras the user asked for) along the dependencies
+/// whose markers hold for the target, each edge carrying the extras it asks
+/// of the dependency (`cuda-toolkit[cudart,cufft]` from torch: pip's report
+/// lists `requested_extras` only for requested packages).
+struct TargetWalk {
+    /// Packages reached, with the extras asked of them.
+    reached: BTreeMap<String, std::collections::BTreeSet<pep508_rs::ExtraName>>,
+    /// Requirement lines the target needs that pip's result lacks.
+    missing: Vec<String>,
+}
+
+/// `None` when a dependency cannot be parsed or pip marked nothing as
+/// requested: then pip's result is taken as it is.
+fn walk_for_target(json: &serde_json::Value, target: &PythonTarget) -> Result<Option<TargetWalk>, PythonError> {
+    type Requirement = pep508_rs::Requirement<pep508_rs::VerbatimUrl>;
     let environment = marker_environment(target)?;
     let installs = json["install"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let present: std::collections::BTreeSet<String> =
-        installs.iter().filter_map(|i| i["metadata"]["name"].as_str()).map(normalize_name).collect();
-    let mut missing = Vec::new();
-    for item in installs {
-        let extras: Vec<pep508_rs::ExtraName> = item["requested_extras"]
+    let extras_of = |value: &serde_json::Value| -> std::collections::BTreeSet<pep508_rs::ExtraName> {
+        value
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default()
             .iter()
             .filter_map(|e| pep508_rs::ExtraName::from_str(e.as_str()?).ok())
-            .collect();
+            .collect()
+    };
+    let mut requires: BTreeMap<String, Vec<Requirement>> = BTreeMap::new();
+    let mut reached = BTreeMap::new();
+    let mut queue = Vec::new();
+    for item in installs {
+        let name = normalize_name(item["metadata"]["name"].as_str().unwrap_or_default());
+        let mut list = Vec::new();
         for text in item["metadata"]["requires_dist"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let Some(text) = text.as_str() else { continue };
-            let Ok(requirement) = pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(text) else { continue };
-            let name = normalize_name(requirement.name.as_ref());
-            if present.contains(&name) || !requirement.marker.evaluate(&environment, &extras) {
+            match text.as_str().map(Requirement::from_str) {
+                Some(Ok(requirement)) => list.push(requirement),
+                _ => return Ok(None),
+            }
+        }
+        requires.insert(name.clone(), list);
+        if item["requested"].as_bool() == Some(true) {
+            reached.insert(name.clone(), extras_of(&item["requested_extras"]));
+            queue.push(name);
+        }
+    }
+    if queue.is_empty() {
+        return Ok(None);
+    }
+    let mut missing = Vec::new();
+    while let Some(name) = queue.pop() {
+        let extras: Vec<pep508_rs::ExtraName> = reached[&name].iter().cloned().collect();
+        for requirement in requires.get(&name).map(Vec::as_slice).unwrap_or_default() {
+            if !requirement.marker.evaluate(&environment, &extras) {
                 continue;
             }
-            let mut line = requirement.name.to_string();
-            if !requirement.extras.is_empty() {
-                let extras: Vec<String> = requirement.extras.iter().map(|e| e.to_string()).collect();
-                line.push_str(&format!("[{}]", extras.join(",")));
+            let dependency = normalize_name(requirement.name.as_ref());
+            if !requires.contains_key(&dependency) {
+                let line = requirement_line(requirement);
+                if !missing.contains(&line) {
+                    missing.push(line);
+                }
+                continue;
             }
-            if let Some(pep508_rs::VersionOrUrl::VersionSpecifier(specifiers)) = &requirement.version_or_url {
-                line.push_str(&specifiers.to_string());
-            }
-            if !missing.contains(&line) {
-                missing.push(line);
+            let is_new = !reached.contains_key(&dependency);
+            let asked: &mut std::collections::BTreeSet<pep508_rs::ExtraName> =
+                reached.entry(dependency.clone()).or_default();
+            let before = asked.len();
+            asked.extend(requirement.extras.iter().cloned());
+            // New package, or new extras for one already walked: walk it (again).
+            // Extras only grow, so this ends, even on dependency cycles.
+            if (is_new || asked.len() > before) && !queue.contains(&dependency) {
+                queue.push(dependency);
             }
         }
     }
-    Ok(missing)
+    Ok(Some(TargetWalk { reached, missing }))
+}
+
+/// `name[extras]specifiers` of a requirement, without its marker.
+fn requirement_line(requirement: &pep508_rs::Requirement<pep508_rs::VerbatimUrl>) -> String {
+    let mut line = requirement.name.to_string();
+    if !requirement.extras.is_empty() {
+        let extras: Vec<String> = requirement.extras.iter().map(|e| e.to_string()).collect();
+        line.push_str(&format!("[{}]", extras.join(",")));
+    }
+    if let Some(pep508_rs::VersionOrUrl::VersionSpecifier(specifiers)) = &requirement.version_or_url {
+        line.push_str(&specifiers.to_string());
+    }
+    line
+}
+
+/// The requirements the target needs that pip's result lacks.
+fn missing_for_target(json: &serde_json::Value, target: &PythonTarget) -> Result<Vec<String>, PythonError> {
+    Ok(walk_for_target(json, target)?.map(|walk| walk.missing).unwrap_or_default())
 }
 
 /// pip's result without the packages that only the build machine's markers
-/// pulled in: those not reachable from the requested ones along dependencies
-/// whose markers hold for the target. Left as it is when a dependency cannot
-/// be parsed (better one package too many than one too few).
+/// pulled in (not reached by [`walk_for_target`]). Left as it is when the
+/// walk cannot be made (better one package too many than one too few).
 fn reachable_on_target(mut json: serde_json::Value, target: &PythonTarget) -> Result<serde_json::Value, PythonError> {
-    let environment = marker_environment(target)?;
-    let Some(installs) = json["install"].as_array() else { return Ok(json) };
-    let name_of = |item: &serde_json::Value| normalize_name(item["metadata"]["name"].as_str().unwrap_or_default());
-    let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for item in installs {
-        let extras: Vec<pep508_rs::ExtraName> = item["requested_extras"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|e| pep508_rs::ExtraName::from_str(e.as_str()?).ok())
-            .collect();
-        let mut targets = Vec::new();
-        for text in item["metadata"]["requires_dist"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let parsed = text.as_str().map(pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str);
-            let Some(Ok(requirement)) = parsed else { return Ok(json) };
-            if requirement.marker.evaluate(&environment, &extras) {
-                targets.push(normalize_name(requirement.name.as_ref()));
-            }
-        }
-        edges.insert(name_of(item), targets);
-    }
-    let mut reached: std::collections::BTreeSet<String> =
-        installs.iter().filter(|i| i["requested"].as_bool() == Some(true)).map(name_of).collect();
-    let mut queue: Vec<String> = reached.iter().cloned().collect();
-    while let Some(name) = queue.pop() {
-        for next in edges.get(&name).map(Vec::as_slice).unwrap_or_default() {
-            if reached.insert(next.clone()) {
-                queue.push(next.clone());
-            }
-        }
-    }
+    let Some(walk) = walk_for_target(&json, target)? else { return Ok(json) };
     if let Some(installs) = json["install"].as_array_mut() {
-        installs.retain(|item| reached.contains(&name_of(item)));
+        installs.retain(|item| {
+            walk.reached.contains_key(&normalize_name(item["metadata"]["name"].as_str().unwrap_or_default()))
+        });
     }
     Ok(json)
 }
@@ -360,7 +386,8 @@ fn reachable_on_target(mut json: serde_json::Value, target: &PythonTarget) -> Re
 fn pip_report(input: &Path, work: &Path, target: &PythonTarget) -> Result<serde_json::Value, PythonError> {
     let report = work.join("report.json");
     let mut command = Command::new("python3");
-    command.args(["-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--only-binary=:all:"]).args([
+    // Not `--quiet`: pip explains a conflict at its info level.
+    command.args(["-m", "pip", "install", "--dry-run", "--ignore-installed", "--only-binary=:all:"]).args([
         "--disable-pip-version-check",
         "--implementation",
         "cp",
@@ -374,7 +401,10 @@ fn pip_report(input: &Path, work: &Path, target: &PythonTarget) -> Result<serde_
     let output = run(command, "pip")?;
     if !output.status.success() {
         let binary_only_failure = super::resolve_failure("pip", target, &output);
-        if !super::missing_wheel_message(&String::from_utf8_lossy(&output.stderr)) {
+        // A package with no wheel, or one whose fitting versions are sdists
+        // only (pip then reports a conflict): resolve as a source-capable pip.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !super::missing_wheel_message(&stderr) && !stderr.contains("conflicting dependencies") {
             return Err(binary_only_failure);
         }
         // Some package has no wheel at all: pip must resolve as the target
@@ -388,7 +418,7 @@ fn pip_report(input: &Path, work: &Path, target: &PythonTarget) -> Result<serde_
         }
         let mut command = Command::new("python3");
         command
-            .args(["-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--disable-pip-version-check"])
+            .args(["-m", "pip", "install", "--dry-run", "--ignore-installed", "--disable-pip-version-check"])
             .arg("--target")
             .arg(work.join("target"))
             .arg("--report")
@@ -595,7 +625,7 @@ wheels = [{ url = "https://files.example/flash_attn-2.8.0-cp312-cp312-linux_x86_
                 "typing_extensions>=4.5; python_version < \"3.13\"",
                 "trio>=0.26.1; extra == \"trio\"",
                 "pywin32; sys_platform == \"win32\"",
-            ]}, "requested_extras": []},
+            ]}, "requested": true, "requested_extras": []},
             {"metadata": {"name": "idna", "version": "3.10"}},
             {"metadata": {"name": "typing-extensions", "version": "4.13.0"}},
         ]});
@@ -603,8 +633,7 @@ wheels = [{ url = "https://files.example/flash_attn-2.8.0-cp312-cp312-linux_x86_
         assert!(missing_for_target(&report, &target("3.11")).unwrap().is_empty());
         // And a package only the build machine's markers pulled in is dropped:
         // typing-extensions is needed below 3.13 only.
-        let mut requested = report.clone();
-        requested["install"][0]["requested"] = serde_json::json!(true);
+        let requested = report.clone();
         let names = |json: serde_json::Value| -> Vec<String> {
             json["install"]
                 .as_array()
@@ -621,6 +650,42 @@ wheels = [{ url = "https://files.example/flash_attn-2.8.0-cp312-cp312-linux_x86_
         let mut with_extra = report.clone();
         with_extra["install"][0]["requested_extras"] = serde_json::json!(["trio"]);
         assert_eq!(missing_for_target(&with_extra, &target("3.12")).unwrap(), ["trio>=0.26.1"]);
+    }
+
+    #[test]
+    fn extras_asked_by_a_dependency_reach_that_dependency() {
+        // torch 2.15 needs cuda-toolkit[cudart]; pip's report lists
+        // requested_extras only for requested packages.
+        let report = serde_json::json!({"install": [
+            {"metadata": {"name": "torch", "version": "2.15.0", "requires_dist": [
+                "cuda-toolkit[cudart]==13.2.2; platform_system == \"Linux\"",
+            ]}, "requested": true},
+            {"metadata": {"name": "cuda-toolkit", "version": "13.2.2", "requires_dist": [
+                "nvidia-cuda-runtime==13.2.86.*; sys_platform == 'linux' and extra == 'cudart'",
+                "nvidia-cufft==12.2.0.57.*; sys_platform == 'linux' and extra == 'cufft'",
+            ]}, "requested": false},
+            {"metadata": {"name": "nvidia-cuda-runtime", "version": "13.2.86"}, "requested": false},
+            {"metadata": {"name": "nvidia-cufft", "version": "12.2.0.57"}, "requested": false},
+        ]});
+        let names: Vec<String> = reachable_on_target(report, &target("3.12")).unwrap()["install"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["torch", "cuda-toolkit", "nvidia-cuda-runtime"]);
+    }
+
+    #[test]
+    fn dependency_cycles_end() {
+        let report = serde_json::json!({"install": [
+            {"metadata": {"name": "a", "version": "1", "requires_dist": ["b"]}, "requested": true},
+            {"metadata": {"name": "b", "version": "1", "requires_dist": ["a", "c"]}},
+            {"metadata": {"name": "c", "version": "1", "requires_dist": ["b"]}},
+        ]});
+        let walk = walk_for_target(&report, &target("3.11")).unwrap().unwrap();
+        assert_eq!(walk.reached.len(), 3);
+        assert!(walk.missing.is_empty());
     }
 
     #[test]

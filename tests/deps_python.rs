@@ -84,6 +84,12 @@ fn build_on_rootfs(project: &Path, layout: &Path, cache: &Path) -> Output {
     imgbake_env(&args, &[])
 }
 
+/// `imgbake lock` for a base without Python (the config's python_version).
+fn lock_on_scratch(project: &Path, cache: &Path, env: &[(&str, String)]) -> Output {
+    let args = ["lock", project.to_str().unwrap(), "--base", "scratch", "--cache-dir", cache.to_str().unwrap()];
+    imgbake_env(&args, env)
+}
+
 fn build_ok(project: &Path, out: &Path, cache: &Path, env: &[(&str, String)]) -> serde_json::Value {
     let output = build(project, out, cache, env, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
@@ -556,11 +562,7 @@ fn the_oldest_supported_uv_and_the_current_one_lock_the_same_wheels() {
             &[("requests", "==2.32.3"), ("charset-normalizer", "==3.4.1"), ("urllib3", "==2.3.0")],
         );
         let env: Vec<(&str, String)> = uv.iter().map(|path| ("IMGBAKE_UV", path.display().to_string())).collect();
-        let cache = dir.path().join("cache");
-        let output = imgbake_env(
-            &["lock", project.to_str().unwrap(), "--base", "scratch", "--cache-dir", cache.to_str().unwrap()],
-            &env,
-        );
+        let output = lock_on_scratch(&project, &dir.path().join("cache"), &env);
         assert_eq!(output.status.code(), Some(0), "uv {uv:?}: {}", String::from_utf8_lossy(&output.stderr));
         let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
         let urls: Vec<String> = lock.lines().filter(|l| l.starts_with("url = ")).map(String::from).collect();
@@ -652,11 +654,7 @@ fn pip_locks_what_the_images_python_needs_not_what_the_build_machines_markers_sa
         ];
         for (python, requirement, needed, not_needed) in cases {
             let project = write_project(&dir.path().join(format!("{use_uv}-{python}")), use_uv, python, &[requirement]);
-            let cache = dir.path().join("cache");
-            let output = imgbake_env(
-                &["lock", project.to_str().unwrap(), "--base", "scratch", "--cache-dir", cache.to_str().unwrap()],
-                &[],
-            );
+            let output = lock_on_scratch(&project, &dir.path().join("cache"), &[]);
             assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
             let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
             assert!(lock.contains(&format!("name = \"{needed}\"")), "use_uv = {use_uv}, {python}: {lock}");

@@ -409,10 +409,11 @@ fn pip_report(input: &Path, work: &Path, target: &PythonTarget) -> Result<serde_
         }
         // Some package has no wheel at all: pip must resolve as the target
         // interpreter, which only the build machine's own python3 can be.
-        if host_python_version().as_deref() != Some(target.python_version.as_str()) {
+        let host = host_python_version();
+        if host.as_deref() != Some(target.python_version.as_str()) {
             return Err(PythonError::PipNeedsTargetPython {
                 python: target.python_version.clone(),
-                host: host_python_version().unwrap_or_else(|| "none".into()),
+                host: host.unwrap_or_else(|| "none".into()),
                 cause: Box::new(binary_only_failure),
             });
         }

@@ -24,7 +24,7 @@
 # Exit status: 1 when a run failed for a reason that is imgbake's fault or
 # that no rule in reasons.tsv explains (unless --report-only), else 0.
 #
-# The target interpreter and glibc come from the base (src/build/basefs.rs):
+# The target interpreter and glibc come from the base (src/resolve/basefs.rs):
 # Python 3.11 sets lock against the debootstrap bookworm rootfs that
 # scripts/make-base-rootfs.sh builds (Debian's /usr/bin/python3.11, glibc
 # 2.36) when it exists; 3.10 and 3.12 sets (and 3.11 without that rootfs)

@@ -4,16 +4,17 @@
 //! Data flow (one module each): `config` → `spec::Spec` → lock → plan →
 //! `image` (layers, layout) | `registry` (push/pull) | dockerfile | report.
 
-pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod cost;
 pub mod deps;
 pub mod dockerfile;
+pub mod execute;
 pub mod image;
 pub mod lock;
-pub mod plan;
 pub mod registry;
+pub mod resolve;
 pub mod runtime;
 pub mod spec;
 pub mod weights;

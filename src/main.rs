@@ -25,10 +25,10 @@ fn main() -> ExitCode {
         }),
         Command::Plan { path, format, output, profile, calibrate, registry, registry_args, base, skip_base_lookup } => {
             let format = match format {
-                PlanFormat::Text => imgbake::plan::report::Format::Text,
-                PlanFormat::Json => imgbake::plan::report::Format::Json,
-                PlanFormat::Markdown => imgbake::plan::report::Format::Markdown,
-                PlanFormat::Html => imgbake::plan::report::Format::Html,
+                PlanFormat::Text => imgbake::cost::report::Format::Text,
+                PlanFormat::Json => imgbake::cost::report::Format::Json,
+                PlanFormat::Markdown => imgbake::cost::report::Format::Markdown,
+                PlanFormat::Html => imgbake::cost::report::Format::Html,
             };
             plan::run(&plan::PlanArgs {
                 path,

@@ -1,11 +1,11 @@
 //! `imgbake build`: load the config, build natively, print what was made.
 
 use super::{print_error, EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE};
-use crate::build::{self, BuildError, BuildOptions};
 use crate::config;
+use crate::execute::{self, BuildError, BuildOptions};
 use crate::image::layout::{is_valid_tag, parse_oci_ref, OciRef};
-use crate::lock::resolve::LockPolicy;
 use crate::registry::{human_bytes, Reference, RegistryClientOptions};
+use crate::resolve::LockPolicy;
 use std::path::{Path, PathBuf};
 
 /// Build flags as typed values (made from the CLI in main).
@@ -69,7 +69,7 @@ pub fn run(args: &BuildArgs) -> u8 {
         None => None,
         Some(choice) => {
             let target = format!("{:?}", spec.target.name).to_lowercase();
-            match crate::plan::profile::load(&target, Some(choice)) {
+            match crate::cost::profile::load(&target, Some(choice)) {
                 Ok(profile) => Some(profile),
                 Err(error) => {
                     print_error(&error);
@@ -91,7 +91,7 @@ pub fn run(args: &BuildArgs) -> u8 {
         },
         lock_policy: if args.locked { LockPolicy::Locked } else { LockPolicy::Refresh },
     };
-    match build::build(&spec, &options) {
+    match execute::build(&spec, &options) {
         Ok(outcome) => {
             for warning in &outcome.warnings {
                 eprintln!("warning: {warning}");
@@ -188,7 +188,7 @@ fn run_container_builder(
     }
 }
 
-fn print_outcome(outcome: &build::BuildOutcome, dir: &Path) {
+fn print_outcome(outcome: &execute::BuildOutcome, dir: &Path) {
     match &outcome.base_pinned {
         Some(pinned) => println!("base      {} ({pinned})", outcome.base),
         None => println!("base      {}", outcome.base),
@@ -209,7 +209,7 @@ fn print_outcome(outcome: &build::BuildOutcome, dir: &Path) {
     }
 }
 
-fn outcome_json(outcome: &build::BuildOutcome) -> serde_json::Value {
+fn outcome_json(outcome: &execute::BuildOutcome) -> serde_json::Value {
     serde_json::json!({
         "manifest_digest": outcome.manifest_digest.to_string(),
         "output": format!("oci:{}:{}", outcome.output.dir.display(), outcome.output.tag),

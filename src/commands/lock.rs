@@ -2,11 +2,12 @@
 //! beside it (or, with `--check`, say whether the existing one is current).
 
 use super::{print_error, EXIT_INVALID_INPUT, EXIT_OK};
-use crate::build::{base, basefs, ROOTFS_PREFIX};
 use crate::config;
+use crate::execute::ROOTFS_PREFIX;
 use crate::image::cache::LayerCache;
-use crate::lock::{self, resolve, Lock};
+use crate::lock::{self, Lock};
 use crate::registry::RegistryClientOptions;
+use crate::resolve::{self, base, basefs};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Default)]

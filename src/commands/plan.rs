@@ -4,8 +4,8 @@
 
 use super::{print_error, EXIT_INVALID_INPUT, EXIT_OK};
 use crate::config;
-use crate::plan::report::{self, Format};
-use crate::plan::{self, calibrate, inputs, profile};
+use crate::cost::report::{self, Format};
+use crate::cost::{self, calibrate, inputs, profile};
 use crate::registry::RegistryClientOptions;
 use std::path::PathBuf;
 
@@ -62,7 +62,7 @@ pub fn run(args: &PlanArgs) -> u8 {
             return EXIT_INVALID_INPUT;
         }
     };
-    let plan = plan::plan(&gathered, &profile);
+    let plan = cost::plan(&gathered, &profile);
     let text = report::render(&plan, args.format);
     match &args.output {
         Some(path) => {

@@ -78,11 +78,11 @@ pub fn run(path: &Path, format: Format) -> u8 {
     status
 }
 
-/// The entrypoint check (src/build/entrypoint.rs), when a current
+/// The entrypoint check (src/execute/entrypoint.rs), when a current
 /// imgbake.lock is beside the config: against what the lock and this
 /// machine's cache say the image will hold.
 fn entrypoint_problem(spec: &Spec) -> Option<Diagnostic> {
-    use crate::build::entrypoint;
+    use crate::execute::entrypoint;
     if !spec.runtime.check_entrypoint || spec.runtime.entrypoint.is_empty() {
         return None;
     }

@@ -4,7 +4,7 @@
 //! build. The Dockerfile comes from minijinja templates embedded in the
 //! binary (`templates/`), so the text is readable and reviewable in one place.
 //!
-//! Stage order mirrors `crate::build`: base → pre_build_commands → apt →
+//! Stage order mirrors `crate::execute`: base → pre_build_commands → apt →
 //! Python → conda → app files → shell_commands → weights (one `COPY --from`
 //! per split layer) or volume (manifest + hook + wrapped entrypoint) → image
 //! settings. Everything the Dockerfile needs is put in the context, so the
@@ -14,8 +14,8 @@ pub mod builder;
 pub mod context;
 pub mod lint;
 
-use crate::build::layers::WeightsContent;
-use crate::build::volume::{wrap_entrypoint, HOOK_PATH};
+use crate::execute::layers::WeightsContent;
+use crate::execute::volume::{wrap_entrypoint, HOOK_PATH};
 use crate::image::appfiles::{self, AppFilesError};
 use crate::spec::{BaseImage, ConfigFormat, PythonInstaller, Spec, WeightsEntry, WeightsLayout, WeightsMode};
 use crate::spec::{Requirement, WeightsSource};
@@ -485,7 +485,7 @@ pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeight
         .filter(|lock| crate::lock::inputs_of(spec).is_ok_and(|inputs| lock.is_current(&inputs)))
         .and_then(|lock| lock.base.pinned);
     let base = options.base_override.clone().or(pinned).unwrap_or_else(|| base_reference(&spec.base));
-    if base.starts_with("oci:") || base.starts_with(crate::build::ROOTFS_PREFIX) {
+    if base.starts_with("oci:") || base.starts_with(crate::execute::ROOTFS_PREFIX) {
         return Err(DockerfileError::Unsupported {
             what: format!("base `{base}`"),
             message: "a Dockerfile's FROM names a registry image".to_string(),
@@ -669,7 +669,7 @@ fn local_weights_groups(entry: &WeightsEntry, root: &Path, spec: &Spec) -> Resul
         // Symlinks inside the directory are baked as the file they name (as natively).
         let size = std::fs::metadata(item.path()).map(|m| m.len()).unwrap_or(0);
         let content = WeightsContent::Local(item.path().to_path_buf());
-        files.push(crate::build::layers::WeightsFile { content, relative, size });
+        files.push(crate::execute::layers::WeightsFile { content, relative, size });
     }
     if files.is_empty() {
         return Err(DockerfileError::Weights {
@@ -682,12 +682,12 @@ fn local_weights_groups(entry: &WeightsEntry, root: &Path, spec: &Spec) -> Resul
 
 fn split(
     entry: &WeightsEntry,
-    files: Vec<crate::build::layers::WeightsFile>,
+    files: Vec<crate::execute::layers::WeightsFile>,
     spec: &Spec,
     source: fn(PathBuf) -> ContextSource,
 ) -> Vec<LayerFiles> {
     let image_root = entry.path.trim_start_matches('/');
-    crate::build::layers::split_into_layers(files, spec.weights_split_size)
+    crate::execute::layers::split_into_layers(files, spec.weights_split_size)
         .into_iter()
         .map(|group| {
             group
@@ -716,7 +716,7 @@ fn remote_weights_groups(
                 .files
                 .iter()
                 .zip(local)
-                .map(|(file, source)| crate::build::layers::WeightsFile {
+                .map(|(file, source)| crate::execute::layers::WeightsFile {
                     content: WeightsContent::Local(source),
                     relative: file.path.clone(),
                     size: file.size,
@@ -731,7 +731,7 @@ fn remote_weights_groups(
                 .iter()
                 .map(|(file, blob_path)| {
                     let index = listing.files.iter().position(|f| f.path == file.path).expect("listed");
-                    crate::build::layers::WeightsFile {
+                    crate::execute::layers::WeightsFile {
                         content: WeightsContent::Local(local[index].clone()),
                         relative: blob_path.clone(),
                         size: file.size,
@@ -806,14 +806,14 @@ impl RemoteWeights for StoreWeights {
 
     fn volume_entry(&self, entry: &WeightsEntry) -> Result<ManifestEntry, DockerfileError> {
         let mut warnings = Vec::new();
-        crate::build::volume::manifest_entry(entry, None, &self.store, &mut warnings)
+        crate::execute::volume::manifest_entry(entry, None, &self.store, &mut warnings)
             .map(|(manifest_entry, _)| manifest_entry)
             .map_err(|e| DockerfileError::Weights { origin: entry.origin.clone(), message: error_chain(&e) })
     }
 
     /// The same hook the native build puts in (`$IMGBAKE_HOOK_BINARY`, else this binary).
     fn hook_binary(&self) -> Result<PathBuf, DockerfileError> {
-        crate::build::volume::hook_binary().map_err(|(path, source)| DockerfileError::Read { path, source })
+        crate::execute::volume::hook_binary().map_err(|(path, source)| DockerfileError::Read { path, source })
     }
 
     fn uv_binary(&self) -> Option<PathBuf> {

@@ -18,8 +18,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub mod resolve;
-
 pub const LOCK_FILE: &str = "imgbake.lock";
 pub const LOCK_VERSION: u32 = 1;
 

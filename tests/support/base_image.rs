@@ -28,7 +28,7 @@ pub fn base_layout() -> PathBuf {
 
 /// The rootfs as one layer (imgbake's own `rootfs:` base logic) in a layout.
 fn build_base(rootfs: &Path, layout_dir: &Path) {
-    let all = imgbake::build::layers::rootfs_entries(rootfs).unwrap();
+    let all = imgbake::execute::layers::rootfs_entries(rootfs).unwrap();
     let layout = OciLayout::create(layout_dir).unwrap();
     let options = LayerOptions { compression: Compression::Gzip { level: 1 }, mtime: 0 };
     let layer = write_layer(layout.blobs(), &all, &options).unwrap();

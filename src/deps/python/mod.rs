@@ -30,8 +30,8 @@ pub mod resolver;
 pub mod source_build;
 pub mod tags;
 
-use crate::build::basefs::BasePython;
 use crate::image::entries::{self, EntryError, LayerEntry};
+use crate::resolve::basefs::BasePython;
 use crate::spec::{PythonInstaller, Spec};
 use credentials::Credentials;
 use resolver::Pinned;

@@ -22,7 +22,7 @@ pub enum DepsError {
     #[error(transparent)]
     Apt(#[from] crate::deps::apt::AptError),
     #[error(transparent)]
-    Base(#[from] crate::lock::resolve::ResolveError),
+    Base(#[from] crate::resolve::ResolveError),
     #[error("cannot cache the apt layer's file list at {}", path.display())]
     AptCache {
         path: std::path::PathBuf,
@@ -38,13 +38,13 @@ pub enum DepsError {
 /// the packages and the base's dpkg status, so a rebuild reads nothing.
 pub fn apt_layer(
     locked: &LockedApt,
-    facts: &crate::build::basefs::BaseFacts,
+    facts: &crate::resolve::basefs::BaseFacts,
     cache_dir: &Path,
     cache: &LayerCache,
     warnings: &mut Vec<String>,
 ) -> Result<BuiltLayer, DepsError> {
     use sha2::Digest as _;
-    let base = crate::lock::resolve::base_system(facts)?;
+    let base = crate::resolve::base_system(facts)?;
     let key = {
         let text =
             serde_json::to_string(&(&locked.packages, &base.dpkg_status, &base.symlinked_dirs)).unwrap_or_default();

@@ -1,8 +1,8 @@
 //! The Markdown report, for a pull-request comment.
 
 use super::{param_value, term_values, TERMS};
-use crate::plan::decision::{seconds, size};
-use crate::plan::Plan;
+use crate::cost::decision::{seconds, size};
+use crate::cost::Plan;
 
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
@@ -29,7 +29,7 @@ pub fn render(plan: &Plan) -> String {
         out.push_str(&format!("- **{}**{configured} `{}`: {rest}\n", decision.chosen.as_str(), decision.uri));
     }
     out.push_str("\n### Options\n\n| | bake | volume | auto |\n|---|---:|---:|---:|\n");
-    let row = |label: &str, f: &dyn Fn(&crate::plan::options::OptionPlan) -> String| {
+    let row = |label: &str, f: &dyn Fn(&crate::cost::options::OptionPlan) -> String| {
         let cells: Vec<String> = plan.options.iter().map(f).collect();
         format!("| {label} | {} |\n", cells.join(" | "))
     };

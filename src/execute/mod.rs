@@ -9,8 +9,6 @@
 //! computed on the way into imgbake.lock, and refuses, with one clear line,
 //! what is not built natively yet.
 
-pub mod base;
-pub mod basefs;
 pub mod deps;
 pub mod entrypoint;
 pub mod layers;
@@ -23,6 +21,7 @@ use crate::image::assemble::{self, ImageSettings, NewLayer};
 use crate::image::cache::{CacheStats, LayerCache};
 use crate::image::layout::OciRef;
 use crate::registry::{Reference, RegistryClientOptions};
+use crate::resolve::{base, basefs};
 use crate::spec::{Spec, WeightsMode, WeightsSource};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -44,10 +43,10 @@ pub struct BuildOptions {
     pub cache_dir: Option<PathBuf>,
     pub registry: RegistryClientOptions,
     /// How `imgbake.lock` is used (`--locked` forbids updating it).
-    pub lock_policy: crate::lock::resolve::LockPolicy,
+    pub lock_policy: crate::resolve::LockPolicy,
     /// The cost profile that decides `mode = "auto"` (`--profile`; default:
     /// the target's built-in one), so build follows `imgbake plan --profile`.
-    pub profile: Option<crate::plan::profile::Profile>,
+    pub profile: Option<crate::cost::profile::Profile>,
 }
 
 /// What a build produced, for the CLI to print and tests to check.
@@ -82,7 +81,7 @@ pub enum BuildError {
     #[error("cannot open the layer cache")]
     Cache(#[source] crate::image::cache::CacheError),
     #[error(transparent)]
-    Lock(#[from] crate::lock::resolve::ResolveError),
+    Lock(#[from] crate::resolve::ResolveError),
     #[error("cannot read the base image's files")]
     BaseFs(#[from] basefs::BaseFsError),
     #[error(transparent)]
@@ -90,7 +89,7 @@ pub enum BuildError {
     #[error("cannot assemble the image config")]
     Assemble(#[source] crate::image::assemble::AssembleError),
     #[error("cannot decide `mode = \"auto\"` with the plan's cost model")]
-    Plan(#[source] crate::plan::inputs::GatherError),
+    Plan(#[source] crate::cost::inputs::GatherError),
     #[error(transparent)]
     Entrypoint(#[from] entrypoint::MissingProgram),
 }
@@ -161,7 +160,7 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
 
     let mut warnings = Vec::new();
     let (mut lock, mut lock_written) =
-        crate::lock::resolve::lock_for_build(spec, &base, &facts, &cache_dir, options.lock_policy, &mut warnings)?;
+        crate::resolve::lock_for_build(spec, &base, &facts, &cache_dir, options.lock_policy, &mut warnings)?;
     let mut built = Vec::new();
     if let Some(root) = &rootfs {
         built.push(layers::rootfs_layer(root, &cache)?);
@@ -216,7 +215,7 @@ pub fn build(spec: &Spec, options: &BuildOptions) -> Result<BuildOutcome, BuildE
             warnings.push(format!("mode auto: {}", decision.reason));
         }
         let on_volume =
-            entry.mode == WeightsMode::Volume || decided.is_some_and(|d| d.chosen == crate::plan::Placement::Volume);
+            entry.mode == WeightsMode::Volume || decided.is_some_and(|d| d.chosen == crate::cost::Placement::Volume);
         if on_volume {
             let (manifest_entry, computed) = volume::manifest_entry(entry, Some(&lock), &store, &mut warnings)?;
             volume_entries.push(manifest_entry);
@@ -283,7 +282,7 @@ fn record_computed_hashes(
     spec: &Spec,
     lock: &mut crate::lock::Lock,
     computed: &[(String, Vec<(crate::weights::RemoteFile, crate::image::digest::Digest)>)],
-    policy: crate::lock::resolve::LockPolicy,
+    policy: crate::resolve::LockPolicy,
     warnings: &mut Vec<String>,
 ) -> Result<bool, BuildError> {
     let mut updated = lock.clone();
@@ -292,7 +291,7 @@ fn record_computed_hashes(
         return Ok(false);
     }
     let path = crate::lock::lock_path(spec);
-    if policy == crate::lock::resolve::LockPolicy::Locked {
+    if policy == crate::resolve::LockPolicy::Locked {
         warnings.push(format!(
             "{}: computed the sha256 of {added} weights file(s) the source gives none for; --locked leaves the lock \
              as it is (a build without --locked records them)",
@@ -313,19 +312,19 @@ fn current_lock(spec: &Spec) -> Option<crate::lock::Lock> {
 }
 
 /// The plan's decisions for remote `mode = "auto"` entries (empty when there are none).
-fn auto_decisions(spec: &Spec, options: &BuildOptions) -> Result<Vec<crate::plan::decision::Decision>, BuildError> {
+fn auto_decisions(spec: &Spec, options: &BuildOptions) -> Result<Vec<crate::cost::decision::Decision>, BuildError> {
     let any_auto =
         spec.weights.iter().any(|e| e.mode == WeightsMode::Auto && !matches!(e.source, WeightsSource::Local { .. }));
     if !any_auto {
         return Ok(Vec::new());
     }
-    let gather = crate::plan::inputs::GatherOptions {
+    let gather = crate::cost::inputs::GatherOptions {
         base_override: options.base_override.clone(),
         skip_base_lookup: false,
         registry: options.registry.clone(),
         remote_weights_ratio: 0.0,
     };
-    let decisions = crate::plan::auto_modes(spec, &gather, options.profile.as_ref()).map_err(BuildError::Plan)?;
+    let decisions = crate::cost::auto_modes(spec, &gather, options.profile.as_ref()).map_err(BuildError::Plan)?;
     Ok(decisions.into_iter().filter(|d| d.configured == WeightsMode::Auto).collect())
 }
 

@@ -170,8 +170,8 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::inputs::{BaseInput, Codec, LayerEstimate, WeightsInput};
-    use crate::plan::profile::builtin;
+    use crate::cost::inputs::{BaseInput, Codec, LayerEstimate, WeightsInput};
+    use crate::cost::profile::builtin;
     use crate::spec::Target;
 
     fn layer(what: &str, bytes: u64, codec: Codec) -> LayerEstimate {

@@ -12,8 +12,8 @@
 //! error, so validate does not cry wolf. `[imgbake] check_entrypoint = false`
 //! turns the check off.
 
-use crate::build::basefs::BaseFacts;
 use crate::image::entries::{EntryKind, LayerEntry};
+use crate::resolve::basefs::BaseFacts;
 use crate::spec::{ConfigFormat, Spec};
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -145,7 +145,7 @@ impl ImageContents {
 
 /// `/a/./b/../c/` → `a/c` (image paths have no leading `/`).
 fn normalize(path: &str) -> String {
-    crate::build::basefs::resolve_link("", path)
+    crate::resolve::basefs::resolve_link("", path)
 }
 
 /// The first program of the entrypoint the image does not hold. `None` when
@@ -168,7 +168,7 @@ pub fn check(spec: &Spec, contents: &ImageContents) -> Option<MissingProgram> {
 pub fn check_build(
     spec: &Spec,
     facts: &BaseFacts,
-    built: &[crate::build::layers::BuiltLayer],
+    built: &[crate::execute::layers::BuiltLayer],
     image_env: Option<&[String]>,
     scratch_override: bool,
     warnings: &mut Vec<String>,
@@ -226,7 +226,7 @@ fn hint(spec: &Spec, program: &str) -> String {
 /// elsewhere is unknown.
 pub fn contents_from_lock(spec: &Spec, lock: &crate::lock::Lock, cache_dir: &Path) -> ImageContents {
     let base = match &lock.base.pinned {
-        Some(pinned) => crate::build::basefs::cached_facts_of_pinned(pinned, cache_dir),
+        Some(pinned) => crate::resolve::basefs::cached_facts_of_pinned(pinned, cache_dir),
         None => None,
     };
     let mut contents = ImageContents::new(base.as_ref().and_then(|(_, env)| env.as_deref()));

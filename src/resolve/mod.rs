@@ -2,18 +2,21 @@
 //! its sources (Python wheels through uv or pip, weights listings at pinned
 //! revisions), and decide whether an existing lock can be used as it is.
 
-use super::{
-    inputs_of, Lock, LockError, LockInputs, LockedApt, LockedBase, LockedConda, LockedPython, LockedWeightsFile,
-    LOCK_VERSION,
-};
-use crate::build::base::ResolvedBase;
-use crate::build::basefs::BaseFacts;
+pub mod base;
+pub mod basefs;
+
 use crate::deps::apt::{self, AptError};
 use crate::deps::conda::{self, CondaError};
 use crate::deps::python::{self, PythonError};
+use crate::lock::{
+    inputs_of, Lock, LockError, LockInputs, LockedApt, LockedBase, LockedConda, LockedPython, LockedWeightsFile,
+    LOCK_VERSION,
+};
 use crate::spec::{Spec, WeightsSource};
 use crate::weights::source::SourceClient;
 use crate::weights::WeightsError;
+use base::ResolvedBase;
+use basefs::BaseFacts;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +135,7 @@ fn weights_files(
     cache_dir: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<LockedWeightsFile>, ResolveError> {
-    let existing = Lock::read(&super::lock_path(spec)).ok().flatten();
+    let existing = Lock::read(&crate::lock::lock_path(spec)).ok().flatten();
     let store = crate::weights::store::WeightsStore::open(cache_dir).ok();
     let mut files = Vec::new();
     for entry in &spec.weights {
@@ -142,7 +145,7 @@ fn weights_files(
         let mut listing = SourceClient::for_entry(entry)
             .and_then(|client| client.list(entry))
             .map_err(|source| ResolveError::Weights { origin: entry.origin.clone(), source })?;
-        crate::build::remote::fill_known_hashes(entry, &mut listing, existing.as_ref(), store.as_ref());
+        crate::execute::remote::fill_known_hashes(entry, &mut listing, existing.as_ref(), store.as_ref());
         if let (WeightsSource::Hf { revision, .. }, Some(pinned)) = (&entry.source, &listing.revision) {
             if revision != pinned {
                 warnings
@@ -182,7 +185,7 @@ pub fn lock_for_build(
     policy: LockPolicy,
     warnings: &mut Vec<String>,
 ) -> Result<(Lock, bool), ResolveError> {
-    let path = super::lock_path(spec);
+    let path = crate::lock::lock_path(spec);
     let existing = Lock::read(&path)?;
     let inputs: LockInputs = inputs_of(spec)?;
     match (existing, policy) {
@@ -191,7 +194,7 @@ pub fn lock_for_build(
         (Some(lock), LockPolicy::Locked) => {
             let mut wanted = lock.clone();
             wanted.inputs = inputs;
-            Err(ResolveError::Stale { diff: super::diff(&lock.to_toml(), &wanted.to_toml()), path })
+            Err(ResolveError::Stale { diff: crate::lock::diff(&lock.to_toml(), &wanted.to_toml()), path })
         }
         (existing, LockPolicy::Refresh) => {
             let fresh = resolve(spec, base, facts, cache_dir, warnings)?;

@@ -3,8 +3,8 @@
 //! image size per option.
 
 use super::{markdown, param_value, term_values, TERMS};
-use crate::plan::decision::{seconds, size};
-use crate::plan::Plan;
+use crate::cost::decision::{seconds, size};
+use crate::cost::Plan;
 
 const COLOURS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#d62728"];
 const CHART_WIDTH: f64 = 900.0;

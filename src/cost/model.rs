@@ -240,7 +240,7 @@ pub fn build_seconds(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::profile::builtin;
+    use crate::cost::profile::builtin;
 
     const MB: u64 = 1_000_000;
 

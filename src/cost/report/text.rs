@@ -1,8 +1,8 @@
 //! The text report: compact tables that fit 100 columns.
 
 use super::{param_value, term_values, wrap};
-use crate::plan::decision::{seconds, size};
-use crate::plan::Plan;
+use crate::cost::decision::{seconds, size};
+use crate::cost::Plan;
 
 const WIDTH: usize = 100;
 
@@ -33,7 +33,7 @@ pub fn render(plan: &Plan) -> String {
     out.push_str(&format!("\n{:<34}{:>22}{:>22}{:>22}\n", "", "bake", "volume", "auto"));
     let row =
         |label: &str, values: Vec<String>| format!("{label:<34}{:>22}{:>22}{:>22}\n", values[0], values[1], values[2]);
-    let each = |f: &dyn Fn(&crate::plan::options::OptionPlan) -> String| plan.options.iter().map(f).collect::<Vec<_>>();
+    let each = |f: &dyn Fn(&crate::cost::options::OptionPlan) -> String| plan.options.iter().map(f).collect::<Vec<_>>();
     out.push_str(&row(
         "image compressed / unpacked",
         each(&|o| format!("{} / {}", size(o.image_compressed), size(o.image_uncompressed))),

@@ -10,8 +10,8 @@
 //! its digest (`<cache>/base-facts/<hex>.json`), so a multi-GB CUDA base is
 //! scanned once per machine, not once per build.
 
-use crate::build::base::ResolvedBase;
 use crate::image::digest::Digest;
+use crate::resolve::base::ResolvedBase;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 //! Only this module touches the network (registry manifests, weights
 //! listings); the model reads [`PlanInputs`] only, so tests can hand-make them.
 
-use crate::build::layers::{sampled_ratio, split_into_layers, WeightsContent, WeightsFile};
+use crate::execute::layers::{sampled_ratio, split_into_layers, WeightsContent, WeightsFile};
 use crate::image::appfiles;
 use crate::image::layout::parse_oci_ref;
 use crate::registry::manifest::ManifestView;
@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// The ratio above which build's `compression = "auto"` stores a layer
-/// uncompressed. Mirrors `INCOMPRESSIBLE_RATIO` in src/build/layers.rs (private
+/// uncompressed. Mirrors `INCOMPRESSIBLE_RATIO` in src/execute/layers.rs (private
 /// there); `auto_codec_matches_build` below pins the two together by behaviour.
 const INCOMPRESSIBLE_RATIO: f64 = 0.90;
 /// Bytes read from the largest file of a remote source to estimate its compressibility.
@@ -70,7 +70,7 @@ impl LayerEstimate {
     }
 }
 
-/// The layer codec build picks (`compression_for` in src/build/layers.rs).
+/// The layer codec build picks (`compression_for` in src/execute/layers.rs).
 pub fn codec_for(setting: spec::Compression, ratio: f64) -> Codec {
     match setting {
         spec::Compression::None => Codec::None,
@@ -226,7 +226,7 @@ fn base_input(spec: &Spec, options: &GatherOptions) -> BaseInput {
     if image == "scratch" {
         return BaseInput { image, layers: Vec::new(), source: "scratch: no base layers".into() };
     }
-    if let Some(root) = image.strip_prefix(crate::build::ROOTFS_PREFIX) {
+    if let Some(root) = image.strip_prefix(crate::execute::ROOTFS_PREFIX) {
         let sizes: Vec<u64> = walkdir::WalkDir::new(root)
             .into_iter()
             .filter_map(Result::ok)
@@ -279,7 +279,7 @@ fn base_input(spec: &Spec, options: &GatherOptions) -> BaseInput {
                     };
                     let shape = local_blobs.as_ref().and_then(|blobs| {
                         let cache = crate::image::cache::LayerCache::default_dir().ok()?;
-                        crate::build::basefs::layer_shape(blobs, &layer.digest, &layer.media_type, &cache).ok()
+                        crate::resolve::basefs::layer_shape(blobs, &layer.digest, &layer.media_type, &cache).ok()
                     });
                     LayerEstimate {
                         what: format!("base layer {}", index + 1),
@@ -437,10 +437,10 @@ fn sample_remote(
     if sample.is_empty() {
         return Err("no data".into());
     }
-    Ok((crate::build::layers::compression_ratio(&sample), sample.len()))
+    Ok((crate::execute::layers::compression_ratio(&sample), sample.len()))
 }
 
-/// The layers build makes for these files (src/build/layers.rs weights_layers;
+/// The layers build makes for these files (src/execute/layers.rs weights_layers;
 /// hf-cache adds one small layer of snapshot links and refs).
 pub fn weights_layers(entry: &WeightsEntry, spec: &Spec, files: Vec<WeightsFile>, ratio: f64) -> Vec<LayerEstimate> {
     let groups = split_into_layers(files, spec.weights_split_size);
@@ -459,7 +459,7 @@ pub fn weights_layers(entry: &WeightsEntry, spec: &Spec, files: Vec<WeightsFile>
         })
         .collect();
     if entry.layout == WeightsLayout::HfCache && !matches!(entry.source, WeightsSource::Local { .. }) {
-        // One symlink per file and a ref: headers only, always gzip (src/build/remote.rs).
+        // One symlink per file and a ref: headers only, always gzip (src/execute/remote.rs).
         let links = vec![0u64; groups.iter().map(Vec::len).sum::<usize>() + 1];
         let what = format!("weights {} snapshot", entry.mount);
         layers.push(LayerEstimate::from_files(what, &links, 0.1, spec::Compression::Gzip));

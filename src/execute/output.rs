@@ -1,12 +1,12 @@
 //! Where a built image goes: an OCI image layout directory (always) and a
 //! registry (with `--push`). Blobs are placed before the index names them.
 
-use super::base::ResolvedBase;
 use super::layers::BuiltLayer;
 use crate::image::assemble::{AssembledImage, MEDIA_TYPE_MANIFEST};
 use crate::image::cache::LayerCache;
 use crate::image::layout::{LayoutError, OciLayout, OciRef};
 use crate::registry::{BlobSource, ImageToPush, Reference, RegistryClient, RegistryClientOptions, RegistryError};
+use crate::resolve::base::ResolvedBase;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {

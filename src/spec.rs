@@ -228,6 +228,16 @@ impl Target {
         }
     }
 
+    /// The name configs and profiles use (`cerebrium`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Cerebrium => "cerebrium",
+            Target::Baseten => "baseten",
+            Target::Runpod => "runpod",
+            Target::Generic => "generic",
+        }
+    }
+
     /// False where each weights volume is mounted at the app's path itself (Baseten).
     pub fn has_shared_volume(self) -> bool {
         self != Target::Baseten

@@ -15,3 +15,4 @@ pub mod direct_io;
 pub mod entries;
 pub mod layer;
 pub mod layout;
+pub mod sample;

@@ -129,3 +129,92 @@ fn layers_of(base: &str, manifest: &[u8]) -> Result<Vec<BaseLayer>, BaseError> {
         })
         .collect()
 }
+
+/// What the cost model can learn of a base without pulling it.
+#[derive(Debug)]
+pub enum BaseLookup {
+    Scratch,
+    /// `rootfs:DIR`: the sizes of its files.
+    Rootfs {
+        sizes: Vec<u64>,
+    },
+    /// Its manifest; `blobs` when the layers are on this machine (a local layout).
+    Manifest {
+        bytes: Vec<u8>,
+        where_from: &'static str,
+        blobs: Option<BlobStore>,
+    },
+    /// Why it could not be looked up.
+    Unknown(String),
+}
+
+impl ResolvedBase {
+    /// The lookup of a base already resolved (no request).
+    pub fn lookup(&self, image: &str) -> BaseLookup {
+        if image.starts_with(super::ROOTFS_PREFIX) {
+            return rootfs_lookup(image);
+        }
+        match &self.image {
+            None => BaseLookup::Scratch,
+            Some(base) => BaseLookup::Manifest {
+                bytes: base.manifest.clone(),
+                where_from: if self.reference.is_some() { "registry manifest" } else { "OCI layout manifest" },
+                blobs: self.blobs.as_ref().and_then(|b| BlobStore::open(b.root()).ok()),
+            },
+        }
+    }
+}
+
+fn rootfs_lookup(image: &str) -> BaseLookup {
+    let root = image.strip_prefix(super::ROOTFS_PREFIX).unwrap_or(image);
+    let sizes = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+        .collect();
+    BaseLookup::Rootfs { sizes }
+}
+
+/// Looks a base up for the cost model: a local layout's manifest and blobs,
+/// or a registry's manifest for linux/amd64 (one quick attempt, no retries:
+/// the report says so when it fails), never its layers.
+pub fn lookup(image: &str, skip_registry: bool, registry: &RegistryClientOptions) -> BaseLookup {
+    if image == "scratch" {
+        return BaseLookup::Scratch;
+    }
+    if image.starts_with(super::ROOTFS_PREFIX) {
+        return rootfs_lookup(image);
+    }
+    if let Some(oci) = parse_oci_ref(image) {
+        return match layout::read_image(&oci.dir, &oci.tag) {
+            Ok(read) => BaseLookup::Manifest {
+                bytes: read.manifest,
+                where_from: "OCI layout manifest",
+                blobs: BlobStore::open(&oci.dir).ok(),
+            },
+            Err(error) => BaseLookup::Unknown(format!("cannot read {image} ({error})")),
+        };
+    }
+    if skip_registry {
+        return BaseLookup::Unknown("not looked up (--skip-base-lookup)".into());
+    }
+    match registry_manifest(image, registry) {
+        Ok(bytes) => BaseLookup::Manifest { bytes, where_from: "registry manifest", blobs: None },
+        Err(why) => BaseLookup::Unknown(why),
+    }
+}
+
+fn registry_manifest(image: &str, registry: &RegistryClientOptions) -> Result<Vec<u8>, String> {
+    let reference: Reference = image.parse().map_err(|e| format!("`{image}` is not an image reference ({e})"))?;
+    let mut options = registry.clone();
+    options.max_retries = 0;
+    options.connect_timeout = std::time::Duration::from_secs(5);
+    options.timeout = std::time::Duration::from_secs(10);
+    let client = RegistryClient::new(options).map_err(|e| format!("no registry client ({e})"))?;
+    let fetched = client.fetch_manifest(&reference).map_err(|e| format!("{} unreachable ({e})", reference.registry))?;
+    let resolved = client
+        .resolve_platform(&reference, fetched, "linux", "amd64")
+        .map_err(|e| format!("{image}: no linux/amd64 manifest ({e})"))?;
+    Ok(resolved.bytes)
+}

@@ -147,9 +147,7 @@ pub fn auto_modes(
 ) -> Result<Vec<decision::Decision>, inputs::GatherError> {
     let mut profile = match profile {
         Some(profile) => profile.clone(),
-        None => {
-            profile::builtin(&format!("{:?}", spec.target.name).to_lowercase()).expect("every target has a profile")
-        }
+        None => profile::builtin(spec.target.name.as_str()).expect("every target has a profile"),
     };
     profile::resolve_hook_bytes(&mut profile);
     let mut options = options.clone();

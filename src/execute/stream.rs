@@ -64,12 +64,6 @@ impl RemoteStreams {
         })
     }
 
-    /// Shorter pauses between attempts (tests).
-    pub fn with_policy(mut self, policy: RetryPolicy) -> RemoteStreams {
-        self.policy = policy;
-        self
-    }
-
     /// What names a remote file's content for the layer cache: the pinned
     /// URL, the source's etag and the size. Not the sha256: it is filled in
     /// once computed, and the cached layer must still be found afterwards.

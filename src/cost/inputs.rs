@@ -8,7 +8,7 @@
 use crate::execute::layers::{sampled_ratio, split_into_layers, WeightsContent, WeightsFile};
 use crate::image::appfiles;
 use crate::image::layout::parse_oci_ref;
-use crate::registry::manifest::ManifestView;
+use crate::image::oci::ImageManifest;
 use crate::registry::{Reference, RegistryClient, RegistryClientOptions};
 use crate::spec::{self, Spec, Target, WeightsEntry, WeightsLayout, WeightsMode, WeightsSource};
 use crate::weights::filter::PathFilter;
@@ -256,7 +256,7 @@ fn base_input(spec: &Spec, options: &GatherOptions) -> BaseInput {
             Err(why) => return unknown(format!("{why}; profile default used")),
         }
     };
-    match serde_json::from_slice::<ManifestView>(&manifest) {
+    match serde_json::from_slice::<ImageManifest>(&manifest) {
         Ok(view) => {
             let layers = view
                 .layers

@@ -228,7 +228,7 @@ impl Target {
         }
     }
 
-    /// The name configs and profiles use (`cerebrium`, …).
+    /// The name as written in the config (and of the target's built-in profile).
     pub fn as_str(self) -> &'static str {
         match self {
             Target::Cerebrium => "cerebrium",
@@ -251,6 +251,12 @@ impl Target {
             Target::Runpod => "/runpod-volume",
             Target::Generic => "/models",
         }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -8,7 +8,7 @@
 use crate::image::layer::Compression;
 use crate::layout::{ImagePlan, LayerContent, PlannedLayer};
 use crate::lock::Lock;
-use crate::registry::manifest::ManifestView;
+use crate::image::oci::ImageManifest;
 use crate::resolve::base::BaseLookup;
 use crate::resolve::weights::ResolvedSource;
 use crate::spec::{Spec, Target, WeightsMode, WeightsSource};
@@ -283,7 +283,7 @@ pub fn base_input(image: &str, lookup: BaseLookup) -> BaseInput {
         BaseLookup::Unknown(why) => return unknown(format!("{why}; profile default used")),
         BaseLookup::Manifest { bytes, where_from, blobs } => (bytes, where_from, blobs),
     };
-    match serde_json::from_slice::<ManifestView>(&manifest) {
+    match serde_json::from_slice::<ImageManifest>(&manifest) {
         Ok(view) => {
             let layers = view
                 .layers

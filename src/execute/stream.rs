@@ -59,12 +59,6 @@ impl RemoteStreams {
         })
     }
 
-    /// Shorter pauses between attempts (tests).
-    pub fn with_policy(mut self, policy: RetryPolicy) -> RemoteStreams {
-        self.policy = policy;
-        self
-    }
-
     /// What names a remote file's content for the layer cache (see
     /// [`crate::resolve::weights::content_key`]).
     pub fn key(file: &RemoteFile) -> String {

@@ -5,24 +5,17 @@
 use crate::image::assemble::BaseImage;
 use crate::image::blobs::BlobStore;
 use crate::image::cache::LayerCache;
-use crate::image::digest::Digest;
 use crate::image::layout::{self, parse_oci_ref};
+use crate::image::oci::{Descriptor, ImageConfiguration, ImageManifest};
 use crate::registry::{Reference, RegistryClient, RegistryClientOptions, RegistryError};
 use std::path::PathBuf;
-
-/// A base layer as its manifest lists it.
-#[derive(Debug, Clone)]
-pub struct BaseLayer {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
-}
 
 /// The resolved base: its documents, its layers, and where their blobs are.
 #[derive(Debug)]
 pub struct ResolvedBase {
     pub image: Option<BaseImage>,
-    pub layers: Vec<BaseLayer>,
+    /// The base's layers as its manifest lists them.
+    pub layers: Vec<Descriptor>,
     /// The store holding the base's layer blobs (the source layout, or the cache).
     pub blobs: Option<BlobStore>,
     /// `registry/repo@sha256:…` when the base came from a registry.
@@ -50,8 +43,12 @@ pub enum BaseError {
         #[source]
         source: Box<RegistryError>,
     },
-    #[error("the base image {base} has a malformed manifest: {problem}")]
-    Manifest { base: String, problem: String },
+    #[error("the base image {base} has a malformed manifest")]
+    Manifest {
+        base: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("cannot open the blob store of {base}")]
     Blobs {
         base: String,
@@ -63,9 +60,8 @@ pub enum BaseError {
 impl ResolvedBase {
     /// `config.Env` of the base, if it has one.
     pub fn config_env(&self) -> Option<Vec<String>> {
-        let config: serde_json::Value = serde_json::from_slice(&self.image.as_ref()?.config).ok()?;
-        let env = config.get("config")?.get("Env")?.as_array()?;
-        Some(env.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        let config: ImageConfiguration = serde_json::from_slice(&self.image.as_ref()?.config).ok()?;
+        config.config?.env?
     }
 }
 
@@ -99,7 +95,7 @@ pub fn resolve(base: &str, cache: &LayerCache, registry: &RegistryClientOptions)
         .read_small(&pulled.config.digest)
         .map_err(|source| BaseError::Blobs { base: base.to_string(), source })?;
     let manifest = pulled.manifest.bytes.clone();
-    let layers = layers_of(base, &manifest)?;
+    let layers = pulled.layers;
     let store =
         BlobStore::open(cache.blobs().root()).map_err(|source| BaseError::Blobs { base: base.to_string(), source })?;
     Ok(ResolvedBase {
@@ -111,23 +107,10 @@ pub fn resolve(base: &str, cache: &LayerCache, registry: &RegistryClientOptions)
     })
 }
 
-fn layers_of(base: &str, manifest: &[u8]) -> Result<Vec<BaseLayer>, BaseError> {
-    let malformed = |problem: &str| BaseError::Manifest { base: base.to_string(), problem: problem.to_string() };
-    let json: serde_json::Value = serde_json::from_slice(manifest).map_err(|_| malformed("not JSON"))?;
-    let layers = json.get("layers").and_then(|l| l.as_array()).ok_or_else(|| malformed("no `layers` list"))?;
-    layers
-        .iter()
-        .map(|layer| {
-            let digest = layer
-                .get("digest")
-                .and_then(|d| d.as_str())
-                .and_then(|d| d.parse().ok())
-                .ok_or_else(|| malformed("a layer without a valid sha256 digest"))?;
-            let size = layer.get("size").and_then(|s| s.as_u64()).ok_or_else(|| malformed("a layer without a size"))?;
-            let media_type = layer.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default().to_string();
-            Ok(BaseLayer { digest, size, media_type })
-        })
-        .collect()
+fn layers_of(base: &str, manifest: &[u8]) -> Result<Vec<Descriptor>, BaseError> {
+    let manifest: ImageManifest =
+        serde_json::from_slice(manifest).map_err(|source| BaseError::Manifest { base: base.to_string(), source })?;
+    Ok(manifest.layers)
 }
 
 /// What the cost model can learn of a base without pulling it.

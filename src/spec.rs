@@ -15,6 +15,9 @@ use std::path::PathBuf;
 /// measures where splitting stops paying.
 pub const DEFAULT_WEIGHTS_SPLIT_SIZE: u64 = 512 << 20;
 
+/// The lock file's name, beside the config (see `crate::lock`).
+pub const LOCK_FILE: &str = "imgbake.lock";
+
 /// Version of the JSON shape printed by `validate --format json`.
 pub const SPEC_SCHEMA_VERSION: u32 = 1;
 

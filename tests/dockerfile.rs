@@ -6,8 +6,9 @@
 mod support;
 
 use imgbake::dockerfile::{self, lint, ContextOptions, ContextSource, DockerfileError, RemoteWeights};
+use imgbake::layout::{self, LayoutError, LayoutFacts, VolumePlan};
+use imgbake::resolve::weights::ResolvedSource;
 use imgbake::spec::WeightsEntry;
-use imgbake::weights::manifest::{self, ManifestEntry};
 use imgbake::weights::{Listing, RemoteFile};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -76,18 +77,13 @@ impl OfflineWeights {
 }
 
 impl RemoteWeights for OfflineWeights {
-    fn bake(&self, entry: &WeightsEntry) -> Result<(Listing, Vec<PathBuf>), DockerfileError> {
-        let listing = self.listing(entry);
-        let paths = listing.files.iter().map(|f| self.dir.path().join(&f.path)).collect();
-        Ok((listing, paths))
+    fn fetch(&self, _entry: &WeightsEntry, file: &RemoteFile) -> Result<PathBuf, DockerfileError> {
+        Ok(self.dir.path().join(&file.path))
     }
 
-    fn volume_entry(&self, entry: &WeightsEntry) -> Result<ManifestEntry, DockerfileError> {
-        Ok(manifest::entry(entry, &self.listing(entry)).unwrap())
-    }
-
-    fn hook_binary(&self) -> Result<PathBuf, DockerfileError> {
-        Ok(PathBuf::from(env!("CARGO_BIN_EXE_imgbake")))
+    /// Every offline file has its sha256 already.
+    fn complete_hashes(&self, _volume: &mut VolumePlan) -> Result<(), DockerfileError> {
+        Ok(())
     }
 
     /// Always "found", so the snapshots do not depend on the machine's uv.
@@ -98,6 +94,33 @@ impl RemoteWeights for OfflineWeights {
     fn ca_bundle(&self) -> Option<PathBuf> {
         None
     }
+}
+
+/// The context of `spec` as `imgbake dockerfile` makes it, with the offline
+/// listings as the resolved sources (no lock; `auto` bakes, as the cost
+/// model is not asked here) and this test binary's imgbake as the hook.
+fn generate(spec: &imgbake::spec::Spec, remote: &OfflineWeights) -> Result<dockerfile::Context, DockerfileError> {
+    let sources: Vec<ResolvedSource> = spec
+        .weights
+        .iter()
+        .filter(|e| !matches!(e.source, imgbake::spec::WeightsSource::Local { .. }))
+        .map(|entry| ResolvedSource {
+            entry: entry.clone(),
+            listing: remote.listing(entry),
+            hashes_from_lock: Default::default(),
+            file_ratios: Default::default(),
+            ratio: 0.99,
+            ratio_source: "offline".into(),
+        })
+        .collect();
+    let hook = PathBuf::from(env!("CARGO_BIN_EXE_imgbake"));
+    let facts = LayoutFacts { lock: None, sources: &sources, rootfs: None, hook: &hook };
+    let plan = match layout::layout(spec, &facts, &Default::default()) {
+        Ok(plan) => plan,
+        Err(LayoutError::Refused(message)) => return Err(DockerfileError::NotAvailable(message)),
+        Err(other) => panic!("{other}"),
+    };
+    dockerfile::generate(spec, &plan, None, &ContextOptions::default(), remote)
 }
 
 fn load(fixture: &str) -> imgbake::spec::Spec {
@@ -119,7 +142,7 @@ fn rendered_dockerfile_of_every_fixture_is_pinned_and_lint_clean() {
     let remote = OfflineWeights::new();
     for fixture in FIXTURES {
         let spec = load(fixture);
-        let context = match dockerfile::generate(&spec, &ContextOptions::default(), &remote) {
+        let context = match generate(&spec, &remote) {
             Ok(context) => context,
             // Pinned too: what this version refuses, and how it says so.
             Err(err) => {
@@ -156,7 +179,7 @@ fn regex_escape(text: &str) -> &'static str {
 #[test]
 fn generated_stages_follow_the_native_build_order() {
     let remote = OfflineWeights::new();
-    let context = dockerfile::generate(&load("cerebrium-gpu-weights"), &ContextOptions::default(), &remote).unwrap();
+    let context = generate(&load("cerebrium-gpu-weights"), &remote).unwrap();
     let text = &context.dockerfile;
     let position = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("no `{needle}` in\n{text}"));
     let order = [
@@ -185,7 +208,7 @@ fn volume_mode_context_has_manifest_hook_and_links_and_wraps_the_entrypoint() {
     let mut spec = load("truss-bdn-weights");
     spec.weights.retain(|w| w.uri.starts_with("hf://"));
     assert_eq!(spec.weights.len(), 1);
-    let context = dockerfile::generate(&spec, &ContextOptions::default(), &remote).unwrap();
+    let context = generate(&spec, &remote).unwrap();
     assert!(context.dockerfile.contains(
         "ENTRYPOINT [\"/usr/local/bin/imgbake\",\"prefetch\",\"--manifest\",\"/etc/imgbake/weights.json\",\"--\""
     ));

@@ -34,7 +34,7 @@ fn the_static_hook_fetches_by_host_name_in_an_otherwise_empty_root() {
     }
     let hook = static_hook();
     let bytes = std::fs::read(&hook).unwrap();
-    assert!(!imgbake::execute::volume::is_dynamic_elf(&bytes), "{} needs a dynamic loader", hook.display());
+    assert!(!imgbake::resolve::hook::is_dynamic_elf(&bytes), "{} needs a dynamic loader", hook.display());
     assert!((bytes.len() as u64) <= HOOK_BUDGET, "the hook is {} bytes, over 20 MiB", bytes.len());
 
     let dir = tempfile::tempdir().unwrap();

@@ -68,9 +68,18 @@ pub fn run(args: &BuildArgs) -> u8 {
     };
     let lock_policy = if args.locked { LockPolicy::Locked } else { LockPolicy::Refresh };
     if let Some(builder) = args.builder {
+        // The same refusals as the native build, before anything is resolved.
+        if let Err(crate::layout::LayoutError::Refused(message)) = crate::layout::check_configured(&spec) {
+            eprintln!("error: {message}");
+            return EXIT_USAGE;
+        }
         return run_container_builder(args, &spec, builder, output, push.map(|r| r.to_string()), &profile, lock_policy);
     }
     if let Some(message) = execute::unsupported_settings(&spec) {
+        eprintln!("error: {message}");
+        return EXIT_USAGE;
+    }
+    if let Err(crate::layout::LayoutError::Refused(message)) = crate::layout::check_configured(&spec) {
         eprintln!("error: {message}");
         return EXIT_USAGE;
     }

@@ -59,6 +59,7 @@ pub fn write_context(
         None => LayerCache::default_dir()
             .map_err(|e| DockerfileError::Weights { origin: "cache directory".to_string(), message: e.to_string() })?,
     };
+    crate::layout::check_configured(spec)?;
     let lock = crate::resolve::lock_for_context(spec, settings.lock_policy)?;
     let remote = StoreWeights::open(&cache_dir)?;
     let mut warnings = Vec::new();

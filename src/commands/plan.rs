@@ -91,6 +91,7 @@ fn plan_of(
     registry: &RegistryClientOptions,
     profile: &profile::Profile,
 ) -> Result<cost::Plan, PlanError> {
+    crate::layout::check_configured(spec)?;
     let lock = crate::lock::Lock::read(&crate::lock::lock_path(spec)).ok().flatten();
     let current = crate::lock::inputs_of(spec).ok().zip(lock.as_ref()).is_some_and(|(i, l)| l.is_current(&i));
     let mut warnings = Vec::new();

@@ -6,9 +6,9 @@
 //! hand-make them.
 
 use crate::image::layer::Compression;
+use crate::image::oci::ImageManifest;
 use crate::layout::{ImagePlan, LayerContent, PlannedLayer};
 use crate::lock::Lock;
-use crate::image::oci::ImageManifest;
 use crate::resolve::base::BaseLookup;
 use crate::resolve::weights::ResolvedSource;
 use crate::spec::{Spec, Target, WeightsMode, WeightsSource};
@@ -195,13 +195,16 @@ pub fn from_plan(
                 })
                 .collect();
             let mut file_sizes = Vec::new();
-            let mut ratio = 0.0;
+            // The layers' sampled ratios, weighted by their bytes.
+            let mut weighted = 0.0;
             for layer in &layers {
                 if let LayerContent::Weights { files, ratio: sampled, .. } = &layer.content {
                     file_sizes.extend(files.iter().map(|f| f.file.size));
-                    ratio = *sampled;
+                    weighted += sampled * files.iter().map(|f| f.file.size).sum::<u64>() as f64;
                 }
             }
+            let total: u64 = file_sizes.iter().sum();
+            let ratio = if total == 0 { 0.0 } else { weighted / total as f64 };
             let local = matches!(entry.source, WeightsSource::Local { .. });
             let ratio_source = match sources.iter().find(|s| s.entry.origin == entry.origin) {
                 Some(source) => source.ratio_source.clone(),

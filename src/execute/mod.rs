@@ -271,7 +271,7 @@ pub fn build(
 fn record_computed_hashes(
     spec: &Spec,
     resolved: &mut Resolved,
-    computed: &[(String, Vec<(crate::weights::RemoteFile, crate::image::digest::Digest)>)],
+    computed: &[volume::ComputedHashes],
     policy: crate::resolve::LockPolicy,
     warnings: &mut Vec<String>,
 ) -> Result<(), BuildError> {

@@ -16,6 +16,9 @@ use crate::weights::manifest::{WeightsManifest, MANIFEST_PATH};
 use crate::weights::store::WeightsStore;
 use crate::weights::RemoteFile;
 
+/// sha256s computed for files of one source (by its URI), for the lock.
+pub type ComputedHashes = (String, Vec<(RemoteFile, Digest)>);
+
 /// Fills in the sha256 of every volume file the source gave none for (and
 /// neither imgbake.lock nor an earlier build knew) by reading the bytes
 /// through once, nothing kept, so that the hook can verify every byte.
@@ -24,7 +27,7 @@ pub fn complete_hashes(
     volume: &mut VolumePlan,
     store: &WeightsStore,
     warnings: &mut Vec<String>,
-) -> Result<Vec<(String, Vec<(RemoteFile, Digest)>)>, LayerBuildError> {
+) -> Result<Vec<ComputedHashes>, LayerBuildError> {
     let mut all = Vec::new();
     for source in &mut volume.sources {
         let unknown: Vec<RemoteFile> = source.listing.files.iter().filter(|f| f.sha256.is_none()).cloned().collect();

@@ -191,7 +191,7 @@ fn build_glob(pattern: &str) -> Result<Glob, globset::Error> {
 /// and are never copied in: `imgbake.lock` (a build records weights hashes
 /// into it after the app layer is made; in the layer it would change the
 /// image on the next build, and the app never reads it).
-pub const BUILD_ONLY_FILES: &[&str] = &[crate::lock::LOCK_FILE];
+pub const BUILD_ONLY_FILES: &[&str] = &[crate::spec::LOCK_FILE];
 
 /// Select the app files under `root`: everything matching `include`, minus
 /// everything matching `exclude` and [`BUILD_ONLY_FILES`], plus

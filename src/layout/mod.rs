@@ -108,8 +108,8 @@ pub enum LayerContent {
     Conda,
     /// The selected app files under the workdir.
     AppFiles { files: Vec<AppFile> },
-    /// Weights files of one source (one split of it); `ratio` is the
-    /// source's sampled compressibility (zstd -1, compressed/original).
+    /// Weights files of one source (one split of it); `ratio` is their
+    /// sampled compressibility (zstd -1, compressed/original).
     Weights { origin: String, uri: String, files: Vec<PlannedWeightsFile>, ratio: f64 },
     /// hf-cache layout: the snapshot links and refs of one source.
     HfSnapshot { origin: String, links: Vec<(String, String)>, refs: Vec<(String, String)> },
@@ -225,15 +225,16 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
                     ));
                 }
                 let files = weights::local_files(entry, path)?;
-                let paths: Vec<PathBuf> = files
-                    .iter()
-                    .filter_map(|f| match &f.content {
-                        WeightsContent::Local(path) => Some(path.clone()),
-                        WeightsContent::Remote(_) => None,
-                    })
-                    .collect();
-                let ratio = crate::image::sample::sampled_ratio(&paths);
-                layers.extend(weights_layers(entry, spec, files, ratio));
+                layers.extend(weights_layers(entry, spec, files, &|group| {
+                    let paths: Vec<PathBuf> = group
+                        .iter()
+                        .filter_map(|f| match &f.content {
+                            WeightsContent::Local(path) => Some(path.clone()),
+                            WeightsContent::Remote(_) => None,
+                        })
+                        .collect();
+                    crate::image::sample::sampled_ratio(&paths)
+                }));
             }
             (_, Placement::Volume) => volume_sources.push(resolved(entry, facts)?.clone()),
             (_, Placement::Bake) => {
@@ -266,6 +267,17 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
     }
     let config = image_config(spec, facts.lock, volume.is_some());
     Ok(ImagePlan { layers, placements: placed, volume, config, warnings })
+}
+
+/// Refuses, before anything is resolved, an entry configured for a volume
+/// that cannot go there (the same line `layout` would give).
+pub fn check_configured(spec: &Spec) -> Result<(), LayoutError> {
+    for entry in spec.weights.iter().filter(|e| e.mode == WeightsMode::Volume) {
+        if let Some(blocker) = weights::volume_blocker(entry, spec) {
+            return Err(LayoutError::Refused(blocker));
+        }
+    }
+    Ok(())
 }
 
 fn placement_of(entry: &WeightsEntry, placements: &Placements) -> Placement {
@@ -383,7 +395,7 @@ fn remote_weights_layers(entry: &WeightsEntry, spec: &Spec, source: &ResolvedSou
                     size: f.size,
                 })
                 .collect();
-            weights_layers(entry, spec, files, source.ratio)
+            weights_layers(entry, spec, files, &|group| source.ratio_of(remote_files(group)))
         }
         WeightsLayout::HfCache => {
             let tree = crate::weights::hf_cache::tree(entry, listing);
@@ -396,7 +408,7 @@ fn remote_weights_layers(entry: &WeightsEntry, spec: &Spec, source: &ResolvedSou
                     size: f.size,
                 })
                 .collect();
-            let mut layers = weights_layers(entry, spec, blobs, source.ratio);
+            let mut layers = weights_layers(entry, spec, blobs, &|group| source.ratio_of(remote_files(group)));
             let root = entry.path.trim_start_matches('/');
             let under = |path: &str| format!("{root}/{path}");
             layers.push(PlannedLayer {
@@ -414,8 +426,22 @@ fn remote_weights_layers(entry: &WeightsEntry, spec: &Spec, source: &ResolvedSou
     }
 }
 
-/// `files` at the entry's path, split into layers by the Spec's `weights_split_size`.
-fn weights_layers(entry: &WeightsEntry, spec: &Spec, files: Vec<WeightsFile>, ratio: f64) -> Vec<PlannedLayer> {
+/// The remote files of a group.
+fn remote_files(group: &[WeightsFile]) -> impl Iterator<Item = &crate::weights::RemoteFile> {
+    group.iter().filter_map(|f| match &f.content {
+        WeightsContent::Remote(file) => Some(file),
+        WeightsContent::Local(_) => None,
+    })
+}
+
+/// `files` at the entry's path, split into layers by the Spec's
+/// `weights_split_size`; each layer's codec is chosen by `ratio_of` its files.
+fn weights_layers(
+    entry: &WeightsEntry,
+    spec: &Spec,
+    files: Vec<WeightsFile>,
+    ratio_of: &dyn Fn(&[WeightsFile]) -> f64,
+) -> Vec<PlannedLayer> {
     let image_root = entry.path.trim_start_matches('/');
     let groups = weights::split_into_layers(files, spec.weights_split_size);
     let parts = groups.len();
@@ -429,6 +455,7 @@ fn weights_layers(entry: &WeightsEntry, spec: &Spec, files: Vec<WeightsFile>, ra
                 format!("weights {} {}/{parts}", entry.mount, index + 1)
             };
             let names = if group.len() == 1 { group[0].relative.clone() } else { format!("{} files", group.len()) };
+            let ratio = ratio_of(&group);
             PlannedLayer {
                 name,
                 history: format!("imgbake: weights {} ({names}) at {}", entry.uri, entry.path),

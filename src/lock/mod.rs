@@ -18,7 +18,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub const LOCK_FILE: &str = "imgbake.lock";
+pub use crate::spec::LOCK_FILE;
 pub const LOCK_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

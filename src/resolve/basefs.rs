@@ -10,6 +10,7 @@
 //! its digest (`<cache>/base-facts/<hex>.json`), so a multi-GB CUDA base is
 //! scanned once per machine, not once per build.
 
+pub use crate::deps::python::BasePython;
 use crate::image::digest::Digest;
 use crate::resolve::base::ResolvedBase;
 use base64::Engine as _;
@@ -55,17 +56,6 @@ pub struct BaseFacts {
     /// Image paths (no leading `/`) of every non-directory entry of a `bin`
     /// or `sbin` directory, and of the top-level files and links.
     pub programs: std::collections::BTreeSet<String>,
-}
-
-/// The interpreter that will run the app's packages, and where they go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BasePython {
-    /// `major.minor`.
-    pub version: String,
-    /// Absolute path used in console-script shebangs.
-    pub interpreter: String,
-    /// Absolute path packages are installed into.
-    pub site_packages: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -99,6 +99,8 @@ pub struct ResolveOptions {
 /// fresh one, written; `--locked` refuses a stale one) and every remote
 /// weights source, each listed exactly once.
 pub fn for_build(spec: &Spec, options: &ResolveOptions) -> Result<Resolved, ResolveError> {
+    // `--locked` with a missing or stale lock fails before anything is fetched.
+    lock_for_context(spec, options.lock_policy)?;
     let cache_dir = match &options.cache_dir {
         Some(dir) => dir.clone(),
         None => crate::image::cache::LayerCache::default_dir().map_err(ResolveError::Cache)?,

@@ -31,7 +31,11 @@ pub struct ResolvedSource {
     pub listing: Listing,
     /// Paths whose sha256 came from imgbake.lock (not the source), for clearer errors.
     pub hashes_from_lock: HashSet<String>,
-    /// zstd -1 compressed/original of a sample of the files.
+    /// zstd -1 compressed/original of a sample of each file, by path (the
+    /// layout judges each layer by its own files: a text-heavy layer of
+    /// small files compresses, a layer of bf16 shards does not).
+    pub file_ratios: std::collections::BTreeMap<String, f64>,
+    /// The same over the whole source, weighted by size.
     pub ratio: f64,
     /// How `ratio` was found, for reports.
     pub ratio_source: String,
@@ -63,8 +67,9 @@ pub fn resolve_sources(
             }
         }
         let hashes_from_lock = fill_known_hashes(&entry, &mut listing, lock, store);
-        let (ratio, ratio_source) = sample(&entry, &listing.files, store);
-        resolved.push(ResolvedSource { entry, listing, hashes_from_lock, ratio, ratio_source });
+        let (file_ratios, ratio_source) = sample(&entry, &listing.files, store);
+        let ratio = weighted_ratio(&listing.files, &file_ratios);
+        resolved.push(ResolvedSource { entry, listing, hashes_from_lock, file_ratios, ratio, ratio_source });
     }
     Ok(resolved)
 }
@@ -97,39 +102,86 @@ pub fn content_key(file: &RemoteFile) -> String {
     format!("{}\n{}\n{}", file.url, file.etag.as_deref().unwrap_or(""), file.size)
 }
 
-/// The ratio of [`REMOTE_SAMPLE_BYTES`] read from the middle of the files
-/// (past any safetensors header), remembered by the store.
-fn sample(entry: &WeightsEntry, files: &[RemoteFile], store: Option<&WeightsStore>) -> (f64, String) {
-    if files.iter().all(|f| f.size == 0) {
-        return (0.0, "no bytes to sample".to_string());
+/// The most read from one file: enough to tell bf16 from text.
+const MAX_PER_FILE: u64 = 256 << 10;
+/// Most files of one source sampled (the largest); the rest are judged by
+/// the mean of those.
+const MAX_SAMPLED_FILES: usize = 64;
+
+impl ResolvedSource {
+    /// The sampled ratio of `files` of this source, weighted by size.
+    pub fn ratio_of<'a>(&self, files: impl Iterator<Item = &'a RemoteFile>) -> f64 {
+        let files: Vec<RemoteFile> = files.cloned().collect();
+        weighted_ratio(&files, &self.file_ratios)
     }
-    let how = format!("sampled: zstd -1 over up to {REMOTE_SAMPLE_BYTES} bytes from the middle of the files");
-    let keys: Vec<String> = files.iter().map(content_key).collect();
-    let read = || read_sample(entry, files);
-    let ratio = match store {
-        Some(store) => store.sampled_ratio(&keys, read),
-        None => read(),
-    };
-    (ratio, how)
 }
 
-fn read_sample(entry: &WeightsEntry, files: &[RemoteFile]) -> f64 {
+/// The size-weighted mean ratio of `files`; a file without a sample counts
+/// at the mean of those with one (0, "compressible", when none has one).
+fn weighted_ratio(files: &[RemoteFile], ratios: &std::collections::BTreeMap<String, f64>) -> f64 {
+    let known: Vec<f64> = ratios.values().copied().collect();
+    let fallback = if known.is_empty() { 0.0 } else { known.iter().sum::<f64>() / known.len() as f64 };
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    if total == 0 {
+        return fallback;
+    }
+    files.iter().map(|f| ratios.get(&f.path).copied().unwrap_or(fallback) * f.size as f64).sum::<f64>() / total as f64
+}
+
+/// Every file's ratio over a piece from its middle (past any safetensors
+/// header): [`REMOTE_SAMPLE_BYTES`] shared among the largest
+/// [`MAX_SAMPLED_FILES`] files, between [`MIN_PER_FILE`] and
+/// [`MAX_PER_FILE`] each, fetched as ranges and remembered by the store per
+/// file.
+fn sample(
+    entry: &WeightsEntry,
+    files: &[RemoteFile],
+    store: Option<&WeightsStore>,
+) -> (std::collections::BTreeMap<String, f64>, String) {
+    let mut largest: Vec<&RemoteFile> = files.iter().filter(|f| f.size > 0).collect();
+    largest.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
+    largest.truncate(MAX_SAMPLED_FILES);
+    let how = format!(
+        "sampled: zstd -1 over up to {} bytes from the middle of {} of {} files",
+        REMOTE_SAMPLE_BYTES,
+        largest.len(),
+        files.len()
+    );
+    if largest.is_empty() {
+        return (Default::default(), "no bytes to sample".to_string());
+    }
+    let per_file = (REMOTE_SAMPLE_BYTES / largest.len() as u64).clamp(MIN_PER_FILE, MAX_PER_FILE);
+    let mut remote = None;
+    let mut ratios = std::collections::BTreeMap::new();
+    for file in largest {
+        let mut read = || {
+            let remote = remote.get_or_insert_with(|| open_remote(entry));
+            remote.as_ref().map_or(0.0, |remote| read_sample(remote, file, per_file))
+        };
+        let ratio = match store {
+            Some(store) => store.sampled_ratio(&[content_key(file), per_file.to_string()], read),
+            None => read(),
+        };
+        ratios.insert(file.path.clone(), ratio);
+    }
+    (ratios, how)
+}
+
+fn open_remote(entry: &WeightsEntry) -> Option<Remote> {
     // The range reader takes its source, kind and credential name from a manifest entry.
     let no_files = Listing { uri: entry.uri.clone(), revision: None, files: Vec::new() };
-    let Ok(described) = manifest::entry(entry, &no_files) else { return 0.0 };
-    let Ok(remote) = Remote::for_entry(&described, SAMPLE_TIMEOUT) else { return 0.0 };
-    let per_file = (REMOTE_SAMPLE_BYTES / files.len().max(1) as u64).max(MIN_PER_FILE);
+    let described = manifest::entry(entry, &no_files).ok()?;
+    Remote::for_entry(&described, SAMPLE_TIMEOUT).ok()
+}
+
+/// The ratio of `len` bytes from the middle of `file` (0 when none could be read).
+fn read_sample(remote: &Remote, file: &RemoteFile, len: u64) -> f64 {
+    let len = len.min(file.size);
+    let start = (file.size - len) / 2;
     let mut sample = Vec::new();
-    for file in files {
-        if sample.len() as u64 >= REMOTE_SAMPLE_BYTES || file.size == 0 {
-            continue;
-        }
-        let len = per_file.min(file.size);
-        let start = (file.size - len) / 2;
-        if let Ok(body) = remote.open(&ManifestFile::unverified(file), start, start + len) {
-            if body.from == start {
-                let _ = body.reader.take(len).read_to_end(&mut sample);
-            }
+    if let Ok(body) = remote.open(&ManifestFile::unverified(file), start, start + len) {
+        if body.from == start {
+            let _ = body.reader.take(len).read_to_end(&mut sample);
         }
     }
     compression_ratio(&sample)

@@ -384,7 +384,7 @@ fn link_hf_cache(entry: &ManifestEntry, root: &Path) -> Result<(), PrefetchError
             std::fs::rename(&temp, &path).map_err(|source| write_error(&path, source))?;
         }
     }
-    let source = crate::config::weights::parse_source(&entry.source, Path::new("/"));
+    let source = crate::weights::source::parse_source(&entry.source, Path::new("/"));
     if let (Ok(WeightsSource::Hf { repo, revision }), Some(commit)) = (source, &entry.revision) {
         if revision != *commit {
             let reference = root.join(crate::weights::hf_cache::repo_folder(&repo)).join("refs").join(&revision);

@@ -83,7 +83,7 @@ impl Remote {
                 Ok(Remote::Http(HttpRemote::new(token, credential, read_timeout)?))
             }
             "s3" | "gcs" | "azure" => {
-                let source = crate::config::weights::parse_source(&entry.source, std::path::Path::new("/"))
+                let source = crate::weights::source::parse_source(&entry.source, std::path::Path::new("/"))
                     .map_err(|message| format!("the manifest's source `{}`: {message}", entry.source))?;
                 let lookup = |name: &str| {
                     std::env::var(name).ok().filter(|v| !v.is_empty()).or_else(|| {

@@ -31,7 +31,6 @@ pub mod source_build;
 pub mod tags;
 
 use crate::image::entries::{self, EntryError, LayerEntry};
-use crate::resolve::basefs::BasePython;
 use crate::spec::{PythonInstaller, Spec};
 use credentials::Credentials;
 use resolver::Pinned;
@@ -51,6 +50,17 @@ pub const LARGE_DISTRIBUTION: u64 = 64 << 20;
 /// glibc assumed when the base's version is unknown (scratch, no dpkg status):
 /// manylinux_2_28 covers current wheels and RHEL 8 / Debian 10 and newer.
 pub const DEFAULT_GLIBC: (u32, u32) = (2, 28);
+
+/// The interpreter that will run the app's packages, and where they go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BasePython {
+    /// `major.minor`.
+    pub version: String,
+    /// Absolute path used in console-script shebangs.
+    pub interpreter: String,
+    /// Absolute path packages are installed into.
+    pub site_packages: String,
+}
 
 /// What packages are resolved and installed for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

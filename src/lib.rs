@@ -13,6 +13,7 @@ pub mod dockerfile;
 pub mod execute;
 pub mod image;
 pub mod lock;
+pub mod plumbing;
 pub mod registry;
 pub mod resolve;
 pub mod runtime;

@@ -10,6 +10,7 @@ use super::manifest::{
 use super::parallel::for_each_parallel;
 use super::reference::Reference;
 use crate::image::digest::Digest;
+use crate::plumbing::fs::AtomicFile;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use sha2::{Digest as _, Sha256};
 use std::fs;
@@ -220,7 +221,7 @@ impl RegistryClient {
         let io_error = |source| RegistryError::Io { path: dest.to_path_buf(), source };
         let directory = dest.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
         fs::create_dir_all(directory).map_err(io_error)?;
-        let mut temp = tempfile::Builder::new().prefix(".partial-").tempfile_in(directory).map_err(io_error)?;
+        let mut temp = AtomicFile::new_in(directory).map_err(io_error)?;
         let transfer = self.progress.start("pulled", digest, response.content_length().unwrap_or(0));
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
@@ -248,9 +249,8 @@ impl RegistryClient {
                 actual,
             });
         }
-        temp.as_file().sync_all().map_err(io_error)?;
         set_readable(temp.path()).map_err(io_error)?;
-        temp.persist(dest).map_err(|error| io_error(error.error))?;
+        temp.persist(dest).map_err(io_error)?;
         Counters::add(&self.counters.blobs_downloaded, 1);
         Counters::add(&self.counters.bytes_downloaded, size);
         transfer.finish();
@@ -302,15 +302,8 @@ pub(crate) fn sha256_of(bytes: &[u8]) -> Digest {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io_error = |source| RegistryError::Io { path: path.to_path_buf(), source };
-    let directory = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(directory).map_err(io_error)?;
-    let mut temp = tempfile::Builder::new().prefix(".partial-").tempfile_in(directory).map_err(io_error)?;
-    temp.write_all(bytes).map_err(io_error)?;
-    temp.as_file().sync_all().map_err(io_error)?;
-    set_readable(temp.path()).map_err(io_error)?;
-    temp.persist(path).map_err(|error| io_error(error.error))?;
-    Ok(())
+    crate::plumbing::fs::write_atomic(path, bytes)
+        .map_err(|source| RegistryError::Io { path: path.to_path_buf(), source })
 }
 
 fn set_readable(path: &Path) -> std::io::Result<()> {

@@ -132,7 +132,7 @@ pub fn download(ctx: &Context, file: &ManifestFile, target: &Path, state: &Path)
             let out = File::open(&partial).map_err(|e| format!("cannot open {}: {e}", partial.display()))?;
             out.sync_all().map_err(|e| format!("cannot fsync {}: {e}", partial.display()))?;
             fs::rename(&partial, target).map_err(|e| format!("cannot rename {}: {e}", partial.display()))?;
-            sync_dir(target);
+            crate::plumbing::fs::sync_parent(target);
             let _ = fs::remove_file(state);
             return Ok(total);
         }
@@ -148,13 +148,6 @@ pub fn download(ctx: &Context, file: &ManifestFile, target: &Path, state: &Path)
         }
     }
     unreachable!("the last attempt returns")
-}
-
-/// Makes a rename durable; best effort (not every filesystem allows it).
-pub fn sync_dir(path: &Path) {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let _ = File::open(parent).and_then(|dir| dir.sync_all());
-    }
 }
 
 pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {

@@ -20,6 +20,7 @@
 use super::download::{self, Budget, Context, RetryPolicy};
 use super::events::Events;
 use super::remote::Remote;
+use crate::plumbing::fs::write_atomic;
 use crate::spec::{WeightsLayout, WeightsSource};
 use crate::weights::manifest::{ManifestEntry, ManifestFile, WeightsManifest};
 use std::os::unix::fs::MetadataExt;
@@ -407,19 +408,6 @@ fn relative_target(link: &str, blob: &str) -> String {
     let mut parts: Vec<&str> = vec![".."; from.len() - common];
     parts.extend(&to[common..]);
     parts.join("/")
-}
-
-/// temp + fsync + rename + directory fsync.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    download::sync_dir(path);
-    Ok(())
 }
 
 /// Replaces this process with the app. Returns only on failure.

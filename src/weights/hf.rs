@@ -265,10 +265,7 @@ impl HfClient {
         let partial = partial_path(dest);
         let result = self.download_partial(file, &partial).and_then(|digest| {
             fs::rename(&partial, dest).map_err(|err| io_error(&file.url, err))?;
-            if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-                // Makes the rename durable; best effort (not every filesystem allows it).
-                let _ = File::open(parent).and_then(|dir| dir.sync_all());
-            }
+            crate::plumbing::fs::sync_parent(dest);
             Ok(digest)
         });
         if result.is_err() {

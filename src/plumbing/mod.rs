@@ -3,3 +3,4 @@
 //! client setup (`http`) and error chains with hints (`errors`).
 
 pub mod fs;
+pub mod retry;

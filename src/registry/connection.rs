@@ -107,7 +107,7 @@ pub(crate) fn is_transient(error: &reqwest::Error) -> bool {
         Failure::PlainHttp | Failure::Certificate(_) | Failure::HostNotFound { permanent: true } => return false,
         Failure::HostNotFound { permanent: false } | Failure::Refused | Failure::Other => {}
     }
-    if error.is_connect() || error.is_timeout() || error.is_request() || error.is_body() {
+    if crate::plumbing::retry::transient(error) {
         return true;
     }
     causes(error).into_iter().any(|cause| {

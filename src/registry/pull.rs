@@ -179,23 +179,11 @@ impl RegistryClient {
     /// mismatch the temp file is deleted and `dest` is untouched. Returns
     /// the size.
     pub fn fetch_blob_to_file(&self, image: &Reference, digest: &Digest, dest: &Path) -> Result<u64> {
-        let mut attempt = 0;
-        loop {
-            match self.fetch_blob_once(image, digest, dest) {
-                // Cut off mid-stream: start over (the temp file is gone).
-                Err(RegistryError::Transfer { .. }) if attempt < self.options.max_retries => {
-                    std::thread::sleep(super::client::backoff(
-                        attempt,
-                        self.options.initial_backoff,
-                        self.options.max_backoff,
-                        None,
-                    ));
-                    Counters::add(&self.counters.retries, 1);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        // Cut off mid-stream: start over (the temp file is gone).
+        self.with_retries(
+            || self.fetch_blob_once(image, digest, dest),
+            |error| matches!(error, RegistryError::Transfer { .. }),
+        )
     }
 
     fn fetch_blob_once(&self, image: &Reference, digest: &Digest, dest: &Path) -> Result<u64> {

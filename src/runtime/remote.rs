@@ -8,12 +8,13 @@
 //! missing, so the static hook binary works in a bare root where glibc's NSS
 //! cannot be loaded.
 
+use crate::plumbing::retry;
 use crate::spec::WeightsSource;
 use crate::weights::manifest::{ManifestEntry, ManifestFile};
 use crate::weights::object::{ObjectOptions, ObjectSource};
 use crate::weights::{RemoteFile, Secret, WeightsError};
 use reqwest::blocking::Client;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_RANGE, RANGE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 use std::io::Read;
 use std::path::PathBuf;
@@ -28,8 +29,6 @@ pub const SECRETS_DIR: &str = "/secrets";
 pub const SECRETS_DIR_ENV: &str = "IMGBAKE_SECRETS_DIR";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest honoured `Retry-After`; a server asking for more gets this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Why a request did not give bytes.
 #[derive(Debug)]
@@ -161,11 +160,8 @@ impl HttpRemote {
                 Ok(Body { reader: Box::new(response), from: start, whole: false })
             }
             StatusCode::OK => Ok(Body { reader: Box::new(response), from: 0, whole: true }),
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
-                Err(Failure::Retry { message: format!("HTTP {status}"), after: retry_after(&response) })
-            }
-            status if status.is_server_error() => {
-                Err(Failure::Retry { message: format!("HTTP {status}"), after: retry_after(&response) })
+            status if retry::retryable_status(status.as_u16()) => {
+                Err(Failure::Retry { message: format!("HTTP {status}"), after: retry::retry_after(response.headers()) })
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Failure::Fatal(format!(
                 "access denied (HTTP {}); set the credential named {}",
@@ -176,12 +172,6 @@ impl HttpRemote {
             status => Err(Failure::Fatal(format!("unexpected HTTP status {status}"))),
         }
     }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
-fn retry_after(response: &reqwest::blocking::Response) -> Option<Duration> {
-    let seconds: u64 = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// An error with its causes, on one line (reqwest's own Display hides them).

@@ -14,6 +14,7 @@
 use super::filter::PathFilter;
 use super::{safe_relative_path, FileReader, Listing, RemoteFile, Secret, WeightsError};
 use crate::image::digest::Digest;
+use crate::plumbing::retry::{self, RetryPolicy};
 use crate::spec::{WeightsEntry, WeightsSource};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, ETAG};
@@ -37,8 +38,12 @@ pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 /// Concurrent HEAD requests when listing (repos have hundreds of files).
 const HEAD_THREADS: usize = 8;
 /// Tries for one request on 5xx, 429 and connection errors.
-const ATTEMPTS: u32 = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const RETRY: RetryPolicy = RetryPolicy {
+    attempts: 4,
+    first_delay: Duration::from_millis(250),
+    max_delay: Duration::from_secs(2),
+    max_retry_after: Duration::from_secs(60),
+};
 /// Per connect / send / read; a stalled transfer fails instead of hanging.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 const COPY_BUFFER: usize = 256 * 1024;
@@ -311,10 +316,10 @@ impl HfClient {
         Ok(digest)
     }
 
-    /// Sends with the token, retrying 5xx / 429 / connection errors with backoff.
+    /// Sends with the token, retrying what the shared policy retries.
     fn send(&self, uri: &str, request: impl Fn() -> RequestBuilder) -> Result<Response, WeightsError> {
-        let mut backoff = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
+        let mut failures = 0;
+        loop {
             let mut builder = request();
             if let Some(token) = &self.token {
                 let mut value =
@@ -330,18 +335,21 @@ impl HfClient {
                 value.set_sensitive(true);
                 builder = builder.header(AUTHORIZATION, value);
             }
+            failures += 1;
             match builder.send() {
-                Ok(response) if !retryable(response.status()) || attempt == ATTEMPTS => return Ok(response),
-                Err(err) if attempt == ATTEMPTS || !(err.is_connect() || err.is_timeout() || err.is_request()) => {
-                    return Err(WeightsError::Http { source_uri: uri.to_string(), source: Box::new(err) })
+                Ok(response) if retry::retryable_status(response.status().as_u16()) => {
+                    match RETRY.next_delay(failures, retry::retry_after(response.headers())) {
+                        Ok(delay) => std::thread::sleep(delay),
+                        Err(_) => return Ok(response),
+                    }
                 }
-                // A 5xx / 429 or a dropped connection: try again after a pause.
-                _ => {}
+                Ok(response) => return Ok(response),
+                Err(err) => match RETRY.next_delay(failures, None) {
+                    Ok(delay) if retry::transient(&err) => std::thread::sleep(delay),
+                    _ => return Err(WeightsError::Http { source_uri: uri.to_string(), source: Box::new(err) }),
+                },
             }
-            std::thread::sleep(backoff);
-            backoff *= 2;
         }
-        unreachable!("the last attempt returns")
     }
 
     /// 401/403 → Unauthorized (naming the credential), other failures → Http.
@@ -399,10 +407,6 @@ struct RevisionInfo {
 #[derive(serde::Deserialize)]
 struct Sibling {
     rfilename: String,
-}
-
-fn retryable(status: StatusCode) -> bool {
-    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {

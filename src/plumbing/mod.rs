@@ -3,4 +3,5 @@
 //! client setup (`http`) and error chains with hints (`errors`).
 
 pub mod fs;
+pub mod http;
 pub mod retry;

@@ -138,10 +138,7 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(options: RegistryClientOptions) -> Result<RegistryClient> {
-        let mut builder = Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.timeout)
-            .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")));
+        let mut builder = crate::plumbing::http::blocking(options.connect_timeout, options.timeout);
         let mut root_certificates = Vec::new();
         for path in &options.ca_certificates {
             let pem = std::fs::read(path).map_err(|source| RegistryError::Io { path: path.clone(), source })?;

@@ -213,9 +213,7 @@ impl RegistryClient {
         };
         let file = File::open(&blob.path).map_err(|source| RegistryError::Io { path: blob.path.clone(), source })?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(setup_error)?;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(self.options.connect_timeout)
-            .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")));
+        let mut builder = crate::plumbing::http::asynchronous(self.options.connect_timeout);
         for certificate in &self.root_certificates {
             builder = builder.add_root_certificate(certificate.clone());
         }

@@ -124,10 +124,8 @@ pub struct HttpRemote {
 
 impl HttpRemote {
     fn new(token: Option<Secret>, credential: String, read_timeout: Duration) -> Result<HttpRemote, String> {
-        let client = Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            // Per read call in the blocking client: a stall, not a slow file.
-            .timeout(read_timeout)
+        // The timeout is per read call in the blocking client: a stall, not a slow file.
+        let client = crate::plumbing::http::blocking(CONNECT_TIMEOUT, read_timeout)
             .dns_resolver(Arc::new(Resolver::default()))
             .user_agent(concat!("imgbake-prefetch/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -84,12 +84,7 @@ impl HfClient {
         let endpoint = endpoint
             .or_else(|| std::env::var(HF_ENDPOINT_ENV).ok().filter(|v| !v.is_empty()))
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-        let builder = || {
-            Client::builder()
-                .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(IO_TIMEOUT)
-                .timeout(IO_TIMEOUT)
-        };
+        let builder = || crate::plumbing::http::blocking(IO_TIMEOUT, IO_TIMEOUT);
         HfClient {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             token,

@@ -15,11 +15,8 @@ use std::time::Duration;
 const DOWNLOAD_THREADS: usize = 4;
 
 pub(crate) fn http_client() -> Result<reqwest::blocking::Client, AptError> {
-    reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        // Whole-request bound: a 100 MB .deb on a slow mirror still fits.
-        .timeout(Duration::from_secs(15 * 60))
-        .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")))
+    // Whole-request bound: a 100 MB .deb on a slow mirror still fits.
+    crate::plumbing::http::blocking(Duration::from_secs(30), Duration::from_secs(15 * 60))
         .build()
         .map_err(|source| AptError::Http { url: "(client setup)".into(), source })
 }

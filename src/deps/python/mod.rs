@@ -387,9 +387,7 @@ pub(crate) fn resolve_failure(tool: &str, target: &PythonTarget, output: &std::p
 
 /// The HTTP client for wheel and sdist downloads.
 pub(crate) fn http_client() -> Result<reqwest::blocking::Client, PythonError> {
-    reqwest::blocking::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .timeout(std::time::Duration::from_secs(1800))
+    crate::plumbing::http::blocking(std::time::Duration::from_secs(30), std::time::Duration::from_secs(1800))
         .build()
         .map_err(|e| PythonError::Download { url: "(client)".into(), source: Box::new(e) })
 }

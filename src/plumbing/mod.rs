@@ -2,6 +2,7 @@
 //! writes (`fs`), the retry policy for network calls (`retry`), the HTTP
 //! client setup (`http`) and error chains with hints (`errors`).
 
+pub mod errors;
 pub mod fs;
 pub mod http;
 pub mod retry;

@@ -14,7 +14,7 @@
 //! downgrade.
 
 use super::error::{CertificateProblem, RegistryError};
-use std::error::Error as StdError;
+use crate::plumbing::errors::causes;
 use std::net::IpAddr;
 
 /// Whether `registry` (`host[:port]`) names this machine.
@@ -66,26 +66,6 @@ pub(crate) fn failure_of(error: &reqwest::Error) -> Failure {
         }
     }
     Failure::Other
-}
-
-/// `error` and its causes. An `io::Error`'s `source()` skips the error it
-/// wraps (it returns that error's source), so step into it instead: rustls
-/// errors sit inside two nested `io::Error`s.
-fn causes<'a>(error: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
-    let mut found = Vec::new();
-    let mut next = Some(error);
-    while let Some(cause) = next {
-        found.push(cause);
-        next = match cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(as_std(inner)),
-            None => cause.source(),
-        };
-    }
-    found
-}
-
-fn as_std<'a>(error: &'a (dyn StdError + Send + Sync + 'static)) -> &'a (dyn StdError + 'static) {
-    error
 }
 
 fn certificate_problem(error: &rustls::CertificateError) -> CertificateProblem {

@@ -311,6 +311,12 @@ impl RegistryError {
     }
 }
 
+impl crate::plumbing::errors::Hint for RegistryError {
+    fn hint(&self) -> Option<String> {
+        RegistryError::hint(self)
+    }
+}
+
 /// `host[:port]` → `host` (IPv6 brackets kept).
 fn host_of(registry: &str) -> &str {
     match registry.rsplit_once(':') {

@@ -175,15 +175,8 @@ impl HttpRemote {
 /// An error with its causes, on one line (reqwest's own Display hides them).
 /// Query strings are cut out: after a redirect, reqwest's text names the
 /// signed URL it was sent to.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    crate::weights::signed_url::redact_queries(&text)
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    crate::weights::signed_url::redact_queries(&crate::plumbing::errors::one_line(error))
 }
 
 /// Object-store reads. `ObjectSource` drives one current-thread runtime, so

@@ -265,17 +265,8 @@ impl ErrorContext {
 struct Scrubbed(String);
 
 impl Scrubbed {
-    fn new(error: &dyn std::error::Error, secrets: &[String]) -> Scrubbed {
-        let mut text = error.to_string();
-        let mut cause = error.source();
-        while let Some(inner) = cause {
-            let inner_text = inner.to_string();
-            if !text.contains(&inner_text) {
-                text.push_str(": ");
-                text.push_str(&inner_text);
-            }
-            cause = inner.source();
-        }
+    fn new(error: &(dyn std::error::Error + 'static), secrets: &[String]) -> Scrubbed {
+        let mut text = crate::plumbing::errors::one_line(error);
         for secret in secrets.iter().filter(|s| !s.is_empty()) {
             text = text.replace(secret.as_str(), "***");
         }

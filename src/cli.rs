@@ -146,6 +146,14 @@ pub enum Command {
         /// Cache directory for downloaded weights (default $XDG_CACHE_HOME/imgbake, or $IMGBAKE_CACHE_DIR).
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        registry_args: RegistryArgs,
+        /// Fail (with the difference) when imgbake.lock is missing or stale, as `build --locked` does.
+        #[arg(long)]
+        locked: bool,
+        /// Decide `mode = "auto"` with this profile, as `build --profile` does.
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: Option<String>,
     },
     /// In-image hook: fetch and verify volume weights, then exec the app.
     Prefetch {

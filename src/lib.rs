@@ -1,8 +1,10 @@
 //! imgbake: deployment config → pinned, layered OCI image, with weights baked
 //! or kept on a volume, and the cost of that choice.
 //!
-//! Data flow (one module each): `config` → `spec::Spec` → lock → plan →
-//! `image` (layers, layout) | `registry` (push/pull) | dockerfile | report.
+//! Data flow (one module each): `config` → `spec::Spec` → `resolve` (the
+//! only network step) → `lock::Lock` → `layout` (the ImagePlan) →
+//! `execute` (the native build, on `image` and `registry`) | `dockerfile`
+//! | `cost` (the plan report); `commands` sequences them.
 
 pub mod cli;
 pub mod commands;
@@ -12,6 +14,7 @@ pub mod deps;
 pub mod dockerfile;
 pub mod execute;
 pub mod image;
+pub mod layout;
 pub mod lock;
 pub mod plumbing;
 pub mod registry;

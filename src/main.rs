@@ -62,8 +62,16 @@ fn main() -> ExitCode {
                 builder,
             })
         }
-        Command::Dockerfile { path, output, base, cache_dir } => {
-            dockerfile::run(&dockerfile::DockerfileArgs { path, output, base, cache_dir })
+        Command::Dockerfile { path, output, base, cache_dir, registry_args, locked, profile } => {
+            dockerfile::run(&dockerfile::DockerfileArgs {
+                path,
+                output,
+                base,
+                cache_dir,
+                profile,
+                locked,
+                insecure_registries: registry_args.insecure_registries,
+            })
         }
         Command::Prefetch { manifest, dest, jobs, background, ready_file, read_timeout, command } => {
             prefetch::run(&imgbake::runtime::prefetch::PrefetchOptions {

@@ -228,6 +228,16 @@ impl Target {
         }
     }
 
+    /// The name as written in the config (and of the target's built-in profile).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Cerebrium => "cerebrium",
+            Target::Baseten => "baseten",
+            Target::Runpod => "runpod",
+            Target::Generic => "generic",
+        }
+    }
+
     /// False where each weights volume is mounted at the app's path itself (Baseten).
     pub fn has_shared_volume(self) -> bool {
         self != Target::Baseten
@@ -241,6 +251,12 @@ impl Target {
             Target::Runpod => "/runpod-volume",
             Target::Generic => "/models",
         }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -62,36 +62,45 @@ pub fn run(args: &BuildArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    if let Some(builder) = args.builder {
-        return run_container_builder(args, &spec, builder, output, push.map(|r| r.to_string()));
-    }
-    let profile = match &args.profile {
-        None => None,
-        Some(choice) => {
-            let target = format!("{:?}", spec.target.name).to_lowercase();
-            match crate::cost::profile::load(&target, Some(choice)) {
-                Ok(profile) => Some(profile),
-                Err(error) => {
-                    print_error(&error);
-                    eprintln!("hint: `imgbake plan --calibrate -o FILE` writes a profile file with every key");
-                    return EXIT_INVALID_INPUT;
-                }
-            }
-        }
+    let profile = match load_profile(&spec, args.profile.as_deref()) {
+        Ok(profile) => profile,
+        Err(status) => return status,
     };
-    let options = BuildOptions {
-        profile,
-        output,
-        push,
+    let lock_policy = if args.locked { LockPolicy::Locked } else { LockPolicy::Refresh };
+    if let Some(builder) = args.builder {
+        return run_container_builder(args, &spec, builder, output, push.map(|r| r.to_string()), &profile, lock_policy);
+    }
+    if let Some(message) = execute::unsupported_settings(&spec) {
+        eprintln!("error: {message}");
+        return EXIT_USAGE;
+    }
+    let registry = RegistryClientOptions {
+        insecure_registries: args.insecure_registries.clone(),
+        ..RegistryClientOptions::default()
+    };
+    let resolve_options = crate::resolve::ResolveOptions {
         base_override: args.base.clone(),
         cache_dir: args.cache_dir.clone(),
-        registry: RegistryClientOptions {
-            insecure_registries: args.insecure_registries.clone(),
-            ..RegistryClientOptions::default()
-        },
-        lock_policy: if args.locked { LockPolicy::Locked } else { LockPolicy::Refresh },
+        registry: registry.clone(),
+        lock_policy,
     };
-    match execute::build(&spec, &options) {
+    let options =
+        BuildOptions { output, push, registry, lock_policy, scratch_override: args.base.as_deref() == Some("scratch") };
+    let built =
+        crate::resolve::for_build(&spec, &resolve_options).map_err(BuildError::from).and_then(|mut resolved| {
+            let facts = crate::layout::LayoutFacts {
+                lock: Some(&resolved.lock),
+                sources: &resolved.sources,
+                rootfs: resolved.rootfs.as_deref(),
+                hook: &resolved.hook,
+            };
+            let base =
+                || crate::cost::inputs::base_input(&resolved.base_text, resolved.base.lookup(&resolved.base_text));
+            let lock = crate::cost::inputs::LockState { lock: Some(&resolved.lock), current: true };
+            let decided = super::image_plan::decide(&spec, &facts, base, lock, &profile, false)?;
+            execute::build(&spec, &mut resolved, &decided.plan, &options)
+        });
+    match built {
         Ok(outcome) => {
             for warning in &outcome.warnings {
                 eprintln!("warning: {warning}");
@@ -106,7 +115,8 @@ pub fn run(args: &BuildArgs) -> u8 {
             }
             EXIT_OK
         }
-        Err(BuildError::NotAvailable(message)) => {
+        Err(BuildError::NotAvailable(message))
+        | Err(BuildError::Layout(crate::layout::LayoutError::Refused(message))) => {
             eprintln!("error: {message}");
             EXIT_USAGE
         }
@@ -121,13 +131,34 @@ pub fn run(args: &BuildArgs) -> u8 {
     }
 }
 
-/// `--builder buildah|docker|buildkit`: the generated context in a temp dir, built by that builder.
+/// `--profile` (a built-in name or a profile file), else the target's
+/// built-in profile: what decides `mode = "auto"`.
+pub fn load_profile(spec: &crate::spec::Spec, choice: Option<&str>) -> Result<crate::cost::profile::Profile, u8> {
+    let named = match choice {
+        None => None,
+        Some(choice) => match crate::cost::profile::load(spec.target.name.as_str(), Some(choice)) {
+            Ok(profile) => Some(profile),
+            Err(error) => {
+                print_error(&error);
+                eprintln!("hint: `imgbake plan --calibrate -o FILE` writes a profile file with every key");
+                return Err(EXIT_INVALID_INPUT);
+            }
+        },
+    };
+    Ok(crate::cost::profile_for(spec, named.as_ref()))
+}
+
+/// `--builder buildah|docker|buildkit`: the generated context in a temp dir,
+/// built by that builder. The same ImagePlan as the native build: `--locked`
+/// and `--profile` mean the same.
 fn run_container_builder(
     args: &BuildArgs,
     spec: &crate::spec::Spec,
     builder: crate::dockerfile::builder::ContainerBuilder,
     output: OciRef,
     push: Option<String>,
+    profile: &crate::cost::profile::Profile,
+    lock_policy: LockPolicy,
 ) -> u8 {
     use crate::dockerfile::builder::{self, BuilderRun};
     let temp = match tempfile::Builder::new().prefix("imgbake-context-").tempdir() {
@@ -138,9 +169,16 @@ fn run_container_builder(
         }
     };
     let context_dir = temp.path().join("context");
-    match super::dockerfile::write_context(spec, args.base.clone(), args.cache_dir.as_deref(), &context_dir) {
+    let settings = super::dockerfile::ContextSettings {
+        base: args.base.clone(),
+        cache_dir: args.cache_dir.clone(),
+        insecure_registries: args.insecure_registries.clone(),
+        lock_policy,
+    };
+    match super::dockerfile::write_context(spec, &settings, profile, &context_dir) {
         Ok(_) => {}
-        Err(crate::dockerfile::DockerfileError::NotAvailable(message)) => {
+        Err(super::dockerfile::ContextError::Dockerfile(crate::dockerfile::DockerfileError::NotAvailable(message)))
+        | Err(super::dockerfile::ContextError::Layout(crate::layout::LayoutError::Refused(message))) => {
             eprintln!("error: {message}");
             return EXIT_USAGE;
         }
@@ -225,6 +263,7 @@ fn outcome_json(outcome: &execute::BuildOutcome) -> serde_json::Value {
             "uncompressed_size": l.layer.uncompressed_size,
             "media_type": l.layer.media_type,
             "files": l.files,
+            "paths": l.paths,
             "cached": l.cached,
         })).collect::<Vec<_>>(),
         "cache": {

@@ -3,10 +3,10 @@
 
 use super::{print_error, EXIT_INVALID_INPUT, EXIT_OK};
 use crate::config;
-use crate::execute::ROOTFS_PREFIX;
 use crate::image::cache::LayerCache;
 use crate::lock::{self, Lock};
 use crate::registry::RegistryClientOptions;
+use crate::resolve::ROOTFS_PREFIX;
 use crate::resolve::{self, base, basefs};
 use std::path::PathBuf;
 
@@ -107,6 +107,6 @@ fn resolve_lock(spec: &crate::spec::Spec, args: &LockArgs) -> Result<Resolved, B
         }
     };
     let mut warnings = Vec::new();
-    let lock = resolve::resolve(spec, &resolved, &facts, &cache_dir, &mut warnings)?;
+    let (lock, _sources) = resolve::resolve(spec, &resolved, &facts, &cache_dir, &mut warnings)?;
     Ok((lock, warnings))
 }

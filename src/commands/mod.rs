@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod dockerfile;
+pub mod image_plan;
 pub mod lock;
 pub mod plan;
 pub mod prefetch;

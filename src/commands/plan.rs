@@ -2,7 +2,7 @@
 //! or write the report; with `--calibrate`, measure this machine and write a
 //! profile file instead.
 
-use super::{print_error, EXIT_INVALID_INPUT, EXIT_OK};
+use super::{print_error, EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE};
 use crate::config;
 use crate::cost::report::{self, Format};
 use crate::cost::{self, calibrate, inputs, profile};
@@ -31,7 +31,7 @@ pub fn run(args: &PlanArgs) -> u8 {
         eprintln!("{diagnostic}");
     }
     let Some(spec) = loaded.spec else { return EXIT_INVALID_INPUT };
-    let target = format!("{:?}", spec.target.name).to_lowercase();
+    let target = spec.target.name.as_str().to_string();
     let mut profile = match profile::load(&target, args.profile.as_deref()) {
         Ok(profile) => profile,
         Err(error) => {
@@ -49,20 +49,17 @@ pub fn run(args: &PlanArgs) -> u8 {
         return calibrate_profile(args, profile, &target, &registry);
     }
     profile::resolve_hook_bytes(&mut profile);
-    let options = inputs::GatherOptions {
-        base_override: args.base.clone(),
-        skip_base_lookup: args.skip_base_lookup,
-        registry,
-        remote_weights_ratio: profile.params.remote_weights_ratio,
-    };
-    let gathered = match inputs::gather(&spec, &options) {
-        Ok(gathered) => gathered,
+    let plan = match plan_of(&spec, args, &registry, &profile) {
+        Ok(plan) => plan,
+        Err(PlanError::Layout(crate::layout::LayoutError::Refused(message))) => {
+            eprintln!("error: {message}");
+            return EXIT_USAGE;
+        }
         Err(error) => {
             print_error(&error);
             return EXIT_INVALID_INPUT;
         }
     };
-    let plan = cost::plan(&gathered, &profile);
     let text = report::render(&plan, args.format);
     match &args.output {
         Some(path) => {
@@ -75,6 +72,44 @@ pub fn run(args: &PlanArgs) -> u8 {
         None => print!("{text}"),
     }
     EXIT_OK
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PlanError {
+    #[error(transparent)]
+    Resolve(#[from] crate::resolve::ResolveError),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+}
+
+/// The report of the ImagePlan `build` would make: the sources listed and
+/// sampled, the lock's dependencies, the base looked up (its manifest only),
+/// `auto` decided by the cost model, and the final layers.
+fn plan_of(
+    spec: &crate::spec::Spec,
+    args: &PlanArgs,
+    registry: &RegistryClientOptions,
+    profile: &profile::Profile,
+) -> Result<cost::Plan, PlanError> {
+    let lock = crate::lock::Lock::read(&crate::lock::lock_path(spec)).ok().flatten();
+    let current = crate::lock::inputs_of(spec).ok().zip(lock.as_ref()).is_some_and(|(i, l)| l.is_current(&i));
+    let mut warnings = Vec::new();
+    let pinning = if current { lock.as_ref() } else { None };
+    let sources = crate::resolve::weights::resolve_sources(spec, pinning, None, &mut warnings)?;
+    let hook = crate::resolve::hook::hook_binary()
+        .map_err(|(path, source)| crate::resolve::ResolveError::Hook { path, source })?;
+    let base_text = args.base.clone().unwrap_or_else(|| spec.base.image.clone());
+    let rootfs = base_text.strip_prefix(crate::resolve::ROOTFS_PREFIX).map(std::path::PathBuf::from);
+    let facts =
+        crate::layout::LayoutFacts { lock: lock.as_ref(), sources: &sources, rootfs: rootfs.as_deref(), hook: &hook };
+    let base = || {
+        let lookup = crate::resolve::base::lookup(&base_text, args.skip_base_lookup, registry);
+        inputs::base_input(&base_text, lookup)
+    };
+    let lock_state = inputs::LockState { lock: lock.as_ref(), current };
+    let decided = super::image_plan::decide(spec, &facts, base, lock_state, profile, true)?;
+    let inputs = decided.inputs.expect("priced on request");
+    Ok(cost::plan(&inputs, profile, cost::layer_views(spec, &decided.plan)))
 }
 
 fn calibrate_profile(

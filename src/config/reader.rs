@@ -70,14 +70,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn section_name(&self, section: Section<'a>) -> String {
-        let path = self.sections[section.id].path.join(".");
-        match self.syntax {
-            Syntax::Toml => format!("[{path}]"),
-            Syntax::Yaml => format!("`{path}`"),
-        }
-    }
-
     /// The span to point at for a section (its first key, or the parent's position).
     pub fn span(&self, section: Section<'a>) -> Span {
         section.node.map(|n| n.span).unwrap_or(Span { line: 1, col: 1 })

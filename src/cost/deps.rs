@@ -1,7 +1,7 @@
-//! Dependency layers for the plan, from `imgbake.lock`: the pinned packages'
-//! archive sizes turned into layer estimates, grouped as build groups them
-//! (apt: one layer; Python: a layer per large distribution, the rest in one;
-//! conda: one layer at /opt/conda).
+//! Dependency layers priced from `imgbake.lock`: the pinned packages'
+//! archive sizes of each dependency layer the ImagePlan lists (the layout
+//! groups them: apt one layer; Python a layer per large distribution, the
+//! rest in one; conda one layer at /opt/conda) turned into layer estimates.
 //!
 //! Archive bytes are exact (the lock has them); unpacked and gzip sizes are
 //! estimated with the factors below, measured on this project's fixtures
@@ -10,10 +10,12 @@
 //! 1.26 MB of tar, 0.51 MB gzip). The estimate is marked `exact: false`.
 
 use super::inputs::{Codec, LayerEstimate};
+use crate::layout::{LayerContent, PlannedLayer};
 use crate::lock::Lock;
 
-/// Installed bytes per wheel byte (wheels are zip-deflated).
-pub const WHEEL_UNPACKED_FACTOR: f64 = 3.4;
+/// Installed bytes per wheel byte (wheels are zip-deflated); the layout
+/// groups Python layers by the same factor.
+pub use crate::layout::WHEEL_UNPACKED_FACTOR;
 /// gzip-6 layer bytes per wheel byte.
 pub const WHEEL_GZIP_FACTOR: f64 = 1.0;
 /// Unpacked bytes per .deb byte (xz-compressed data.tar).
@@ -39,55 +41,26 @@ fn estimate(what: String, archive_bytes: u64, unpacked: f64, gzip: f64, bytes_pe
     }
 }
 
-/// The dependency layers a build with this lock would write, in image order.
-pub fn layers_from_lock(lock: &Lock) -> Vec<LayerEstimate> {
-    let mut layers = Vec::new();
-    if let Some(apt) = &lock.apt {
-        let bytes = apt.packages.iter().map(|p| p.size).sum();
-        layers.push(estimate(
-            format!("apt packages ({})", apt.packages.len()),
-            bytes,
-            DEB_UNPACKED_FACTOR,
-            DEB_GZIP_FACTOR,
-            DEB_BYTES_PER_ENTRY,
-        ));
-    }
-    if let Some(python) = &lock.python {
-        let large = crate::deps::python::LARGE_DISTRIBUTION as f64;
-        let (mut big, small): (Vec<_>, Vec<_>) =
-            python.packages.iter().partition(|w| w.size as f64 * WHEEL_UNPACKED_FACTOR >= large);
-        big.sort_by_key(|w| std::cmp::Reverse(w.size));
-        for wheel in big {
-            layers.push(estimate(
-                format!("python {}=={}", wheel.name, wheel.version),
-                wheel.size,
-                WHEEL_UNPACKED_FACTOR,
-                WHEEL_GZIP_FACTOR,
-                WHEEL_BYTES_PER_ENTRY,
-            ));
+/// The estimate of one planned dependency layer from the lock's archive
+/// sizes (`None` for a layer that is not a dependency layer).
+pub fn estimate_planned(layer: &PlannedLayer, lock: &Lock) -> Option<LayerEstimate> {
+    let what = layer.name.clone();
+    match &layer.content {
+        LayerContent::Apt => {
+            let bytes = lock.apt.as_ref()?.packages.iter().map(|p| p.size).sum();
+            Some(estimate(what, bytes, DEB_UNPACKED_FACTOR, DEB_GZIP_FACTOR, DEB_BYTES_PER_ENTRY))
         }
-        if !small.is_empty() {
-            let bytes = small.iter().map(|w| w.size).sum();
-            layers.push(estimate(
-                format!("python packages ({})", small.len()),
-                bytes,
-                WHEEL_UNPACKED_FACTOR,
-                WHEEL_GZIP_FACTOR,
-                WHEEL_BYTES_PER_ENTRY,
-            ));
+        LayerContent::Python { packages } => {
+            let wheels = &lock.python.as_ref()?.packages;
+            let bytes = wheels.iter().filter(|w| packages.contains(&w.name)).map(|w| w.size).sum();
+            Some(estimate(what, bytes, WHEEL_UNPACKED_FACTOR, WHEEL_GZIP_FACTOR, WHEEL_BYTES_PER_ENTRY))
         }
+        LayerContent::Conda => {
+            let bytes = lock.conda.as_ref()?.packages.iter().map(|p| p.size).sum();
+            Some(estimate(what, bytes, CONDA_UNPACKED_FACTOR, CONDA_GZIP_FACTOR, DEB_BYTES_PER_ENTRY))
+        }
+        _ => None,
     }
-    if let Some(conda) = &lock.conda {
-        let bytes = conda.packages.iter().map(|p| p.size).sum();
-        layers.push(estimate(
-            format!("conda packages ({})", conda.packages.len()),
-            bytes,
-            CONDA_UNPACKED_FACTOR,
-            CONDA_GZIP_FACTOR,
-            DEB_BYTES_PER_ENTRY,
-        ));
-    }
-    layers
 }
 
 #[cfg(test)]
@@ -136,7 +109,8 @@ mod tests {
             conda: None,
             weights: vec![],
         };
-        let layers = layers_from_lock(&lock);
+        let layers: Vec<LayerEstimate> =
+            crate::layout::dependency_layers(&lock).iter().filter_map(|layer| estimate_planned(layer, &lock)).collect();
         assert_eq!(layers.len(), 2);
         assert_eq!(layers[0].what, "python torch==1");
         assert_eq!(layers[0].uncompressed, (800_000_000.0 * WHEEL_UNPACKED_FACTOR) as u64);

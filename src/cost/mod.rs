@@ -1,8 +1,9 @@
-//! `plan`: what baking weights costs against keeping them on a volume, for
-//! one deployment. `inputs` gathers sizes (the only part that does I/O),
-//! `model` turns sizes into seconds, `options` lays out each option's image
-//! and scenarios, `decision` picks per weights source, `report` renders.
-//! `build` with `mode = "auto"` calls [`auto_modes`], the same decision.
+//! The cost model: what baking weights costs against keeping them on a
+//! volume, for one deployment. `inputs` prices an ImagePlan (every source
+//! baked) into sizes, `model` turns sizes into seconds, `options` lays out
+//! each option's image and scenarios, `decision` picks per weights source,
+//! `report` renders. [`placements`] is how `mode = "auto"` is decided for
+//! `build`, `plan` and `dockerfile` alike.
 
 pub mod calibrate;
 pub mod decision;
@@ -20,22 +21,7 @@ use serde::Serialize;
 /// Version of the JSON document (`schema` field); bump on any breaking change.
 pub const PLAN_SCHEMA: &str = "imgbake.plan/v1";
 
-/// Bake or volume, for one source in one option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Placement {
-    Bake,
-    Volume,
-}
-
-impl Placement {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Placement::Bake => "bake",
-            Placement::Volume => "volume",
-        }
-    }
-}
+pub use crate::layout::Placement;
 
 /// One assumption the numbers rest on, with its source.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,6 +51,8 @@ pub struct Plan {
     pub dependency_layers: Vec<inputs::LayerEstimate>,
     pub decisions: Vec<decision::Decision>,
     pub options: Vec<options::OptionPlan>,
+    /// The image `build` makes with these decisions: its new layers in order.
+    pub layers: Vec<PlannedLayerView>,
     pub notes: Vec<String>,
     pub assumptions: Vec<Assumption>,
 }
@@ -82,8 +70,9 @@ pub fn updates_per_week(inputs: &PlanInputs, params: &profile::Params) -> f64 {
     inputs.weights_updates_per_week.unwrap_or(params.default_updates_per_week)
 }
 
-/// The plan for `inputs` under `profile` (pure).
-pub fn plan(inputs: &PlanInputs, profile: &Profile) -> Plan {
+/// The plan for `inputs` under `profile` (pure); `layers` are the final
+/// ImagePlan's.
+pub fn plan(inputs: &PlanInputs, profile: &Profile, layers: Vec<PlannedLayerView>) -> Plan {
     let params = &profile.params;
     let decisions = decision::decide(inputs, params);
     let bake: Vec<Placement> = inputs.weights.iter().map(|_| Placement::Bake).collect();
@@ -105,7 +94,7 @@ pub fn plan(inputs: &PlanInputs, profile: &Profile) -> Plan {
     for weights in &inputs.weights {
         if let (Some(blocker), false) = (&weights.volume_blocker, weights.local) {
             notes.push(format!(
-                "{}: build cannot keep it on a volume in this version ({blocker}); the volume option shows what it would cost",
+                "{}: cannot be kept on a volume ({blocker}); the volume option shows what it would cost",
                 weights.origin
             ));
         }
@@ -133,27 +122,49 @@ pub fn plan(inputs: &PlanInputs, profile: &Profile) -> Plan {
         dependency_layers: inputs.dependency_layers.clone(),
         decisions,
         options,
+        layers,
         notes,
         assumptions,
     }
 }
 
-/// For `build`: the placement of every weights entry (by origin) under the
-/// target's built-in profile, and the decision's sentence.
-pub fn auto_modes(
-    spec: &crate::spec::Spec,
-    options: &inputs::GatherOptions,
-    profile: Option<&profile::Profile>,
-) -> Result<Vec<decision::Decision>, inputs::GatherError> {
-    let mut profile = match profile {
+/// The profile for `spec`'s target, or the one named; hook bytes filled in.
+pub fn profile_for(spec: &crate::spec::Spec, named: Option<&profile::Profile>) -> profile::Profile {
+    let mut profile = match named {
         Some(profile) => profile.clone(),
-        None => {
-            profile::builtin(&format!("{:?}", spec.target.name).to_lowercase()).expect("every target has a profile")
-        }
+        None => profile::builtin(spec.target.name.as_str()).expect("every target has a profile"),
     };
     profile::resolve_hook_bytes(&mut profile);
-    let mut options = options.clone();
-    options.remote_weights_ratio = profile.params.remote_weights_ratio;
-    let inputs = inputs::gather(spec, &options)?;
-    Ok(plan(&inputs, &profile).decisions)
+    profile
+}
+
+/// The placement of every weights entry whose mode is `auto`, decided by
+/// pricing `bake` (the ImagePlan with every source baked) both ways per
+/// source; with each decision's sentence.
+pub fn placements(inputs: &PlanInputs, profile: &profile::Profile) -> Vec<decision::Decision> {
+    decision::decide(inputs, &profile.params)
+        .into_iter()
+        .filter(|d| d.configured == crate::spec::WeightsMode::Auto)
+        .collect()
+}
+
+/// The final layers of an image, as `plan --format json` lists them (the
+/// same names, files and sizes `build --json` reports).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedLayerView {
+    pub what: String,
+    pub codec: inputs::Codec,
+    /// `(image path, bytes)` of its regular files, when the layout knows them.
+    pub paths: Option<Vec<(String, u64)>>,
+}
+
+pub fn layer_views(spec: &crate::spec::Spec, plan: &crate::layout::ImagePlan) -> Vec<PlannedLayerView> {
+    plan.layers
+        .iter()
+        .map(|layer| PlannedLayerView {
+            what: layer.name.clone(),
+            codec: inputs::codec_of(layer.compression),
+            paths: layer.files(spec, plan.volume.as_ref()),
+        })
+        .collect()
 }

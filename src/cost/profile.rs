@@ -393,7 +393,7 @@ pub fn to_toml(profile: &Profile, base: &str) -> String {
 /// by `IMGBAKE_HOOK_BINARY`, else this imgbake binary.
 pub fn resolve_hook_bytes(profile: &mut Profile) {
     if profile.params.prefetch_hook_bytes <= 0.0 {
-        let hook = crate::execute::volume::hook_binary().unwrap_or_default();
+        let hook = crate::resolve::hook::hook_binary().unwrap_or_default();
         let size = std::fs::metadata(hook).map(|m| m.len()).unwrap_or(0);
         profile.params.prefetch_hook_bytes = size as f64;
     }

@@ -14,16 +14,14 @@ pub mod builder;
 pub mod context;
 pub mod lint;
 
-use crate::execute::layers::WeightsContent;
-use crate::execute::volume::{wrap_entrypoint, HOOK_PATH};
 use crate::image::appfiles::{self, AppFilesError};
-use crate::spec::{BaseImage, ConfigFormat, PythonInstaller, Spec, WeightsEntry, WeightsLayout, WeightsMode};
-use crate::spec::{Requirement, WeightsSource};
-use crate::weights::filter::PathFilter;
-use crate::weights::manifest::{ManifestEntry, WeightsManifest, MANIFEST_PATH};
-use crate::weights::{hf_cache, Listing};
+use crate::layout::weights::WeightsContent;
+use crate::layout::{ImagePlan, LayerContent, VolumePlan, HOOK_PATH};
+use crate::lock::Lock;
+use crate::spec::{BaseImage, ConfigFormat, PythonInstaller, Requirement, Spec, WeightsEntry};
+use crate::weights::manifest::MANIFEST_PATH;
+use crate::weights::RemoteFile;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Cerebrium's default `docker_base_image_url` (a set value is what dockerfile_path ignores).
@@ -99,14 +97,12 @@ pub enum DockerfileError {
 }
 
 /// Remote weights, fetched for the context. The real one goes through the
-/// verified download store (`weights::store`); tests may list offline.
+/// verified download store (`weights::store`); tests may fetch offline.
 pub trait RemoteWeights {
-    /// The listing of a baked source and, for every file, its verified local copy.
-    fn bake(&self, entry: &WeightsEntry) -> Result<(Listing, Vec<PathBuf>), DockerfileError>;
-    /// The manifest entry of a volume-mode source (every file with its sha256).
-    fn volume_entry(&self, entry: &WeightsEntry) -> Result<ManifestEntry, DockerfileError>;
-    /// The prefetch hook binary put in volume-mode images (as the native build chooses it).
-    fn hook_binary(&self) -> Result<PathBuf, DockerfileError>;
+    /// A verified local copy of a baked remote file of `entry`.
+    fn fetch(&self, entry: &WeightsEntry, file: &RemoteFile) -> Result<PathBuf, DockerfileError>;
+    /// Fills in the sha256 of volume files their source gives none for.
+    fn complete_hashes(&self, volume: &mut VolumePlan) -> Result<(), DockerfileError>;
     /// A uv binary for the image's architecture to put in the context, so
     /// Python packages install even on a base without pip or uv.
     fn uv_binary(&self) -> Option<PathBuf>;
@@ -123,13 +119,12 @@ pub struct ContextOptions {
 }
 
 /// The requirement files of the Python step. With a current `imgbake.lock`
-/// that pins Python packages: every wheel as `name==version --hash=sha256:…`
-/// (pip and uv then check each download, and nothing unpinned can enter);
-/// without one: the Spec's requirements as written.
-pub fn requirements_files(spec: &Spec) -> Result<Vec<(String, String)>, DockerfileError> {
-    let lock = crate::lock::Lock::read(&crate::lock::lock_path(spec)).ok().flatten();
-    let current = crate::lock::inputs_of(spec).ok().zip(lock.as_ref()).is_some_and(|(i, l)| l.is_current(&i));
-    if let (true, Some(python)) = (current, lock.as_ref().and_then(|l| l.python.as_ref())) {
+/// (`lock`) that pins Python packages: every wheel as
+/// `name==version --hash=sha256:…` (pip and uv then check each download,
+/// and nothing unpinned can enter); without one: the Spec's requirements as
+/// written.
+pub fn requirements_files(spec: &Spec, lock: Option<&Lock>) -> Result<Vec<(String, String)>, DockerfileError> {
+    if let Some(python) = lock.and_then(|l| l.python.as_ref()) {
         let mut text = format!(
             "# Pinned by imgbake.lock for Python {} on {}; hashes make pip/uv verify every wheel.\n",
             python.target.python_version, python.target.platform
@@ -359,16 +354,25 @@ pub fn dockerignore_lines(include: &[String], exclude: &[String]) -> Vec<String>
     lines
 }
 
-/// Builds the whole context for `spec`.
-pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeights) -> Result<Context, DockerfileError> {
+/// Builds the whole context for `spec` as `plan` lays it out; `lock` is the
+/// current imgbake.lock, if any.
+pub fn generate(
+    spec: &Spec,
+    plan: &ImagePlan,
+    lock: Option<&Lock>,
+    options: &ContextOptions,
+    remote: &dyn RemoteWeights,
+) -> Result<Context, DockerfileError> {
     let config = config_name(spec);
     let config_file: Vec<PathBuf> = spec.source.path.file_name().map(PathBuf::from).into_iter().collect();
     let selection = appfiles::select_app_files(&spec.app.root, &spec.app.include, &spec.app.exclude, &config_file)
         .map_err(DockerfileError::AppFiles)?;
-    let mut warnings: Vec<String> = selection.warnings.iter().map(|w| w.to_string()).collect();
     if let Some(user_dockerfile) = &spec.build.dockerfile_path {
+        let warnings = selection.warnings.iter().map(|w| w.to_string()).collect();
         return user_dockerfile_context(spec, user_dockerfile, &selection.files, warnings);
     }
+    // The layout's warnings (app-file selection among them) are the build's too.
+    let mut warnings: Vec<String> = plan.warnings.clone();
 
     let mut files = Vec::new();
     for relative in &selection.files {
@@ -381,7 +385,7 @@ pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeight
         files.push(ContextFile { path, source });
     }
 
-    let requirements = requirements_files(spec)?;
+    let requirements = requirements_files(spec, lock)?;
     for (name, contents) in &requirements {
         files.push(ContextFile {
             path: format!("{REQUIREMENTS_DIR}/{name}"),
@@ -417,75 +421,75 @@ pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeight
     let conda_packages: Vec<String> =
         package_list(&deps.conda, deps.conda_file.as_deref())?.iter().map(conda_package).collect();
 
-    // Weights: baked ones as context layers, volume ones into the manifest.
+    // Weights: one context directory per planned weights layer; the volume
+    // layer laid out as in the image, so one COPY makes one layer (as natively).
     let mut weights_layers = Vec::new();
-    let mut volume_entries = Vec::new();
-    for entry in &spec.weights {
-        if entry.mode == WeightsMode::Volume && !matches!(entry.source, WeightsSource::Local { .. }) {
-            if spec.runtime.entrypoint.is_empty() {
-                return Err(DockerfileError::NotAvailable(format!(
-                    "volume mode for {} wraps the config's entrypoint with the prefetch hook, but the config has none",
-                    entry.origin
-                )));
+    let mut volume = None;
+    for layer in &plan.layers {
+        let layer_files: LayerFiles = match &layer.content {
+            LayerContent::Weights { origin, files: planned, .. } => {
+                let entry = entry_of(spec, origin);
+                let mut copies = Vec::with_capacity(planned.len());
+                for planned in planned {
+                    let source = match &planned.file.content {
+                        WeightsContent::Local(path) => ContextSource::Copy(path.clone()),
+                        WeightsContent::Remote(file) => ContextSource::Link(remote.fetch(entry, file)?),
+                    };
+                    copies.push((planned.image_path.clone(), source));
+                }
+                copies
             }
-            volume_supported(entry)?;
-            volume_entries.push(remote.volume_entry(entry)?);
-            continue;
-        }
-        if entry.mode == WeightsMode::Auto {
-            warnings.push(format!("{}: mode auto bakes it (the plan's cost model is not built yet)", entry.origin));
-        }
-        let groups = match &entry.source {
-            WeightsSource::Local { path } => local_weights_groups(entry, path, spec)?,
-            _ => remote_weights_groups(entry, spec, remote)?,
+            LayerContent::HfSnapshot { links, refs, .. } => links
+                .iter()
+                .map(|(link, target)| (link.clone(), ContextSource::Symlink(target.clone())))
+                .chain(
+                    refs.iter().map(|(path, commit)| (path.clone(), ContextSource::Bytes(commit.as_bytes().to_vec()))),
+                )
+                .collect(),
+            LayerContent::Volume => {
+                let mut planned = plan.volume.clone().expect("a volume layer is planned with its sources");
+                remote.complete_hashes(&mut planned)?;
+                let manifest = planned
+                    .manifest(spec)
+                    .map_err(|e| DockerfileError::Weights { origin: e.origin.clone(), message: e.to_string() })?;
+                let volume_root = format!("{IMGBAKE_DIR}/volume");
+                files.push(ContextFile {
+                    path: format!("{volume_root}{MANIFEST_PATH}"),
+                    source: ContextSource::Bytes(manifest.to_bytes()),
+                });
+                files.push(ContextFile {
+                    path: format!("{volume_root}{HOOK_PATH}"),
+                    source: ContextSource::Link(planned.hook.clone()),
+                });
+                for (path, target) in &planned.links {
+                    files.push(ContextFile {
+                        path: format!("{volume_root}/{path}"),
+                        source: ContextSource::Symlink(target.clone()),
+                    });
+                }
+                volume = Some(VolumeView { manifest_path: MANIFEST_PATH, hook_path: HOOK_PATH });
+                continue;
+            }
+            _ => continue,
         };
-        for group in groups {
-            let dir = format!("{:02}-{}", weights_layers.len() + 1, sanitize(&entry.mount));
-            for (path, source) in group {
-                files.push(ContextFile { path: format!("{WEIGHTS_DIR}/{dir}/{path}"), source });
+        let mount = match &layer.content {
+            LayerContent::Weights { origin, .. } | LayerContent::HfSnapshot { origin, .. } => {
+                &entry_of(spec, origin).mount
             }
-            weights_layers.push(WeightsLayerView { dir });
+            _ => unreachable!("weights layers only"),
+        };
+        let dir = format!("{:02}-{}", weights_layers.len() + 1, sanitize(mount));
+        for (path, source) in layer_files {
+            files.push(ContextFile { path: format!("{WEIGHTS_DIR}/{dir}/{path}"), source });
         }
+        weights_layers.push(WeightsLayerView { dir });
     }
-
-    let mut entrypoint = spec.runtime.entrypoint.clone();
-    let volume = if volume_entries.is_empty() {
-        None
-    } else {
-        let links: Vec<(String, String)> = volume_entries
-            .iter()
-            .filter(|e| e.path != e.volume_path)
-            .map(|e| (e.path.trim_start_matches('/').to_string(), e.volume_path.clone()))
-            .collect();
-        let manifest = WeightsManifest::new(spec, volume_entries);
-        // Laid out as in the image, so one COPY makes one layer (as natively).
-        let volume_root = format!("{IMGBAKE_DIR}/volume");
-        files.push(ContextFile {
-            path: format!("{volume_root}{MANIFEST_PATH}"),
-            source: ContextSource::Bytes(manifest.to_bytes()),
-        });
-        files.push(ContextFile {
-            path: format!("{volume_root}{HOOK_PATH}"),
-            source: ContextSource::Link(remote.hook_binary()?),
-        });
-        for (path, target) in &links {
-            files.push(ContextFile {
-                path: format!("{volume_root}/{path}"),
-                source: ContextSource::Symlink(target.clone()),
-            });
-        }
-        entrypoint = wrap_entrypoint(&spec.runtime.entrypoint);
-        Some(VolumeView { manifest_path: MANIFEST_PATH, hook_path: HOOK_PATH })
-    };
+    let entrypoint = plan.config.entrypoint.clone();
 
     // A current lock pins a registry base to the digest it was resolved with.
-    let pinned = crate::lock::Lock::read(&crate::lock::lock_path(spec))
-        .ok()
-        .flatten()
-        .filter(|lock| crate::lock::inputs_of(spec).is_ok_and(|inputs| lock.is_current(&inputs)))
-        .and_then(|lock| lock.base.pinned);
+    let pinned = lock.and_then(|lock| lock.base.pinned.clone());
     let base = options.base_override.clone().or(pinned).unwrap_or_else(|| base_reference(&spec.base));
-    if base.starts_with("oci:") || base.starts_with(crate::execute::ROOTFS_PREFIX) {
+    if base.starts_with("oci:") || base.starts_with(crate::resolve::ROOTFS_PREFIX) {
         return Err(DockerfileError::Unsupported {
             what: format!("base `{base}`"),
             message: "a Dockerfile's FROM names a registry image".to_string(),
@@ -502,7 +506,7 @@ pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeight
         python,
         conda_packages,
         conda_origin: origin_text(&deps.conda, deps.conda_file.as_deref(), spec),
-        workdir: spec.app.workdir.clone(),
+        workdir: plan.config.workdir.clone(),
         app_file_count: selection.files.len(),
         shell_commands: spec
             .build
@@ -513,9 +517,9 @@ pub fn generate(spec: &Spec, options: &ContextOptions, remote: &dyn RemoteWeight
             .collect(),
         weights_layers,
         volume,
-        labels: labels(spec).iter().map(|(k, v)| format!("{k}={}", quote(v))).collect(),
-        env: environment(spec).iter().map(|(k, v)| format!("{k}={}", quote(v))).collect(),
-        port: spec.runtime.port,
+        labels: plan.config.labels.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect(),
+        env: plan.config.env.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect(),
+        port: plan.config.port,
         healthcheck: healthcheck(spec),
         entrypoint: (!entrypoint.is_empty()).then(|| exec_form(&entrypoint)),
     };
@@ -593,24 +597,6 @@ fn origin_text(inline: &[Requirement], file: Option<&Path>, spec: &Spec) -> Stri
     }
 }
 
-/// The image labels the native build sets.
-fn labels(spec: &Spec) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("org.opencontainers.image.title".to_string(), spec.name.clone()),
-        ("dev.imgbake.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        ("dev.imgbake.config".to_string(), config_name(spec)),
-    ])
-}
-
-/// The environment the native build sets on top of the base's.
-fn environment(spec: &Spec) -> BTreeMap<String, String> {
-    let mut environment = spec.runtime.environment.clone();
-    if let Some(entry) = spec.weights.iter().find(|e| e.layout == WeightsLayout::HfCache) {
-        environment.entry("HF_HUB_CACHE".to_string()).or_insert_with(|| entry.path.clone());
-    }
-    environment
-}
-
 /// `HEALTHCHECK CMD` in exec form: the app's endpoint through the image's
 /// Python (these are Python apps; curl is often missing from slim bases).
 fn healthcheck(spec: &Spec) -> Option<String> {
@@ -636,135 +622,9 @@ fn sanitize(mount: &str) -> String {
 /// One layer's files: (path below the layer directory = image path, source).
 type LayerFiles = Vec<(String, ContextSource)>;
 
-/// Local weights, selected and split exactly as `build::layers` does.
-fn local_weights_groups(entry: &WeightsEntry, root: &Path, spec: &Spec) -> Result<Vec<LayerFiles>, DockerfileError> {
-    // The native build's selection is private to build::layers; this walk
-    // applies the same filter (PathFilter) and the same split function.
-    let filter = PathFilter::new(&entry.allow_patterns, &entry.ignore_patterns)
-        .map_err(|message| DockerfileError::Weights { origin: entry.origin.clone(), message })?;
-    let mut files = Vec::new();
-    for item in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
-        let item = item.map_err(|e| DockerfileError::Read {
-            path: e.path().unwrap_or(root).to_path_buf(),
-            source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed")),
-        })?;
-        if item.file_type().is_dir() {
-            continue;
-        }
-        if item.file_type().is_symlink() {
-            // As natively: a link may name a file inside the directory only.
-            let target = item.path().canonicalize().ok();
-            let inside = root.canonicalize().ok().zip(target).is_some_and(|(r, t)| t.starts_with(r) && t.is_file());
-            if !inside {
-                return Err(DockerfileError::Weights {
-                    origin: entry.origin.clone(),
-                    message: format!("`{}` is a symlink that leaves the weights directory", item.path().display()),
-                });
-            }
-        }
-        let relative = item.path().strip_prefix(root).unwrap_or(item.path()).to_string_lossy().into_owned();
-        if !filter.matches(&relative) {
-            continue;
-        }
-        // Symlinks inside the directory are baked as the file they name (as natively).
-        let size = std::fs::metadata(item.path()).map(|m| m.len()).unwrap_or(0);
-        let content = WeightsContent::Local(item.path().to_path_buf());
-        files.push(crate::execute::layers::WeightsFile { content, relative, size });
-    }
-    if files.is_empty() {
-        return Err(DockerfileError::Weights {
-            origin: entry.origin.clone(),
-            message: format!("no file of {} matches the allow/ignore patterns", root.display()),
-        });
-    }
-    Ok(split(entry, files, spec, ContextSource::Copy))
-}
-
-fn split(
-    entry: &WeightsEntry,
-    files: Vec<crate::execute::layers::WeightsFile>,
-    spec: &Spec,
-    source: fn(PathBuf) -> ContextSource,
-) -> Vec<LayerFiles> {
-    let image_root = entry.path.trim_start_matches('/');
-    crate::execute::layers::split_into_layers(files, spec.weights_split_size)
-        .into_iter()
-        .map(|group| {
-            group
-                .into_iter()
-                .map(|f| {
-                    let WeightsContent::Local(path) = f.content else {
-                        unreachable!("a Dockerfile context holds local copies of remote weights")
-                    };
-                    (format!("{image_root}/{}", f.relative), source(path))
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// Remote weights fetched into the store, laid out as the native build lays them.
-fn remote_weights_groups(
-    entry: &WeightsEntry,
-    spec: &Spec,
-    remote: &dyn RemoteWeights,
-) -> Result<Vec<LayerFiles>, DockerfileError> {
-    let (listing, local) = remote.bake(entry)?;
-    match entry.layout {
-        WeightsLayout::Plain => {
-            let files = listing
-                .files
-                .iter()
-                .zip(local)
-                .map(|(file, source)| crate::execute::layers::WeightsFile {
-                    content: WeightsContent::Local(source),
-                    relative: file.path.clone(),
-                    size: file.size,
-                })
-                .collect();
-            Ok(split(entry, files, spec, ContextSource::Link))
-        }
-        WeightsLayout::HfCache => {
-            let tree = hf_cache::tree(entry, &listing);
-            let blobs = tree
-                .blobs
-                .iter()
-                .map(|(file, blob_path)| {
-                    let index = listing.files.iter().position(|f| f.path == file.path).expect("listed");
-                    crate::execute::layers::WeightsFile {
-                        content: WeightsContent::Local(local[index].clone()),
-                        relative: blob_path.clone(),
-                        size: file.size,
-                    }
-                })
-                .collect();
-            let mut groups = split(entry, blobs, spec, ContextSource::Link);
-            let root = entry.path.trim_start_matches('/');
-            let mut index: LayerFiles = tree
-                .links
-                .iter()
-                .map(|(link, target)| (format!("{root}/{link}"), ContextSource::Symlink(target.clone())))
-                .collect();
-            index.extend(
-                tree.refs
-                    .iter()
-                    .map(|(path, commit)| (format!("{root}/{path}"), ContextSource::Bytes(commit.as_bytes().to_vec()))),
-            );
-            groups.push(index);
-            Ok(groups)
-        }
-    }
-}
-
-/// What the prefetch hook can fetch in this version (as the native build says).
-fn volume_supported(entry: &WeightsEntry) -> Result<(), DockerfileError> {
-    if matches!(entry.source, WeightsSource::Hf { .. }) && entry.layout == WeightsLayout::Plain {
-        return Ok(());
-    }
-    Err(DockerfileError::NotAvailable(format!(
-        "volume mode for {} is available for hf:// sources with layout \"plain\" only in this version",
-        entry.origin
-    )))
+/// The config entry a planned layer came from.
+fn entry_of<'a>(spec: &'a Spec, origin: &str) -> &'a WeightsEntry {
+    spec.weights.iter().find(|e| e.origin == origin).expect("planned layers come from the config's entries")
 }
 
 /// The real remote weights: the verified download store under the cache dir.
@@ -784,29 +644,25 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     crate::plumbing::errors::one_line(error)
 }
 
+impl StoreWeights {
+    pub fn store(&self) -> &crate::weights::store::WeightsStore {
+        &self.store
+    }
+}
+
 impl RemoteWeights for StoreWeights {
-    fn bake(&self, entry: &WeightsEntry) -> Result<(Listing, Vec<PathBuf>), DockerfileError> {
+    fn fetch(&self, entry: &WeightsEntry, file: &RemoteFile) -> Result<PathBuf, DockerfileError> {
         let fail = |message: String| DockerfileError::Weights { origin: entry.origin.clone(), message };
         let client = crate::weights::source::SourceClient::for_entry(entry).map_err(|e| fail(error_chain(&e)))?;
-        let listing = client.list(entry).map_err(|e| fail(error_chain(&e)))?;
-        let mut local = Vec::with_capacity(listing.files.len());
-        for file in &listing.files {
-            let copy = self.store.fetch(file, || client.open(file)).map_err(|e| fail(error_chain(&e)))?;
-            local.push(copy.path);
-        }
-        Ok((listing, local))
+        let copy = self.store.fetch(file, || client.open(file)).map_err(|e| fail(error_chain(&e)))?;
+        Ok(copy.path)
     }
 
-    fn volume_entry(&self, entry: &WeightsEntry) -> Result<ManifestEntry, DockerfileError> {
+    fn complete_hashes(&self, volume: &mut VolumePlan) -> Result<(), DockerfileError> {
         let mut warnings = Vec::new();
-        crate::execute::volume::manifest_entry(entry, None, &self.store, &mut warnings)
-            .map(|(manifest_entry, _)| manifest_entry)
-            .map_err(|e| DockerfileError::Weights { origin: entry.origin.clone(), message: error_chain(&e) })
-    }
-
-    /// The same hook the native build puts in (`$IMGBAKE_HOOK_BINARY`, else this binary).
-    fn hook_binary(&self) -> Result<PathBuf, DockerfileError> {
-        crate::execute::volume::hook_binary().map_err(|(path, source)| DockerfileError::Read { path, source })
+        crate::execute::volume::complete_hashes(volume, &self.store, &mut warnings)
+            .map(|_| ())
+            .map_err(|e| DockerfileError::Weights { origin: "volume".to_string(), message: error_chain(&e) })
     }
 
     fn uv_binary(&self) -> Option<PathBuf> {

@@ -1,17 +1,16 @@
-//! Dependency layers of the native build, from the lock: Python wheels
-//! (fetched, verified, installed per distribution, large ones in a layer of
-//! their own). Debian and conda packages join here as they are built.
+//! Dependency layers of the native build, from the lock, as the ImagePlan
+//! groups them: Debian packages unpacked on the base, Python wheels
+//! (fetched, verified, installed per distribution, bytecode compiled), the
+//! conda environment.
 
 use super::layers::{build_cached_layer, BuiltLayer, LayerBuildError};
 use crate::deps::python::{self, PythonError};
 use crate::image::cache::LayerCache;
-use crate::image::layer::{Compression, LayerOptions};
+use crate::image::layer::LayerOptions;
+use crate::layout::PlannedLayer;
 use crate::lock::{LockedApt, LockedConda, LockedPython};
 use crate::spec::PythonInstaller;
 use std::path::Path;
-
-/// gzip level for dependency layers: they compress well (2-3× for wheels).
-const GZIP_LEVEL: u32 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DepsError {
@@ -22,7 +21,7 @@ pub enum DepsError {
     #[error(transparent)]
     Apt(#[from] crate::deps::apt::AptError),
     #[error(transparent)]
-    Base(#[from] crate::resolve::ResolveError),
+    Base(#[from] Box<crate::resolve::ResolveError>),
     #[error("cannot cache the apt layer's file list at {}", path.display())]
     AptCache {
         path: std::path::PathBuf,
@@ -37,6 +36,7 @@ pub enum DepsError {
 /// (files, dpkg status and info records). The unpacked tree is cached by
 /// the packages and the base's dpkg status, so a rebuild reads nothing.
 pub fn apt_layer(
+    layer: &PlannedLayer,
     locked: &LockedApt,
     facts: &crate::resolve::basefs::BaseFacts,
     cache_dir: &Path,
@@ -44,7 +44,7 @@ pub fn apt_layer(
     warnings: &mut Vec<String>,
 ) -> Result<BuiltLayer, DepsError> {
     use sha2::Digest as _;
-    let base = crate::resolve::base_system(facts)?;
+    let base = crate::resolve::base_system(facts).map_err(Box::new)?;
     let key = {
         let text =
             serde_json::to_string(&(&locked.packages, &base.dpkg_status, &base.symlinked_dirs)).unwrap_or_default();
@@ -68,36 +68,35 @@ pub fn apt_layer(
         }
     };
     warnings.extend(apt_warnings);
-    let options = LayerOptions::from_env(Compression::Gzip { level: GZIP_LEVEL });
+    let options = LayerOptions::from_env(layer.compression);
     let files = entries.iter().filter(|e| e.is_file()).count();
-    let what = format!("apt packages ({})", locked.packages.len());
-    let names: Vec<&str> = locked.packages.iter().map(|p| p.name.as_str()).collect();
-    let history = format!("imgbake: apt {}", names.join(" "));
-    Ok(build_cached_layer(cache, &entries, &options, what, history, files)?)
+    Ok(build_cached_layer(cache, &entries, &options, layer.name.clone(), layer.history.clone(), files)?)
 }
 
 /// One layer with the conda environment at its prefix (`/opt/conda`).
-pub fn conda_layer(locked: &LockedConda, cache_dir: &Path, cache: &LayerCache) -> Result<BuiltLayer, DepsError> {
+pub fn conda_layer(
+    layer: &PlannedLayer,
+    locked: &LockedConda,
+    cache_dir: &Path,
+    cache: &LayerCache,
+) -> Result<BuiltLayer, DepsError> {
     let entries = crate::deps::conda::install(&locked.packages, &locked.target, cache_dir)?;
-    let options = LayerOptions::from_env(Compression::Gzip { level: GZIP_LEVEL });
+    let options = LayerOptions::from_env(layer.compression);
     let files = entries.iter().filter(|e| e.is_file()).count();
-    let what = format!("conda packages ({})", locked.packages.len());
-    let history = format!("imgbake: {} conda packages into {}", locked.packages.len(), locked.target.prefix);
-    Ok(build_cached_layer(cache, &entries, &options, what, history, files)?)
+    Ok(build_cached_layer(cache, &entries, &options, layer.name.clone(), layer.history.clone(), files)?)
 }
 
-/// The Python layers for a locked set of wheels, with `.pyc` files unless the
-/// config turns them off (or no interpreter of the image's version is here
-/// to compile them: one warning, and the build goes on without). Prints the
-/// install marker Cerebrium's build log uses, so log scrapers written for it
-/// keep working.
-pub fn python_layers(
+/// Every locked wheel fetched, verified and installed into its staging
+/// tree, with `.pyc` files unless the config turns them off (or no
+/// interpreter of the image's version is here to compile them: one warning,
+/// and the build goes on without). Prints the install marker Cerebrium's
+/// build log uses, so log scrapers written for it keep working.
+pub fn stage_python(
     spec: &crate::spec::Spec,
     locked: &LockedPython,
     cache_dir: &Path,
-    cache: &LayerCache,
     warnings: &mut Vec<String>,
-) -> Result<Vec<BuiltLayer>, DepsError> {
+) -> Result<Vec<python::StagedDistribution>, DepsError> {
     let installer = if locked.installer == "pip" { PythonInstaller::Pip } else { PythonInstaller::Uv };
     eprintln!("{}", if installer == PythonInstaller::Uv { "UV_PIP_INSTALL_STARTED" } else { "PIP_INSTALL_STARTED" });
     let context = python::FetchContext { installer, ..python::FetchContext::new(spec, &locked.target) };
@@ -124,22 +123,20 @@ pub fn python_layers(
     } else {
         None
     };
-    let staged = python::install(&wheels, &files, &locked.target, installer, compiler.as_ref(), cache_dir)?;
-    let options = LayerOptions::from_env(Compression::Gzip { level: GZIP_LEVEL });
-    let mut built = Vec::new();
-    for group in python::group_for_layers(&staged) {
-        let entries = python::layer_entries(&group, &locked.target)?;
-        let names: Vec<String> = group.iter().map(|d| format!("{}=={}", d.name, d.version)).collect();
-        let (what, history) = if group.len() == 1 {
-            (format!("python {}", names[0]), format!("imgbake: python package {}", names[0]))
-        } else {
-            (
-                format!("python packages ({})", group.len()),
-                format!("imgbake: {} python packages into {}", group.len(), locked.target.site_packages),
-            )
-        };
-        let files = entries.iter().filter(|e| e.is_file()).count();
-        built.push(build_cached_layer(cache, &entries, &options, what, history, files)?);
-    }
-    Ok(built)
+    Ok(python::install(&wheels, &files, &locked.target, installer, compiler.as_ref(), cache_dir)?)
+}
+
+/// One planned Python layer: the staged distributions of `packages`.
+pub fn python_layer(
+    layer: &PlannedLayer,
+    packages: &[String],
+    staged: &[python::StagedDistribution],
+    locked: &LockedPython,
+    cache: &LayerCache,
+) -> Result<BuiltLayer, DepsError> {
+    let group: Vec<&python::StagedDistribution> = staged.iter().filter(|d| packages.contains(&d.name)).collect();
+    let entries = python::layer_entries(&group, &locked.target)?;
+    let options = LayerOptions::from_env(layer.compression);
+    let files = entries.iter().filter(|e| e.is_file()).count();
+    Ok(build_cached_layer(cache, &entries, &options, layer.name.clone(), layer.history.clone(), files)?)
 }

@@ -2,9 +2,10 @@
 //! registry (with `--push`). Blobs are placed before the index names them.
 
 use super::layers::BuiltLayer;
-use crate::image::assemble::{AssembledImage, MEDIA_TYPE_MANIFEST};
+use crate::image::assemble::AssembledImage;
 use crate::image::cache::LayerCache;
 use crate::image::layout::{LayoutError, OciLayout, OciRef};
+use crate::image::oci::OCI_MANIFEST;
 use crate::registry::{BlobSource, ImageToPush, Reference, RegistryClient, RegistryClientOptions, RegistryError};
 use crate::resolve::base::ResolvedBase;
 
@@ -72,15 +73,11 @@ pub fn push(
 ) -> Result<String, OutputError> {
     let push_error = |source| OutputError::Push { target: target.to_string(), source: Box::new(source) };
     let blobs_dir = output.dir.join("blobs");
-    let manifest: serde_json::Value = serde_json::from_slice(&image.manifest).expect("we wrote this manifest");
-    let layers = manifest["layers"]
-        .as_array()
-        .expect("our manifest has layers")
-        .iter()
-        .map(|layer| {
-            let digest = layer["digest"].as_str().and_then(|d| d.parse().ok()).expect("our digests are valid");
-            BlobSource::in_blobs_dir(&blobs_dir, digest, layer["size"].as_u64().expect("our sizes are numbers"))
-        })
+    let layers = image
+        .manifest_document()
+        .layers
+        .into_iter()
+        .map(|layer| BlobSource::in_blobs_dir(&blobs_dir, layer.digest, layer.size))
         .collect();
     let mount_from = base
         .reference
@@ -89,7 +86,7 @@ pub fn push(
         .map(|r| r.repository.clone());
     let to_push = ImageToPush {
         manifest: image.manifest.clone(),
-        manifest_media_type: MEDIA_TYPE_MANIFEST.to_string(),
+        manifest_media_type: OCI_MANIFEST.to_string(),
         config: BlobSource::in_blobs_dir(&blobs_dir, image.config_digest.clone(), image.config.len() as u64),
         layers,
         mount_from,

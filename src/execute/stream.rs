@@ -14,7 +14,6 @@ use crate::runtime::download::RetryPolicy;
 use crate::runtime::remote::{self, Failure, Remote};
 use crate::spec::WeightsEntry;
 use crate::weights::manifest::{self, ManifestFile};
-use crate::weights::store::WeightsStore;
 use crate::weights::{RemoteFile, WeightsError};
 use sha2::{Digest as _, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -35,8 +34,6 @@ pub struct RemoteStreams {
     locked_hashes: HashSet<String>,
     policy: RetryPolicy,
     computed: Mutex<Vec<(RemoteFile, Digest)>>,
-    /// Where sampled compression ratios are remembered.
-    store: WeightsStore,
 }
 
 impl RemoteStreams {
@@ -46,7 +43,6 @@ impl RemoteStreams {
         entry: &WeightsEntry,
         files: &[RemoteFile],
         locked_hashes: HashSet<String>,
-        store: &WeightsStore,
     ) -> Result<RemoteStreams, WeightsError> {
         // The range reader takes its source, kind and credential name from a manifest entry.
         let no_files = crate::weights::Listing { uri: entry.uri.clone(), revision: None, files: Vec::new() };
@@ -60,54 +56,18 @@ impl RemoteStreams {
             locked_hashes,
             policy: RetryPolicy::default(),
             computed: Mutex::new(Vec::new()),
-            store: store.clone(),
         })
     }
 
-    /// Shorter pauses between attempts (tests).
-    pub fn with_policy(mut self, policy: RetryPolicy) -> RemoteStreams {
-        self.policy = policy;
-        self
-    }
-
-    /// What names a remote file's content for the layer cache: the pinned
-    /// URL, the source's etag and the size. Not the sha256: it is filled in
-    /// once computed, and the cached layer must still be found afterwards.
+    /// What names a remote file's content for the layer cache (see
+    /// [`crate::resolve::weights::content_key`]).
     pub fn key(file: &RemoteFile) -> String {
-        format!("{}\n{}\n{}", file.url, file.etag.as_deref().unwrap_or(""), file.size)
+        crate::resolve::weights::content_key(file)
     }
 
     /// The layer entry of `file` at `image_path`.
     pub fn entry(file: &RemoteFile, image_path: &str) -> LayerEntry {
         LayerEntry::streamed(image_path, &Self::key(file), file.size)
-    }
-
-    /// zstd -1 compressed / original size of bytes from the middle of
-    /// `files` (past a safetensors header; at most `budget` bytes in all,
-    /// fetched as ranges), for `compression = "auto"`; 0 when nothing could
-    /// be read (the layer is then compressed). Remembered in the store, so
-    /// a rebuild does not fetch the sample again.
-    pub fn sampled_ratio(&self, files: &[&RemoteFile], budget: u64) -> f64 {
-        let keys: Vec<String> = files.iter().map(|f| Self::key(f)).collect();
-        self.store.sampled_ratio(&keys, || self.sample(files, budget))
-    }
-
-    fn sample(&self, files: &[&RemoteFile], budget: u64) -> f64 {
-        let per_file = (budget / files.len().max(1) as u64).max(64 << 10);
-        let mut sample = Vec::new();
-        for file in files {
-            if sample.len() as u64 >= budget || file.size == 0 {
-                continue;
-            }
-            let len = per_file.min(file.size);
-            let start = (file.size - len) / 2;
-            if let Ok(body) = self.remote.open(&target(file), start, start + len) {
-                if body.from == start {
-                    let _ = body.reader.take(len).read_to_end(&mut sample);
-                }
-            }
-        }
-        super::layers::compression_ratio(&sample)
     }
 
     /// Reads `file` through to the end and returns its sha256 (checked
@@ -145,13 +105,7 @@ impl StreamSource for RemoteStreams {
 
 /// What the range reader needs to know of a file (it never sees a sha256).
 fn target(file: &RemoteFile) -> ManifestFile {
-    ManifestFile {
-        path: file.path.clone(),
-        size: file.size,
-        sha256: String::new(),
-        url: file.url.clone(),
-        links: Vec::new(),
-    }
+    ManifestFile::unverified(file)
 }
 
 /// One file's bytes, resumed after failures, verified at the last byte.

@@ -3,21 +3,19 @@
 //!
 //! Like go-containerregistry's `mutate.Append`, the base is never changed:
 //! its layer descriptors are copied as they are, its diff_ids and history
-//! are kept, and new ones are appended. Documents are built as JSON values
-//! and written with every object's keys sorted (the crate enables
-//! serde_json's `preserve_order`, so we sort ourselves), with no timestamp
-//! except `created`; the digest is of the very bytes returned.
+//! are kept, and new ones are appended. Documents are the typed ones of
+//! [`crate::image::oci`], written by [`oci::canonical_json`] (keys sorted,
+//! no timestamp except `created`); the digest is of the very bytes returned.
 
 use crate::image::digest::Digest;
 use crate::image::layer::{source_date_epoch, WrittenLayer};
+use crate::image::oci::{
+    self, Descriptor, History, ImageConfiguration, ImageManifest, Platform, RootFs, RuntimeConfig,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 
-pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const ARCHITECTURE: &str = "amd64";
 pub const OS: &str = "linux";
 
@@ -48,28 +46,6 @@ pub struct NewLayer {
     pub history: String,
 }
 
-/// An OCI content descriptor; fields in alphabetical order so that
-/// serializing it directly gives sorted keys too.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Descriptor {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-    pub digest: Digest,
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-    pub size: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
 /// The assembled image: exact bytes to store, and their digests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssembledImage {
@@ -82,26 +58,26 @@ pub struct AssembledImage {
 impl AssembledImage {
     /// The descriptor an index (or a registry tag) points at.
     pub fn manifest_descriptor(&self) -> Descriptor {
-        Descriptor {
-            annotations: None,
-            digest: self.manifest_digest.clone(),
-            media_type: MEDIA_TYPE_MANIFEST.to_string(),
-            platform: Some(Platform { architecture: ARCHITECTURE.to_string(), os: OS.to_string(), variant: None }),
-            size: self.manifest.len() as u64,
-        }
+        let mut descriptor =
+            Descriptor::new(oci::OCI_MANIFEST, self.manifest_digest.clone(), self.manifest.len() as u64);
+        descriptor.platform = Some(Platform::new(OS, ARCHITECTURE));
+        descriptor
+    }
+
+    /// The manifest, read back from the bytes [`assemble`] wrote.
+    pub fn manifest_document(&self) -> ImageManifest {
+        serde_json::from_slice(&self.manifest).expect("assemble writes a valid manifest")
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssembleError {
-    #[error("the base image's {document} is not valid JSON")]
+    #[error("the base image's {document} is not a valid {document}")]
     BaseJson {
         document: &'static str,
         #[source]
         source: serde_json::Error,
     },
-    #[error("the base image's {0} lacks a valid `{1}`")]
-    BaseField(&'static str, &'static str),
     #[error("the base image's config has digest {actual}, but its manifest says {expected}")]
     BaseConfigDigest { expected: Digest, actual: Digest },
     #[error("the base image has {layers} layers but {diff_ids} diff_ids")]
@@ -129,61 +105,45 @@ pub fn assemble(
 ) -> Result<AssembledImage, AssembleError> {
     let (mut config, base_layers) = match base {
         Some(base) => parse_base(base)?,
-        None => (json!({}), Vec::new()),
+        None => (
+            ImageConfiguration {
+                architecture: String::new(),
+                os: String::new(),
+                created: None,
+                config: None,
+                rootfs: RootFs { kind: "layers".to_string(), diff_ids: Vec::new(), extra: oci::Extra::new() },
+                history: None,
+                extra: oci::Extra::new(),
+            },
+            Vec::new(),
+        ),
     };
-    let root = config.as_object_mut().expect("parse_base checks an object");
-    root.insert("architecture".into(), json!(ARCHITECTURE));
-    root.insert("os".into(), json!(OS));
-    root.insert("created".into(), json!(created));
-
-    let runtime = root
-        .entry("config")
-        .or_insert_with(|| json!({}))
-        .as_object_mut()
-        .ok_or(AssembleError::BaseField("config", "config"))?;
-    apply_settings(runtime, settings);
-
-    let rootfs = root.entry("rootfs").or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
-    let diff_ids = rootfs
-        .get_mut("diff_ids")
-        .and_then(Value::as_array_mut)
-        .ok_or(AssembleError::BaseField("config", "rootfs.diff_ids"))?;
-    diff_ids.extend(layers.iter().map(|l| json!(l.layer.diff_id.to_string())));
-
-    let history = root
-        .entry("history")
-        .or_insert_with(|| json!([]))
-        .as_array_mut()
-        .ok_or(AssembleError::BaseField("config", "history"))?;
-    history.extend(layers.iter().map(|l| {
-        json!({
-            "created": created,
-            "created_by": l.history,
-        })
+    config.architecture = ARCHITECTURE.to_string();
+    config.os = OS.to_string();
+    config.created = Some(created.to_string());
+    apply_settings(config.config.get_or_insert_with(RuntimeConfig::default), settings);
+    config.rootfs.diff_ids.extend(layers.iter().map(|l| l.layer.diff_id.clone()));
+    config.history.get_or_insert_with(Vec::new).extend(layers.iter().map(|l| History {
+        created: Some(created.to_string()),
+        created_by: Some(l.history.clone()),
+        ..History::default()
     }));
-
-    let config_bytes = canonical_bytes(&config);
+    let config_bytes = oci::canonical_json(&config);
     let config_digest = sha256(&config_bytes);
 
     let mut manifest_layers = base_layers;
-    manifest_layers.extend(layers.iter().map(|l| {
-        json!({
-            "digest": l.layer.digest.to_string(),
-            "mediaType": l.layer.media_type,
-            "size": l.layer.size,
-        })
-    }));
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_MANIFEST,
-        "config": {
-            "mediaType": MEDIA_TYPE_CONFIG,
-            "digest": config_digest.to_string(),
-            "size": config_bytes.len(),
-        },
-        "layers": manifest_layers,
-    });
-    let manifest_bytes = canonical_bytes(&manifest);
+    manifest_layers
+        .extend(layers.iter().map(|l| Descriptor::new(&l.layer.media_type, l.layer.digest.clone(), l.layer.size)));
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(oci::OCI_MANIFEST.to_string()),
+        artifact_type: None,
+        config: Descriptor::new(oci::OCI_CONFIG, config_digest.clone(), config_bytes.len() as u64),
+        layers: manifest_layers,
+        subject: None,
+        annotations: None,
+    };
+    let manifest_bytes = oci::canonical_json(&manifest);
     Ok(AssembledImage {
         config_digest,
         config: config_bytes,
@@ -192,90 +152,45 @@ pub fn assemble(
     })
 }
 
-/// The base config as a JSON object, and its manifest's layer descriptors
-/// as they are. Checks that they belong together.
-fn parse_base(base: &BaseImage) -> Result<(Value, Vec<Value>), AssembleError> {
-    let manifest: Value = serde_json::from_slice(&base.manifest)
+/// The base config, and its manifest's layer descriptors as they are.
+/// Checks that they belong together.
+fn parse_base(base: &BaseImage) -> Result<(ImageConfiguration, Vec<Descriptor>), AssembleError> {
+    let manifest: ImageManifest = serde_json::from_slice(&base.manifest)
         .map_err(|source| AssembleError::BaseJson { document: "manifest", source })?;
-    let config: Value = serde_json::from_slice(&base.config)
+    let config: ImageConfiguration = serde_json::from_slice(&base.config)
         .map_err(|source| AssembleError::BaseJson { document: "config", source })?;
-    if !config.is_object() {
-        return Err(AssembleError::BaseField("config", "{…}"));
-    }
-    let expected: Digest = manifest
-        .pointer("/config/digest")
-        .and_then(Value::as_str)
-        .and_then(|d| d.parse().ok())
-        .ok_or(AssembleError::BaseField("manifest", "config.digest"))?;
     let actual = sha256(&base.config);
-    if actual != expected {
-        return Err(AssembleError::BaseConfigDigest { expected, actual });
+    if actual != manifest.config.digest {
+        return Err(AssembleError::BaseConfigDigest { expected: manifest.config.digest, actual });
     }
-    let layers =
-        manifest.get("layers").and_then(Value::as_array).ok_or(AssembleError::BaseField("manifest", "layers"))?.clone();
-    let diff_ids = config
-        .pointer("/rootfs/diff_ids")
-        .and_then(Value::as_array)
-        .ok_or(AssembleError::BaseField("config", "rootfs.diff_ids"))?
-        .len();
-    if diff_ids != layers.len() {
-        return Err(AssembleError::BaseLayerCount { layers: layers.len(), diff_ids });
+    let diff_ids = config.rootfs.diff_ids.len();
+    if diff_ids != manifest.layers.len() {
+        return Err(AssembleError::BaseLayerCount { layers: manifest.layers.len(), diff_ids });
     }
-    let field = |name| config.get(name).and_then(Value::as_str).unwrap_or("");
-    if (field("os"), field("architecture")) != (OS, ARCHITECTURE) {
-        return Err(AssembleError::BasePlatform {
-            os: field("os").to_string(),
-            architecture: field("architecture").to_string(),
-        });
+    if (config.os.as_str(), config.architecture.as_str()) != (OS, ARCHITECTURE) {
+        return Err(AssembleError::BasePlatform { os: config.os, architecture: config.architecture });
     }
-    Ok((config, layers))
+    Ok((config, manifest.layers))
 }
 
-fn apply_settings(runtime: &mut Map<String, Value>, settings: &ImageSettings) {
-    let mut set = |key: &str, value: Option<Value>| {
+fn apply_settings(runtime: &mut RuntimeConfig, settings: &ImageSettings) {
+    fn set<T: Clone>(field: &mut Option<Option<T>>, value: &Option<T>) {
         if let Some(value) = value {
-            runtime.insert(key.to_string(), value);
+            *field = Some(Some(value.clone()));
         }
-    };
-    set("Env", settings.env.as_ref().map(|v| json!(v)));
-    set("Entrypoint", settings.entrypoint.as_ref().map(|v| json!(v)));
-    set("Cmd", settings.cmd.as_ref().map(|v| json!(v)));
-    set("WorkingDir", settings.working_dir.as_ref().map(|v| json!(v)));
-    set(
-        "ExposedPorts",
-        settings.exposed_ports.as_ref().map(|ports| {
-            let map: BTreeMap<String, Value> = ports
-                .iter()
-                .map(|p| {
-                    let port = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
-                    (port, json!({}))
-                })
-                .collect();
-            json!(map)
-        }),
-    );
-    set("Labels", settings.labels.as_ref().map(|v| json!(v)));
-}
-
-/// Compact JSON with every object's keys in byte order, recursively.
-pub fn canonical_bytes(value: &Value) -> Vec<u8> {
-    serde_json::to_vec(&sorted(value)).expect("a JSON value serializes")
-}
-
-fn sorted(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let mut out = Map::new();
-            for key in keys {
-                out.insert(key.clone(), sorted(&map[key]));
-            }
-            Value::Object(out)
-        }
-        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-        other => other.clone(),
     }
+    set(&mut runtime.env, &settings.env);
+    set(&mut runtime.entrypoint, &settings.entrypoint);
+    set(&mut runtime.cmd, &settings.cmd);
+    set(&mut runtime.working_dir, &settings.working_dir);
+    let ports = settings.exposed_ports.as_ref().map(|ports| {
+        ports
+            .iter()
+            .map(|p| (if p.contains('/') { p.clone() } else { format!("{p}/tcp") }, oci::Empty {}))
+            .collect::<BTreeMap<_, _>>()
+    });
+    set(&mut runtime.exposed_ports, &ports);
+    set(&mut runtime.labels, &settings.labels);
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> Digest {
@@ -286,6 +201,8 @@ pub(crate) fn sha256(bytes: &[u8]) -> Digest {
 mod tests {
     use super::*;
     use crate::image::layer::MEDIA_TYPE_TAR_ZSTD;
+    use crate::image::oci::OCI_CONFIG;
+    use serde_json::{json, Value};
 
     fn layer(n: u8) -> NewLayer {
         let d = |c: u8| Digest::from_sha256_bytes(&[c; 32]);
@@ -302,9 +219,9 @@ mod tests {
     }
 
     fn base() -> BaseImage {
-        let config = br#"{"os":"linux","architecture":"amd64","config":{"Env":["PATH=/usr/bin"],"Cmd":["bash"],"User":"1000"},"rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000001"]},"history":[{"created_by":"debootstrap"}]}"#.to_vec();
+        let config = br#"{"os":"linux","architecture":"amd64","config":{"Env":["PATH=/usr/bin"],"Cmd":["bash"],"User":"1000","Entrypoint":null},"rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000001"]},"history":[{"created_by":"debootstrap"}]}"#.to_vec();
         let manifest = format!(
-            r#"{{"schemaVersion":2,"config":{{"mediaType":"{MEDIA_TYPE_CONFIG}","digest":"{}","size":{}}},"layers":[{{"size":5,"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:{}","urls":["https://x"]}}]}}"#,
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"{OCI_CONFIG}","digest":"{}","size":{}}},"layers":[{{"size":5,"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:{}","urls":["https://x"]}}]}}"#,
             sha256(&config),
             config.len(),
             "a".repeat(64)
@@ -341,6 +258,7 @@ mod tests {
         let config: Value = serde_json::from_slice(&image.config).unwrap();
         assert_eq!(config["config"]["Cmd"], json!(["bash"]), "None keeps the base's value");
         assert_eq!(config["config"]["User"], json!("1000"), "unknown base fields kept");
+        assert_eq!(config["config"].get("Entrypoint"), Some(&Value::Null), "a base's null stays null");
         assert_eq!(config["config"]["Env"][1], json!("HF_HUB_CACHE=/c"));
         assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
         assert_eq!(config["history"][1]["created_by"], json!("imgbake: layer 3"));

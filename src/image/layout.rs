@@ -5,17 +5,17 @@
 //! after every blob the manifest names is committed, so a reader never sees
 //! a tag pointing at a missing blob.
 
-use crate::image::assemble::{canonical_bytes, sha256, AssembledImage, Descriptor, MEDIA_TYPE_INDEX};
+use crate::image::assemble::{sha256, AssembledImage, ARCHITECTURE, OS};
 use crate::image::blobs::{write_file_atomic, BlobError, BlobStore};
 use crate::image::digest::Digest;
-use serde_json::{json, Value};
+use crate::image::oci::{self, Descriptor, ImageIndex, ImageManifest};
+use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
 pub const INDEX_FILE: &str = "index.json";
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 pub const DEFAULT_TAG: &str = "latest";
-const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -114,23 +114,9 @@ impl OciLayout {
     /// Stores config and manifest, checks that every layer blob is present,
     /// then points `tag` at the manifest. Returns the manifest descriptor.
     pub fn write_image(&self, image: &AssembledImage, tag: &str) -> Result<Descriptor, LayoutError> {
-        let manifest: Value = serde_json::from_slice(&image.manifest).map_err(|source| LayoutError::BadDocument {
-            path: PathBuf::from("<assembled manifest>"),
-            document: "manifest",
-            source: Some(source),
-        })?;
-        for layer in manifest["layers"].as_array().into_iter().flatten() {
-            let digest: Option<Digest> = layer["digest"].as_str().and_then(|d| d.parse().ok());
-            match digest {
-                Some(digest) if self.blobs.has(&digest) => {}
-                Some(digest) => return Err(LayoutError::MissingBlob { dir: self.dir.clone(), digest }),
-                None => {
-                    return Err(LayoutError::BadDocument {
-                        path: PathBuf::from("<assembled manifest>"),
-                        document: "manifest",
-                        source: None,
-                    })
-                }
+        for layer in &image.manifest_document().layers {
+            if !self.blobs.has(&layer.digest) {
+                return Err(LayoutError::MissingBlob { dir: self.dir.clone(), digest: layer.digest.clone() });
             }
         }
         self.blobs.put_bytes(&image.config)?;
@@ -144,22 +130,22 @@ impl OciLayout {
     /// tag is replaced, others are kept in their order.
     pub fn set_tag(&self, tag: &str, descriptor: &Descriptor) -> Result<(), LayoutError> {
         let index_path = self.dir.join(INDEX_FILE);
-        let mut manifests: Vec<Value> = if index_path.is_file() {
-            let index = read_json(&index_path, "image index")?;
-            index["manifests"].as_array().cloned().unwrap_or_default()
+        let mut manifests = if index_path.is_file() {
+            read_json::<ImageIndex>(&index_path, "image index")?.manifests
         } else {
             Vec::new()
         };
         manifests.retain(|m| ref_name(m) != Some(tag));
         let mut entry = descriptor.clone();
         entry.annotations.get_or_insert_with(Default::default).insert(REF_NAME_ANNOTATION.to_string(), tag.to_string());
-        manifests.push(serde_json::to_value(&entry).expect("a descriptor serializes"));
-        let index = json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE_INDEX,
-            "manifests": manifests,
-        });
-        let bytes = canonical_bytes(&index);
+        manifests.push(entry);
+        let index = ImageIndex {
+            schema_version: 2,
+            media_type: Some(oci::OCI_INDEX.to_string()),
+            manifests,
+            annotations: None,
+        };
+        let bytes = oci::canonical_json(&index);
         // Unchanged (a no-op rebuild): leave the file, skip the fsyncs.
         if std::fs::read(&index_path).ok().as_deref() != Some(&bytes[..]) {
             write_file_atomic(&index_path, &bytes)?;
@@ -189,8 +175,7 @@ pub struct ImageRead {
 /// index (or Docker manifest list) to its linux/amd64 manifest.
 pub fn read_image(dir: &Path, tag: &str) -> Result<ImageRead, LayoutError> {
     let layout = OciLayout::open(dir)?;
-    let index = read_json(&dir.join(INDEX_FILE), "image index")?;
-    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let manifests = read_json::<ImageIndex>(&dir.join(INDEX_FILE), "image index")?.manifests;
     let mut descriptor =
         manifests.iter().find(|m| ref_name(m) == Some(tag)).cloned().ok_or_else(|| LayoutError::TagNotFound {
             dir: dir.to_path_buf(),
@@ -206,29 +191,25 @@ pub fn read_image(dir: &Path, tag: &str) -> Result<ImageRead, LayoutError> {
         })?;
     // Indexes may nest; a few levels are plenty.
     for _ in 0..4 {
-        let digest = descriptor_digest(&descriptor, dir)?;
+        let digest = descriptor.digest.clone();
         let bytes = layout.read_verified(&digest)?;
-        let document: Value = serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadDocument {
+        let bad = |source| LayoutError::BadDocument {
             path: layout.blobs.path(&digest),
             document: "manifest or index",
             source: Some(source),
-        })?;
-        let media_type = document["mediaType"].as_str().or(descriptor["mediaType"].as_str()).unwrap_or("");
-        if media_type == MEDIA_TYPE_INDEX || media_type == DOCKER_MANIFEST_LIST || document.get("manifests").is_some() {
-            descriptor = document["manifests"]
-                .as_array()
+        };
+        let media_type = oci::declared_media_type(&bytes).unwrap_or_else(|| descriptor.media_type.clone());
+        if oci::is_index(&media_type) {
+            let index: ImageIndex = serde_json::from_slice(&bytes).map_err(bad)?;
+            descriptor = index
+                .manifests
                 .into_iter()
-                .flatten()
-                .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
-                .cloned()
+                .find(|m| m.platform.as_ref().is_some_and(|p| p.os == OS && p.architecture == ARCHITECTURE))
                 .ok_or_else(|| LayoutError::NoAmd64 { dir: dir.to_path_buf() })?;
             continue;
         }
-        let config_digest: Digest =
-            document["config"]["digest"].as_str().and_then(|d| d.parse().ok()).ok_or_else(|| {
-                LayoutError::BadDocument { path: layout.blobs.path(&digest), document: "manifest", source: None }
-            })?;
-        let config = layout.read_verified(&config_digest)?;
+        let manifest: ImageManifest = serde_json::from_slice(&bytes).map_err(bad)?;
+        let config = layout.read_verified(&manifest.config.digest)?;
         return Ok(ImageRead { manifest: bytes, manifest_digest: digest, config });
     }
     Err(LayoutError::BadDocument {
@@ -238,19 +219,11 @@ pub fn read_image(dir: &Path, tag: &str) -> Result<ImageRead, LayoutError> {
     })
 }
 
-fn ref_name(descriptor: &Value) -> Option<&str> {
-    descriptor["annotations"][REF_NAME_ANNOTATION].as_str()
+fn ref_name(descriptor: &Descriptor) -> Option<&str> {
+    descriptor.annotations.as_ref()?.get(REF_NAME_ANNOTATION).map(String::as_str)
 }
 
-fn descriptor_digest(descriptor: &Value, dir: &Path) -> Result<Digest, LayoutError> {
-    descriptor["digest"].as_str().and_then(|d| d.parse().ok()).ok_or_else(|| LayoutError::BadDocument {
-        path: dir.join(INDEX_FILE),
-        document: "descriptor",
-        source: None,
-    })
-}
-
-fn read_json(path: &Path, document: &'static str) -> Result<Value, LayoutError> {
+fn read_json<T: DeserializeOwned>(path: &Path, document: &'static str) -> Result<T, LayoutError> {
     let bytes =
         std::fs::read(path).map_err(|source| BlobError::Io { action: "read", path: path.to_path_buf(), source })?;
     serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadDocument {
@@ -288,8 +261,8 @@ mod tests {
         assert_eq!(read_a.manifest, two.manifest);
         assert_eq!(read_a.config, two.config);
         assert_eq!(read_image(dir.path(), "b").unwrap().manifest_digest, one.manifest_digest);
-        let index: Value = serde_json::from_slice(&std::fs::read(dir.path().join(INDEX_FILE)).unwrap()).unwrap();
-        assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+        let index: ImageIndex = serde_json::from_slice(&std::fs::read(dir.path().join(INDEX_FILE)).unwrap()).unwrap();
+        assert_eq!(index.manifests.len(), 2);
         assert_eq!(
             std::fs::read_to_string(dir.path().join(OCI_LAYOUT_FILE)).unwrap(),
             r#"{"imageLayoutVersion":"1.0.0"}"#
@@ -306,20 +279,15 @@ mod tests {
         layout.write_image(&image, "plain").unwrap();
         let mut arm = image.manifest_descriptor();
         arm.platform.as_mut().unwrap().architecture = "arm64".into();
-        let index = json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE_INDEX,
-            "manifests": [arm, image.manifest_descriptor()],
-        });
-        let bytes = canonical_bytes(&index);
-        let digest = layout.blobs().put_bytes(&bytes).unwrap();
-        let descriptor = Descriptor {
+        let index = ImageIndex {
+            schema_version: 2,
+            media_type: Some(oci::OCI_INDEX.into()),
+            manifests: vec![arm, image.manifest_descriptor()],
             annotations: None,
-            digest,
-            media_type: MEDIA_TYPE_INDEX.into(),
-            platform: None,
-            size: bytes.len() as u64,
         };
+        let bytes = oci::canonical_json(&index);
+        let digest = layout.blobs().put_bytes(&bytes).unwrap();
+        let descriptor = Descriptor::new(oci::OCI_INDEX, digest, bytes.len() as u64);
         layout.set_tag("multi", &descriptor).unwrap();
         assert_eq!(read_image(dir.path(), "multi").unwrap().manifest, image.manifest);
     }

@@ -3,8 +3,9 @@
 //!
 //! Flow: [`entries`] (what a layer holds) → [`layer::write_layer`] (one
 //! streaming pass to a blob in a [`blobs::BlobStore`], through the
-//! [`cache::LayerCache`]) → [`assemble`] (config + manifest bytes) →
-//! [`layout`] (blobs + `index.json` of an OCI image layout directory).
+//! [`cache::LayerCache`]) → [`assemble`] (config + manifest bytes, the
+//! documents typed in [`oci`]) → [`layout`] (blobs + `index.json` of an OCI
+//! image layout directory).
 
 pub mod appfiles;
 pub mod assemble;
@@ -15,3 +16,5 @@ pub mod direct_io;
 pub mod entries;
 pub mod layer;
 pub mod layout;
+pub mod sample;
+pub mod oci;

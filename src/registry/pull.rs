@@ -4,12 +4,11 @@
 
 use super::client::{Counters, RegistryClient};
 use super::error::{RegistryError, Result, ServerMessage, CODE_NAME_UNKNOWN};
-use super::manifest::{
-    declared_media_type, is_image_manifest, is_index, Descriptor, IndexView, ManifestView, ACCEPTED_MANIFESTS,
-};
+use super::manifest::{declared_media_type, is_image_manifest, is_index, ACCEPTED_MANIFESTS};
 use super::parallel::for_each_parallel;
 use super::reference::Reference;
 use crate::image::digest::Digest;
+use crate::image::oci::{Descriptor, ImageIndex, ImageManifest};
 use crate::plumbing::fs::AtomicFile;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use sha2::{Digest as _, Sha256};
@@ -140,7 +139,7 @@ impl RegistryClient {
         if !is_index(&manifest.media_type) {
             return Ok(manifest);
         }
-        let index: IndexView = serde_json::from_slice(&manifest.bytes).map_err(|error| {
+        let index: ImageIndex = serde_json::from_slice(&manifest.bytes).map_err(|error| {
             RegistryError::InvalidManifest { reference: reference.to_string(), detail: error.to_string() }
         })?;
         let chosen = index.manifests.iter().find(|descriptor| {
@@ -258,7 +257,7 @@ impl RegistryClient {
         let top = self.fetch_manifest(reference)?;
         let pinned_digest = top.digest.clone();
         let manifest = self.resolve_platform(reference, top, os, architecture)?;
-        let view: ManifestView = serde_json::from_slice(&manifest.bytes).map_err(|error| {
+        let view: ImageManifest = serde_json::from_slice(&manifest.bytes).map_err(|error| {
             RegistryError::InvalidManifest { reference: reference.to_string(), detail: error.to_string() }
         })?;
         let manifest_path = blob_path(blobs_dir, &manifest.digest);

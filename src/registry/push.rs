@@ -5,11 +5,11 @@
 
 use super::client::{Counters, RegistryClient};
 use super::error::{RegistryError, Result};
-use super::manifest::ManifestView;
 use super::parallel::for_each_parallel;
 use super::pull::{blob_path, sha256_of};
 use super::reference::Reference;
 use crate::image::digest::Digest;
+use crate::image::oci::ImageManifest;
 use reqwest::blocking::Body;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::Url;
@@ -329,7 +329,7 @@ impl RegistryClient {
 /// would reject it after the uploads (or accept a manifest we did not mean).
 fn check_manifest_matches(image: &ImageToPush, target: &Reference) -> Result<()> {
     let invalid = |detail: String| RegistryError::InvalidManifest { reference: target.to_string(), detail };
-    let view: ManifestView = serde_json::from_slice(&image.manifest).map_err(|error| invalid(error.to_string()))?;
+    let view: ImageManifest = serde_json::from_slice(&image.manifest).map_err(|error| invalid(error.to_string()))?;
     if view.config.digest != image.config.digest || view.config.size != image.config.size {
         return Err(invalid(format!(
             "its config is {} but the config blob given is {}",

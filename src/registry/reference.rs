@@ -33,11 +33,6 @@ impl Reference {
         Reference { digest: Some(digest), ..self.clone() }
     }
 
-    /// The same repository with another tag and no digest.
-    pub fn with_tag(&self, tag: &str) -> Reference {
-        Reference { tag: Some(tag.to_string()), digest: None, ..self.clone() }
-    }
-
     /// What to put after `/manifests/`: the digest when pinned, else the tag.
     pub fn manifest_selector(&self) -> String {
         match (&self.digest, &self.tag) {

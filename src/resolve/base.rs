@@ -5,24 +5,17 @@
 use crate::image::assemble::BaseImage;
 use crate::image::blobs::BlobStore;
 use crate::image::cache::LayerCache;
-use crate::image::digest::Digest;
 use crate::image::layout::{self, parse_oci_ref};
+use crate::image::oci::{Descriptor, ImageConfiguration, ImageManifest};
 use crate::registry::{Reference, RegistryClient, RegistryClientOptions, RegistryError};
 use std::path::PathBuf;
-
-/// A base layer as its manifest lists it.
-#[derive(Debug, Clone)]
-pub struct BaseLayer {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
-}
 
 /// The resolved base: its documents, its layers, and where their blobs are.
 #[derive(Debug)]
 pub struct ResolvedBase {
     pub image: Option<BaseImage>,
-    pub layers: Vec<BaseLayer>,
+    /// The base's layers as its manifest lists them.
+    pub layers: Vec<Descriptor>,
     /// The store holding the base's layer blobs (the source layout, or the cache).
     pub blobs: Option<BlobStore>,
     /// `registry/repo@sha256:…` when the base came from a registry.
@@ -50,8 +43,12 @@ pub enum BaseError {
         #[source]
         source: Box<RegistryError>,
     },
-    #[error("the base image {base} has a malformed manifest: {problem}")]
-    Manifest { base: String, problem: String },
+    #[error("the base image {base} has a malformed manifest")]
+    Manifest {
+        base: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("cannot open the blob store of {base}")]
     Blobs {
         base: String,
@@ -63,9 +60,8 @@ pub enum BaseError {
 impl ResolvedBase {
     /// `config.Env` of the base, if it has one.
     pub fn config_env(&self) -> Option<Vec<String>> {
-        let config: serde_json::Value = serde_json::from_slice(&self.image.as_ref()?.config).ok()?;
-        let env = config.get("config")?.get("Env")?.as_array()?;
-        Some(env.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        let config: ImageConfiguration = serde_json::from_slice(&self.image.as_ref()?.config).ok()?;
+        config.config?.env?
     }
 }
 
@@ -99,7 +95,7 @@ pub fn resolve(base: &str, cache: &LayerCache, registry: &RegistryClientOptions)
         .read_small(&pulled.config.digest)
         .map_err(|source| BaseError::Blobs { base: base.to_string(), source })?;
     let manifest = pulled.manifest.bytes.clone();
-    let layers = layers_of(base, &manifest)?;
+    let layers = pulled.layers;
     let store =
         BlobStore::open(cache.blobs().root()).map_err(|source| BaseError::Blobs { base: base.to_string(), source })?;
     Ok(ResolvedBase {
@@ -111,21 +107,97 @@ pub fn resolve(base: &str, cache: &LayerCache, registry: &RegistryClientOptions)
     })
 }
 
-fn layers_of(base: &str, manifest: &[u8]) -> Result<Vec<BaseLayer>, BaseError> {
-    let malformed = |problem: &str| BaseError::Manifest { base: base.to_string(), problem: problem.to_string() };
-    let json: serde_json::Value = serde_json::from_slice(manifest).map_err(|_| malformed("not JSON"))?;
-    let layers = json.get("layers").and_then(|l| l.as_array()).ok_or_else(|| malformed("no `layers` list"))?;
-    layers
-        .iter()
-        .map(|layer| {
-            let digest = layer
-                .get("digest")
-                .and_then(|d| d.as_str())
-                .and_then(|d| d.parse().ok())
-                .ok_or_else(|| malformed("a layer without a valid sha256 digest"))?;
-            let size = layer.get("size").and_then(|s| s.as_u64()).ok_or_else(|| malformed("a layer without a size"))?;
-            let media_type = layer.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default().to_string();
-            Ok(BaseLayer { digest, size, media_type })
-        })
-        .collect()
+fn layers_of(base: &str, manifest: &[u8]) -> Result<Vec<Descriptor>, BaseError> {
+    let manifest: ImageManifest =
+        serde_json::from_slice(manifest).map_err(|source| BaseError::Manifest { base: base.to_string(), source })?;
+    Ok(manifest.layers)
+}
+
+/// What the cost model can learn of a base without pulling it.
+#[derive(Debug)]
+pub enum BaseLookup {
+    Scratch,
+    /// `rootfs:DIR`: the sizes of its files.
+    Rootfs {
+        sizes: Vec<u64>,
+    },
+    /// Its manifest; `blobs` when the layers are on this machine (a local layout).
+    Manifest {
+        bytes: Vec<u8>,
+        where_from: &'static str,
+        blobs: Option<BlobStore>,
+    },
+    /// Why it could not be looked up.
+    Unknown(String),
+}
+
+impl ResolvedBase {
+    /// The lookup of a base already resolved (no request).
+    pub fn lookup(&self, image: &str) -> BaseLookup {
+        if image.starts_with(super::ROOTFS_PREFIX) {
+            return rootfs_lookup(image);
+        }
+        match &self.image {
+            None => BaseLookup::Scratch,
+            Some(base) => BaseLookup::Manifest {
+                bytes: base.manifest.clone(),
+                where_from: if self.reference.is_some() { "registry manifest" } else { "OCI layout manifest" },
+                blobs: self.blobs.as_ref().and_then(|b| BlobStore::open(b.root()).ok()),
+            },
+        }
+    }
+}
+
+fn rootfs_lookup(image: &str) -> BaseLookup {
+    let root = image.strip_prefix(super::ROOTFS_PREFIX).unwrap_or(image);
+    let sizes = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+        .collect();
+    BaseLookup::Rootfs { sizes }
+}
+
+/// Looks a base up for the cost model: a local layout's manifest and blobs,
+/// or a registry's manifest for linux/amd64 (one quick attempt, no retries:
+/// the report says so when it fails), never its layers.
+pub fn lookup(image: &str, skip_registry: bool, registry: &RegistryClientOptions) -> BaseLookup {
+    if image == "scratch" {
+        return BaseLookup::Scratch;
+    }
+    if image.starts_with(super::ROOTFS_PREFIX) {
+        return rootfs_lookup(image);
+    }
+    if let Some(oci) = parse_oci_ref(image) {
+        return match layout::read_image(&oci.dir, &oci.tag) {
+            Ok(read) => BaseLookup::Manifest {
+                bytes: read.manifest,
+                where_from: "OCI layout manifest",
+                blobs: BlobStore::open(&oci.dir).ok(),
+            },
+            Err(error) => BaseLookup::Unknown(format!("cannot read {image} ({error})")),
+        };
+    }
+    if skip_registry {
+        return BaseLookup::Unknown("not looked up (--skip-base-lookup)".into());
+    }
+    match registry_manifest(image, registry) {
+        Ok(bytes) => BaseLookup::Manifest { bytes, where_from: "registry manifest", blobs: None },
+        Err(why) => BaseLookup::Unknown(why),
+    }
+}
+
+fn registry_manifest(image: &str, registry: &RegistryClientOptions) -> Result<Vec<u8>, String> {
+    let reference: Reference = image.parse().map_err(|e| format!("`{image}` is not an image reference ({e})"))?;
+    let mut options = registry.clone();
+    options.max_retries = 0;
+    options.connect_timeout = std::time::Duration::from_secs(5);
+    options.timeout = std::time::Duration::from_secs(10);
+    let client = RegistryClient::new(options).map_err(|e| format!("no registry client ({e})"))?;
+    let fetched = client.fetch_manifest(&reference).map_err(|e| format!("{} unreachable ({e})", reference.registry))?;
+    let resolved = client
+        .resolve_platform(&reference, fetched, "linux", "amd64")
+        .map_err(|e| format!("{image}: no linux/amd64 manifest ({e})"))?;
+    Ok(resolved.bytes)
 }

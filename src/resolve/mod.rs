@@ -1,19 +1,22 @@
-//! Making a lock: resolve every input of a Spec against its base image and
-//! its sources (Python wheels through uv or pip, weights listings at pinned
-//! revisions), and decide whether an existing lock can be used as it is.
+//! Resolve: the one step that touches the network. Every input of a Spec is
+//! pinned against its base image and its sources (the base's digest and
+//! facts, Python wheels through uv or pip, debs, conda packages, weights
+//! listings at pinned revisions with their samples), into a [`Lock`] (kept
+//! in `imgbake.lock`) and the in-memory [`Resolved`] the layout reads.
+//! Whether an existing lock can be used as it is is decided here too.
 
 pub mod base;
 pub mod basefs;
+pub mod hook;
+pub mod weights;
 
 use crate::deps::apt::{self, AptError};
 use crate::deps::conda::{self, CondaError};
 use crate::deps::python::{self, PythonError};
 use crate::lock::{
-    inputs_of, Lock, LockError, LockInputs, LockedApt, LockedBase, LockedConda, LockedPython, LockedWeightsFile,
-    LOCK_VERSION,
+    inputs_of, Lock, LockError, LockedApt, LockedBase, LockedConda, LockedPython, LockedWeightsFile, LOCK_VERSION,
 };
-use crate::spec::{Spec, WeightsSource};
-use crate::weights::source::SourceClient;
+use crate::spec::Spec;
 use crate::weights::WeightsError;
 use base::ResolvedBase;
 use basefs::BaseFacts;
@@ -41,16 +44,130 @@ pub enum ResolveError {
     Stale { path: std::path::PathBuf, diff: String },
     #[error("{} does not exist, and --locked needs it\nhint: run `imgbake lock` and commit imgbake.lock", path.display())]
     Missing { path: std::path::PathBuf },
+    #[error(transparent)]
+    Base(#[from] base::BaseError),
+    #[error("cannot read the base image's files")]
+    BaseFs(#[from] basefs::BaseFsError),
+    #[error("cannot open the layer cache")]
+    Cache(#[source] crate::image::cache::CacheError),
+    #[error("cannot open the weights store")]
+    Store(#[source] crate::weights::store::StoreError),
+    #[error("{}", path.display())]
+    Hook {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Resolves a fresh lock for `spec` on `base`.
+/// `--base rootfs:DIR`: a root filesystem directory becomes the first layer.
+pub const ROOTFS_PREFIX: &str = "rootfs:";
+
+/// Everything a build reads besides the Spec, resolved once.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The base as given (`--base` or the config's).
+    pub base_text: String,
+    pub base: ResolvedBase,
+    pub facts: BaseFacts,
+    /// `--base rootfs:DIR`.
+    pub rootfs: Option<std::path::PathBuf>,
+    pub lock: Lock,
+    /// `imgbake.lock` was (re)written while resolving.
+    pub lock_written: bool,
+    /// Every remote weights source, listed once.
+    pub sources: Vec<weights::ResolvedSource>,
+    /// The prefetch hook binary volume-mode images carry.
+    pub hook: std::path::PathBuf,
+    pub cache_dir: std::path::PathBuf,
+    pub warnings: Vec<String>,
+}
+
+/// How a build resolves.
+#[derive(Debug, Clone)]
+pub struct ResolveOptions {
+    /// Use this base instead of the config's (`scratch`, `oci:DIR[:TAG]`, `rootfs:DIR` or a reference).
+    pub base_override: Option<String>,
+    /// Layer cache directory (default `$XDG_CACHE_HOME/imgbake`).
+    pub cache_dir: Option<std::path::PathBuf>,
+    pub registry: crate::registry::RegistryClientOptions,
+    pub lock_policy: LockPolicy,
+}
+
+/// Resolves what `build` needs: the base (pulled into the cache, pinned to
+/// a current lock's digest), its facts, the lock (the current one, else a
+/// fresh one, written; `--locked` refuses a stale one) and every remote
+/// weights source, each listed exactly once.
+pub fn for_build(spec: &Spec, options: &ResolveOptions) -> Result<Resolved, ResolveError> {
+    let cache_dir = match &options.cache_dir {
+        Some(dir) => dir.clone(),
+        None => crate::image::cache::LayerCache::default_dir().map_err(ResolveError::Cache)?,
+    };
+    let cache = crate::image::cache::LayerCache::open(&cache_dir).map_err(ResolveError::Cache)?;
+    let base_text = options.base_override.clone().unwrap_or_else(|| spec.base.image.clone());
+    let rootfs = base_text.strip_prefix(ROOTFS_PREFIX).map(std::path::PathBuf::from);
+    // A current lock pins a registry base to the digest it was resolved with.
+    let pinned_base = match &options.base_override {
+        Some(_) => None,
+        None => current_lock(spec).and_then(|lock| lock.base.pinned),
+    };
+    let base_ref = match (&rootfs, &pinned_base) {
+        (Some(_), _) => "scratch",
+        (None, Some(pinned)) => pinned.as_str(),
+        (None, None) => base_text.as_str(),
+    };
+    let base = base::resolve(base_ref, &cache, &options.registry)?;
+    let facts = match &rootfs {
+        Some(root) => basefs::facts_of_rootfs(root)?,
+        None => basefs::facts_of_base(&base, &cache_dir)?,
+    };
+    let mut warnings = Vec::new();
+    let store = crate::weights::store::WeightsStore::open(&cache_dir).map_err(ResolveError::Store)?;
+    let (lock, lock_written, sources) =
+        lock_for_build(spec, &base, &facts, &cache_dir, options.lock_policy, &mut warnings)?;
+    let sources = match sources {
+        Some(sources) => sources,
+        None => weights::resolve_sources(spec, Some(&lock), Some(&store), &mut warnings)?,
+    };
+    let hook = hook::hook_binary().map_err(|(path, source)| ResolveError::Hook { path, source })?;
+    Ok(Resolved { base_text, base, facts, rootfs, lock, lock_written, sources, hook, cache_dir, warnings })
+}
+
+/// The lock a generated context reads: the current one, if any (without
+/// one the Dockerfile installs the requirements as written); under
+/// `--locked`, it must exist and be current, as for the native build.
+pub fn lock_for_context(spec: &Spec, policy: LockPolicy) -> Result<Option<Lock>, ResolveError> {
+    let path = crate::lock::lock_path(spec);
+    let existing = Lock::read(&path)?;
+    let inputs = inputs_of(spec)?;
+    match (existing, policy) {
+        (Some(lock), _) if lock.is_current(&inputs) => Ok(Some(lock)),
+        (None, LockPolicy::Locked) => Err(ResolveError::Missing { path }),
+        (Some(lock), LockPolicy::Locked) => {
+            let mut wanted = lock.clone();
+            wanted.inputs = inputs;
+            Err(ResolveError::Stale { diff: crate::lock::diff(&lock.to_toml(), &wanted.to_toml()), path })
+        }
+        (_, LockPolicy::Refresh) => Ok(None),
+    }
+}
+
+/// The lock beside the config when it answers the Spec's current inputs.
+pub fn current_lock(spec: &Spec) -> Option<Lock> {
+    let lock = Lock::read(&crate::lock::lock_path(spec)).ok()??;
+    let inputs = inputs_of(spec).ok()?;
+    lock.is_current(&inputs).then_some(lock)
+}
+
+/// Resolves a fresh lock for `spec` on `base`, and the weights sources it
+/// listed on the way.
 pub fn resolve(
     spec: &Spec,
     base: &ResolvedBase,
     facts: &BaseFacts,
     cache_dir: &Path,
     warnings: &mut Vec<String>,
-) -> Result<Lock, ResolveError> {
+) -> Result<(Lock, Vec<weights::ResolvedSource>), ResolveError> {
     let inputs = inputs_of(spec)?;
     let python = if python::has_python_deps(spec) {
         let target = python::target_for(spec, facts.python.as_ref(), facts.glibc, warnings);
@@ -76,15 +193,22 @@ pub fn resolve(
     } else {
         None
     };
-    Ok(Lock {
+    // A file listed without a sha256 keeps the one the existing lock records
+    // for it (same path, size and etag), else the one computed when its
+    // bytes last passed through imgbake on this machine.
+    let existing = Lock::read(&crate::lock::lock_path(spec)).ok().flatten();
+    let store = crate::weights::store::WeightsStore::open(cache_dir).ok();
+    let sources = weights::resolve_sources(spec, existing.as_ref(), store.as_ref(), warnings)?;
+    let lock = Lock {
         version: LOCK_VERSION,
         apt,
         conda,
         base: LockedBase { image: spec.base.image.clone(), pinned: base.pinned.clone() },
         python,
-        weights: weights_files(spec, cache_dir, warnings)?,
+        weights: locked_files(&sources),
         inputs,
-    })
+    };
+    Ok((lock, sources))
 }
 
 pub fn apt_requested(spec: &Spec) -> bool {
@@ -127,41 +251,20 @@ fn distribution_of(os_release: &str) -> String {
 }
 
 /// Every remote weights file at its pinned revision, as its source lists it.
-/// A file listed without a sha256 keeps the one the existing lock records
-/// for it (same path, size and etag), else the one computed when its bytes
-/// last passed through imgbake on this machine.
-fn weights_files(
-    spec: &Spec,
-    cache_dir: &Path,
-    warnings: &mut Vec<String>,
-) -> Result<Vec<LockedWeightsFile>, ResolveError> {
-    let existing = Lock::read(&crate::lock::lock_path(spec)).ok().flatten();
-    let store = crate::weights::store::WeightsStore::open(cache_dir).ok();
-    let mut files = Vec::new();
-    for entry in &spec.weights {
-        if matches!(entry.source, WeightsSource::Local { .. }) {
-            continue;
-        }
-        let mut listing = SourceClient::for_entry(entry)
-            .and_then(|client| client.list(entry))
-            .map_err(|source| ResolveError::Weights { origin: entry.origin.clone(), source })?;
-        crate::execute::remote::fill_known_hashes(entry, &mut listing, existing.as_ref(), store.as_ref());
-        if let (WeightsSource::Hf { revision, .. }, Some(pinned)) = (&entry.source, &listing.revision) {
-            if revision != pinned {
-                warnings
-                    .push(format!("{}: revision `{revision}` is pinned to commit {pinned} in the lock", entry.origin));
-            }
-        }
-        files.extend(listing.files.iter().map(|file| LockedWeightsFile {
-            source: entry.uri.clone(),
-            revision: listing.revision.clone(),
-            path: file.path.clone(),
-            size: file.size,
-            sha256: file.sha256.as_ref().map(|d| d.hex().to_string()),
-            etag: file.etag.clone(),
-        }));
-    }
-    Ok(files)
+fn locked_files(sources: &[weights::ResolvedSource]) -> Vec<LockedWeightsFile> {
+    sources
+        .iter()
+        .flat_map(|source| {
+            source.listing.files.iter().map(|file| LockedWeightsFile {
+                source: source.entry.uri.clone(),
+                revision: source.listing.revision.clone(),
+                path: file.path.clone(),
+                size: file.size,
+                sha256: file.sha256.as_ref().map(|d| d.hex().to_string()),
+                etag: file.etag.clone(),
+            })
+        })
+        .collect()
 }
 
 /// How a build treats `imgbake.lock`.
@@ -174,9 +277,12 @@ pub enum LockPolicy {
     Locked,
 }
 
+/// The weights sources a fresh lock listed (`None`: the lock was current).
+type ListedSources = Option<Vec<weights::ResolvedSource>>;
+
 /// The lock a build uses: the existing one when it answers the Spec's inputs,
 /// else a fresh one (written beside the config), or an error under `--locked`.
-/// Returns the lock and whether it was written.
+/// Returns the lock, whether it was written, and the sources listed for it.
 pub fn lock_for_build(
     spec: &Spec,
     base: &ResolvedBase,
@@ -184,31 +290,22 @@ pub fn lock_for_build(
     cache_dir: &Path,
     policy: LockPolicy,
     warnings: &mut Vec<String>,
-) -> Result<(Lock, bool), ResolveError> {
+) -> Result<(Lock, bool, ListedSources), ResolveError> {
+    if let Some(lock) = lock_for_context(spec, policy)? {
+        return Ok((lock, false, None));
+    }
     let path = crate::lock::lock_path(spec);
     let existing = Lock::read(&path)?;
-    let inputs: LockInputs = inputs_of(spec)?;
-    match (existing, policy) {
-        (Some(lock), _) if lock.is_current(&inputs) => Ok((lock, false)),
-        (None, LockPolicy::Locked) => Err(ResolveError::Missing { path }),
-        (Some(lock), LockPolicy::Locked) => {
-            let mut wanted = lock.clone();
-            wanted.inputs = inputs;
-            Err(ResolveError::Stale { diff: crate::lock::diff(&lock.to_toml(), &wanted.to_toml()), path })
-        }
-        (existing, LockPolicy::Refresh) => {
-            let fresh = resolve(spec, base, facts, cache_dir, warnings)?;
-            // Configs without dependencies or remote weights have nothing to pin;
-            // a lock is only written for them when one already exists.
-            let worth_writing = fresh.python.is_some()
-                || fresh.apt.is_some()
-                || fresh.conda.is_some()
-                || !fresh.weights.is_empty()
-                || existing.is_some();
-            if worth_writing {
-                fresh.write(&path)?;
-            }
-            Ok((fresh, worth_writing))
-        }
+    let (fresh, sources) = resolve(spec, base, facts, cache_dir, warnings)?;
+    // Configs without dependencies or remote weights have nothing to pin;
+    // a lock is only written for them when one already exists.
+    let worth_writing = fresh.python.is_some()
+        || fresh.apt.is_some()
+        || fresh.conda.is_some()
+        || !fresh.weights.is_empty()
+        || existing.is_some();
+    if worth_writing {
+        fresh.write(&path)?;
     }
+    Ok((fresh, worth_writing, Some(sources)))
 }

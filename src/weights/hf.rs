@@ -382,16 +382,6 @@ impl HfClient {
     }
 }
 
-/// Free-standing [`HfClient::open`] for callers without a client.
-pub fn open(file: &RemoteFile, token: Option<&Secret>) -> Result<FileReader, WeightsError> {
-    HfClient::new(None, token.cloned()).open(file)
-}
-
-/// Free-standing [`HfClient::download_to`] for callers without a client.
-pub fn download_to(file: &RemoteFile, dest: &Path, token: Option<&Secret>) -> Result<Digest, WeightsError> {
-    HfClient::new(None, token.cloned()).download_to(file, dest)
-}
-
 #[derive(serde::Deserialize)]
 struct RevisionInfo {
     sha: String,

@@ -55,6 +55,20 @@ pub struct ManifestFile {
     pub links: Vec<String>,
 }
 
+impl ManifestFile {
+    /// What the range reader needs to know of a file it reads without
+    /// verifying (a sample, a stream that checks the sha256 itself).
+    pub fn unverified(file: &super::RemoteFile) -> ManifestFile {
+        ManifestFile {
+            path: file.path.clone(),
+            size: file.size,
+            sha256: String::new(),
+            url: file.url.clone(),
+            links: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{origin}: {path} has no known sha256; the bytes must pass through imgbake once (imgbake downloads it during the build)")]
 pub struct MissingHash {

@@ -754,18 +754,6 @@ pub fn layer_entries(staged: &[&StagedDistribution], target: &PythonTarget) -> R
         .map_err(|source| PythonError::Entries { name: "python packages".into(), source })
 }
 
-/// Groups distributions into layers: each large one alone (largest first), then the rest together.
-pub fn group_for_layers(staged: &[StagedDistribution]) -> Vec<Vec<&StagedDistribution>> {
-    let (mut large, small): (Vec<&StagedDistribution>, Vec<&StagedDistribution>) =
-        staged.iter().partition(|d| d.installed_size >= LARGE_DISTRIBUTION);
-    large.sort_by(|a, b| b.installed_size.cmp(&a.installed_size).then(a.name.cmp(&b.name)));
-    let mut groups: Vec<Vec<&StagedDistribution>> = large.into_iter().map(|d| vec![d]).collect();
-    if !small.is_empty() {
-        groups.push(small);
-    }
-    groups
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -810,19 +798,5 @@ mod tests {
     fn names_are_normalized_like_pep_503() {
         assert_eq!(normalize_name("Pydantic_Core"), "pydantic-core");
         assert_eq!(normalize_name("zope.interface"), "zope-interface");
-    }
-
-    #[test]
-    fn large_distributions_get_a_layer_each() {
-        let d = |name: &str, size: u64| StagedDistribution {
-            name: name.into(),
-            version: "1".into(),
-            dir: PathBuf::new(),
-            installed_size: size,
-        };
-        let staged = vec![d("a", 1), d("torch", LARGE_DISTRIBUTION * 4), d("b", 2), d("nvidia-x", LARGE_DISTRIBUTION)];
-        let groups: Vec<Vec<&str>> =
-            group_for_layers(&staged).iter().map(|g| g.iter().map(|d| d.name.as_str()).collect()).collect();
-        assert_eq!(groups, vec![vec!["torch"], vec!["nvidia-x"], vec!["a", "b"]]);
     }
 }

@@ -1,0 +1,50 @@
+//! The one ImagePlan every command reads: resolved facts → `mode = "auto"`
+//! decided by the cost model (the ImagePlan with every source baked,
+//! priced both ways per source) → the final layout. `build` executes it,
+//! `dockerfile` renders it, `plan` reports it.
+
+use crate::cost::decision::Decision;
+use crate::cost::inputs::{BaseInput, LockState, PlanInputs};
+use crate::cost::profile::Profile;
+use crate::layout::{self, ImagePlan, LayoutError, LayoutFacts, Placement, Placements};
+use crate::spec::{Spec, WeightsMode, WeightsSource};
+
+/// The final ImagePlan, and what the cost model saw to decide it.
+pub struct Decided {
+    pub plan: ImagePlan,
+    /// `None` when nothing was priced (no `auto` entry and no report asked for).
+    pub inputs: Option<PlanInputs>,
+    pub decisions: Vec<Decision>,
+}
+
+/// Whether any remote weights entry is `mode = "auto"` (a local one always bakes).
+pub fn has_auto(spec: &Spec) -> bool {
+    spec.weights.iter().any(|e| e.mode == WeightsMode::Auto && !matches!(e.source, WeightsSource::Local { .. }))
+}
+
+/// Lays out the image, deciding every `auto` entry with the cost model
+/// under `profile`. `price` forces pricing even without `auto` entries
+/// (for the plan report).
+pub fn decide(
+    spec: &Spec,
+    facts: &LayoutFacts,
+    base: impl FnOnce() -> BaseInput,
+    lock: LockState,
+    profile: &Profile,
+    price: bool,
+) -> Result<Decided, LayoutError> {
+    if !price && !has_auto(spec) {
+        let plan = layout::layout(spec, facts, &Placements::new())?;
+        return Ok(Decided { plan, inputs: None, decisions: Vec::new() });
+    }
+    let all_baked: Placements = spec.weights.iter().map(|e| (e.origin.clone(), Placement::Bake)).collect();
+    let baked = layout::layout(spec, facts, &all_baked)?;
+    let inputs = crate::cost::inputs::from_plan(spec, &baked, facts.sources, base(), lock);
+    let decisions = crate::cost::placements(&inputs, profile);
+    let placements: Placements = decisions.iter().map(|d| (d.origin.clone(), d.chosen)).collect();
+    let mut plan = layout::layout(spec, facts, &placements)?;
+    for placed in &mut plan.placements {
+        placed.reason = decisions.iter().find(|d| d.origin == placed.origin).map(|d| d.reason.clone());
+    }
+    Ok(Decided { plan, inputs: Some(inputs), decisions })
+}

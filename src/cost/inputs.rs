@@ -6,9 +6,9 @@
 //! hand-make them.
 
 use crate::image::layer::Compression;
+use crate::image::oci::ImageManifest;
 use crate::layout::{ImagePlan, LayerContent, PlannedLayer};
 use crate::lock::Lock;
-use crate::image::oci::ImageManifest;
 use crate::resolve::base::BaseLookup;
 use crate::resolve::weights::ResolvedSource;
 use crate::spec::{Spec, Target, WeightsMode, WeightsSource};

@@ -16,5 +16,5 @@ pub mod direct_io;
 pub mod entries;
 pub mod layer;
 pub mod layout;
-pub mod sample;
 pub mod oci;
+pub mod sample;

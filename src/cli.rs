@@ -32,6 +32,14 @@ pub struct ConfigArgs {
     pub path: PathBuf,
 }
 
+/// The base image instead of the config's (lock, plan, build).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BaseArgs {
+    /// Use this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<String>,
+}
+
 /// Where downloads (wheels, debs, weights) and built layers are kept.
 #[derive(Debug, Clone, Default, Args)]
 pub struct CacheArgs {
@@ -84,9 +92,8 @@ pub enum Command {
     Lock {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Resolve against this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
-        #[arg(long, value_name = "IMAGE")]
-        base: Option<String>,
+        #[command(flatten)]
+        base: BaseArgs,
         #[command(flatten)]
         registry_args: RegistryArgs,
         #[command(flatten)]
@@ -114,9 +121,8 @@ pub enum Command {
         registry: Option<String>,
         #[command(flatten)]
         registry_args: RegistryArgs,
-        /// Plan with this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
-        #[arg(long, value_name = "IMAGE")]
-        base: Option<String>,
+        #[command(flatten)]
+        base: BaseArgs,
         /// Do not ask a registry for the base image's size; use the profile's default.
         #[arg(long)]
         skip_base_lookup: bool,
@@ -131,9 +137,8 @@ pub enum Command {
         /// Also push the image to this registry reference (host[:port]/repo[:tag]).
         #[arg(long, value_name = "REF")]
         push: Option<String>,
-        /// Use this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
-        #[arg(long, value_name = "IMAGE")]
-        base: Option<String>,
+        #[command(flatten)]
+        base: BaseArgs,
         #[command(flatten)]
         registry_args: RegistryArgs,
         #[command(flatten)]

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         }
         Command::Lock { config, base, registry_args, cache, check } => lock::run(&lock::LockArgs {
             path: config.path,
-            base,
+            base: base.base,
             insecure_registries: registry_args.insecure_registries,
             cache_dir: cache.cache_dir,
             check,
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
                 calibrate,
                 registry,
                 insecure_registries: registry_args.insecure_registries,
-                base,
+                base: base.base,
                 skip_base_lookup,
             })
         }
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
                 path: config.path,
                 output,
                 push,
-                base,
+                base: base.base,
                 insecure_registries: registry_args.insecure_registries,
                 cache_dir: cache.cache_dir,
                 json,

@@ -24,6 +24,38 @@ pub struct RegistryArgs {
     pub insecure_registries: Vec<String>,
 }
 
+/// The deployment config (every command but `prefetch`).
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Config file, or a directory holding cerebrium.toml or config.yaml.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+}
+
+/// The base image instead of the config's (lock, plan, build).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BaseArgs {
+    /// Use this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<String>,
+}
+
+/// Where downloads (wheels, debs, weights) and built layers are kept.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CacheArgs {
+    /// Cache directory (default $XDG_CACHE_HOME/imgbake, or $IMGBAKE_CACHE_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The profile that prices `mode = "auto"`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ProfileArgs {
+    /// A built-in profile (cerebrium, baseten, runpod, generic) or a profile TOML file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub profile: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ValidateFormat {
     Text,
@@ -51,41 +83,36 @@ pub enum Builder {
 pub enum Command {
     /// Check a cerebrium.toml or Truss config.yaml and print the normalized deployment.
     Validate {
-        /// Config file, or a directory holding cerebrium.toml or config.yaml.
-        #[arg(default_value = ".")]
-        path: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
         #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
         format: ValidateFormat,
     },
     /// Resolve and pin every dependency and weights file into imgbake.lock.
     Lock {
-        /// Config file, or a directory holding cerebrium.toml or config.yaml.
-        #[arg(default_value = ".")]
-        path: PathBuf,
-        /// Resolve against this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
-        #[arg(long, value_name = "IMAGE")]
-        base: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        base: BaseArgs,
         #[command(flatten)]
         registry_args: RegistryArgs,
-        /// Cache directory (default $XDG_CACHE_HOME/imgbake, or $IMGBAKE_CACHE_DIR).
-        #[arg(long, value_name = "DIR")]
-        cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
         /// Only check: exit 1 with the difference when imgbake.lock is missing or stale.
         #[arg(long)]
         check: bool,
     },
     /// Report image size and cold-start cost of baking weights vs keeping them on a volume.
     Plan {
-        #[arg(default_value = ".")]
-        path: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
         /// Write the report (or, with --calibrate, the profile) to this file.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
-        /// A built-in profile (cerebrium, baseten, runpod, generic) or a profile TOML file.
-        #[arg(long, value_name = "NAME|FILE")]
-        profile: Option<String>,
+        #[command(flatten)]
+        profile: ProfileArgs,
         /// Measure this machine's rates and write them as a profile file (default imgbake-profile.toml).
         #[arg(long)]
         calibrate: bool,
@@ -94,66 +121,61 @@ pub enum Command {
         registry: Option<String>,
         #[command(flatten)]
         registry_args: RegistryArgs,
-        /// Plan with this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
-        #[arg(long, value_name = "IMAGE")]
-        base: Option<String>,
+        #[command(flatten)]
+        base: BaseArgs,
         /// Do not ask a registry for the base image's size; use the profile's default.
         #[arg(long)]
         skip_base_lookup: bool,
     },
     /// Build the OCI image without a Docker daemon.
     Build {
-        #[arg(default_value = ".")]
-        path: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Output OCI image layout: oci:DIR[:TAG] (default oci:imgbake-out:<app name>).
         #[arg(long, value_name = "oci:DIR[:TAG]")]
         output: Option<String>,
         /// Also push the image to this registry reference (host[:port]/repo[:tag]).
         #[arg(long, value_name = "REF")]
         push: Option<String>,
-        /// Use this base instead of the config's: a reference, oci:DIR[:TAG], rootfs:DIR or scratch.
-        #[arg(long, value_name = "IMAGE")]
-        base: Option<String>,
+        #[command(flatten)]
+        base: BaseArgs,
         #[command(flatten)]
         registry_args: RegistryArgs,
-        /// Layer cache directory (default $XDG_CACHE_HOME/imgbake, or $IMGBAKE_CACHE_DIR).
-        #[arg(long, value_name = "DIR")]
-        cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
         /// Fail (with the difference) instead of updating a missing or stale imgbake.lock.
         #[arg(long)]
         locked: bool,
-        /// Decide `mode = "auto"` with this profile, as `imgbake plan --profile` does:
-        /// a built-in name (cerebrium, baseten, runpod, generic) or a profile TOML file.
-        #[arg(long, value_name = "NAME|FILE")]
-        profile: Option<String>,
+        // Decides `mode = "auto"`, as `imgbake plan --profile` does.
+        #[command(flatten)]
+        profile: ProfileArgs,
         /// Who builds: imgbake itself (native), or a container builder on the generated Dockerfile.
         #[arg(long, value_enum, default_value_t = Builder::Native)]
         builder: Builder,
     },
     /// Write a Dockerfile build context equivalent to the native build.
     Dockerfile {
-        #[arg(default_value = ".")]
-        path: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Context directory to write (replaced if an earlier `imgbake dockerfile` wrote it).
         #[arg(short = 'o', long = "output", value_name = "DIR")]
         output: Option<PathBuf>,
         /// Use this FROM instead of the config's base image (a registry reference).
         #[arg(long, value_name = "REF")]
         base: Option<String>,
-        /// Cache directory for downloaded weights (default $XDG_CACHE_HOME/imgbake, or $IMGBAKE_CACHE_DIR).
-        #[arg(long, value_name = "DIR")]
-        cache_dir: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
         #[command(flatten)]
         registry_args: RegistryArgs,
         /// Fail (with the difference) when imgbake.lock is missing or stale, as `build --locked` does.
         #[arg(long)]
         locked: bool,
-        /// Decide `mode = "auto"` with this profile, as `build --profile` does.
-        #[arg(long, value_name = "NAME|FILE")]
-        profile: Option<String>,
+        // Decides `mode = "auto"`, as `build --profile` does.
+        #[command(flatten)]
+        profile: ProfileArgs,
     },
     /// In-image hook: fetch and verify volume weights, then exec the app.
     Prefetch {

@@ -16,6 +16,7 @@ pub mod execute;
 pub mod image;
 pub mod layout;
 pub mod lock;
+pub mod plumbing;
 pub mod registry;
 pub mod resolve;
 pub mod runtime;

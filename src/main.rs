@@ -9,21 +9,31 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let status = match cli.command {
-        Command::Validate { path, format } => {
+        Command::Validate { config, format } => {
             let format = match format {
                 ValidateFormat::Text => validate::Format::Text,
                 ValidateFormat::Json => validate::Format::Json,
             };
-            validate::run(&path, format)
+            validate::run(&config.path, format)
         }
-        Command::Lock { path, base, registry_args, cache_dir, check } => lock::run(&lock::LockArgs {
-            path,
-            base,
+        Command::Lock { config, base, registry_args, cache, check } => lock::run(&lock::LockArgs {
+            path: config.path,
+            base: base.base,
             insecure_registries: registry_args.insecure_registries,
-            cache_dir,
+            cache_dir: cache.cache_dir,
             check,
         }),
-        Command::Plan { path, format, output, profile, calibrate, registry, registry_args, base, skip_base_lookup } => {
+        Command::Plan {
+            config,
+            format,
+            output,
+            profile,
+            calibrate,
+            registry,
+            registry_args,
+            base,
+            skip_base_lookup,
+        } => {
             let format = match format {
                 PlanFormat::Text => imgbake::cost::report::Format::Text,
                 PlanFormat::Json => imgbake::cost::report::Format::Json,
@@ -31,18 +41,18 @@ fn main() -> ExitCode {
                 PlanFormat::Html => imgbake::cost::report::Format::Html,
             };
             plan::run(&plan::PlanArgs {
-                path,
+                path: config.path,
                 format,
                 output,
-                profile,
+                profile: profile.profile,
                 calibrate,
                 registry,
                 insecure_registries: registry_args.insecure_registries,
-                base,
+                base: base.base,
                 skip_base_lookup,
             })
         }
-        Command::Build { path, output, push, base, registry_args, cache_dir, json, locked, profile, builder } => {
+        Command::Build { config, output, push, base, registry_args, cache, json, locked, profile, builder } => {
             let builder = match builder {
                 Builder::Native => None,
                 Builder::Buildah => Some(ContainerBuilder::Buildah),
@@ -50,25 +60,25 @@ fn main() -> ExitCode {
                 Builder::Buildkit => Some(ContainerBuilder::Buildkit),
             };
             build::run(&build::BuildArgs {
-                path,
+                path: config.path,
                 output,
                 push,
-                base,
+                base: base.base,
                 insecure_registries: registry_args.insecure_registries,
-                cache_dir,
+                cache_dir: cache.cache_dir,
                 json,
                 locked,
-                profile,
+                profile: profile.profile,
                 builder,
             })
         }
-        Command::Dockerfile { path, output, base, cache_dir, registry_args, locked, profile } => {
+        Command::Dockerfile { config, output, base, cache, registry_args, locked, profile } => {
             dockerfile::run(&dockerfile::DockerfileArgs {
-                path,
+                path: config.path,
                 output,
                 base,
-                cache_dir,
-                profile,
+                cache_dir: cache.cache_dir,
+                profile: profile.profile,
                 locked,
                 insecure_registries: registry_args.insecure_registries,
             })

@@ -131,7 +131,6 @@ pub fn run(args: &BuildArgs) -> u8 {
         }
         Err(BuildError::Entrypoint(missing)) => {
             print_error(&missing);
-            eprintln!("  hint: {}", missing.hint());
             EXIT_INVALID_INPUT
         }
         Err(err) => {

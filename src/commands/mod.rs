@@ -14,29 +14,23 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_INVALID_INPUT: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
-/// Prints `error: …` then one `Caused by: …` line per source, as uv does,
-/// then the `hint: …` of a registry error in the chain.
-/// URLs' query strings are cut out (a redirect's signed URL can be in a cause).
+use crate::plumbing::errors;
+
+/// Prints the error as [`errors::report`] does: `error: …`, one
+/// `Caused by: …` line per source, then the `hint: …` of an error in the
+/// chain. URLs' query strings are cut out (a redirect's signed URL can be in
+/// a cause).
 pub fn print_error(error: &(dyn std::error::Error + 'static)) {
-    let redact = crate::weights::signed_url::redact_queries;
-    eprintln!("error: {}", redact(&error.to_string()));
-    let mut hint = registry_hint(error);
-    let mut source = error.source();
-    while let Some(cause) = source {
-        eprintln!("  Caused by: {}", redact(&cause.to_string()));
-        hint = hint.or_else(|| registry_hint(cause));
-        source = cause.source();
-    }
-    if let Some(hint) = hint {
-        eprintln!("  hint: {}", redact(&hint));
-    }
+    eprint!("{}", crate::weights::signed_url::redact_queries(&errors::report(error, &hint_of)));
 }
 
-/// The hint of a [`crate::registry::RegistryError`] (held directly or boxed).
-fn registry_hint(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    use crate::registry::RegistryError;
-    error
-        .downcast_ref::<RegistryError>()
-        .or_else(|| error.downcast_ref::<Box<RegistryError>>().map(|boxed| &**boxed))
-        .and_then(RegistryError::hint)
+/// The hint of an error that has one. An error type with a hint is listed
+/// here; a wrapper that is `#[error(transparent)]` hides the error it holds
+/// from the chain, so it implements [`errors::Hint`] by asking that error.
+pub fn hint_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use errors::hint_of_type;
+    hint_of_type::<crate::registry::RegistryError>(error)
+        .or_else(|| hint_of_type::<crate::execute::entrypoint::MissingProgram>(error))
+        .or_else(|| hint_of_type::<crate::runtime::prefetch::PrefetchError>(error))
+        .or_else(|| hint_of_type::<crate::dockerfile::builder::BuilderError>(error))
 }

@@ -401,14 +401,8 @@ pub fn resolve_hook_bytes(profile: &mut Profile) {
 
 /// Writes `text` to `path` atomically (temp file beside it, fsync, rename).
 pub fn write_atomically(path: &Path, text: &str) -> Result<(), ProfileError> {
-    use std::io::Write;
-    let write_error = |source| ProfileError::Write { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(write_error)?;
-    temp.write_all(text.as_bytes()).map_err(write_error)?;
-    temp.as_file().sync_all().map_err(write_error)?;
-    temp.persist(path).map_err(|e| write_error(e.error))?;
-    Ok(())
+    crate::plumbing::fs::write_atomic(path, text.as_bytes())
+        .map_err(|source| ProfileError::Write { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub struct BuilderRun {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuilderError {
-    #[error("`{program}` is not installed; install it or use the native build (no --builder)\n  hint: on Debian, `apt-get install {package}`")]
+    #[error("`{program}` is not installed; install it or use the native build (no --builder)")]
     Missing { program: &'static str, package: &'static str },
     #[error("`{command}` failed ({status})")]
     Failed { command: String, status: String },
@@ -56,6 +56,15 @@ pub enum BuilderError {
     },
     #[error("cannot prepare the builder's storage")]
     Storage(#[source] std::io::Error),
+}
+
+impl crate::plumbing::errors::Hint for BuilderError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            BuilderError::Missing { package, .. } => Some(format!("on Debian, `apt-get install {package}`")),
+            _ => None,
+        }
+    }
 }
 
 /// What the builder made.

@@ -62,7 +62,8 @@ pub fn apt_layer(
             let _ = std::fs::remove_dir_all(&staging);
             let made = crate::deps::apt::install_tree(&base, &locked.packages, &files, &staging)?;
             let bytes = serde_json::to_vec(&made).expect("entries serialize");
-            write_atomically(&record, &bytes).map_err(|source| DepsError::AptCache { path: record.clone(), source })?;
+            crate::plumbing::fs::write_atomic(&record, &bytes)
+                .map_err(|source| DepsError::AptCache { path: record.clone(), source })?;
             made
         }
     };
@@ -70,16 +71,6 @@ pub fn apt_layer(
     let options = LayerOptions::from_env(layer.compression);
     let files = entries.iter().filter(|e| e.is_file()).count();
     Ok(build_cached_layer(cache, &entries, &options, layer.name.clone(), layer.history.clone(), files)?)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut temp, bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// One layer with the conda environment at its prefix (`/opt/conda`).

@@ -38,6 +38,12 @@ impl MissingProgram {
     }
 }
 
+impl crate::plumbing::errors::Hint for MissingProgram {
+    fn hint(&self) -> Option<String> {
+        Some(self.hint.clone())
+    }
+}
+
 /// Image paths of the entries a layer holds that could be run: anything but
 /// a directory in a `bin` or `sbin` directory, and executable files.
 pub fn runnable_paths(entries: &[LayerEntry]) -> Vec<String> {

@@ -129,11 +129,8 @@ impl VerifiedStream<'_> {
     /// Counts a failed attempt and sleeps before the next, or gives up.
     fn pause(&mut self, reason: &str, after: Option<Duration>) -> io::Result<()> {
         self.attempts += 1;
-        let policy = self.streams.policy;
-        if self.attempts >= policy.attempts {
-            return Err(self.fail(format!("{reason} (gave up after {} attempts)", policy.attempts)));
-        }
-        std::thread::sleep(policy.delay(self.attempts, after));
+        let delay = self.streams.policy.next_delay(self.attempts, after);
+        std::thread::sleep(delay.map_err(|why| self.fail(format!("{reason} ({why})")))?);
         Ok(())
     }
 

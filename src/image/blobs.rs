@@ -360,19 +360,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), BlobError> {
 /// rename, fsync the directory.
 pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temp = dir.join(format!("{TEMP_PREFIX}{name}-{}", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&temp);
-        return Err(BlobError::io("write", path, dir, e));
-    }
-    sync_dir(dir)
+    crate::plumbing::fs::write_atomic(path, bytes).map_err(|e| BlobError::io("write", path, dir, e))
 }
 
 #[cfg(test)]

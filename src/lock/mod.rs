@@ -210,16 +210,8 @@ impl Lock {
 
     /// Writes atomically (temp file, fsync, rename, fsync of the directory).
     pub fn write(&self, path: &Path) -> Result<(), LockError> {
-        let err = |source| LockError::Write { path: path.to_path_buf(), source };
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-        io::Write::write_all(&mut temp, self.to_toml().as_bytes()).map_err(err)?;
-        temp.as_file().sync_all().map_err(err)?;
-        temp.persist(path).map_err(|e| err(e.error))?;
-        if let Ok(dir) = fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        crate::plumbing::fs::write_atomic(path, self.to_toml().as_bytes())
+            .map_err(|source| LockError::Write { path: path.to_path_buf(), source })
     }
 
     /// Whether the lock answers these inputs.

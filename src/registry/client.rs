@@ -9,10 +9,11 @@
 
 use super::auth::{Challenge, CredentialSource, Credentials, TokenResponse};
 use super::connection::{self, is_transient, transport_error, Failure};
-use super::error::{is_retryable_status, RegistryError, Result, ServerMessage, CODE_TOO_MANY_REQUESTS};
+use super::error::{RegistryError, Result, ServerMessage, CODE_TOO_MANY_REQUESTS};
 use super::progress::{Progress, ProgressMode};
+use crate::plumbing::retry::{retry_after, retryable_status, RetryPolicy};
 use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::PathBuf;
@@ -76,6 +77,14 @@ impl Default for RegistryClientOptions {
     }
 }
 
+impl RegistryClientOptions {
+    /// These options' retries as the shared policy; a `Retry-After` longer
+    /// than the longest backoff is not sat through.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::with_retries(self.max_retries, self.initial_backoff, self.max_backoff)
+    }
+}
+
 /// What a client has done so far; tests use it to prove that a re-push
 /// uploads nothing.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -129,10 +138,7 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(options: RegistryClientOptions) -> Result<RegistryClient> {
-        let mut builder = Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.timeout)
-            .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")));
+        let mut builder = crate::plumbing::http::blocking(options.connect_timeout, options.timeout);
         let mut root_certificates = Vec::new();
         for path in &options.ca_certificates {
             let pem = std::fs::read(path).map_err(|source| RegistryError::Io { path: path.clone(), source })?;
@@ -238,7 +244,7 @@ impl RegistryClient {
         let key = (registry.to_string(), repository.to_string());
         let mut answered_challenge = false;
         let mut fell_back = false;
-        let mut attempt = 0;
+        let mut failures = 0;
         loop {
             let mut request = make(&self.http)?;
             let authorization = self.authorizations.lock().unwrap().get(&key).cloned();
@@ -250,7 +256,6 @@ impl RegistryClient {
             if self.scheme(registry) == "http" && request.url().scheme() == "https" {
                 let _ = request.url_mut().set_scheme("http");
             }
-            let retries_left = retry && attempt < self.options.max_retries;
             match self.http.execute(request) {
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -269,13 +274,9 @@ impl RegistryClient {
                             credential,
                         });
                     }
-                    if is_retryable_status(status) {
-                        let wait = retry_after(&response);
-                        // A wait longer than our longest backoff is not worth sitting through.
-                        let worth_waiting = wait.is_none_or(|wait| wait <= self.options.max_backoff);
-                        if retries_left && worth_waiting {
-                            self.pause_before_retry(attempt, wait);
-                            attempt += 1;
+                    if retry && retryable_status(status) {
+                        failures += 1;
+                        if self.pause_before_retry(failures, retry_after(response.headers())) {
                             continue;
                         }
                     }
@@ -284,11 +285,12 @@ impl RegistryClient {
                 Err(error) if !fell_back && self.falls_back_to_http(registry, &error) => {
                     fell_back = true;
                 }
-                Err(error) if is_transient(&error) && retries_left => {
-                    self.pause_before_retry(attempt, None);
-                    attempt += 1;
+                Err(error) => {
+                    failures += 1;
+                    if !(retry && is_transient(&error) && self.pause_before_retry(failures, None)) {
+                        return Err(transport_error(registry, error));
+                    }
                 }
-                Err(error) => return Err(transport_error(registry, error)),
             }
         }
     }
@@ -299,9 +301,38 @@ impl RegistryClient {
         authorizations.get(&(registry.to_string(), repository.to_string())).map(|(value, _)| value.clone())
     }
 
-    fn pause_before_retry(&self, attempt: u32, hint: Option<Duration>) {
-        Counters::add(&self.counters.retries, 1);
-        std::thread::sleep(backoff(attempt, self.options.initial_backoff, self.options.max_backoff, hint));
+    /// After failed try number `failures`: counts a retry and sleeps before
+    /// it, or returns false when the policy says to give up.
+    fn pause_before_retry(&self, failures: u32, retry_after: Option<Duration>) -> bool {
+        match self.options.retry_policy().next_delay(failures, retry_after) {
+            Ok(delay) => {
+                Counters::add(&self.counters.retries, 1);
+                std::thread::sleep(delay);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Runs `once` again, after a pause, while it fails with an error that
+    /// `retryable` accepts and the policy allows another try.
+    pub(crate) fn with_retries<T>(
+        &self,
+        mut once: impl FnMut() -> Result<T>,
+        retryable: impl Fn(&RegistryError) -> bool,
+    ) -> Result<T> {
+        let mut failures = 0;
+        loop {
+            match once() {
+                Err(error) if retryable(&error) => {
+                    failures += 1;
+                    if !self.pause_before_retry(failures, None) {
+                        return Err(error);
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Turns a 401's `WWW-Authenticate` into an `Authorization` value, with
@@ -390,7 +421,7 @@ impl RegistryClient {
     /// identity token, the OAuth2 refresh-token grant docker uses
     /// (`POST realm` with a form).
     fn send_token_request(&self, registry: &str, token: &TokenRequest<'_>) -> Result<Response> {
-        let mut attempt = 0;
+        let mut failures = 0;
         loop {
             let request = match token.credentials {
                 Some(credentials) if credentials.is_identity_token() => {
@@ -420,32 +451,22 @@ impl RegistryClient {
                     }
                 }
             };
-            let retries_left = attempt < self.options.max_retries;
             match request.send() {
-                Ok(response) if is_retryable_status(response.status().as_u16()) && retries_left => {
-                    self.pause_before_retry(attempt, retry_after(&response));
+                Ok(response) if retryable_status(response.status().as_u16()) => {
+                    failures += 1;
+                    if !self.pause_before_retry(failures, retry_after(response.headers())) {
+                        return Ok(response);
+                    }
                 }
                 Ok(response) => return Ok(response),
-                Err(error) if is_transient(&error) && retries_left => {
-                    self.pause_before_retry(attempt, None);
+                Err(error) => {
+                    failures += 1;
+                    if !(is_transient(&error) && self.pause_before_retry(failures, None)) {
+                        return Err(transport_error(registry, error));
+                    }
                 }
-                Err(error) => return Err(transport_error(registry, error)),
             }
-            attempt += 1;
         }
-    }
-}
-
-/// `initial * 2^attempt`, capped, then "equal jitter": half fixed, half random,
-/// so that parallel uploads hitting the same 503 do not retry in lockstep.
-pub(crate) fn backoff(attempt: u32, initial: Duration, max: Duration, hint: Option<Duration>) -> Duration {
-    let exponential = initial.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX)).min(max);
-    let half = exponential / 2;
-    let jitter = half.mul_f64(fastrand::f64());
-    let delay = half + jitter;
-    match hint {
-        Some(hint) => delay.max(hint.min(max)),
-        None => delay,
     }
 }
 
@@ -466,7 +487,7 @@ fn rate_limit_error(registry: &str, response: Response) -> Result<Response> {
     if status != 429 {
         return Ok(response);
     }
-    let retry_after = retry_after(&response);
+    let retry_after = retry_after(response.headers());
     let mut body = Vec::new();
     let _ = response.take(64 * 1024).read_to_end(&mut body);
     let messages = ServerMessage::parse_all(&body);
@@ -478,26 +499,9 @@ fn rate_limit_error(registry: &str, response: Response) -> Result<Response> {
     Err(RegistryError::RateLimited { registry: registry.to_string(), status, retry_after, detail })
 }
 
-fn retry_after(response: &Response) -> Option<Duration> {
-    let seconds: u64 = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        let initial = Duration::from_millis(100);
-        let max = Duration::from_secs(2);
-        for attempt in 0..10 {
-            let delay = backoff(attempt, initial, max, None);
-            let full = (initial * 2u32.pow(attempt)).min(max);
-            assert!(delay >= full / 2 && delay <= full, "{attempt}: {delay:?}");
-        }
-        assert_eq!(backoff(0, initial, max, Some(Duration::from_secs(60))), max);
-    }
 
     #[test]
     fn plain_http_only_for_listed_hosts() {

@@ -14,7 +14,7 @@
 //! downgrade.
 
 use super::error::{CertificateProblem, RegistryError};
-use std::error::Error as StdError;
+use crate::plumbing::errors::causes;
 use std::net::IpAddr;
 
 /// Whether `registry` (`host[:port]`) names this machine.
@@ -68,26 +68,6 @@ pub(crate) fn failure_of(error: &reqwest::Error) -> Failure {
     Failure::Other
 }
 
-/// `error` and its causes. An `io::Error`'s `source()` skips the error it
-/// wraps (it returns that error's source), so step into it instead: rustls
-/// errors sit inside two nested `io::Error`s.
-fn causes<'a>(error: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
-    let mut found = Vec::new();
-    let mut next = Some(error);
-    while let Some(cause) = next {
-        found.push(cause);
-        next = match cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(as_std(inner)),
-            None => cause.source(),
-        };
-    }
-    found
-}
-
-fn as_std<'a>(error: &'a (dyn StdError + Send + Sync + 'static)) -> &'a (dyn StdError + 'static) {
-    error
-}
-
 fn certificate_problem(error: &rustls::CertificateError) -> CertificateProblem {
     use rustls::CertificateError::*;
     match error {
@@ -107,7 +87,7 @@ pub(crate) fn is_transient(error: &reqwest::Error) -> bool {
         Failure::PlainHttp | Failure::Certificate(_) | Failure::HostNotFound { permanent: true } => return false,
         Failure::HostNotFound { permanent: false } | Failure::Refused | Failure::Other => {}
     }
-    if error.is_connect() || error.is_timeout() || error.is_request() || error.is_body() {
+    if crate::plumbing::retry::transient(error) {
         return true;
     }
     causes(error).into_iter().any(|cause| {

@@ -222,9 +222,9 @@ impl RegistryError {
             | RegistryError::Transfer { .. }
             | RegistryError::ConnectionRefused { .. }
             | RegistryError::RateLimited { .. } => true,
-            RegistryError::UnexpectedStatus { status, .. } => is_retryable_status(*status),
-            RegistryError::BlobUpload { status, .. } => status.is_none_or(is_retryable_status),
-            RegistryError::ManifestRejected { status, .. } => is_retryable_status(*status),
+            RegistryError::UnexpectedStatus { status, .. } => crate::plumbing::retry::retryable_status(*status),
+            RegistryError::BlobUpload { status, .. } => status.is_none_or(crate::plumbing::retry::retryable_status),
+            RegistryError::ManifestRejected { status, .. } => crate::plumbing::retry::retryable_status(*status),
             // A corrupted download can be a transient proxy fault.
             RegistryError::DigestMismatch { .. } => true,
             RegistryError::Token { .. } => false,
@@ -311,6 +311,12 @@ impl RegistryError {
     }
 }
 
+impl crate::plumbing::errors::Hint for RegistryError {
+    fn hint(&self) -> Option<String> {
+        RegistryError::hint(self)
+    }
+}
+
 /// `host[:port]` → `host` (IPv6 brackets kept).
 fn host_of(registry: &str) -> &str {
     match registry.rsplit_once(':') {
@@ -335,10 +341,6 @@ fn without_tag_or_digest(reference: &str) -> &str {
         Some((repository, tag)) if !tag.contains('/') => repository,
         _ => name,
     }
-}
-
-pub(crate) fn is_retryable_status(status: u16) -> bool {
-    status == 429 || (500..600).contains(&status)
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

@@ -9,6 +9,7 @@ use super::parallel::for_each_parallel;
 use super::reference::Reference;
 use crate::image::digest::Digest;
 use crate::image::oci::{Descriptor, ImageIndex, ImageManifest};
+use crate::plumbing::fs::AtomicFile;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use sha2::{Digest as _, Sha256};
 use std::fs;
@@ -177,23 +178,11 @@ impl RegistryClient {
     /// mismatch the temp file is deleted and `dest` is untouched. Returns
     /// the size.
     pub fn fetch_blob_to_file(&self, image: &Reference, digest: &Digest, dest: &Path) -> Result<u64> {
-        let mut attempt = 0;
-        loop {
-            match self.fetch_blob_once(image, digest, dest) {
-                // Cut off mid-stream: start over (the temp file is gone).
-                Err(RegistryError::Transfer { .. }) if attempt < self.options.max_retries => {
-                    std::thread::sleep(super::client::backoff(
-                        attempt,
-                        self.options.initial_backoff,
-                        self.options.max_backoff,
-                        None,
-                    ));
-                    Counters::add(&self.counters.retries, 1);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        // Cut off mid-stream: start over (the temp file is gone).
+        self.with_retries(
+            || self.fetch_blob_once(image, digest, dest),
+            |error| matches!(error, RegistryError::Transfer { .. }),
+        )
     }
 
     fn fetch_blob_once(&self, image: &Reference, digest: &Digest, dest: &Path) -> Result<u64> {
@@ -219,7 +208,7 @@ impl RegistryClient {
         let io_error = |source| RegistryError::Io { path: dest.to_path_buf(), source };
         let directory = dest.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
         fs::create_dir_all(directory).map_err(io_error)?;
-        let mut temp = tempfile::Builder::new().prefix(".partial-").tempfile_in(directory).map_err(io_error)?;
+        let mut temp = AtomicFile::new_in(directory).map_err(io_error)?;
         let transfer = self.progress.start("pulled", digest, response.content_length().unwrap_or(0));
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
@@ -247,9 +236,8 @@ impl RegistryClient {
                 actual,
             });
         }
-        temp.as_file().sync_all().map_err(io_error)?;
         set_readable(temp.path()).map_err(io_error)?;
-        temp.persist(dest).map_err(|error| io_error(error.error))?;
+        temp.persist(dest).map_err(io_error)?;
         Counters::add(&self.counters.blobs_downloaded, 1);
         Counters::add(&self.counters.bytes_downloaded, size);
         transfer.finish();
@@ -301,15 +289,8 @@ pub(crate) fn sha256_of(bytes: &[u8]) -> Digest {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io_error = |source| RegistryError::Io { path: path.to_path_buf(), source };
-    let directory = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(directory).map_err(io_error)?;
-    let mut temp = tempfile::Builder::new().prefix(".partial-").tempfile_in(directory).map_err(io_error)?;
-    temp.write_all(bytes).map_err(io_error)?;
-    temp.as_file().sync_all().map_err(io_error)?;
-    set_readable(temp.path()).map_err(io_error)?;
-    temp.persist(path).map_err(|error| io_error(error.error))?;
-    Ok(())
+    crate::plumbing::fs::write_atomic(path, bytes)
+        .map_err(|source| RegistryError::Io { path: path.to_path_buf(), source })
 }
 
 fn set_readable(path: &Path) -> std::io::Result<()> {

@@ -112,22 +112,10 @@ impl RegistryClient {
                 actual: on_disk.len(),
             });
         }
-        let mut attempt = 0;
-        loop {
-            match self.upload_once(image, blob, mount_from.filter(|from| *from != image.repository)) {
-                Err(error) if error.is_retryable() && attempt < self.options.max_retries => {
-                    Counters::add(&self.counters.retries, 1);
-                    std::thread::sleep(super::client::backoff(
-                        attempt,
-                        self.options.initial_backoff,
-                        self.options.max_backoff,
-                        None,
-                    ));
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        self.with_retries(
+            || self.upload_once(image, blob, mount_from.filter(|from| *from != image.repository)),
+            RegistryError::is_retryable,
+        )
     }
 
     fn upload_once(&self, image: &Reference, blob: &BlobSource, mount_from: Option<&str>) -> Result<BlobPushOutcome> {
@@ -225,9 +213,7 @@ impl RegistryClient {
         };
         let file = File::open(&blob.path).map_err(|source| RegistryError::Io { path: blob.path.clone(), source })?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(setup_error)?;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(self.options.connect_timeout)
-            .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")));
+        let mut builder = crate::plumbing::http::asynchronous(self.options.connect_timeout);
         for certificate in &self.root_certificates {
             builder = builder.add_root_certificate(certificate.clone());
         }

@@ -153,8 +153,10 @@ pub fn facts_of_base(base: &ResolvedBase, cache_dir: &Path) -> Result<BaseFacts,
         let record =
             PinnedRecord { layers: base.layers.iter().map(|l| l.digest.to_string()).collect(), env: base.config_env() };
         // An optimisation for `validate`: a failure to write it is not an error.
-        let _ =
-            write_atomically(&pinned_record_path(pinned, cache_dir), &serde_json::to_vec(&record).unwrap_or_default());
+        let _ = crate::plumbing::fs::write_atomic(
+            &pinned_record_path(pinned, cache_dir),
+            &serde_json::to_vec(&record).unwrap_or_default(),
+        );
     }
     Ok(facts_from_nodes(&merged))
 }
@@ -260,18 +262,8 @@ fn cached_layer_facts(
     }
     let facts = scan()?;
     // The cache is an optimisation: a failure to write it is not an error.
-    let _ = write_atomically(&path, &serde_json::to_vec(&facts).unwrap_or_default());
+    let _ = crate::plumbing::fs::write_atomic(&path, &serde_json::to_vec(&facts).unwrap_or_default());
     Ok(facts)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
-    fs::create_dir_all(dir)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    io::Write::write_all(&mut temp, bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 fn decompressed(file: fs::File, media_type: &str) -> io::Result<Box<dyn Read>> {

@@ -41,32 +41,9 @@ const VERIFY_ATTEMPTS: u32 = 2;
 const READ_BUFFER: usize = 1 << 20;
 const HASH_BUFFER: usize = 4 << 20;
 
-/// Retries of one range: exponential backoff with jitter, `Retry-After`
-/// honoured; an attempt that moved bytes forward does not count.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub first_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy { attempts: 6, first_delay: Duration::from_millis(500), max_delay: Duration::from_secs(30) }
-    }
-}
-
-impl RetryPolicy {
-    /// The pause before retry `attempt` (1-based): `first · 2^(attempt-1)`,
-    /// capped, then a random point in its upper half (so replicas spread out).
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(after) = retry_after {
-            return after;
-        }
-        let base = self.first_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max_delay);
-        base / 2 + base.mul_f64(fastrand::f64() / 2.0)
-    }
-}
+/// Retries of one range (the shared policy); an attempt that moved bytes
+/// forward does not count.
+pub use crate::plumbing::retry::RetryPolicy;
 
 /// Limits open connections across all files of one hook (std has no
 /// semaphore; this is the usual mutex + condvar one).
@@ -132,7 +109,7 @@ pub fn download(ctx: &Context, file: &ManifestFile, target: &Path, state: &Path)
             let out = File::open(&partial).map_err(|e| format!("cannot open {}: {e}", partial.display()))?;
             out.sync_all().map_err(|e| format!("cannot fsync {}: {e}", partial.display()))?;
             fs::rename(&partial, target).map_err(|e| format!("cannot rename {}: {e}", partial.display()))?;
-            sync_dir(target);
+            crate::plumbing::fs::sync_parent(target);
             let _ = fs::remove_file(state);
             return Ok(total);
         }
@@ -148,13 +125,6 @@ pub fn download(ctx: &Context, file: &ManifestFile, target: &Path, state: &Path)
         }
     }
     unreachable!("the last attempt returns")
-}
-
-/// Makes a rename durable; best effort (not every filesystem allows it).
-pub fn sync_dir(path: &Path) {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let _ = File::open(parent).and_then(|dir| dir.sync_all());
-    }
 }
 
 pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
@@ -408,11 +378,7 @@ fn open_with_retries(shared: &Shared, start: u64, end: u64, attempt: Option<&mut
 /// Counts a failed attempt and sleeps before the next, or gives up.
 fn pause(shared: &Shared, attempts: &mut u32, reason: &str, after: Option<Duration>) -> Result<(), String> {
     *attempts += 1;
-    let policy = shared.ctx.policy;
-    if *attempts >= policy.attempts {
-        return Err(format!("{reason} (gave up after {} attempts)", policy.attempts));
-    }
-    let delay = policy.delay(*attempts, after);
+    let delay = shared.ctx.policy.next_delay(*attempts, after).map_err(|why| format!("{reason} ({why})"))?;
     shared.ctx.events.retry(
         shared.ctx.origin,
         &shared.file.path,
@@ -561,18 +527,6 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_honours_retry_after() {
-        let policy = RetryPolicy::default();
-        for attempt in 1..=5 {
-            let base = Duration::from_millis(500) * (1 << (attempt - 1));
-            let delay = policy.delay(attempt, None);
-            assert!(delay >= base / 2 && delay <= base, "{attempt}: {delay:?}");
-        }
-        assert!(policy.delay(20, None) <= Duration::from_secs(30));
-        assert_eq!(policy.delay(1, Some(Duration::from_secs(7))), Duration::from_secs(7));
-    }
 
     #[test]
     fn the_connection_budget_bounds_concurrency() {

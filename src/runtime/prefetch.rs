@@ -20,6 +20,7 @@
 use super::download::{self, Budget, Context, RetryPolicy};
 use super::events::Events;
 use super::remote::Remote;
+use crate::plumbing::fs::write_atomic;
 use crate::spec::{WeightsLayout, WeightsSource};
 use crate::weights::manifest::{ManifestEntry, ManifestFile, WeightsManifest};
 use std::os::unix::fs::MetadataExt;
@@ -85,8 +86,7 @@ pub enum PrefetchError {
         source: std::io::Error,
     },
     #[error(
-        "not enough disk space on {}: the weights need {needed} more bytes, {available} are free; \
-         hint: give the volume more space or remove stale files",
+        "not enough disk space on {}: the weights need {needed} more bytes, {available} are free",
         path.display()
     )]
     DiskFull { path: PathBuf, needed: u64, available: u64 },
@@ -98,6 +98,15 @@ pub enum PrefetchError {
     },
     #[error("cannot start the background prefetch")]
     Spawn(#[source] std::io::Error),
+}
+
+impl crate::plumbing::errors::Hint for PrefetchError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            PrefetchError::DiskFull { .. } => Some("give the volume more space or remove stale files".to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// Downloads at once by default: network-bound, so more than the cores,
@@ -132,7 +141,11 @@ pub fn run(options: &PrefetchOptions) -> Result<serde_json::Value, PrefetchError
             Ok(summary)
         }
         Err(error) => {
-            let message = error_chain(&error);
+            // The failure record carries the hint too: no one sees stderr of a hook.
+            let message = match crate::plumbing::errors::Hint::hint(&error) {
+                Some(hint) => format!("{}; hint: {hint}", error_chain(&error)),
+                None => error_chain(&error),
+            };
             events.failed(&message);
             if let Some(ready) = &options.ready_file {
                 let summary = events.summary("failed", 0, 0);
@@ -145,7 +158,7 @@ pub fn run(options: &PrefetchOptions) -> Result<serde_json::Value, PrefetchError
     }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     super::remote::chain(error)
 }
 
@@ -407,19 +420,6 @@ fn relative_target(link: &str, blob: &str) -> String {
     let mut parts: Vec<&str> = vec![".."; from.len() - common];
     parts.extend(&to[common..]);
     parts.join("/")
-}
-
-/// temp + fsync + rename + directory fsync.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    download::sync_dir(path);
-    Ok(())
 }
 
 /// Replaces this process with the app. Returns only on failure.

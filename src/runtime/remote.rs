@@ -8,12 +8,13 @@
 //! missing, so the static hook binary works in a bare root where glibc's NSS
 //! cannot be loaded.
 
+use crate::plumbing::retry;
 use crate::spec::WeightsSource;
 use crate::weights::manifest::{ManifestEntry, ManifestFile};
 use crate::weights::object::{ObjectOptions, ObjectSource};
 use crate::weights::{RemoteFile, Secret, WeightsError};
 use reqwest::blocking::Client;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_RANGE, RANGE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 use std::io::Read;
 use std::path::PathBuf;
@@ -28,8 +29,6 @@ pub const SECRETS_DIR: &str = "/secrets";
 pub const SECRETS_DIR_ENV: &str = "IMGBAKE_SECRETS_DIR";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest honoured `Retry-After`; a server asking for more gets this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Why a request did not give bytes.
 #[derive(Debug)]
@@ -125,10 +124,8 @@ pub struct HttpRemote {
 
 impl HttpRemote {
     fn new(token: Option<Secret>, credential: String, read_timeout: Duration) -> Result<HttpRemote, String> {
-        let client = Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            // Per read call in the blocking client: a stall, not a slow file.
-            .timeout(read_timeout)
+        // The timeout is per read call in the blocking client: a stall, not a slow file.
+        let client = crate::plumbing::http::blocking(CONNECT_TIMEOUT, read_timeout)
             .dns_resolver(Arc::new(Resolver::default()))
             .user_agent(concat!("imgbake-prefetch/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -161,11 +158,8 @@ impl HttpRemote {
                 Ok(Body { reader: Box::new(response), from: start, whole: false })
             }
             StatusCode::OK => Ok(Body { reader: Box::new(response), from: 0, whole: true }),
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
-                Err(Failure::Retry { message: format!("HTTP {status}"), after: retry_after(&response) })
-            }
-            status if status.is_server_error() => {
-                Err(Failure::Retry { message: format!("HTTP {status}"), after: retry_after(&response) })
+            status if retry::retryable_status(status.as_u16()) => {
+                Err(Failure::Retry { message: format!("HTTP {status}"), after: retry::retry_after(response.headers()) })
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Failure::Fatal(format!(
                 "access denied (HTTP {}); set the credential named {}",
@@ -178,24 +172,11 @@ impl HttpRemote {
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
-fn retry_after(response: &reqwest::blocking::Response) -> Option<Duration> {
-    let seconds: u64 = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-}
-
 /// An error with its causes, on one line (reqwest's own Display hides them).
 /// Query strings are cut out: after a redirect, reqwest's text names the
 /// signed URL it was sent to.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    crate::weights::signed_url::redact_queries(&text)
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    crate::weights::signed_url::redact_queries(&crate::plumbing::errors::one_line(error))
 }
 
 /// Object-store reads. `ObjectSource` drives one current-thread runtime, so

@@ -14,6 +14,7 @@
 use super::filter::PathFilter;
 use super::{safe_relative_path, FileReader, Listing, RemoteFile, Secret, WeightsError};
 use crate::image::digest::Digest;
+use crate::plumbing::retry::{self, RetryPolicy};
 use crate::spec::{WeightsEntry, WeightsSource};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, ETAG};
@@ -37,8 +38,12 @@ pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 /// Concurrent HEAD requests when listing (repos have hundreds of files).
 const HEAD_THREADS: usize = 8;
 /// Tries for one request on 5xx, 429 and connection errors.
-const ATTEMPTS: u32 = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const RETRY: RetryPolicy = RetryPolicy {
+    attempts: 4,
+    first_delay: Duration::from_millis(250),
+    max_delay: Duration::from_secs(2),
+    max_retry_after: Duration::from_secs(60),
+};
 /// Per connect / send / read; a stalled transfer fails instead of hanging.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 const COPY_BUFFER: usize = 256 * 1024;
@@ -79,12 +84,7 @@ impl HfClient {
         let endpoint = endpoint
             .or_else(|| std::env::var(HF_ENDPOINT_ENV).ok().filter(|v| !v.is_empty()))
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-        let builder = || {
-            Client::builder()
-                .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(IO_TIMEOUT)
-                .timeout(IO_TIMEOUT)
-        };
+        let builder = || crate::plumbing::http::blocking(IO_TIMEOUT, IO_TIMEOUT);
         HfClient {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             token,
@@ -265,10 +265,7 @@ impl HfClient {
         let partial = partial_path(dest);
         let result = self.download_partial(file, &partial).and_then(|digest| {
             fs::rename(&partial, dest).map_err(|err| io_error(&file.url, err))?;
-            if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-                // Makes the rename durable; best effort (not every filesystem allows it).
-                let _ = File::open(parent).and_then(|dir| dir.sync_all());
-            }
+            crate::plumbing::fs::sync_parent(dest);
             Ok(digest)
         });
         if result.is_err() {
@@ -314,10 +311,10 @@ impl HfClient {
         Ok(digest)
     }
 
-    /// Sends with the token, retrying 5xx / 429 / connection errors with backoff.
+    /// Sends with the token, retrying what the shared policy retries.
     fn send(&self, uri: &str, request: impl Fn() -> RequestBuilder) -> Result<Response, WeightsError> {
-        let mut backoff = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
+        let mut failures = 0;
+        loop {
             let mut builder = request();
             if let Some(token) = &self.token {
                 let mut value =
@@ -333,18 +330,21 @@ impl HfClient {
                 value.set_sensitive(true);
                 builder = builder.header(AUTHORIZATION, value);
             }
+            failures += 1;
             match builder.send() {
-                Ok(response) if !retryable(response.status()) || attempt == ATTEMPTS => return Ok(response),
-                Err(err) if attempt == ATTEMPTS || !(err.is_connect() || err.is_timeout() || err.is_request()) => {
-                    return Err(WeightsError::Http { source_uri: uri.to_string(), source: Box::new(err) })
+                Ok(response) if retry::retryable_status(response.status().as_u16()) => {
+                    match RETRY.next_delay(failures, retry::retry_after(response.headers())) {
+                        Ok(delay) => std::thread::sleep(delay),
+                        Err(_) => return Ok(response),
+                    }
                 }
-                // A 5xx / 429 or a dropped connection: try again after a pause.
-                _ => {}
+                Ok(response) => return Ok(response),
+                Err(err) => match RETRY.next_delay(failures, None) {
+                    Ok(delay) if retry::transient(&err) => std::thread::sleep(delay),
+                    _ => return Err(WeightsError::Http { source_uri: uri.to_string(), source: Box::new(err) }),
+                },
             }
-            std::thread::sleep(backoff);
-            backoff *= 2;
         }
-        unreachable!("the last attempt returns")
     }
 
     /// 401/403 → Unauthorized (naming the credential), other failures → Http.
@@ -392,10 +392,6 @@ struct RevisionInfo {
 #[derive(serde::Deserialize)]
 struct Sibling {
     rfilename: String,
-}
-
-fn retryable(status: StatusCode) -> bool {
-    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -69,10 +69,7 @@ impl HttpSource {
                 message: "expected an https:// (or http://) URL".to_string(),
             });
         }
-        let client = Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(READ_TIMEOUT)
-            .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")))
+        let client = crate::plumbing::http::blocking(CONNECT_TIMEOUT, READ_TIMEOUT)
             .build()
             .map_err(|error| WeightsError::Http { source_uri: url.to_string(), source: Box::new(error) })?;
         Ok(HttpSource { url: parsed, client, token, credential: credential_name.map(str::to_string) })

@@ -259,23 +259,30 @@ impl ErrorContext {
     }
 }
 
+/// object_store retries inside each request (5xx, 429, connection errors;
+/// its own jitter, no `Retry-After`); it gets the shared policy's tries and
+/// backoff, so that an object store gives up when the hub and a registry do.
+fn retry_config() -> object_store::RetryConfig {
+    let policy = crate::plumbing::retry::RetryPolicy::default();
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: policy.first_delay,
+            max_backoff: policy.max_delay,
+            base: 2.0,
+        },
+        max_retries: policy.attempts.saturating_sub(1) as usize,
+        retry_timeout: std::time::Duration::from_secs(3 * 60),
+    }
+}
+
 /// An error's text (with its causes) with every credential value replaced
 /// by `***`. The original error is dropped: its Display is not ours to trust.
 #[derive(Debug)]
 struct Scrubbed(String);
 
 impl Scrubbed {
-    fn new(error: &dyn std::error::Error, secrets: &[String]) -> Scrubbed {
-        let mut text = error.to_string();
-        let mut cause = error.source();
-        while let Some(inner) = cause {
-            let inner_text = inner.to_string();
-            if !text.contains(&inner_text) {
-                text.push_str(": ");
-                text.push_str(&inner_text);
-            }
-            cause = inner.source();
-        }
+    fn new(error: &(dyn std::error::Error + 'static), secrets: &[String]) -> Scrubbed {
+        let mut text = crate::plumbing::errors::one_line(error);
         for secret in secrets.iter().filter(|s| !s.is_empty()) {
             text = text.replace(secret.as_str(), "***");
         }
@@ -338,7 +345,8 @@ impl ObjectSource {
                 let mut builder = object_store::aws::AmazonS3Builder::new()
                     .with_bucket_name(bucket)
                     .with_region(options.region.as_deref().unwrap_or(DEFAULT_AWS_REGION))
-                    .with_allow_http(options.allow_http);
+                    .with_allow_http(options.allow_http)
+                    .with_retry(retry_config());
                 if let Some(endpoint) = &options.endpoint {
                     builder = builder.with_endpoint(endpoint);
                 }
@@ -375,7 +383,8 @@ impl ObjectSource {
                     .is_some_and(|url| url.starts_with("http://"));
                 let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new()
                     .with_bucket_name(bucket)
-                    .with_client_options(object_store::ClientOptions::new().with_allow_http(http_base));
+                    .with_client_options(object_store::ClientOptions::new().with_allow_http(http_base))
+                    .with_retry(retry_config());
                 if let Some(key) = &options.gcs_service_account_key {
                     builder = builder.with_service_account_key(key.expose());
                 } else if let Some(path) = &options.gcs_credentials_path {
@@ -394,7 +403,8 @@ impl ObjectSource {
                 let mut builder = object_store::azure::MicrosoftAzureBuilder::new()
                     .with_account(account)
                     .with_container_name(container)
-                    .with_allow_http(options.allow_http);
+                    .with_allow_http(options.allow_http)
+                    .with_retry(retry_config());
                 if let Some(endpoint) = &options.endpoint {
                     builder = builder.with_endpoint(endpoint.clone());
                 }

@@ -9,8 +9,9 @@
 
 use super::{FileReader, RemoteFile, WeightsError};
 use crate::image::digest::Digest;
+use crate::plumbing::fs::{write_atomic, AtomicFile};
 use sha2::{Digest as _, Sha256};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -137,12 +138,12 @@ impl WeightsStore {
 
     fn store_stream(&self, file: &RemoteFile, mut reader: FileReader) -> Result<(Digest, PathBuf), StoreError> {
         let io_error = |source| StoreError::Io { path: self.blobs.clone(), source };
-        let temp = tempfile::NamedTempFile::new_in(&self.blobs).map_err(io_error)?;
+        let mut temp = AtomicFile::new_in(&self.blobs).map_err(io_error)?;
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; BUFFER];
         let mut total = 0u64;
         {
-            let mut out = io::BufWriter::with_capacity(BUFFER, temp.as_file());
+            let mut out = io::BufWriter::with_capacity(BUFFER, temp.file_mut());
             loop {
                 let n = match reader.read(&mut buffer) {
                     Ok(0) => break,
@@ -170,27 +171,11 @@ impl WeightsStore {
         }
         // A build context hard-links these files, and a Dockerfile COPY keeps
         // their mode: readable by every user, as natively baked weights are.
-        temp.as_file().set_permissions(fs::Permissions::from_mode(WEIGHTS_MODE)).map_err(io_error)?;
-        temp.as_file().sync_all().map_err(io_error)?;
+        temp.file().set_permissions(fs::Permissions::from_mode(WEIGHTS_MODE)).map_err(io_error)?;
         let path = self.blob(&digest);
-        temp.persist(&path).map_err(|e| io_error(e.error))?;
-        sync_dir(&self.blobs).map_err(io_error)?;
+        temp.persist(&path).map_err(io_error)?;
         Ok((digest, path))
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// temp file + fsync + rename + fsync of the directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! written, and written atomically).
 
 use super::{AptError, LockedDeb};
+use crate::plumbing::fs::AtomicFile;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,25 +15,15 @@ use std::time::Duration;
 const DOWNLOAD_THREADS: usize = 4;
 
 pub(crate) fn http_client() -> Result<reqwest::blocking::Client, AptError> {
-    reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        // Whole-request bound: a 100 MB .deb on a slow mirror still fits.
-        .timeout(Duration::from_secs(15 * 60))
-        .user_agent(concat!("imgbake/", env!("CARGO_PKG_VERSION")))
+    // Whole-request bound: a 100 MB .deb on a slow mirror still fits.
+    crate::plumbing::http::blocking(Duration::from_secs(30), Duration::from_secs(15 * 60))
         .build()
         .map_err(|source| AptError::Http { url: "(client setup)".into(), source })
 }
 
-/// temp file + fsync + rename, creating the parent directory.
+/// [`crate::plumbing::fs::write_atomic`] with the apt error.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AptError> {
-    let io = |source| AptError::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    temp.write_all(bytes).map_err(io)?;
-    temp.as_file().sync_all().map_err(io)?;
-    temp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::plumbing::fs::write_atomic(path, bytes).map_err(|source| AptError::Io { path: path.to_path_buf(), source })
 }
 
 /// Downloads (or finds in the cache) every .deb; returns their paths in the
@@ -82,7 +73,7 @@ fn fetch_one(client: &reqwest::blocking::Client, deb: &LockedDeb, dir: &Path) ->
     if !response.status().is_success() {
         return Err(AptError::HttpStatus { url: deb.url.clone(), status: response.status().as_u16() });
     }
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    let mut temp = AtomicFile::new_in(dir).map_err(io)?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut buffer = vec![0u8; 256 << 10];
@@ -106,7 +97,6 @@ fn fetch_one(client: &reqwest::blocking::Client, deb: &LockedDeb, dir: &Path) ->
             expected_from: "the Packages index (and lock)".into(),
         });
     }
-    temp.as_file().sync_all().map_err(io)?;
-    temp.persist(&path).map_err(|e| io(e.error))?;
+    temp.persist(&path).map_err(io)?;
     Ok(path)
 }

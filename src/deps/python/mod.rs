@@ -31,6 +31,7 @@ pub mod source_build;
 pub mod tags;
 
 use crate::image::entries::{self, EntryError, LayerEntry};
+use crate::plumbing::fs::AtomicFile;
 use crate::spec::{PythonInstaller, Spec};
 use credentials::Credentials;
 use resolver::Pinned;
@@ -396,9 +397,7 @@ pub(crate) fn resolve_failure(tool: &str, target: &PythonTarget, output: &std::p
 
 /// The HTTP client for wheel and sdist downloads.
 pub(crate) fn http_client() -> Result<reqwest::blocking::Client, PythonError> {
-    reqwest::blocking::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .timeout(std::time::Duration::from_secs(1800))
+    crate::plumbing::http::blocking(std::time::Duration::from_secs(30), std::time::Duration::from_secs(1800))
         .build()
         .map_err(|e| PythonError::Download { url: "(client)".into(), source: Box::new(e) })
 }
@@ -524,8 +523,8 @@ fn fetch_one(
         return Ok(built.path);
     }
     fs::create_dir_all(&dir).map_err(io_err(dir.display().to_string()))?;
-    let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(dir.display().to_string()))?;
-    let (actual, size) = copy_hashed(client, &context.credentials, &wheel.url, temp.as_file_mut())?;
+    let mut temp = AtomicFile::new_in(&dir).map_err(io_err(dir.display().to_string()))?;
+    let (actual, size) = copy_hashed(client, &context.credentials, &wheel.url, temp.file_mut())?;
     if actual != wheel.sha256 {
         return Err(PythonError::HashMismatch { url: wheel.url.clone(), expected: wheel.sha256.clone(), actual });
     }
@@ -533,8 +532,7 @@ fn fetch_one(
         return Err(PythonError::Output(format!("{}: {size} bytes, the lock says {}", wheel.url, wheel.size)));
     }
     wheel.size = size;
-    temp.as_file().sync_all().map_err(io_err(path.display().to_string()))?;
-    temp.persist(&path).map_err(|e| PythonError::Io { what: path.display().to_string(), source: e.error })?;
+    temp.persist(&path).map_err(io_err(path.display().to_string()))?;
     Ok(path)
 }
 

@@ -448,10 +448,10 @@ fn hub_with_tiny_repo(dir: &Path) -> (TestHub, Vec<(&'static str, Vec<u8>)>, Str
 fn weights_stream_into_their_layer_without_a_copy_and_a_dropped_connection_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let (hub, files, model_sha) = hub_with_tiny_repo(dir.path());
-    // The 2 MiB file's stream is reset after 700 KiB, once (the first
+    // The 2 MiB file's stream is reset after 1400 KiB, once (the first
     // request, a 256 KiB sample for `compression = "auto"`, passes).
     hub.set_faults(
-        serde_json::json!([{"kind": "drop", "after": 700 << 10, "count": 1, "skip": 1, "match": model_sha}]),
+        serde_json::json!([{"kind": "drop", "after": 1400 << 10, "count": 1, "skip": 1, "match": model_sha}]),
     );
     let result = json(&build(&project(dir.path(), ""), dir.path(), &hub, Some(TOKEN)));
     assert_eq!(hub.faults_used(), 1, "the fault did not act");
@@ -460,11 +460,12 @@ fn weights_stream_into_their_layer_without_a_copy_and_a_dropped_connection_resum
         assert_eq!(tree.get(&format!("app/model_cache/tiny/{name}")), Some(bytes), "{name}");
     }
     // Resumed at the byte where the connection broke: 2 MiB and the sample
-    // sent, not 700 KiB more.
+    // sent, not 1400 KiB more.
     let sent = hub.bytes_sent(&model_sha);
-    // (A reset connection loses what sat in the socket buffers, so a few
-    // dozen KiB are sent twice; a restart from byte 0 would be 700 KiB.)
-    assert!(sent < (2 << 20) + (256 << 10) + (350 << 10), "{sent} bytes sent for a 2 MiB file");
+    // (A reset connection loses what sat in the socket buffers, so some
+    // KiB are sent twice: a few dozen on an idle machine, up to ~600 under
+    // load; a restart from byte 0 would be 1400 KiB.)
+    assert!(sent < (2 << 20) + (256 << 10) + (1 << 20), "{sent} bytes sent for a 2 MiB file");
     assert_eq!(stored_weight_copies(dir.path()), 0, "weights were copied to the build machine's disk");
     // Nothing to download again: the layers come from the cache.
     let before = hub.bytes_sent(&model_sha);

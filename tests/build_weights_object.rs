@@ -6,7 +6,6 @@
 mod support;
 
 use sha2::{Digest as _, Sha256};
-use std::io::Read;
 use std::path::Path;
 use std::process::Output;
 use support::azurite::TestAzurite;
@@ -34,29 +33,7 @@ fn json(output: &Output) -> serde_json::Value {
 
 /// Every regular file in the layout's layers, by path (later layers win).
 fn image_file_contents(layout: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut files = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        let data = if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap();
-            out
-        } else {
-            bytes
-        };
-        let mut archive = tar::Archive::new(&data[..]);
-        let Ok(entries) = archive.entries() else { continue };
-        for item in entries {
-            let Ok(mut item) = item else { break };
-            if item.header().entry_type() == tar::EntryType::Regular {
-                let path = item.path().unwrap().to_string_lossy().into_owned();
-                let mut content = Vec::new();
-                item.read_to_end(&mut content).unwrap();
-                files.insert(path, content);
-            }
-        }
-    }
-    files
+    support::layout::regular_files(layout)
 }
 
 /// sha256 of every regular file in the layout's layers, by path.

@@ -204,10 +204,9 @@ fn generated_stages_follow_the_native_build_order() {
 #[test]
 fn volume_mode_context_has_manifest_hook_and_links_and_wraps_the_entrypoint() {
     let remote = OfflineWeights::new();
-    // truss-bdn-weights without its s3:// entry (the hook fetches hf:// only in this version).
-    let mut spec = load("truss-bdn-weights");
-    spec.weights.retain(|w| w.uri.starts_with("hf://"));
-    assert_eq!(spec.weights.len(), 1);
+    // truss-bdn-weights: an hf:// and an s3:// source, both on the volume.
+    let spec = load("truss-bdn-weights");
+    assert_eq!(spec.weights.len(), 2);
     let context = generate(&spec, &remote).unwrap();
     assert!(context.dockerfile.contains(
         "ENTRYPOINT [\"/usr/local/bin/imgbake\",\"prefetch\",\"--manifest\",\"/etc/imgbake/weights.json\",\"--\""

@@ -85,6 +85,26 @@ fn edges_follow_the_data_flow() {
         ("layout", later(&["execute", "dockerfile", "cost", "commands"])),
         ("execute", later(&["dockerfile", "cost", "commands"])),
         ("cost", later(&["execute", "dockerfile", "commands"])),
+        // Plumbing (atomic writes, retries, HTTP clients, error reports) names no stage.
+        (
+            "plumbing",
+            later(&[
+                "spec",
+                "config",
+                "resolve",
+                "lock",
+                "layout",
+                "execute",
+                "dockerfile",
+                "cost",
+                "commands",
+                "deps",
+                "image",
+                "registry",
+                "runtime",
+                "weights",
+            ]),
+        ),
         // The prefetch hook shares only the manifest types with the build.
         ("runtime", later(&["config", "resolve", "lock", "layout", "execute", "dockerfile", "cost", "commands"])),
     ];

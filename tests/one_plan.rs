@@ -411,6 +411,7 @@ fn auto_sends_no_more_requests_than_the_mode_it_chooses() {
         let registry_sent = registry_requests(&registry) - registry_before;
         counts.insert(mode, (hub_sent, registry_sent));
     }
+    eprintln!("(hub, registry) requests by mode: {counts:?}");
     let (volume, auto) = (counts["volume"], counts["auto"]);
     assert!(volume.0 > 0 && volume.1 > 0, "{counts:?}");
     assert!(auto.0 <= volume.0, "hub requests: auto {} > volume {}", auto.0, volume.0);
@@ -453,30 +454,10 @@ fn a_stale_lock_stops_buildah_like_the_native_build() {
 /// sha256 of every regular file in an OCI layout's layer blobs, by path.
 fn layout_files(layout: &Path) -> BTreeMap<String, String> {
     use sha2::{Digest as _, Sha256};
-    use std::io::Read;
-    let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        let data = if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap();
-            out
-        } else {
-            bytes
-        };
-        let mut archive = tar::Archive::new(&data[..]);
-        let Ok(entries) = archive.entries() else { continue };
-        for item in entries {
-            let Ok(mut item) = item else { break };
-            if item.header().entry_type() == tar::EntryType::Regular {
-                let path = item.path().unwrap().to_string_lossy().trim_start_matches("./").to_string();
-                let mut content = Vec::new();
-                item.read_to_end(&mut content).unwrap();
-                files.insert(path, hex::encode(Sha256::digest(content)));
-            }
-        }
-    }
-    files
+    support::layout::regular_files(layout)
+        .into_iter()
+        .map(|(path, bytes)| (path, hex::encode(Sha256::digest(bytes))))
+        .collect()
 }
 
 #[test]

@@ -48,9 +48,10 @@ fn bf16_like(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A safetensors file of `size` bytes: a header, 4 MiB of bf16-like data,
-/// then a hole (sparse: nothing is written, the hub hashes zeros).
+/// a hole (sparse: nothing is written, the hub hashes zeros), and 1 MiB of
+/// bf16-like data around the middle, where imgbake samples.
 fn sparse_safetensors(path: &Path, size: u64, seed: u64) {
-    use std::io::Write;
+    use std::io::{Seek, SeekFrom, Write};
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let header = br#"{"weight":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}}"#;
     let mut file = std::fs::File::create(path).unwrap();
@@ -58,6 +59,8 @@ fn sparse_safetensors(path: &Path, size: u64, seed: u64) {
     file.write_all(header).unwrap();
     file.write_all(&bf16_like(4 << 20, seed)).unwrap();
     file.set_len(size).unwrap();
+    file.seek(SeekFrom::Start(size / 2 - (512 << 10))).unwrap();
+    file.write_all(&bf16_like(1 << 20, seed + 100)).unwrap();
 }
 
 /// The repos the fixtures name, with their real file sizes (sparse files).
@@ -150,7 +153,7 @@ fn fixture_plans_in_text_markdown_and_json() {
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(&regex_escape(&dir.path().display().to_string()), "[TMP]");
     settings.bind(|| {
-        for fixture in ["cerebrium-gpu-weights", "truss-volume", "truss-bake"] {
+        for fixture in ["cerebrium-gpu-weights", "truss-bake"] {
             let text = plan_of(fixture, "text", &hub, &profile);
             for line in text.lines() {
                 assert!(line.chars().count() <= 100, "{fixture}: line over 100 columns: {line}");
@@ -162,6 +165,22 @@ fn fixture_plans_in_text_markdown_and_json() {
             insta::assert_json_snapshot!(format!("{fixture}-json"), json);
         }
     });
+}
+
+#[test]
+fn a_volume_that_cannot_be_built_is_refused_by_plan_as_by_build() {
+    // truss-volume keeps model_cache on a volume, but has no entrypoint for the hook to wrap.
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = tools::repo_root().join("fixtures/truss-volume");
+    let plan = imgbake(&["plan", fixture.to_str().unwrap(), "--skip-base-lookup"], None);
+    let out = format!("oci:{}:app", dir.path().join("out").display());
+    let build = imgbake(&["build", fixture.to_str().unwrap(), "--base", "scratch", "--output", &out], None);
+    for output in [&plan, &build] {
+        assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let line = |output: &Output| String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or_default().to_string();
+    assert!(line(&plan).contains("wraps the config's entrypoint with the prefetch hook, but the config has none"));
+    assert_eq!(line(&plan), line(&build));
 }
 
 /// insta filters are regexes; temp paths contain no special characters but dots.
@@ -176,8 +195,9 @@ fn the_text_report_names_the_unresolved_dependencies_and_the_default_base() {
     let text = plan_of("cerebrium-gpu-weights", "text", &hub, &fixed_profile(dir.path()));
     assert!(text.contains("dependencies not resolved"), "{text}");
     assert!(text.contains("profile default used"), "{text}");
-    // The explicit local bake and the hf-cache source (volume needs layout plain) are both baked.
+    // The local directory is baked; the 6.9 GB hf-cache source goes on the volume.
     assert!(text.contains("bake: imgbake.weights[1]"), "{text}");
+    assert!(text.contains("volume: imgbake.weights[0]"), "{text}");
 }
 
 #[test]
@@ -188,7 +208,7 @@ fn html_report_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let hub = fixture_hub(&dir.path().join("hub"));
     let page = dir.path().join("plan.html");
-    let fixture = tools::repo_root().join("fixtures/truss-volume");
+    let fixture = tools::repo_root().join("fixtures/cerebrium-gpu-weights");
     let profile = fixed_profile(dir.path());
     let output = imgbake(
         &[

@@ -39,7 +39,8 @@ pub fn decide(
     }
     let all_baked: Placements = spec.weights.iter().map(|e| (e.origin.clone(), Placement::Bake)).collect();
     let baked = layout::layout(spec, facts, &all_baked)?;
-    let inputs = crate::cost::inputs::from_plan(spec, &baked, facts.sources, base(), lock);
+    let inputs =
+        crate::cost::inputs::from_plan(spec, &baked, facts.sources, base(), lock, profile.params.remote_weights_ratio);
     let decisions = crate::cost::placements(&inputs, profile);
     let placements: Placements = decisions.iter().map(|d| (d.origin.clone(), d.chosen)).collect();
     let mut plan = layout::layout(spec, facts, &placements)?;

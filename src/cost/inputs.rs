@@ -134,13 +134,16 @@ pub struct LockState<'a> {
 }
 
 /// What the cost model reads, from `bake` (the ImagePlan with every source
-/// baked), the resolved sources and the base.
+/// baked), the resolved sources and the base. `remote_ratio` (the profile's
+/// `remote_weights_ratio`) stands in for a remote source that could not be
+/// sampled here.
 pub fn from_plan(
     spec: &Spec,
     bake: &ImagePlan,
     sources: &[ResolvedSource],
     base: BaseInput,
     lock: LockState,
+    remote_ratio: f64,
 ) -> PlanInputs {
     let mut notes = Vec::new();
     let deps = &spec.dependencies;
@@ -204,16 +207,23 @@ pub fn from_plan(
                 }
             }
             let total: u64 = file_sizes.iter().sum();
-            let ratio = if total == 0 { 0.0 } else { weighted / total as f64 };
+            let mut ratio = if total == 0 { 0.0 } else { weighted / total as f64 };
             let local = matches!(entry.source, WeightsSource::Local { .. });
-            let ratio_source = match sources.iter().find(|s| s.entry.origin == entry.origin) {
+            let source = sources.iter().find(|s| s.entry.origin == entry.origin);
+            let unsampled = source.is_some_and(|s| !s.sampled());
+            if unsampled {
+                ratio = remote_ratio;
+            }
+            let ratio_source = match source {
+                Some(source) if unsampled => format!("profile: remote_weights_ratio ({})", source.ratio_source),
                 Some(source) => source.ratio_source.clone(),
                 None => format!(
-                    "sampled: zstd -1 over up to {} bytes of the files",
-                    crate::image::sample::LOCAL_SAMPLE_BYTES
+                    "sampled: zstd -1 over up to {} MiB of each layer's files",
+                    crate::image::sample::LOCAL_SAMPLE_BYTES >> 20
                 ),
             };
-            let estimates = layers.iter().map(|layer| estimate_weights_layer(layer)).collect();
+            let estimates =
+                layers.iter().map(|layer| estimate_weights_layer(layer, unsampled.then_some(ratio))).collect();
             WeightsInput {
                 origin: entry.origin.clone(),
                 uri: entry.uri.clone(),
@@ -247,12 +257,13 @@ pub fn from_plan(
     }
 }
 
-/// A planned weights layer (or hf-cache snapshot layer) as the model sees it.
-fn estimate_weights_layer(layer: &PlannedLayer) -> LayerEstimate {
+/// A planned weights layer (or hf-cache snapshot layer) as the model sees
+/// it; `ratio` replaces the layer's own when its source was not sampled.
+fn estimate_weights_layer(layer: &PlannedLayer, ratio: Option<f64>) -> LayerEstimate {
     match &layer.content {
-        LayerContent::Weights { files, ratio, .. } => {
+        LayerContent::Weights { files, ratio: sampled, .. } => {
             let sizes: Vec<u64> = files.iter().map(|f| f.file.size).collect();
-            LayerEstimate::from_files(layer.name.clone(), &sizes, *ratio, layer.compression)
+            LayerEstimate::from_files(layer.name.clone(), &sizes, ratio.unwrap_or(*sampled), layer.compression)
         }
         LayerContent::HfSnapshot { links, refs, .. } => {
             // One symlink per file and a ref: headers only.

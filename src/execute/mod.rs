@@ -128,6 +128,10 @@ pub fn build(
     let settings = image_settings(plan, base_env.as_deref());
     let image_env = settings.env.clone().or(base_env.clone());
 
+    let check_entrypoint = |built: &[layers::BuiltLayer], warnings: &mut Vec<String>| {
+        let env = image_env.as_deref();
+        entrypoint::check_build(spec, &resolved.facts, built, env, options.scratch_override, warnings)
+    };
     let mut built: Vec<layers::BuiltLayer> = Vec::new();
     let mut staged_python = None;
     let mut streams: BTreeMap<String, stream::RemoteStreams> = BTreeMap::new();
@@ -142,14 +146,7 @@ pub fn build(
         if weights && !entrypoint_checked {
             // Before the weights: a missing program must not cost their
             // download first (weights layers hold no programs).
-            entrypoint::check_build(
-                spec,
-                &resolved.facts,
-                &built,
-                image_env.as_deref(),
-                options.scratch_override,
-                &mut warnings,
-            )?;
+            check_entrypoint(&built, &mut warnings)?;
             entrypoint_checked = true;
         }
         let made = match &layer.content {
@@ -200,14 +197,7 @@ pub fn build(
         built.push(made);
     }
     if !entrypoint_checked {
-        entrypoint::check_build(
-            spec,
-            &resolved.facts,
-            &built,
-            image_env.as_deref(),
-            options.scratch_override,
-            &mut warnings,
-        )?;
+        check_entrypoint(&built, &mut warnings)?;
     }
 
     for (origin, streams) in streams {

@@ -35,7 +35,8 @@ pub struct ResolvedSource {
     /// layout judges each layer by its own files: a text-heavy layer of
     /// small files compresses, a layer of bf16 shards does not).
     pub file_ratios: std::collections::BTreeMap<String, f64>,
-    /// The same over the whole source, weighted by size.
+    /// The same over the whole source, weighted by size (0 when nothing
+    /// could be sampled: see [`ResolvedSource::sampled`]).
     pub ratio: f64,
     /// How `ratio` was found, for reports.
     pub ratio_source: String,
@@ -109,6 +110,11 @@ const MAX_PER_FILE: u64 = 256 << 10;
 const MAX_SAMPLED_FILES: usize = 64;
 
 impl ResolvedSource {
+    /// Whether any file was sampled (not, when no reader could be made here).
+    pub fn sampled(&self) -> bool {
+        !self.file_ratios.is_empty() || self.listing.files.iter().all(|f| f.size == 0)
+    }
+
     /// The sampled ratio of `files` of this source, weighted by size.
     pub fn ratio_of<'a>(&self, files: impl Iterator<Item = &'a RemoteFile>) -> f64 {
         let files: Vec<RemoteFile> = files.cloned().collect();
@@ -142,8 +148,8 @@ fn sample(
     largest.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
     largest.truncate(MAX_SAMPLED_FILES);
     let how = format!(
-        "sampled: zstd -1 over up to {} bytes from the middle of {} of {} files",
-        REMOTE_SAMPLE_BYTES,
+        "sampled: zstd -1 over up to {} MiB from the middle of {} of {} files",
+        REMOTE_SAMPLE_BYTES >> 20,
         largest.len(),
         files.len()
     );
@@ -156,22 +162,39 @@ fn sample(
     for file in largest {
         let mut read = || {
             let remote = remote.get_or_insert_with(|| open_remote(entry));
-            remote.as_ref().map_or(0.0, |remote| read_sample(remote, file, per_file))
+            remote.as_ref().map_or(f64::NAN, |remote| read_sample(remote, file, per_file))
         };
         let ratio = match store {
             Some(store) => store.sampled_ratio(&[content_key(file), per_file.to_string()], read),
             None => read(),
         };
+        if ratio.is_nan() {
+            // No reader (a credential missing here): nothing is sampled, and the
+            // cost model uses the profile's ratio; the layout compresses.
+            let why = match &remote {
+                Some(Err(why)) => why.clone(),
+                _ => "no reader".to_string(),
+            };
+            return (Default::default(), format!("not sampled ({why})"));
+        }
         ratios.insert(file.path.clone(), ratio);
     }
     (ratios, how)
 }
 
-fn open_remote(entry: &WeightsEntry) -> Option<Remote> {
+/// The range reader for `entry`. When its named credential is not set on
+/// this machine, an anonymous reader (as the listing falls back to): a
+/// public source is still sampled, a private one fails and is not.
+fn open_remote(entry: &WeightsEntry) -> Result<Remote, String> {
     // The range reader takes its source, kind and credential name from a manifest entry.
     let no_files = Listing { uri: entry.uri.clone(), revision: None, files: Vec::new() };
-    let described = manifest::entry(entry, &no_files).ok()?;
-    Remote::for_entry(&described, SAMPLE_TIMEOUT).ok()
+    let mut described = manifest::entry(entry, &no_files).map_err(|e| e.to_string())?;
+    Remote::for_entry(&described, SAMPLE_TIMEOUT).or_else(|why| {
+        if described.credential.take().is_none() {
+            return Err(why);
+        }
+        Remote::for_entry(&described, SAMPLE_TIMEOUT).map_err(|_| why)
+    })
 }
 
 /// The ratio of `len` bytes from the middle of `file` (0 when none could be read).

@@ -6,6 +6,7 @@ pub mod azurite;
 pub mod base_image;
 pub mod data;
 pub mod hub;
+pub mod layout;
 pub mod private_index;
 pub mod registry;
 pub mod s3;

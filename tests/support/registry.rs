@@ -25,7 +25,7 @@ pub struct TestRegistry {
 }
 
 impl TestRegistry {
-    /// An open registry (no auth).
+    /// An open registry (no auth). Its log ([`TestRegistry::log`]) has an access line per request.
     pub fn start() -> TestRegistry {
         TestRegistry::start_with(None, None)
     }
@@ -51,7 +51,7 @@ impl TestRegistry {
         let port = free_port();
         let mut config = format!(
             "version: 0.1\n\
-             log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+             log:\n  level: warn\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: 127.0.0.1:{port}\n",
             storage.display()

@@ -45,6 +45,16 @@ pub enum ContextError {
     Dockerfile(#[from] DockerfileError),
 }
 
+impl crate::plumbing::errors::Hint for ContextError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ContextError::Resolve(error) => error.hint(),
+            ContextError::Dockerfile(error) => error.hint(),
+            ContextError::Layout(_) => None,
+        }
+    }
+}
+
 /// Resolves the weights sources, decides `auto` and lays out the image as
 /// `build` does, then generates and writes the context for that ImagePlan
 /// into `dir`, printing warnings and lint findings to stderr.

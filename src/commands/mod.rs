@@ -33,4 +33,10 @@ pub fn hint_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         .or_else(|| hint_of_type::<crate::execute::entrypoint::MissingProgram>(error))
         .or_else(|| hint_of_type::<crate::runtime::prefetch::PrefetchError>(error))
         .or_else(|| hint_of_type::<crate::dockerfile::builder::BuilderError>(error))
+        .or_else(|| hint_of_type::<crate::execute::BuildError>(error))
+        .or_else(|| hint_of_type::<crate::resolve::ResolveError>(error))
+        .or_else(|| hint_of_type::<crate::lock::LockError>(error))
+        .or_else(|| hint_of_type::<crate::dockerfile::DockerfileError>(error))
+        .or_else(|| hint_of_type::<dockerfile::ContextError>(error))
+        .or_else(|| hint_of_type::<plan::PlanError>(error))
 }

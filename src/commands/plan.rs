@@ -75,11 +75,20 @@ pub fn run(args: &PlanArgs) -> u8 {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum PlanError {
+pub enum PlanError {
     #[error(transparent)]
     Resolve(#[from] crate::resolve::ResolveError),
     #[error(transparent)]
     Layout(#[from] crate::layout::LayoutError),
+}
+
+impl crate::plumbing::errors::Hint for PlanError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            PlanError::Resolve(error) => error.hint(),
+            PlanError::Layout(_) => None,
+        }
+    }
 }
 
 /// The report of the ImagePlan `build` would make: the sources listed and

@@ -84,7 +84,7 @@ pub enum DockerfileError {
     },
     #[error("{origin}: {message}")]
     Weights { origin: String, message: String },
-    #[error("{what}: {message}\n  hint: {hint}")]
+    #[error("{what}: {message}")]
     Unsupported { what: String, message: String, hint: String },
     #[error("cannot render the Dockerfile template")]
     Template(#[source] minijinja::Error),
@@ -94,6 +94,15 @@ pub enum DockerfileError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl crate::plumbing::errors::Hint for DockerfileError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            DockerfileError::Unsupported { hint, .. } => Some(hint.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// Remote weights, fetched for the context. The real one goes through the
@@ -718,7 +727,8 @@ mod tests {
         let req = |c: &str| Requirement { name: "ffmpeg".to_string(), constraint: c.to_string() };
         assert_eq!(apt_package(&req("")).unwrap(), "ffmpeg");
         assert_eq!(apt_package(&req("==7:5.1")).unwrap(), "ffmpeg=7:5.1");
-        assert!(apt_package(&req(">=5")).unwrap_err().to_string().contains("hint:"));
+        use crate::plumbing::errors::Hint as _;
+        assert!(apt_package(&req(">=5")).unwrap_err().hint().unwrap().contains("exact version"));
     }
 
     #[test]

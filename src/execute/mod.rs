@@ -87,6 +87,16 @@ pub enum BuildError {
     Entrypoint(#[from] entrypoint::MissingProgram),
 }
 
+impl crate::plumbing::errors::Hint for BuildError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            BuildError::Resolve(error) => error.hint(),
+            BuildError::Entrypoint(error) => crate::plumbing::errors::Hint::hint(error),
+            _ => None,
+        }
+    }
+}
+
 /// Says which settings of the Spec the native build cannot honour yet.
 pub fn unsupported_settings(spec: &Spec) -> Option<String> {
     let build = &spec.build;

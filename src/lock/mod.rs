@@ -112,9 +112,9 @@ pub enum LockError {
         #[source]
         source: io::Error,
     },
-    #[error("{}: not a valid imgbake lock: {message}\nhint: delete it and run `imgbake lock` to write a new one", path.display())]
+    #[error("{}: not a valid imgbake lock: {message}", path.display())]
     Parse { path: PathBuf, message: String },
-    #[error("{}: lock version {found}, this imgbake reads version {LOCK_VERSION}\nhint: run `imgbake lock` to rewrite it", path.display())]
+    #[error("{}: lock version {found}, this imgbake reads version {LOCK_VERSION}", path.display())]
     Version { path: PathBuf, found: u32 },
     #[error("cannot write {}", path.display())]
     Write {
@@ -128,6 +128,16 @@ pub enum LockError {
         #[source]
         source: io::Error,
     },
+}
+
+impl crate::plumbing::errors::Hint for LockError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            LockError::Parse { .. } => Some("delete it and run `imgbake lock` to write a new one".into()),
+            LockError::Version { .. } => Some("run `imgbake lock` to rewrite it".into()),
+            _ => None,
+        }
+    }
 }
 
 /// Where the lock of a config lives: beside it.

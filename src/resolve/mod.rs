@@ -32,7 +32,7 @@ pub enum ResolveError {
     Conda(#[from] CondaError),
     #[error(transparent)]
     Apt(#[from] AptError),
-    #[error("apt packages need a Debian or Ubuntu base, and the base image has no /etc/os-release{0}\nhint: use a Debian/Ubuntu base, or install them with a container builder (`imgbake dockerfile`)")]
+    #[error("apt packages need a Debian or Ubuntu base, and the base image has no /etc/os-release{0}")]
     AptWithoutDistribution(String),
     #[error("{origin}: cannot list the weights files")]
     Weights {
@@ -40,9 +40,9 @@ pub enum ResolveError {
         #[source]
         source: WeightsError,
     },
-    #[error("{} does not match the config (it was resolved from other inputs), and --locked forbids updating it:\n{diff}hint: run `imgbake lock` and commit the new lock", path.display())]
+    #[error("{} does not match the config (it was resolved from other inputs), and --locked forbids updating it:\n{}", path.display(), diff.trim_end())]
     Stale { path: std::path::PathBuf, diff: String },
-    #[error("{} does not exist, and --locked needs it\nhint: run `imgbake lock` and commit imgbake.lock", path.display())]
+    #[error("{} does not exist, and --locked needs it", path.display())]
     Missing { path: std::path::PathBuf },
     #[error(transparent)]
     Base(#[from] base::BaseError),
@@ -58,6 +58,20 @@ pub enum ResolveError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl crate::plumbing::errors::Hint for ResolveError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ResolveError::Lock(error) => error.hint(),
+            ResolveError::AptWithoutDistribution(_) => {
+                Some("use a Debian/Ubuntu base, or install them with a container builder (`imgbake dockerfile`)".into())
+            }
+            ResolveError::Stale { .. } => Some("run `imgbake lock` and commit the new lock".into()),
+            ResolveError::Missing { .. } => Some("run `imgbake lock` and commit imgbake.lock".into()),
+            _ => None,
+        }
+    }
 }
 
 /// `--base rootfs:DIR`: a root filesystem directory becomes the first layer.

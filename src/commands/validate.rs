@@ -125,9 +125,7 @@ pub fn summary(spec: &Spec) -> String {
     if let Some(port) = spec.runtime.port {
         out.push_str(&format!("  port         {port}\n"));
     }
-    out.push_str(
-        &format!("  target       {:?} (model root {})\n", spec.target.name, spec.target.model_root).to_lowercase(),
-    );
+    out.push_str(&format!("  target       {} (model root {})\n", spec.target.name.as_str(), spec.target.model_root));
     for entry in &spec.weights {
         let mode = match entry.mode {
             WeightsMode::Auto => "auto",

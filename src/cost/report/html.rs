@@ -158,7 +158,7 @@ fn tables(markdown: &str) -> String {
 }
 
 pub fn render(plan: &Plan) -> String {
-    let target = format!("{:?}", plan.target).to_lowercase();
+    let target = plan.target.as_str();
     let body = tables(&markdown::render(plan));
     let mut assumptions = String::from("<table>\n<tr><th>parameter</th><th>value</th><th>source</th></tr>\n");
     for assumption in &plan.assumptions {

@@ -6,7 +6,7 @@ use crate::cost::Plan;
 
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
-    let target = format!("{:?}", plan.target).to_lowercase();
+    let target = plan.target.as_str();
     out.push_str(&format!("## imgbake plan: `{}`\n\n", plan.name));
     out.push_str(&format!(
         "`{}` · target **{target}** · profile **{}** · replicas {}..{} ({} cold starts/week) · weights updates {}/week · volume {}\n\n",

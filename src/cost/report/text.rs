@@ -8,7 +8,7 @@ const WIDTH: usize = 100;
 
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
-    let target = format!("{:?}", plan.target).to_lowercase();
+    let target = plan.target.as_str();
     let title = format!("imgbake plan: {} ({}), target {target}, profile {}", plan.name, plan.config, plan.profile);
     out.push_str(&format!("{}\n", wrap(&title, WIDTH, 2)));
     let scale = if plan.min_replicas == 0 { "scale to zero" } else { "warm pool" };

@@ -550,6 +550,8 @@ fn pip_dependencies_install_from_pypi_in_the_buildah_build_and_the_fastapi_app_a
     let site = bundle.join("rootfs/usr/local/lib/python3.11/dist-packages");
     assert!(site.join("pydantic-2.7.1.dist-info").is_dir(), "{:?}", std::fs::read_dir(&site).map(|d| d.count()));
     assert!(site.join("fastapi").is_dir() && site.join("uvicorn").is_dir());
+    // Bytecode compiled at build time, as natively: no .pyc is written at the first import.
+    assert!(site.join("fastapi/__pycache__").is_dir(), "no bytecode in the buildah image");
     assert!(!bundle.join("rootfs/tmp/imgbake/tools/uv").exists(), "the build's uv stays out of the image");
     // The image's own command, on a free port instead of the fixed 8000.
     let port = support::registry::free_port().to_string();

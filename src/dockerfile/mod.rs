@@ -282,6 +282,8 @@ struct PythonStep {
     tools_in_context: bool,
     /// The build machine's CA bundle is in the context for the install step.
     ca_in_context: bool,
+    /// Compile `.pyc` files at install time (`[imgbake] bytecode`, on by default).
+    bytecode: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -424,6 +426,7 @@ pub fn generate(
         uv_in_context: uv_binary.is_some(),
         tools_in_context: uv_binary.is_some() || ca_bundle.is_some(),
         ca_in_context: ca_bundle.is_some(),
+        bytecode: spec.python.bytecode,
     });
     let apt_packages =
         package_list(&deps.apt, deps.apt_file.as_deref())?.iter().map(apt_package).collect::<Result<Vec<_>, _>>()?;

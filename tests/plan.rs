@@ -160,8 +160,7 @@ fn fixture_plans_in_text_markdown_and_json() {
             }
             insta::assert_snapshot!(format!("{fixture}-text"), text);
             insta::assert_snapshot!(format!("{fixture}-markdown"), plan_of(fixture, "markdown", &hub, &profile));
-            let mut json: serde_json::Value =
-                serde_json::from_str(&plan_of(fixture, "json", &hub, &profile)).unwrap();
+            let mut json: serde_json::Value = serde_json::from_str(&plan_of(fixture, "json", &hub, &profile)).unwrap();
             assert_eq!(json["schema"], "imgbake.plan/v1");
             // The hook's size is this machine's imgbake binary (or $IMGBAKE_HOOK_BINARY).
             for layer in json["layers"].as_array_mut().unwrap() {

@@ -104,6 +104,18 @@ impl TestHub {
         sent.iter().filter(|(path, _)| path.contains(needle)).map(|(_, n)| n.as_u64().unwrap_or(0)).sum()
     }
 
+    /// The first byte of every body the hub and CDN sent for paths containing
+    /// `needle`, in the order the requests came.
+    pub fn body_starts(&self, needle: &str) -> Vec<u64> {
+        let stats = self.stats();
+        let Some(bodies) = stats["bodies"].as_array() else { return Vec::new() };
+        bodies
+            .iter()
+            .filter(|body| body[0].as_str().is_some_and(|path| path.contains(needle)))
+            .filter_map(|body| body[1].as_u64())
+            .collect()
+    }
+
     /// The next `count` hub requests get a 503.
     pub fn fail_next(&self, count: u32) {
         std::fs::write(self.root.join(".fail_next"), count.to_string()).unwrap();

@@ -14,7 +14,8 @@ Endpoints on the hub port:
     HEAD|GET /<org>/<name>/resolve/<rev>/<path>      X-Repo-Commit, ETag; files of 1 MiB or more
          are "LFS": 302 to the CDN with X-Linked-Etag (sha256) and X-Linked-Size, on HEAD too
     GET  /_stats                                      {"requests": {"METHOD /path": n}, "cdn_authorization": n,
-                                                       "bytes_sent": {"/path": n}, "faults_used": n}
+                                                       "bytes_sent": {"/path": n}, "faults_used": n,
+                                                       "bodies": [["/path", first byte], …] in order}
 
 The CDN (`/cdn/<sha256>`, Range support) listens on a second port, so that
 it is another origin, as cdn-lfs.hf.co is for huggingface.co: clients must
@@ -74,6 +75,8 @@ REQUESTS = {}
 CDN_AUTHORIZATION = [0]
 BYTES_SENT = {}
 FAULTS_USED = [0]
+# (url path, first byte) of every file body served, in order.
+BODIES = []
 # sha256 of each served file, keyed by its absolute path (files never change once written).
 SHA256_CACHE = {}
 
@@ -244,6 +247,9 @@ class Handler(BaseHTTPRequestHandler):
             status = 206
             headers = dict(headers, **{"Content-Range": f"bytes {start}-{end}/{size}"})
         length = end - start + 1 if size else 0
+        if self.command == "GET":
+            with STATE_LOCK:
+                BODIES.append([url_path, start])
         # Bytes to send before the fault acts (drop, truncate, stall).
         cut = min(length, fault.get("after", 0)) if kind in ("drop", "truncate", "stall") else length
         self.send_response(status)
@@ -304,6 +310,7 @@ class Handler(BaseHTTPRequestHandler):
                         "cdn_authorization": CDN_AUTHORIZATION[0],
                         "bytes_sent": dict(BYTES_SENT),
                         "faults_used": FAULTS_USED[0],
+                        "bodies": list(BODIES),
                     }
                 return self.send_json(200, stats)
             count(self.command, path)

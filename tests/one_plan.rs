@@ -382,6 +382,15 @@ fn auto_sends_no_more_requests_than_the_mode_it_chooses() {
         remote: true,
         _servers: (None, None, None),
     };
+    // With the check on, the missing python3 is named with the base given by --base.
+    let checked = project(dir.path(), "missing-python", &source, "bake");
+    let out = format!("oci:{}:app", dir.path().join("out-checked").display());
+    let args = ["build", checked.to_str().unwrap(), "--base", &base, "--insecure-registry", &registry.host()];
+    let refused = imgbake(&[&args[..], &["--output", &out]].concat(), &source.env);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("the base image {base} has no `python3`")), "{stderr}");
+
     let mut counts = BTreeMap::new();
     for mode in ["volume", "auto"] {
         // The base holds no python3: the entrypoint check is off, this test counts requests.

@@ -158,6 +158,11 @@ fn normalize(path: &str) -> String {
 /// all are there, when the check is off, when the entrypoint is the base's
 /// own, or when what could hold a program is not known.
 pub fn check(spec: &Spec, contents: &ImageContents) -> Option<MissingProgram> {
+    check_on(spec, contents, &spec.base.image)
+}
+
+/// [`check`], with `base_image` named in the hint (`--base` may replace the config's).
+fn check_on(spec: &Spec, contents: &ImageContents, base_image: &str) -> Option<MissingProgram> {
     if !spec.runtime.check_entrypoint || spec.runtime.entrypoint.is_empty() {
         return None;
     }
@@ -165,7 +170,7 @@ pub fn check(spec: &Spec, contents: &ImageContents) -> Option<MissingProgram> {
     programs
         .into_iter()
         .find(|program| contents.holds(program, &spec.app.workdir) == Some(false))
-        .map(|program| MissingProgram { hint: hint(spec, &program), program })
+        .map(|program| MissingProgram { hint: hint(spec, &program, base_image), program })
 }
 
 /// `build`'s check, over the base's facts and every layer it built. With the
@@ -176,13 +181,14 @@ pub fn check_build(
     facts: &BaseFacts,
     built: &[crate::execute::layers::BuiltLayer],
     image_env: Option<&[String]>,
+    base_image: &str,
     scratch_override: bool,
     warnings: &mut Vec<String>,
 ) -> Result<(), MissingProgram> {
     let mut contents = ImageContents::new(image_env);
     contents.add_base(facts);
     contents.add_programs(built.iter().flat_map(|layer| layer.programs.iter().cloned()));
-    match check(spec, &contents) {
+    match check_on(spec, &contents, base_image) {
         Some(missing) if scratch_override => {
             warnings.push(format!("{missing} (the base is `scratch`, so the image cannot start)"));
             Ok(())
@@ -193,7 +199,7 @@ pub fn check_build(
 }
 
 /// What to add to the config so that the image holds `program`.
-fn hint(spec: &Spec, program: &str) -> String {
+fn hint(spec: &Spec, program: &str, base_image: &str) -> String {
     if program.contains('/') {
         return format!(
             "check the path: no file of the base image, the packages or the app files is at {program} \
@@ -207,8 +213,8 @@ fn hint(spec: &Spec, program: &str) -> String {
     };
     if program.starts_with("python") {
         return format!(
-            "the base image {} has no `{program}`; use a base with Python, e.g. {base_key} = \"python:{}-slim\"",
-            spec.base.image, spec.python.version
+            "the base image {base_image} has no `{program}`; use a base with Python, e.g. {base_key} = \"python:{}-slim\"",
+            spec.python.version
         );
     }
     let package = match program {

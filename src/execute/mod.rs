@@ -140,7 +140,8 @@ pub fn build(
 
     let check_entrypoint = |built: &[layers::BuiltLayer], warnings: &mut Vec<String>| {
         let env = image_env.as_deref();
-        entrypoint::check_build(spec, &resolved.facts, built, env, options.scratch_override, warnings)
+        let base = resolved.base_text.as_str();
+        entrypoint::check_build(spec, &resolved.facts, built, env, base, options.scratch_override, warnings)
     };
     let mut built: Vec<layers::BuiltLayer> = Vec::new();
     let mut staged_python = None;

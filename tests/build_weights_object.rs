@@ -263,15 +263,7 @@ fn gcs_weights_through_the_xml_api_that_moto_serves() {
     // The key below turns Google's OAuth off, so requests carry no credential.
     s3.put_public_object("gcs-models", "bert/config.json", config);
     s3.put_public_object("gcs-models", "bert/model.safetensors", &model);
-    let key = serde_json::json!({
-        "type": "service_account",
-        "client_email": "imgbake-test@example.iam.gserviceaccount.com",
-        "private_key_id": "unused",
-        "private_key": "unused",
-        "disable_oauth": true,
-        "gcs_base_url": s3.endpoint(),
-    })
-    .to_string();
+    let key = s3.gcs_service_account_key();
     let env = vec![("IMGBAKE_TEST_GCS_KEY".to_string(), key)];
     let dir = tempfile::tempdir().unwrap();
     let weights = |mode: &str| {

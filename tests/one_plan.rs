@@ -98,15 +98,7 @@ fn source(kind: &str, dir: &Path) -> Option<Source> {
             for (name, bytes) in weights_files() {
                 s3.put_public_object("gcs-models", &format!("m/{name}"), &bytes);
             }
-            let key = serde_json::json!({
-                "type": "service_account",
-                "client_email": "imgbake-test@example.iam.gserviceaccount.com",
-                "private_key_id": "unused",
-                "private_key": "unused",
-                "disable_oauth": true,
-                "gcs_base_url": s3.endpoint(),
-            })
-            .to_string();
+            let key = s3.gcs_service_account_key();
             let entry = "source = \"gs://gcs-models/m\"\nsecret = \"IMGBAKE_TEST_GCS_KEY\"".to_string();
             let env = vec![("IMGBAKE_TEST_GCS_KEY".to_string(), key)];
             Source { entry, env, remote: true, _servers: (None, Some(s3), None) }

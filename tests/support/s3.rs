@@ -94,6 +94,21 @@ impl TestS3 {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// A GCS service-account key whose `gcs_base_url` is this server (GCS's
+    /// XML API is S3's protocol) and which turns Google's OAuth off, so
+    /// requests carry no credential.
+    pub fn gcs_service_account_key(&self) -> String {
+        serde_json::json!({
+            "type": "service_account",
+            "client_email": "imgbake-test@example.iam.gserviceaccount.com",
+            "private_key_id": "unused",
+            "private_key": "unused",
+            "disable_oauth": true,
+            "gcs_base_url": self.endpoint(),
+        })
+        .to_string()
+    }
+
     /// The AWS_* variables a process would need to reach this server.
     pub fn env(&self) -> Vec<(String, String)> {
         [

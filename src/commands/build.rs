@@ -103,8 +103,12 @@ pub fn run(args: &BuildArgs) -> u8 {
                 rootfs: resolved.rootfs.as_deref(),
                 hook: &resolved.hook,
             };
-            let base =
-                || crate::cost::inputs::base_input(&resolved.base_text, resolved.base.lookup(&resolved.base_text));
+            let base = || {
+                crate::cost::inputs::base_input(
+                    &resolved.base_text,
+                    resolved.base.lookup(&resolved.base_text, &resolved.cache_dir),
+                )
+            };
             let lock = crate::cost::inputs::LockState { lock: Some(&resolved.lock), current: true };
             let decided = super::image_plan::decide(&spec, &facts, base, lock, &profile, false)?;
             execute::build(&spec, &mut resolved, &decided.plan, &options)

@@ -318,9 +318,8 @@ pub fn base_input(image: &str, lookup: BaseLookup) -> BaseInput {
                         Codec::None => layer.size,
                         _ => (layer.size as f64 * 2.5) as u64,
                     };
-                    let shape = local_blobs.as_ref().and_then(|blobs| {
-                        let cache = crate::image::cache::LayerCache::default_dir().ok()?;
-                        crate::resolve::basefs::layer_shape(blobs, &layer.digest, &layer.media_type, &cache).ok()
+                    let shape = local_blobs.as_ref().and_then(|(blobs, cache)| {
+                        crate::resolve::basefs::layer_shape(blobs, &layer.digest, &layer.media_type, cache).ok()
                     });
                     LayerEstimate {
                         what: format!("base layer {}", index + 1),

@@ -121,19 +121,22 @@ pub enum BaseLookup {
     Rootfs {
         sizes: Vec<u64>,
     },
-    /// Its manifest; `blobs` when the layers are on this machine (a local layout).
+    /// Its manifest; `blobs` when the layers are on this machine: their
+    /// store, and the cache directory where their facts are kept (so a base
+    /// the build already scanned is not read again).
     Manifest {
         bytes: Vec<u8>,
         where_from: &'static str,
-        blobs: Option<BlobStore>,
+        blobs: Option<(BlobStore, std::path::PathBuf)>,
     },
     /// Why it could not be looked up.
     Unknown(String),
 }
 
 impl ResolvedBase {
-    /// The lookup of a base already resolved (no request).
-    pub fn lookup(&self, image: &str) -> BaseLookup {
+    /// The lookup of a base already resolved (no request); `cache_dir` is
+    /// where the build cached its layers' facts.
+    pub fn lookup(&self, image: &str, cache_dir: &std::path::Path) -> BaseLookup {
         if image.starts_with(super::ROOTFS_PREFIX) {
             return rootfs_lookup(image);
         }
@@ -142,7 +145,11 @@ impl ResolvedBase {
             Some(base) => BaseLookup::Manifest {
                 bytes: base.manifest.clone(),
                 where_from: if self.reference.is_some() { "registry manifest" } else { "OCI layout manifest" },
-                blobs: self.blobs.as_ref().and_then(|b| BlobStore::open(b.root()).ok()),
+                blobs: self
+                    .blobs
+                    .as_ref()
+                    .and_then(|b| BlobStore::open(b.root()).ok())
+                    .map(|b| (b, cache_dir.to_path_buf())),
             },
         }
     }
@@ -174,7 +181,7 @@ pub fn lookup(image: &str, skip_registry: bool, registry: &RegistryClientOptions
             Ok(read) => BaseLookup::Manifest {
                 bytes: read.manifest,
                 where_from: "OCI layout manifest",
-                blobs: BlobStore::open(&oci.dir).ok(),
+                blobs: BlobStore::open(&oci.dir).ok().zip(LayerCache::default_dir().ok()),
             },
             Err(error) => BaseLookup::Unknown(format!("cannot read {image} ({error})")),
         };

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Overrides the cache directory.
 pub const CACHE_DIR_ENV: &str = "IMGBAKE_CACHE_DIR";
 /// Bumped whenever the tar format or the fingerprint changes.
-const FINGERPRINT_VERSION: &str = "imgbake layer cache v1";
+/// v2: gzip layers are written in independent 1 MiB blocks (src/image/pgzip.rs).
+const FINGERPRINT_VERSION: &str = "imgbake layer cache v2";
 const INDEX_DIR: &str = "layers";
 
 #[derive(Debug, thiserror::Error)]

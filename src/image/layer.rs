@@ -37,11 +37,13 @@ const CHANNEL_DEPTH: usize = 4;
 const BLOCK: usize = 512;
 /// Sizes from here on need a PAX `size` record (the ustar field holds 11 octal digits).
 const USTAR_MAX_SIZE: u64 = 8 << 30;
-/// Compression threads used by zstd. A fixed number (not the core count),
-/// so the output, and so the digest, is the same on every machine; zstd's
-/// multithreaded format does not depend on the worker count anyway (checked
-/// by a test below), but we do not rely on that.
-const ZSTD_WORKERS: u32 = 1;
+/// Compression threads: one per core, for zstd and gzip alike. The output
+/// does not depend on the count (checked by tests here and in
+/// [`crate::image::pgzip`]): zstd's multithreaded format cuts jobs by size,
+/// not by worker, and parallel gzip cuts fixed blocks.
+fn compression_workers() -> usize {
+    crate::image::pgzip::available_workers()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
@@ -221,9 +223,8 @@ fn run_sink(
         }
         Compression::Gzip { level } => {
             let blob = store.writer()?;
-            // Fixed header fields: no mtime, OS "unknown", whatever the host.
-            let mut encoder =
-                flate2::GzBuilder::new().mtime(0).operating_system(255).write(blob, flate2::Compression::new(level));
+            // Independent blocks on every core; fixed header fields (no mtime, OS "unknown").
+            let mut encoder = crate::image::pgzip::ParallelGzip::new(blob, level, compression_workers());
             match drain(&messages, &recycle, |bytes| encoder.write_all(bytes).map_err(compress_error))? {
                 Some(_) => {
                     let blob = encoder.finish().map_err(compress_error)?;
@@ -235,7 +236,7 @@ fn run_sink(
         Compression::Zstd { level } => {
             let blob = store.writer()?;
             let mut encoder = zstd::stream::write::Encoder::new(blob, level).map_err(compress_error)?;
-            encoder.multithread(ZSTD_WORKERS).map_err(compress_error)?;
+            encoder.multithread(compression_workers() as u32).map_err(compress_error)?;
             encoder.include_checksum(false).map_err(compress_error)?;
             match drain(&messages, &recycle, |bytes| encoder.write_all(bytes).map_err(compress_error))? {
                 Some(_) => {
@@ -799,5 +800,6 @@ mod tests {
             sha(&encoder.finish().unwrap())
         };
         assert_eq!(compress(1), compress(2));
+        assert_eq!(compress(1), compress(5));
     }
 }

@@ -17,4 +17,5 @@ pub mod entries;
 pub mod layer;
 pub mod layout;
 pub mod oci;
+pub mod pgzip;
 pub mod sample;

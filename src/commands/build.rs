@@ -102,6 +102,7 @@ pub fn run(args: &BuildArgs) -> u8 {
                 sources: &resolved.sources,
                 rootfs: resolved.rootfs.as_deref(),
                 hook: &resolved.hook,
+                target: crate::layout::compression::CodecTarget { profile: &profile, base_layers: &[] },
             };
             let base = || {
                 crate::cost::inputs::base_input(
@@ -110,7 +111,7 @@ pub fn run(args: &BuildArgs) -> u8 {
                 )
             };
             let lock = crate::cost::inputs::LockState { lock: Some(&resolved.lock), current: true };
-            let decided = super::image_plan::decide(&spec, &facts, base, lock, &profile, false)?;
+            let decided = super::image_plan::decide(&spec, &facts, base, lock, &profile, false, true)?;
             execute::build(&spec, &mut resolved, &decided.plan, &options)
         });
     match built {

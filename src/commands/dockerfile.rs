@@ -76,7 +76,8 @@ pub fn write_context(
     let sources = crate::resolve::weights::resolve_sources(spec, lock.as_ref(), Some(remote.store()), &mut warnings)?;
     let hook = crate::resolve::hook::hook_binary()
         .map_err(|(path, source)| crate::resolve::ResolveError::Hook { path, source })?;
-    let facts = LayoutFacts { lock: lock.as_ref(), sources: &sources, rootfs: None, hook: &hook };
+    let target = crate::layout::compression::CodecTarget { profile, base_layers: &[] };
+    let facts = LayoutFacts { lock: lock.as_ref(), sources: &sources, rootfs: None, hook: &hook, target };
     let base_text = settings.base.clone().unwrap_or_else(|| spec.base.image.clone());
     let registry = crate::registry::RegistryClientOptions {
         insecure_registries: settings.insecure_registries.clone(),
@@ -86,7 +87,7 @@ pub fn write_context(
     let base =
         || crate::cost::inputs::base_input(&base_text, crate::resolve::base::lookup(&base_text, false, &registry));
     let lock_state = crate::cost::inputs::LockState { lock: lock.as_ref(), current: lock.is_some() };
-    let decided = super::image_plan::decide(spec, &facts, base, lock_state, profile, false)?;
+    let decided = super::image_plan::decide(spec, &facts, base, lock_state, profile, false, false)?;
     let options = ContextOptions { base_override: settings.base.clone() };
     let mut generated = dockerfile::generate(spec, &decided.plan, lock.as_ref(), &options, &remote)?;
     warnings.append(&mut generated.warnings);

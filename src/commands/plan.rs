@@ -110,14 +110,19 @@ fn plan_of(
         .map_err(|(path, source)| crate::resolve::ResolveError::Hook { path, source })?;
     let base_text = args.base.clone().unwrap_or_else(|| spec.base.image.clone());
     let rootfs = base_text.strip_prefix(crate::resolve::ROOTFS_PREFIX).map(std::path::PathBuf::from);
-    let facts =
-        crate::layout::LayoutFacts { lock: lock.as_ref(), sources: &sources, rootfs: rootfs.as_deref(), hook: &hook };
+    let facts = crate::layout::LayoutFacts {
+        lock: lock.as_ref(),
+        sources: &sources,
+        rootfs: rootfs.as_deref(),
+        hook: &hook,
+        target: crate::layout::compression::CodecTarget { profile, base_layers: &[] },
+    };
     let base = || {
         let lookup = crate::resolve::base::lookup(&base_text, args.skip_base_lookup, registry);
         inputs::base_input(&base_text, lookup)
     };
     let lock_state = inputs::LockState { lock: lock.as_ref(), current };
-    let decided = super::image_plan::decide(spec, &facts, base, lock_state, profile, true)?;
+    let decided = super::image_plan::decide(spec, &facts, base, lock_state, profile, true, true)?;
     let inputs = decided.inputs.expect("priced on request");
     Ok(cost::plan(&inputs, profile, cost::layer_views(spec, &decided.plan)))
 }

@@ -25,6 +25,20 @@ pub enum Codec {
     None,
 }
 
+impl Codec {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zstd => "zstd",
+            Codec::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Codec> {
+        [Codec::Gzip, Codec::Zstd, Codec::None].into_iter().find(|c| c.as_str() == text)
+    }
+}
+
 /// One layer as it will be in the image: tar size and estimated blob size.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LayerEstimate {

@@ -55,6 +55,14 @@ pub struct Plan {
     pub layers: Vec<PlannedLayerView>,
     pub notes: Vec<String>,
     pub assumptions: Vec<Assumption>,
+    /// The layer codecs the target's runtime unpacks (`compression = "auto"` chooses among them).
+    pub runtime_codecs: RuntimeCodecs,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuntimeCodecs {
+    pub codecs: Vec<inputs::Codec>,
+    pub source: String,
 }
 
 /// Cold starts a week implied by min_replicas (0 = scale to zero).
@@ -125,6 +133,10 @@ pub fn plan(inputs: &PlanInputs, profile: &Profile, layers: Vec<PlannedLayerView
         layers,
         notes,
         assumptions,
+        runtime_codecs: RuntimeCodecs {
+            codecs: profile.runtime_codecs.clone(),
+            source: profile.sources.get(profile::RUNTIME_CODECS).cloned().unwrap_or_else(|| "unknown".to_string()),
+        },
     }
 }
 
@@ -154,6 +166,8 @@ pub fn placements(inputs: &PlanInputs, profile: &profile::Profile) -> Vec<decisi
 pub struct PlannedLayerView {
     pub what: String,
     pub codec: inputs::Codec,
+    /// How the codec was chosen, with each alternative's pull and unpack.
+    pub codec_choice: Option<crate::layout::compression::CodecChoice>,
     /// `(image path, bytes)` of its regular files, when the layout knows them.
     pub paths: Option<Vec<(String, u64)>>,
 }
@@ -164,6 +178,7 @@ pub fn layer_views(spec: &crate::spec::Spec, plan: &crate::layout::ImagePlan) ->
         .map(|layer| PlannedLayerView {
             what: layer.name.clone(),
             codec: inputs::codec_of(layer.compression),
+            codec_choice: layer.codec_choice.clone(),
             paths: layer.files(spec, plan.volume.as_ref()),
         })
         .collect()

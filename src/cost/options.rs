@@ -61,7 +61,8 @@ impl OptionPlan {
     }
 }
 
-fn default_base(params: &Params) -> LayerEstimate {
+/// The base when its size is unknown: the profile's defaults.
+pub fn default_base(params: &Params) -> LayerEstimate {
     LayerEstimate {
         what: "base (profile default)".into(),
         uncompressed: params.default_base_uncompressed as u64,
@@ -88,12 +89,18 @@ pub fn volume_layer(files: usize, params: &Params) -> LayerEstimate {
     }
 }
 
-pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placement], params: &Params) -> OptionPlan {
-    let mut shared: Vec<LayerEstimate> = if inputs.base.layers.is_empty() && inputs.base.image != "scratch" {
+/// The base's layers as a new node pulls them: as looked up, else the
+/// profile's default base (none for `scratch`).
+pub fn base_layers(base: &super::inputs::BaseInput, params: &Params) -> Vec<LayerEstimate> {
+    if base.layers.is_empty() && base.image != "scratch" {
         vec![default_base(params)]
     } else {
-        inputs.base.layers.clone()
-    };
+        base.layers.clone()
+    }
+}
+
+pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placement], params: &Params) -> OptionPlan {
+    let mut shared: Vec<LayerEstimate> = base_layers(&inputs.base, params);
     shared.extend(inputs.dependency_layers.iter().cloned());
     let cached_count = shared.len();
     let mut layers = shared;

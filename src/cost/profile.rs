@@ -8,10 +8,12 @@
 //! base = "cerebrium"            # optional: start from this built-in profile
 //! [params]
 //! unpack_gzip = 180e6           # bytes per second
+//! runtime_codecs = ["gzip", "none"]   # what the target's runtime unpacks
 //! [sources]
 //! unpack_gzip = "measured on build-01, 2026-11-24"
 //! ```
 
+use super::inputs::Codec;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +49,8 @@ pub struct Params {
     pub sha256: f64,
     pub compress_gzip: f64,
     pub compress_zstd: f64,
+    /// zstd level of zstd layers (`plan --calibrate` picks it from 1, 3, 6).
+    pub zstd_level: f64,
     /// Build machine → registry.
     pub push_bandwidth: f64,
     /// Process start and imports until the app begins loading weights.
@@ -67,7 +71,7 @@ pub struct Params {
 }
 
 /// Keys in file order; `params_get`/`params_set` map them to fields.
-pub const KEYS: [&str; 27] = [
+pub const KEYS: [&str; 28] = [
     "registry_bandwidth",
     "layer_bandwidth",
     "pull_concurrency",
@@ -86,6 +90,7 @@ pub const KEYS: [&str; 27] = [
     "sha256",
     "compress_gzip",
     "compress_zstd",
+    "zstd_level",
     "push_bandwidth",
     "app_start_seconds",
     "default_base_compressed",
@@ -118,6 +123,7 @@ impl Params {
             "sha256" => &mut self.sha256,
             "compress_gzip" => &mut self.compress_gzip,
             "compress_zstd" => &mut self.compress_zstd,
+            "zstd_level" => &mut self.zstd_level,
             "push_bandwidth" => &mut self.push_bandwidth,
             "app_start_seconds" => &mut self.app_start_seconds,
             "default_base_compressed" => &mut self.default_base_compressed,
@@ -157,7 +163,16 @@ pub struct Profile {
     pub params: Params,
     /// key → source of the number (a document, a measurement, or "assumption: …").
     pub sources: BTreeMap<String, String>,
+    /// The layer codecs the target's runtime unpacks (source under `runtime_codecs`):
+    /// `compression = "auto"` chooses among these only.
+    pub runtime_codecs: Vec<Codec>,
 }
+
+/// The profile key of [`Profile::runtime_codecs`], beside the numbers of [`Params`].
+pub const RUNTIME_CODECS: &str = "runtime_codecs";
+
+/// Every codec, in the order profiles list them.
+pub const ALL_CODECS: [Codec; 3] = [Codec::Gzip, Codec::Zstd, Codec::None];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -202,8 +217,9 @@ fn common() -> (Params, BTreeMap<String, String>) {
         source_connection_bandwidth: 50.0 * MB,
         prefetch_jobs: 4.0,
         sha256: 1.0 * GB,
-        compress_gzip: 40.0 * MB,
+        compress_gzip: 80.0 * MB,
         compress_zstd: 300.0 * MB,
+        zstd_level: 3.0,
         push_bandwidth: 100.0 * MB,
         app_start_seconds: 5.0,
         default_base_compressed: 1.2 * GB,
@@ -234,8 +250,9 @@ fn common() -> (Params, BTreeMap<String, String>) {
         ("source_connection_bandwidth", "assumption: one HTTPS stream from the hub's CDN or a bucket (~50 MB/s)"),
         ("prefetch_jobs", "imgbake prefetch: files at once = twice the cores, 4 to 16 (src/runtime/prefetch.rs); 4 on 2 cores"),
         ("sha256", "assumption: sha2 with SHA-NI (~1 GB/s); measure with --calibrate"),
-        ("compress_gzip", "assumption: flate2 level 6, one core (~40 MB/s); measure with --calibrate"),
-        ("compress_zstd", "assumption: zstd level 3, one core (~300 MB/s); measure with --calibrate"),
+        ("compress_gzip", "assumption: flate2 level 6 on 2 cores, independent blocks (~80 MB/s); measure with --calibrate"),
+        ("compress_zstd", "assumption: zstd level 3 on 2 cores (~300 MB/s); measure with --calibrate"),
+        ("zstd_level", "zstd's default level; `plan --calibrate` measures levels 1, 3 and 6 on this machine"),
         ("push_bandwidth", "assumption: build machine → registry at ~100 MB/s"),
         ("app_start_seconds", "assumption: Python start and `import torch` before weights load (~5 s)"),
         (
@@ -263,7 +280,20 @@ fn common() -> (Params, BTreeMap<String, String>) {
 
 /// The built-in profile `name`.
 pub fn builtin(name: &str) -> Option<Profile> {
+    // containerd (≥ 1.5), CRI-O and podman unpack tar+zstd layers (OCI image-spec 1.1).
+    let zstd_runtimes = (
+        ALL_CODECS.to_vec(),
+        "containerd ≥ 1.5, CRI-O and podman unpack tar+zstd layers (OCI image-spec v1.1 media type)",
+    );
+    let (runtime_codecs, codecs_source) = match name {
+        "generic" => (
+            vec![Codec::Gzip, Codec::None],
+            "assumption: a generic or older runtime (docker's classic store before 23, umoci 0.4) reads gzip and plain tar only",
+        ),
+        _ => zstd_runtimes,
+    };
     let (mut params, mut sources) = common();
+    sources.insert(RUNTIME_CODECS.to_string(), codecs_source.to_string());
     let mut set = |key: &str, value: f64, source: &str| {
         params.set(key, value);
         sources.insert(key.to_string(), source.to_string());
@@ -290,7 +320,7 @@ pub fn builtin(name: &str) -> Option<Profile> {
         "generic" => {}
         _ => return None,
     }
-    Some(Profile { name: name.to_string(), params, sources })
+    Some(Profile { name: name.to_string(), params, sources, runtime_codecs })
 }
 
 /// `--profile NAME|FILE`; a name is a built-in profile, anything ending in
@@ -344,6 +374,11 @@ pub fn parse_file(text: &str, path: &Path, default_base: &str) -> Result<Profile
     if let Some(params) = table.get("params") {
         let params = params.as_table().ok_or_else(|| invalid(find("params"), "`params` must be a table".into()))?;
         for (key, value) in params {
+            if key == RUNTIME_CODECS {
+                profile.runtime_codecs = parse_codecs(value).map_err(|message| invalid(find(key), message))?;
+                profile.sources.insert(key.clone(), format!("set in {}", path.display()));
+                continue;
+            }
             let number = match value {
                 toml::Value::Float(f) => *f,
                 toml::Value::Integer(i) => *i as f64,
@@ -353,7 +388,7 @@ pub fn parse_file(text: &str, path: &Path, default_base: &str) -> Result<Profile
                 return Err(invalid(find(key), format!("`{key}` must be a finite number ≥ 0, got {number}")));
             }
             if !profile.params.set(key, number) {
-                let hint = crate::config::suggest::closest(key, Params::keys())
+                let hint = crate::config::suggest::closest(key, Params::keys().chain([RUNTIME_CODECS]))
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
                 return Err(invalid(find(key), format!("unknown parameter `{key}`{hint}")));
@@ -371,6 +406,20 @@ pub fn parse_file(text: &str, path: &Path, default_base: &str) -> Result<Profile
     Ok(profile)
 }
 
+/// `["gzip", "zstd", "none"]`: a non-empty list of distinct codec names.
+fn parse_codecs(value: &toml::Value) -> Result<Vec<Codec>, String> {
+    let expected = "`runtime_codecs` must be a non-empty list of \"gzip\", \"zstd\", \"none\"";
+    let items = value.as_array().filter(|a| !a.is_empty()).ok_or_else(|| format!("{expected}, got {value}"))?;
+    let mut codecs = Vec::new();
+    for item in items {
+        let codec = item.as_str().and_then(Codec::parse).ok_or_else(|| format!("{expected}, got {item}"))?;
+        if !codecs.contains(&codec) {
+            codecs.push(codec);
+        }
+    }
+    Ok(codecs)
+}
+
 /// The profile as an override file: every parameter and its source.
 pub fn to_toml(profile: &Profile, base: &str) -> String {
     let mut out = format!(
@@ -380,8 +429,10 @@ pub fn to_toml(profile: &Profile, base: &str) -> String {
         let value = profile.params.get(key).unwrap_or(0.0);
         out.push_str(&format!("{key} = {}\n", toml::Value::Float(value)));
     }
+    let codecs: Vec<toml::Value> = profile.runtime_codecs.iter().map(|c| toml::Value::from(c.as_str())).collect();
+    out.push_str(&format!("{RUNTIME_CODECS} = {}\n", toml::Value::Array(codecs)));
     out.push_str("\n[sources]\n");
-    for key in Params::keys() {
+    for key in Params::keys().chain([RUNTIME_CODECS]) {
         if let Some(source) = profile.sources.get(key) {
             out.push_str(&format!("{key} = {}\n", toml::Value::String(source.clone())));
         }
@@ -435,6 +486,27 @@ mod tests {
         assert_eq!(profile.params.volume_read, 500e6);
         let again = parse_file(&to_toml(&profile, "runpod"), path, "generic").unwrap();
         assert_eq!(again.params, profile.params);
+    }
+
+    #[test]
+    fn runtime_codecs_come_with_the_target_and_a_file_narrows_them() {
+        for name in ["cerebrium", "baseten", "runpod"] {
+            let profile = builtin(name).unwrap();
+            assert_eq!(profile.runtime_codecs, ALL_CODECS, "{name}");
+            assert!(profile.sources[RUNTIME_CODECS].contains("containerd"), "{name}");
+        }
+        assert_eq!(builtin("generic").unwrap().runtime_codecs, [Codec::Gzip, Codec::None]);
+        let path = Path::new("node.toml");
+        let profile = parse_file("[params]\nruntime_codecs = [\"none\", \"gzip\"]\n", path, "cerebrium").unwrap();
+        assert_eq!(profile.runtime_codecs, [Codec::None, Codec::Gzip]);
+        assert_eq!(profile.params.volume_read, 2e9, "the target's numbers stay");
+        let again = parse_file(&to_toml(&profile, "cerebrium"), path, "generic").unwrap();
+        assert_eq!(again.runtime_codecs, profile.runtime_codecs);
+        for bad in ["[]", "[\"lz4\"]", "\"gzip\""] {
+            let text = format!("[params]\nruntime_codecs = {bad}\n");
+            let error = parse_file(&text, path, "generic").unwrap_err().to_string();
+            assert!(error.starts_with("node.toml:2:1: `runtime_codecs` must be"), "{error}");
+        }
     }
 
     #[test]

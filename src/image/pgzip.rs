@@ -256,7 +256,10 @@ mod tests {
         // Golden value: a change here changes the digest of every gzip layer over 1 MiB.
         use sha2::Digest as _;
         let gzip = compress(&sample(5 * BLOCK_SIZE / 2), 6, 2, 65536);
-        assert_eq!(format!("{:x}", sha2::Sha256::digest(&gzip)), "7c8a497ce8385f3408f551c41c0a663639e53de93f4003e99aacb3cc96e58ce2");
+        assert_eq!(
+            format!("{:x}", sha2::Sha256::digest(&gzip)),
+            "7c8a497ce8385f3408f551c41c0a663639e53de93f4003e99aacb3cc96e58ce2"
+        );
     }
 
     #[test]

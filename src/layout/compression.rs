@@ -1,68 +1,420 @@
-//! Which compression a planned layer gets. One rule for every layer, read
-//! by the native build (it writes that codec), the Dockerfile (it says so)
-//! and the cost model (it prices that codec).
+//! Which compression each planned layer gets. One rule for every layer,
+//! read by the native build (it writes that codec) and the cost model (it
+//! prices that codec); `plan` shows it per layer with its alternatives.
+//!
+//! `[imgbake] compression = "gzip" | "zstd" | "none"` forces one codec on
+//! every new layer. `auto` (the default) prices each layer in every codec
+//! the target's runtime unpacks (the profile's `runtime_codecs`) and keeps
+//! the one with which the image is pulled and unpacked soonest on a new
+//! node: the cost model's own pull (`pull_concurrency` layers at once, each
+//! capped at `layer_bandwidth`, all at `registry_bandwidth`) and serial
+//! unpack (`unpack_gzip|zstd|none`, per entry) of the base's layers and all
+//! of ours, with this layer in that codec and the others as chosen. A
+//! layer's blob size in a codec is estimated as the cost model estimates it
+//! (`cost::inputs` from the zstd -1 ratio of a sample of its files,
+//! `cost::deps` from the lock for dependency layers). Codecs whose times
+//! are within [`TIE_SECONDS`] (or [`TIE_FRACTION`]) of the best tie, and the
+//! tie goes to the smaller blob, so the smaller image.
 
+use super::{ImagePlan, LayerContent, LayoutFacts, PlannedLayer, VolumePlan};
+use crate::cost::inputs::{Codec, LayerEstimate};
+use crate::cost::model::{self, PullLayer};
+use crate::cost::profile::Profile;
 use crate::image::layer::Compression;
-use crate::spec;
+use crate::spec::{self, Spec};
+use serde::Serialize;
 
 /// gzip level of every gzip layer: fixed, so digests never drift.
 pub const GZIP_LEVEL: u32 = 6;
-pub const ZSTD_LEVEL: i32 = 3;
-/// Compressed/original size above which `auto` stores a layer uncompressed:
-/// saving under 10% is not worth the CPU at pull and unpack time.
-pub const INCOMPRESSIBLE_RATIO: f64 = 0.90;
-
 pub const GZIP: Compression = Compression::Gzip { level: GZIP_LEVEL };
+/// Pull-and-unpack times closer than this many seconds tie…
+pub const TIE_SECONDS: f64 = 0.01;
+/// …or closer than this fraction of the best.
+pub const TIE_FRACTION: f64 = 0.005;
+/// Rounds of "each layer in turn, the others fixed": the second settles
+/// layers whose best codec moved when a later one changed.
+const PASSES: usize = 2;
+/// An hf-cache snapshot layer holds links and refs: headers, a little text.
+const SNAPSHOT_RATIO: f64 = 0.1;
+/// The volume layer is mostly the hook binary; binaries compress to about 40%.
+pub const VOLUME_LAYER_RATIO: f64 = 0.4;
 
-/// The codec for a layer of weights whose sample compresses to `ratio`
-/// (zstd -1, compressed/original) under the config's `compression`.
-pub fn for_weights(setting: spec::Compression, ratio: f64) -> Compression {
-    match setting {
-        spec::Compression::None => Compression::None,
-        spec::Compression::Gzip => GZIP,
-        spec::Compression::Zstd => Compression::Zstd { level: ZSTD_LEVEL },
-        spec::Compression::Auto if ratio > INCOMPRESSIBLE_RATIO => Compression::None,
-        spec::Compression::Auto => GZIP,
+/// What the choice reads of the target: its profile (the runtime's codecs,
+/// the pull and unpack rates) and the base's layers, which a new node pulls
+/// before ours (`cost::options::base_layers`; empty when not looked up).
+#[derive(Debug, Clone, Copy)]
+pub struct CodecTarget<'a> {
+    pub profile: &'a Profile,
+    pub base_layers: &'a [PullLayer],
+}
+
+/// How a layer's codec was chosen, and what each codec would have given.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CodecChoice {
+    pub reason: String,
+    /// Every codec the runtime reads (and the forced one), with the layer's
+    /// estimated blob and the image's pull and unpack on a new node.
+    pub alternatives: Vec<Alternative>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alternative {
+    pub codec: Codec,
+    /// Estimated blob bytes of this layer in this codec.
+    pub compressed: u64,
+    /// Seconds until the whole image (base and new layers) is pulled and
+    /// unpacked on a new node, with this layer in this codec.
+    pub pull_unpack_seconds: f64,
+}
+
+/// The zstd level of zstd layers: the profile's `zstd_level` (measured by
+/// `plan --calibrate`), 1 to 19.
+pub fn zstd_level(profile: &Profile) -> i32 {
+    (profile.params.zstd_level.round() as i32).clamp(1, 19)
+}
+
+/// The layer writer's setting for `codec` under `profile`.
+pub fn compression_of(codec: Codec, profile: &Profile) -> Compression {
+    match codec {
+        Codec::Gzip => GZIP,
+        Codec::Zstd => Compression::Zstd { level: zstd_level(profile) },
+        Codec::None => Compression::None,
     }
 }
 
-/// The codec for app files: source code and configs always compress, so
-/// `auto` is gzip without a sample.
-pub fn for_app_files(setting: spec::Compression) -> Compression {
-    for_weights(setting, 0.0)
+fn forced(setting: spec::Compression) -> Option<Codec> {
+    match setting {
+        spec::Compression::Auto => None,
+        spec::Compression::Gzip => Some(Codec::Gzip),
+        spec::Compression::Zstd => Some(Codec::Zstd),
+        spec::Compression::None => Some(Codec::None),
+    }
+}
+
+/// Sets the compression of every layer of `plan` (see the module doc).
+pub fn assign(plan: &mut ImagePlan, spec: &Spec, facts: &LayoutFacts) {
+    let target = &facts.target;
+    let profile = target.profile;
+    let runtime: Vec<Codec> =
+        if profile.runtime_codecs.is_empty() { vec![Codec::Gzip] } else { profile.runtime_codecs.clone() };
+    let forced = forced(spec.compression);
+    if let Some(codec) = forced.filter(|c| !runtime.contains(c)) {
+        plan.warnings.push(format!(
+            "[imgbake] compression = \"{}\", but the target's runtime (profile {}) unpacks {} only: the image may not start there",
+            codec.as_str(),
+            profile.name,
+            runtime.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut candidates = runtime.clone();
+    if let Some(codec) = forced.filter(|c| !candidates.contains(c)) {
+        candidates.push(codec);
+    }
+    // Each layer's estimate in each candidate codec (None: unknown until built).
+    let estimates: Vec<Option<Vec<(Codec, LayerEstimate)>>> =
+        plan.layers.iter().map(|layer| estimates(layer, &candidates, spec, facts, plan.volume.as_ref())).collect();
+    let base = target.base_layers;
+    let pull = |layers: &[Option<PullLayer>]| {
+        let all: Vec<PullLayer> = base.iter().copied().chain(layers.iter().flatten().copied()).collect();
+        model::pull_and_unpack(&all, &profile.params).unpacked
+    };
+    let pull_layer = |index: usize, codec: Codec| {
+        estimates[index].as_ref().and_then(|e| e.iter().find(|(c, _)| *c == codec)).map(|(_, e)| PullLayer::from(e))
+    };
+    let fallback = if runtime.contains(&Codec::Gzip) { Codec::Gzip } else { runtime[0] };
+    let mut chosen: Vec<Codec> = (0..plan.layers.len())
+        .map(|index| match (forced, &estimates[index]) {
+            (Some(codec), _) => codec,
+            (None, None) => fallback,
+            (None, Some(_)) => {
+                let alone: Vec<Alternative> = runtime
+                    .iter()
+                    .filter_map(|&codec| alternative(&estimates[index], codec, |layer| pull(&[Some(layer)])))
+                    .collect();
+                pick(&alone).0
+            }
+        })
+        .collect();
+    let priced_with = |chosen: &[Codec], index: usize, codec: Codec| {
+        let layers: Vec<Option<PullLayer>> = chosen
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| if i == index { pull_layer(i, codec) } else { pull_layer(i, c) })
+            .collect();
+        pull(&layers)
+    };
+    if forced.is_none() {
+        for _ in 0..PASSES {
+            for index in 0..chosen.len() {
+                if estimates[index].is_none() {
+                    continue;
+                }
+                let options: Vec<Alternative> = runtime
+                    .iter()
+                    .filter_map(|&codec| alternative(&estimates[index], codec, |_| priced_with(&chosen, index, codec)))
+                    .collect();
+                chosen[index] = pick(&options).0;
+            }
+        }
+    }
+    for (index, layer) in plan.layers.iter_mut().enumerate() {
+        let alternatives: Vec<Alternative> = candidates
+            .iter()
+            .filter_map(|&codec| alternative(&estimates[index], codec, |_| priced_with(&chosen, index, codec)))
+            .collect();
+        let codec = chosen[index];
+        let reason = match (forced, estimates[index].is_some()) {
+            (Some(codec), _) => format!("forced by [imgbake] compression = \"{}\"", codec.as_str()),
+            (None, false) => format!("auto: size unknown until it is built; {}", codec.as_str()),
+            (None, true) => {
+                let among: Vec<Alternative> =
+                    alternatives.iter().filter(|a| runtime.contains(&a.codec)).cloned().collect();
+                pick(&among).1
+            }
+        };
+        layer.compression = compression_of(codec, profile);
+        layer.codec_choice = Some(CodecChoice { reason, alternatives });
+    }
+}
+
+/// `codec`'s alternative for a layer with these estimates, its time from `seconds`.
+fn alternative(
+    estimates: &Option<Vec<(Codec, LayerEstimate)>>,
+    codec: Codec,
+    seconds: impl Fn(PullLayer) -> f64,
+) -> Option<Alternative> {
+    let (_, estimate) = estimates.as_ref()?.iter().find(|(c, _)| *c == codec)?;
+    Some(Alternative {
+        codec,
+        compressed: estimate.compressed,
+        pull_unpack_seconds: seconds(PullLayer::from(estimate)),
+    })
+}
+
+/// The fastest alternative; among those that tie with it, the smallest blob
+/// (then the faster, then the earlier listed). With the reason.
+fn pick(alternatives: &[Alternative]) -> (Codec, String) {
+    let best = alternatives.iter().map(|a| a.pull_unpack_seconds).fold(f64::INFINITY, f64::min);
+    let tie = TIE_SECONDS.max(best * TIE_FRACTION);
+    let tied: Vec<&Alternative> = alternatives.iter().filter(|a| a.pull_unpack_seconds <= best + tie).collect();
+    let Some(winner) = tied
+        .iter()
+        .copied()
+        .min_by(|a, b| a.compressed.cmp(&b.compressed).then(a.pull_unpack_seconds.total_cmp(&b.pull_unpack_seconds)))
+    else {
+        return (Codec::Gzip, "auto: no codec to compare".into());
+    };
+    let reason = if alternatives.len() == 1 {
+        format!("auto: {} is the only codec the runtime unpacks", winner.codec.as_str())
+    } else if tied.len() == 1 {
+        format!("auto: fastest pull and unpack on a new node ({:.2} s)", winner.pull_unpack_seconds)
+    } else {
+        let others: Vec<&str> = tied.iter().filter(|a| a.codec != winner.codec).map(|a| a.codec.as_str()).collect();
+        format!("auto: ties with {} within {:.2} s; the smaller blob wins", others.join(", "), tie.max(0.0))
+    };
+    (winner.codec, reason)
+}
+
+/// The layer's estimate in each codec, as the cost model prices it; `None`
+/// when its size is unknown before it is built (a root filesystem, or a
+/// dependency layer without a lock).
+fn estimates(
+    layer: &PlannedLayer,
+    codecs: &[Codec],
+    spec: &Spec,
+    facts: &LayoutFacts,
+    volume: Option<&VolumePlan>,
+) -> Option<Vec<(Codec, LayerEstimate)>> {
+    let profile = facts.target.profile;
+    let in_codec = |codec: Codec| PlannedLayer { compression: compression_of(codec, profile), ..layer.clone() };
+    let ratio = match &layer.content {
+        LayerContent::Rootfs { .. } => return None,
+        LayerContent::Apt | LayerContent::Python { .. } | LayerContent::Conda => {
+            let lock = facts.lock?;
+            return codecs
+                .iter()
+                .map(|&codec| crate::cost::deps::estimate_planned(&in_codec(codec), lock).map(|e| (codec, e)))
+                .collect();
+        }
+        LayerContent::AppFiles { files } => {
+            let paths: Vec<std::path::PathBuf> =
+                files.iter().filter(|f| f.link.is_none()).map(|f| f.source.clone()).collect();
+            if paths.is_empty() {
+                1.0
+            } else {
+                crate::image::sample::sampled_ratio(&paths)
+            }
+        }
+        LayerContent::Weights { ratio, .. } => *ratio,
+        LayerContent::HfSnapshot { .. } => SNAPSHOT_RATIO,
+        LayerContent::Volume => VOLUME_LAYER_RATIO,
+    };
+    let sizes: Vec<u64> = match &layer.content {
+        LayerContent::HfSnapshot { links, refs, .. } => vec![0; links.len() + refs.len()],
+        _ => layer.files(spec, volume)?.into_iter().map(|(_, size)| size).collect(),
+    };
+    Some(
+        codecs
+            .iter()
+            .map(|&codec| {
+                (codec, LayerEstimate::from_files(layer.name.clone(), &sizes, ratio, compression_of(codec, profile)))
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn auto_leaves_incompressible_weights_alone_and_gzips_the_rest() {
-        assert_eq!(for_weights(spec::Compression::Auto, 0.95), Compression::None);
-        assert_eq!(for_weights(spec::Compression::Auto, 0.5), GZIP);
-        assert_eq!(for_weights(spec::Compression::Zstd, 0.95), Compression::Zstd { level: ZSTD_LEVEL });
-        assert_eq!(for_app_files(spec::Compression::Auto), GZIP);
-        assert_eq!(for_app_files(spec::Compression::None), Compression::None);
+    fn alternative(codec: Codec, compressed: u64, seconds: f64) -> Alternative {
+        Alternative { codec, compressed, pull_unpack_seconds: seconds }
     }
 
     #[test]
-    fn sampled_random_bytes_stay_uncompressed_and_text_is_gzipped() {
-        use crate::image::sample::sampled_ratio;
+    fn the_fastest_wins_and_a_tie_goes_to_the_smaller_blob() {
+        let (codec, reason) = pick(&[
+            alternative(Codec::Gzip, 800, 28.6),
+            alternative(Codec::Zstd, 800, 21.5),
+            alternative(Codec::None, 1000, 24.8),
+        ]);
+        assert_eq!(codec, Codec::Zstd);
+        assert!(reason.contains("fastest"), "{reason}");
+        // 5 ms apart: a tie, and gzip's blob is smaller.
+        let (codec, reason) = pick(&[alternative(Codec::Gzip, 300, 1.005), alternative(Codec::None, 1000, 1.0)]);
+        assert_eq!(codec, Codec::Gzip);
+        assert!(reason.contains("ties with none"), "{reason}");
+        // Equal blobs: the faster of the tied.
+        let (codec, _) = pick(&[alternative(Codec::Gzip, 300, 1.004), alternative(Codec::Zstd, 300, 1.0)]);
+        assert_eq!(codec, Codec::Zstd);
+    }
+
+    /// A project with `weights` bytes of bf16-like weights (a sparse file
+    /// after the sampled first 8 MiB) and, `with_torch`, a torch-sized wheel.
+    fn project(weights: u64, with_torch: bool) -> (tempfile::TempDir, Spec, crate::lock::Lock) {
         let dir = tempfile::tempdir().unwrap();
-        let random = dir.path().join("random.bin");
-        let mut state = 0x2545F4914F6CDD1Du64;
-        let bytes: Vec<u8> = (0..1 << 20)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        std::fs::write(&random, bytes).unwrap();
-        let text = dir.path().join("config.json");
-        std::fs::write(&text, "{\"hidden_size\": 4096, \"layers\": 32}\n".repeat(20_000)).unwrap();
-        assert_eq!(for_weights(spec::Compression::Auto, sampled_ratio(&[random])), Compression::None);
-        assert_eq!(for_weights(spec::Compression::Auto, sampled_ratio(&[text])), GZIP);
+        let model = dir.path().join("weights/model.safetensors");
+        std::fs::create_dir_all(model.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(dir.path().join("project")).unwrap();
+        std::fs::write(&model, crate::cost::calibrate::bf16_like(8 << 20, 1)).unwrap();
+        std::fs::File::options().write(true).open(&model).unwrap().set_len(weights).unwrap();
+        let pip = if with_torch { "[cerebrium.dependencies.pip]\ntorch = \"2.5.1\"\n" } else { "" };
+        let config = format!(
+            "[cerebrium.deployment]\nname = \"w\"\n{pip}[[imgbake.weights]]\nsource = \"{}\"\nmount = \"m\"\nmode = \"bake\"\n",
+            model.parent().unwrap().display()
+        );
+        std::fs::write(dir.path().join("project/cerebrium.toml"), &config).unwrap();
+        let spec = crate::config::spec_of(dir.path().join("project/cerebrium.toml").to_str().unwrap(), &config);
+        let lock: crate::lock::Lock = serde_json::from_value(serde_json::json!({
+            "version": crate::lock::LOCK_VERSION,
+            "inputs": {"base": "", "python_version": "3.11", "installer": "uv", "pip": [], "apt": [], "conda": [],
+                       "conda_channels": [], "weights": []},
+            "base": {"image": ""},
+            "python": {"installer": "uv",
+                       "target": {"python_version": "3.11", "platform": "", "interpreter": "", "site_packages": ""},
+                       "packages": [{"name": "torch", "version": "2.5.1", "url": "", "sha256": "", "size": 800_000_000u64}]},
+            "weights": []
+        }))
+        .unwrap();
+        let lock = crate::lock::Lock { python: lock.python.filter(|_| with_torch), ..lock };
+        (dir, spec, lock)
+    }
+
+    fn base() -> crate::cost::inputs::BaseInput {
+        let layer = LayerEstimate {
+            what: "base layer 1".into(),
+            uncompressed: 80_000_000,
+            compressed: 30_000_000,
+            codec: Codec::Gzip,
+            exact: true,
+            entries: 2_000,
+        };
+        crate::cost::inputs::BaseInput { image: "base".into(), layers: vec![layer], source: "test".into() }
+    }
+
+    /// The plan's cold start on a new node of the image laid out under `profile`.
+    fn new_node_seconds(spec: &Spec, lock: &crate::lock::Lock, profile: &Profile) -> (f64, Vec<(String, Codec)>) {
+        let base_layers: Vec<PullLayer> = base().layers.iter().map(PullLayer::from).collect();
+        let hook = std::path::Path::new("/bin/sh");
+        let facts = LayoutFacts {
+            lock: Some(lock),
+            sources: &[],
+            rootfs: None,
+            hook,
+            target: CodecTarget { profile, base_layers: &base_layers },
+        };
+        let plan = super::super::layout(spec, &facts, &Default::default()).unwrap();
+        let state = crate::cost::inputs::LockState { lock: Some(lock), current: true };
+        let inputs = crate::cost::inputs::from_plan(spec, &plan, &[], base(), state, 0.85);
+        let bake =
+            crate::cost::options::option_plan("bake", &inputs, &[super::super::Placement::Bake], &profile.params);
+        let codecs =
+            plan.layers.iter().map(|l| (l.name.clone(), crate::cost::inputs::codec_of(l.compression))).collect();
+        (bake.scenario("new_node").unwrap().total, codecs)
+    }
+
+    #[test]
+    fn auto_picks_the_codec_with_the_lowest_predicted_cold_start() {
+        // Issue 23: for each codec a target may favour, 256 MiB and 1 GiB of
+        // bf16-like weights and a torch-sized wheel layer, the image `auto`
+        // lays out starts no slower (by the plan's own numbers) than the
+        // same image with any one codec forced.
+        let cerebrium = crate::cost::profile::builtin("cerebrium").unwrap();
+        let generic = crate::cost::profile::builtin("generic").unwrap();
+        let mut slow_network = generic.clone();
+        slow_network.params.registry_bandwidth = 20e6;
+        slow_network.params.layer_bandwidth = 10e6;
+        slow_network.params.unpack_gzip = 400e6;
+        // (profile, weights codec alone, torch's codec beside them)
+        let cases = [
+            (&cerebrium, Codec::Zstd, Codec::Zstd),
+            (&generic, Codec::None, Codec::Gzip),
+            (&slow_network, Codec::Gzip, Codec::Gzip),
+        ];
+        for (weights, with_torch) in [(256u64 << 20, false), (1 << 30, false), (256 << 20, true), (1 << 30, true)] {
+            let (_dir, mut spec, lock) = project(weights, with_torch);
+            for (profile, weights_alone, torch_codec) in cases {
+                let case = format!("{} MiB, torch {with_torch}, profile {}", weights >> 20, profile.name);
+                spec.compression = spec::Compression::Auto;
+                let (auto, codecs) = new_node_seconds(&spec, &lock, profile);
+                let codec_of = |prefix: &str| codecs.iter().find(|(name, _)| name.starts_with(prefix)).map(|l| l.1);
+                if with_torch {
+                    assert_eq!(codec_of("python torch"), Some(torch_codec), "{case}: {codecs:?}");
+                } else {
+                    assert_eq!(codec_of("weights"), Some(weights_alone), "{case}: {codecs:?}");
+                }
+                for codec in profile.runtime_codecs.clone() {
+                    spec.compression = match codec {
+                        Codec::Gzip => spec::Compression::Gzip,
+                        Codec::Zstd => spec::Compression::Zstd,
+                        Codec::None => spec::Compression::None,
+                    };
+                    let (forced, _) = new_node_seconds(&spec, &lock, profile);
+                    let tolerance = forced * TIE_FRACTION + TIE_SECONDS * codecs.len() as f64;
+                    assert!(auto <= forced + tolerance, "{case}: auto {auto:.2} s, all {codec:?} {forced:.2} s");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_runtime_without_zstd_never_gets_zstd_unless_forced() {
+        let (_dir, mut spec, lock) = project(64 << 20, true);
+        let generic = crate::cost::profile::builtin("generic").unwrap();
+        let (_, codecs) = new_node_seconds(&spec, &lock, &generic);
+        assert!(codecs.iter().all(|(_, codec)| *codec != Codec::Zstd), "{codecs:?}");
+        spec.compression = spec::Compression::Zstd;
+        let (_, codecs) = new_node_seconds(&spec, &lock, &generic);
+        assert!(codecs.iter().all(|(_, codec)| *codec == Codec::Zstd), "{codecs:?}");
+    }
+
+    #[test]
+    fn zstd_level_comes_from_the_profile_within_zstd_range() {
+        let mut profile = crate::cost::profile::builtin("generic").unwrap();
+        assert_eq!(compression_of(Codec::Zstd, &profile), Compression::Zstd { level: 3 });
+        profile.params.zstd_level = 0.0;
+        assert_eq!(zstd_level(&profile), 1);
+        profile.params.zstd_level = 6.0;
+        assert_eq!(compression_of(Codec::Zstd, &profile), Compression::Zstd { level: 6 });
     }
 }

@@ -61,6 +61,8 @@ pub struct LayoutFacts<'a> {
     pub rootfs: Option<&'a Path>,
     /// The prefetch hook binary put in volume-mode images.
     pub hook: &'a Path,
+    /// What the codec choice prices layers for: the target's profile and base.
+    pub target: compression::CodecTarget<'a>,
 }
 
 /// The whole image, before a byte of it is written.
@@ -92,7 +94,10 @@ pub struct PlannedLayer {
     pub name: String,
     /// The image history line.
     pub history: String,
+    /// Set by [`compression::assign`] once every layer is known.
     pub compression: Compression,
+    /// Why that codec, and what the others would have given.
+    pub codec_choice: Option<compression::CodecChoice>,
     pub content: LayerContent,
 }
 
@@ -192,6 +197,7 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
             name: "base root filesystem".into(),
             history: format!("imgbake: base root filesystem {name}"),
             compression: compression::GZIP,
+            codec_choice: None,
             content: LayerContent::Rootfs { root: root.to_path_buf() },
         });
     }
@@ -239,7 +245,8 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
             (_, Placement::Volume) => volume_sources.push(resolved(entry, facts)?.clone()),
             (_, Placement::Bake) => {
                 let source = resolved(entry, facts)?;
-                layers.extend(remote_weights_layers(entry, spec, source));
+                let unsampled = facts.target.profile.params.remote_weights_ratio;
+                layers.extend(remote_weights_layers(entry, spec, source, unsampled));
             }
         }
     }
@@ -262,11 +269,14 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
                 volume.sources.len()
             ),
             compression: compression::GZIP,
+            codec_choice: None,
             content: LayerContent::Volume,
         });
     }
     let config = image_config(spec, facts.lock, volume.is_some());
-    Ok(ImagePlan { layers, placements: placed, volume, config, warnings })
+    let mut plan = ImagePlan { layers, placements: placed, volume, config, warnings };
+    compression::assign(&mut plan, spec, facts);
+    Ok(plan)
 }
 
 /// Refuses, before anything is resolved, an entry configured for a volume
@@ -307,6 +317,7 @@ pub fn dependency_layers(lock: &Lock) -> Vec<PlannedLayer> {
             name: format!("apt packages ({})", apt.packages.len()),
             history: format!("imgbake: apt {}", names.join(" ")),
             compression: compression::GZIP,
+            codec_choice: None,
             content: LayerContent::Apt,
         });
     }
@@ -325,6 +336,7 @@ pub fn dependency_layers(lock: &Lock) -> Vec<PlannedLayer> {
                 name,
                 history,
                 compression: compression::GZIP,
+                codec_choice: None,
                 content: LayerContent::Python { packages: group.iter().map(|w| w.name.clone()).collect() },
             });
         }
@@ -334,6 +346,7 @@ pub fn dependency_layers(lock: &Lock) -> Vec<PlannedLayer> {
             name: format!("conda packages ({})", conda.packages.len()),
             history: format!("imgbake: {} conda packages into {}", conda.packages.len(), conda.target.prefix),
             compression: compression::GZIP,
+            codec_choice: None,
             content: LayerContent::Conda,
         });
     }
@@ -374,7 +387,8 @@ fn app_files_layer(spec: &Spec, warnings: &mut Vec<String>) -> Result<PlannedLay
     Ok(PlannedLayer {
         name: "app files".into(),
         history: format!("imgbake: app files ({} files) at /{prefix}", files.len()),
-        compression: compression::for_app_files(spec.compression),
+        compression: compression::GZIP,
+        codec_choice: None,
         content: LayerContent::AppFiles { files },
     })
 }
@@ -382,8 +396,21 @@ fn app_files_layer(spec: &Spec, warnings: &mut Vec<String>) -> Result<PlannedLay
 /// A remote source baked: its files as listed (plain), or as an hf-cache
 /// tree (blobs split like any weights, then one small layer of snapshot
 /// links and refs).
-fn remote_weights_layers(entry: &WeightsEntry, spec: &Spec, source: &ResolvedSource) -> Vec<PlannedLayer> {
+/// `unsampled` is the ratio assumed when the source could not be sampled.
+fn remote_weights_layers(
+    entry: &WeightsEntry,
+    spec: &Spec,
+    source: &ResolvedSource,
+    unsampled: f64,
+) -> Vec<PlannedLayer> {
     let listing = &source.listing;
+    let ratio_of = |group: &[WeightsFile]| {
+        if source.sampled() {
+            source.ratio_of(remote_files(group))
+        } else {
+            unsampled
+        }
+    };
     match entry.layout {
         WeightsLayout::Plain => {
             let files = listing
@@ -395,7 +422,7 @@ fn remote_weights_layers(entry: &WeightsEntry, spec: &Spec, source: &ResolvedSou
                     size: f.size,
                 })
                 .collect();
-            weights_layers(entry, spec, files, &|group| source.ratio_of(remote_files(group)))
+            weights_layers(entry, spec, files, &ratio_of)
         }
         WeightsLayout::HfCache => {
             let tree = crate::weights::hf_cache::tree(entry, listing);
@@ -408,13 +435,14 @@ fn remote_weights_layers(entry: &WeightsEntry, spec: &Spec, source: &ResolvedSou
                     size: f.size,
                 })
                 .collect();
-            let mut layers = weights_layers(entry, spec, blobs, &|group| source.ratio_of(remote_files(group)));
+            let mut layers = weights_layers(entry, spec, blobs, &ratio_of);
             let root = entry.path.trim_start_matches('/');
             let under = |path: &str| format!("{root}/{path}");
             layers.push(PlannedLayer {
                 name: format!("weights {} snapshot", entry.mount),
                 history: format!("imgbake: hf-cache snapshot links and refs of {} at {}", entry.uri, entry.path),
                 compression: compression::GZIP,
+                codec_choice: None,
                 content: LayerContent::HfSnapshot {
                     origin: entry.origin.clone(),
                     links: tree.links.iter().map(|(link, target)| (under(link), target.clone())).collect(),
@@ -435,7 +463,7 @@ fn remote_files(group: &[WeightsFile]) -> impl Iterator<Item = &crate::weights::
 }
 
 /// `files` at the entry's path, split into layers by the Spec's
-/// `weights_split_size`; each layer's codec is chosen by `ratio_of` its files.
+/// `weights_split_size`; each layer's codec is chosen later from `ratio_of` its files.
 fn weights_layers(
     entry: &WeightsEntry,
     spec: &Spec,
@@ -459,7 +487,8 @@ fn weights_layers(
             PlannedLayer {
                 name,
                 history: format!("imgbake: weights {} ({names}) at {}", entry.uri, entry.path),
-                compression: compression::for_weights(spec.compression, ratio),
+                compression: compression::GZIP,
+                codec_choice: None,
                 content: LayerContent::Weights {
                     origin: entry.origin.clone(),
                     uri: entry.uri.clone(),

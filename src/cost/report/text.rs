@@ -89,6 +89,26 @@ pub fn render(plan: &Plan) -> String {
             ));
         }
     }
+    out.push_str(&format!(
+        "\nLayer compression: image pulled and unpacked on a new node (s) with the layer in each codec; the runtime unpacks {}\n",
+        plan.runtime_codecs.codecs.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+    ));
+    for layer in &plan.layers {
+        let alternatives = layer.codec_choice.as_ref().map(|choice| {
+            choice
+                .alternatives
+                .iter()
+                .map(|a| format!("{} {:.2}", a.codec.as_str(), a.pull_unpack_seconds))
+                .collect::<Vec<_>>()
+                .join("  ")
+        });
+        out.push_str(&format!(
+            "  {:<40}{:<6}{}\n",
+            truncate(&layer.what, 40),
+            layer.codec.as_str(),
+            alternatives.unwrap_or_default()
+        ));
+    }
     out.push_str("\nWeights sources\n");
     for source in &plan.sources {
         let line = format!(

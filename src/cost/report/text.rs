@@ -90,7 +90,7 @@ pub fn render(plan: &Plan) -> String {
         }
     }
     out.push_str(&format!(
-        "\nLayer compression: image pulled and unpacked on a new node (s) with the layer in each codec; the runtime unpacks {}\n",
+        "\nLayer codecs (runtime unpacks {}): image pulled and unpacked on a new node (s)\n",
         plan.runtime_codecs.codecs.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
     ));
     for layer in &plan.layers {

@@ -338,8 +338,9 @@ fn weights_over_the_split_size_get_a_layer_each_and_auto_compression_fits_the_da
     assert_eq!(weights_layers.len(), 3, "{result:#}");
     assert_eq!(weights_layers[0]["files"], 3);
     assert_eq!((weights_layers[1]["files"].as_u64(), weights_layers[2]["files"].as_u64()), (Some(1), Some(1)));
-    // Random shards are stored uncompressed; the text-heavy small-file layer is gzipped.
+    // Random shards are stored uncompressed; the text-heavy small-file layer is
+    // compressed, with zstd since Cerebrium's runtime (containerd) unpacks it.
     assert_eq!(weights_layers[1]["media_type"], "application/vnd.oci.image.layer.v1.tar");
     assert_eq!(weights_layers[2]["media_type"], "application/vnd.oci.image.layer.v1.tar");
-    assert_eq!(weights_layers[0]["media_type"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(weights_layers[0]["media_type"], "application/vnd.oci.image.layer.v1.tar+zstd");
 }

@@ -62,20 +62,10 @@ fn json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-/// Every blob of the layout, decompressed when it is gzip.
+/// Every blob of the layout, decompressed when it is gzip or zstd.
 fn layout_blobs(layout: &Path) -> Vec<Vec<u8>> {
-    let mut blobs = Vec::new();
-    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap();
-            blobs.push(out);
-        } else {
-            blobs.push(bytes);
-        }
-    }
-    blobs
+    let paths = std::fs::read_dir(layout.join("blobs/sha256")).unwrap();
+    paths.map(|entry| support::layout::decompressed(std::fs::read(entry.unwrap().path()).unwrap())).collect()
 }
 
 /// Files (content) and symlinks (`-> target`) of every tar layer in the layout.

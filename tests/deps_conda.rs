@@ -67,8 +67,8 @@ fn build(project: &Path, dir: &Path, channel: &Path, name: &str) -> Output {
 }
 
 fn layer_files(layout: &Path, digest: &str) -> Vec<(String, Vec<u8>)> {
-    let blob = layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(blob).unwrap()));
+    let tar = support::layout::layer_tar(layout, digest);
+    let mut archive = tar::Archive::new(&tar[..]);
     let mut files = Vec::new();
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();

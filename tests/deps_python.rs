@@ -105,11 +105,10 @@ fn layer_named<'a>(result: &'a serde_json::Value, what: &str) -> &'a serde_json:
         .unwrap_or_else(|| panic!("no layer `{what}` in {result:#}"))
 }
 
-/// The content of `path` in a gzip layer blob of an OCI layout.
+/// The content of `path` in a layer blob of an OCI layout.
 fn file_in_layer(layout: &Path, digest: &str, path: &str) -> Option<Vec<u8>> {
-    let blob = layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
-    let decoder = flate2::read::GzDecoder::new(std::fs::File::open(blob).unwrap());
-    let mut archive = tar::Archive::new(decoder);
+    let tar = support::layout::layer_tar(layout, digest);
+    let mut archive = tar::Archive::new(&tar[..]);
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();
         if entry.path().unwrap().to_string_lossy() == path {

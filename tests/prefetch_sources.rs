@@ -41,14 +41,7 @@ fn ok(output: &Output) -> String {
 fn image_tree(layout: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut tree = BTreeMap::new();
     for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        let data = if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap();
-            out
-        } else {
-            bytes
-        };
+        let data = support::layout::decompressed(std::fs::read(entry.unwrap().path()).unwrap());
         let mut archive = tar::Archive::new(&data[..]);
         let Ok(entries) = archive.entries() else { continue };
         for item in entries {

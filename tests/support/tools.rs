@@ -250,10 +250,73 @@ pub fn skopeo_copy(src: &str, dst: &str, extra_args: &[&str]) -> Output {
 // ---------------------------------------------------------------- umoci
 
 /// `umoci unpack --image <layout_dir>:<tag> <bundle_dir>`: a runc bundle
-/// (config.json + rootfs/). `bundle_dir` must not exist yet.
+/// (config.json + rootfs/). `bundle_dir` must not exist yet. zstd layers are
+/// decoded first ([`decode_zstd_layers`]), so the tests' node reads what
+/// containerd reads.
 pub fn umoci_unpack(layout_dir: &Path, tag: &str, bundle_dir: &Path) {
+    decode_zstd_layers(layout_dir, tag);
     let image = format!("{}:{tag}", layout_dir.display());
     run_checked(Command::new("umoci").args(["unpack", "--image"]).arg(image).arg(bundle_dir), TOOL_TIMEOUT);
+}
+
+pub const MEDIA_TYPE_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+/// The zstd-capable node: Debian's umoci (0.4.7) unpacks gzip and plain tar
+/// layers only, so every tar+zstd layer of `tag` is streamed through a zstd
+/// decoder into a plain-tar blob (whose digest is the layer's diff_id, which
+/// umoci checks against the image config) and the manifest is rewritten to
+/// name it, as containerd feeds a zstd layer through its decoder into the tar
+/// applier. Returns how many layers were decoded (0 leaves the layout as is).
+pub fn decode_zstd_layers(layout_dir: &Path, tag: &str) -> usize {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    let blob = |digest: &str| layout_dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let index_path = layout_dir.join("index.json");
+    let mut index: Value = serde_json::from_slice(&fs::read(&index_path).expect("read index.json")).expect("index");
+    let Some(entry) = index["manifests"].as_array_mut().and_then(|entries| {
+        entries.iter_mut().find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == tag)
+    }) else {
+        return 0;
+    };
+    let manifest_digest = entry["digest"].as_str().expect("a digest").to_string();
+    let mut manifest: Value = serde_json::from_slice(&fs::read(blob(&manifest_digest)).expect("read the manifest"))
+        .expect("manifest JSON");
+    let mut decoded = 0;
+    for layer in manifest["layers"].as_array_mut().into_iter().flatten() {
+        if layer["mediaType"] != MEDIA_TYPE_TAR_ZSTD {
+            continue;
+        }
+        let source = fs::File::open(blob(layer["digest"].as_str().expect("a digest"))).expect("open a zstd layer");
+        let mut decoder = zstd::stream::read::Decoder::new(source).expect("a zstd decoder");
+        let temp = layout_dir.join("blobs/sha256/.decoding");
+        let mut out = std::io::BufWriter::new(fs::File::create(&temp).expect("create a blob"));
+        let (mut hasher, mut size, mut buffer) = (Sha256::new(), 0u64, vec![0u8; 1 << 20]);
+        loop {
+            let n = decoder.read(&mut buffer).expect("decode a zstd layer");
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            out.write_all(&buffer[..n]).expect("write a blob");
+            size += n as u64;
+        }
+        out.into_inner().expect("flush a blob").sync_all().expect("sync a blob");
+        let digest = format!("sha256:{:x}", hasher.finalize());
+        fs::rename(&temp, blob(&digest)).expect("commit a blob");
+        layer["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar");
+        layer["digest"] = json!(digest);
+        layer["size"] = json!(size);
+        decoded += 1;
+    }
+    if decoded > 0 {
+        let bytes = serde_json::to_vec(&manifest).expect("serialize the manifest");
+        let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+        fs::write(blob(&digest), &bytes).expect("write the manifest");
+        entry["digest"] = json!(digest);
+        entry["size"] = json!(bytes.len());
+        fs::write(&index_path, serde_json::to_vec(&index).expect("serialize index.json")).expect("write index.json");
+    }
+    decoded
 }
 
 // ---------------------------------------------------------------- runc

@@ -137,7 +137,11 @@ fn calibrate_profile(
     let dir =
         path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     eprintln!("measuring unpack, disk, sha256 and compression rates in {}…", dir.display());
-    let measured = match calibrate::measure(&dir, args.registry.as_deref().map(|r| (r, registry)), profile.params.push_bandwidth) {
+    let measured = match calibrate::measure(
+        &dir,
+        args.registry.as_deref().map(|r| (r, registry)),
+        profile.params.push_bandwidth,
+    ) {
         Ok(measured) => measured,
         Err(error) => {
             print_error(&error);

@@ -218,10 +218,8 @@ pub fn measure(
         }
     }
     let best = best_zstd_level(&levels, push_bandwidth).expect("levels were measured");
-    let table: Vec<String> = levels
-        .iter()
-        .map(|l| format!("-{} {:.0} MB/s ratio {:.3}", l.level, l.rate / 1e6, l.ratio))
-        .collect();
+    let table: Vec<String> =
+        levels.iter().map(|l| format!("-{} {:.0} MB/s ratio {:.3}", l.level, l.rate / 1e6, l.ratio)).collect();
     let why = format!(
         "zstd on {cores} cores of a {mib} MiB bf16-like tar: {}; level {} builds soonest (compress, then push at {:.0} MB/s)",
         table.join(", "),

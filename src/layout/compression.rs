@@ -65,6 +65,9 @@ pub struct Alternative {
     /// Seconds until the whole image (base and new layers) is pulled and
     /// unpacked on a new node, with this layer in this codec.
     pub pull_unpack_seconds: f64,
+    /// Seconds to pull and unpack this layer alone: what breaks a tie of
+    /// equal blobs (the layer is off the critical path, but not free).
+    pub layer_seconds: f64,
 }
 
 /// The zstd level of zstd layers: the profile's `zstd_level` (measured by
@@ -129,7 +132,9 @@ pub fn assign(plan: &mut ImagePlan, spec: &Spec, facts: &LayoutFacts) {
             (None, Some(_)) => {
                 let alone: Vec<Alternative> = runtime
                     .iter()
-                    .filter_map(|&codec| alternative(&estimates[index], codec, |layer| pull(&[Some(layer)])))
+                    .filter_map(|&codec| {
+                        alternative(&estimates[index], codec, &profile.params, |layer| pull(&[Some(layer)]))
+                    })
                     .collect();
                 pick(&alone).0
             }
@@ -151,7 +156,9 @@ pub fn assign(plan: &mut ImagePlan, spec: &Spec, facts: &LayoutFacts) {
                 }
                 let options: Vec<Alternative> = runtime
                     .iter()
-                    .filter_map(|&codec| alternative(&estimates[index], codec, |_| priced_with(&chosen, index, codec)))
+                    .filter_map(|&codec| {
+                        alternative(&estimates[index], codec, &profile.params, |_| priced_with(&chosen, index, codec))
+                    })
                     .collect();
                 chosen[index] = pick(&options).0;
             }
@@ -160,7 +167,9 @@ pub fn assign(plan: &mut ImagePlan, spec: &Spec, facts: &LayoutFacts) {
     for (index, layer) in plan.layers.iter_mut().enumerate() {
         let alternatives: Vec<Alternative> = candidates
             .iter()
-            .filter_map(|&codec| alternative(&estimates[index], codec, |_| priced_with(&chosen, index, codec)))
+            .filter_map(|&codec| {
+                alternative(&estimates[index], codec, &profile.params, |_| priced_with(&chosen, index, codec))
+            })
             .collect();
         let codec = chosen[index];
         let reason = match (forced, estimates[index].is_some()) {
@@ -181,27 +190,31 @@ pub fn assign(plan: &mut ImagePlan, spec: &Spec, facts: &LayoutFacts) {
 fn alternative(
     estimates: &Option<Vec<(Codec, LayerEstimate)>>,
     codec: Codec,
+    params: &crate::cost::profile::Params,
     seconds: impl Fn(PullLayer) -> f64,
 ) -> Option<Alternative> {
     let (_, estimate) = estimates.as_ref()?.iter().find(|(c, _)| *c == codec)?;
+    let layer = PullLayer::from(estimate);
     Some(Alternative {
         codec,
         compressed: estimate.compressed,
-        pull_unpack_seconds: seconds(PullLayer::from(estimate)),
+        pull_unpack_seconds: seconds(layer),
+        layer_seconds: model::pull_and_unpack(&[layer], params).unpacked,
     })
 }
 
 /// The fastest alternative; among those that tie with it, the smallest blob
-/// (then the faster, then the earlier listed). With the reason.
+/// (then the faster, then the faster alone, then the earlier listed). With the reason.
 fn pick(alternatives: &[Alternative]) -> (Codec, String) {
     let best = alternatives.iter().map(|a| a.pull_unpack_seconds).fold(f64::INFINITY, f64::min);
     let tie = TIE_SECONDS.max(best * TIE_FRACTION);
     let tied: Vec<&Alternative> = alternatives.iter().filter(|a| a.pull_unpack_seconds <= best + tie).collect();
-    let Some(winner) = tied
-        .iter()
-        .copied()
-        .min_by(|a, b| a.compressed.cmp(&b.compressed).then(a.pull_unpack_seconds.total_cmp(&b.pull_unpack_seconds)))
-    else {
+    let Some(winner) = tied.iter().copied().min_by(|a, b| {
+        a.compressed
+            .cmp(&b.compressed)
+            .then(a.pull_unpack_seconds.total_cmp(&b.pull_unpack_seconds))
+            .then(a.layer_seconds.total_cmp(&b.layer_seconds))
+    }) else {
         return (Codec::Gzip, "auto: no codec to compare".into());
     };
     let reason = if alternatives.len() == 1 {
@@ -268,7 +281,7 @@ mod tests {
     use super::*;
 
     fn alternative(codec: Codec, compressed: u64, seconds: f64) -> Alternative {
-        Alternative { codec, compressed, pull_unpack_seconds: seconds }
+        Alternative { codec, compressed, pull_unpack_seconds: seconds, layer_seconds: seconds }
     }
 
     #[test]
@@ -287,6 +300,10 @@ mod tests {
         // Equal blobs: the faster of the tied.
         let (codec, _) = pick(&[alternative(Codec::Gzip, 300, 1.004), alternative(Codec::Zstd, 300, 1.0)]);
         assert_eq!(codec, Codec::Zstd);
+        // Equal blobs and times (the layer is off the critical path): the faster alone.
+        let gzip = Alternative { layer_seconds: 0.5, ..alternative(Codec::Gzip, 300, 1.0) };
+        let zstd = Alternative { layer_seconds: 0.2, ..alternative(Codec::Zstd, 300, 1.0) };
+        assert_eq!(pick(&[gzip, zstd]).0, Codec::Zstd);
     }
 
     /// A project with `weights` bytes of bf16-like weights (a sparse file

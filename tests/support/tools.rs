@@ -273,14 +273,15 @@ pub fn decode_zstd_layers(layout_dir: &Path, tag: &str) -> usize {
     let blob = |digest: &str| layout_dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
     let index_path = layout_dir.join("index.json");
     let mut index: Value = serde_json::from_slice(&fs::read(&index_path).expect("read index.json")).expect("index");
-    let Some(entry) = index["manifests"].as_array_mut().and_then(|entries| {
-        entries.iter_mut().find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == tag)
-    }) else {
+    let Some(entry) = index["manifests"]
+        .as_array_mut()
+        .and_then(|entries| entries.iter_mut().find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == tag))
+    else {
         return 0;
     };
     let manifest_digest = entry["digest"].as_str().expect("a digest").to_string();
-    let mut manifest: Value = serde_json::from_slice(&fs::read(blob(&manifest_digest)).expect("read the manifest"))
-        .expect("manifest JSON");
+    let mut manifest: Value =
+        serde_json::from_slice(&fs::read(blob(&manifest_digest)).expect("read the manifest")).expect("manifest JSON");
     let mut decoded = 0;
     for layer in manifest["layers"].as_array_mut().into_iter().flatten() {
         if layer["mediaType"] != MEDIA_TYPE_TAR_ZSTD {

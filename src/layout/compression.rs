@@ -31,9 +31,10 @@ pub const GZIP: Compression = Compression::Gzip { level: GZIP_LEVEL };
 pub const TIE_SECONDS: f64 = 0.01;
 /// …or closer than this fraction of the best.
 pub const TIE_FRACTION: f64 = 0.005;
-/// Rounds of "each layer in turn, the others fixed": the second settles
-/// layers whose best codec moved when a later one changed.
-const PASSES: usize = 2;
+/// Most rounds of "each layer in turn, the others fixed"; they stop when a
+/// round changes nothing (usually the second: it settles layers whose best
+/// codec moved when a later one changed).
+const MAX_PASSES: usize = 4;
 /// An hf-cache snapshot layer holds links and refs: headers, a little text.
 const SNAPSHOT_RATIO: f64 = 0.1;
 /// The volume layer is mostly the hook binary; binaries compress to about 40%.
@@ -149,7 +150,8 @@ pub fn assign(plan: &mut ImagePlan, spec: &Spec, facts: &LayoutFacts) {
         pull(&layers)
     };
     if forced.is_none() {
-        for _ in 0..PASSES {
+        for _ in 0..MAX_PASSES {
+            let before = chosen.clone();
             for index in 0..chosen.len() {
                 if estimates[index].is_none() {
                     continue;
@@ -161,6 +163,9 @@ pub fn assign(plan: &mut ImagePlan, spec: &Spec, facts: &LayoutFacts) {
                     })
                     .collect();
                 chosen[index] = pick(&options).0;
+            }
+            if chosen == before {
+                break;
             }
         }
     }
@@ -178,7 +183,11 @@ pub fn assign(plan: &mut ImagePlan, spec: &Spec, facts: &LayoutFacts) {
             (None, true) => {
                 let among: Vec<Alternative> =
                     alternatives.iter().filter(|a| runtime.contains(&a.codec)).cloned().collect();
-                pick(&among).1
+                match pick(&among) {
+                    (best, reason) if best == codec => reason,
+                    // Rounds ran out while layers still traded places (not seen in practice).
+                    _ => format!("auto: {} after {MAX_PASSES} rounds of choices", codec.as_str()),
+                }
             }
         };
         layer.compression = compression_of(codec, profile);

@@ -26,10 +26,13 @@ pub fn available_workers() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// A compressed block and the CRC of its input.
+type Deflated = io::Result<(Vec<u8>, Crc)>;
+
 struct Job {
     data: Vec<u8>,
     last: bool,
-    reply: mpsc::Sender<io::Result<(Vec<u8>, Crc)>>,
+    reply: mpsc::Sender<Deflated>,
 }
 
 /// A gzip writer that compresses blocks in parallel; call [`ParallelGzip::finish`].
@@ -40,7 +43,7 @@ pub struct ParallelGzip<W: Write> {
     jobs: Option<mpsc::Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
     /// Replies of the blocks sent, oldest first (written in this order).
-    pending: VecDeque<mpsc::Receiver<io::Result<(Vec<u8>, Crc)>>>,
+    pending: VecDeque<mpsc::Receiver<Deflated>>,
     max_pending: usize,
     crc: Crc,
     header_written: bool,
@@ -167,7 +170,7 @@ impl<W: Write> Drop for ParallelGzip<W> {
 
 /// Raw deflate of one block with a fresh compressor: ends in a sync flush,
 /// or in the final block when `last`. With the block's CRC.
-fn deflate_block(data: &[u8], level: u32, last: bool) -> io::Result<(Vec<u8>, Crc)> {
+fn deflate_block(data: &[u8], level: u32, last: bool) -> Deflated {
     let mut crc = Crc::new();
     crc.update(data);
     let mut compress = Compress::new(flate2::Compression::new(level.min(9)), false);

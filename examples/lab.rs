@@ -1,10 +1,13 @@
 //! The cold-start lab: builds the bake and the volume image of a small app
-//! that loads (reads and sha256s) every weights file, pushes both to a
-//! loopback registry, and measures real cold starts on an empty "node":
-//! pull (`skopeo copy` to an OCI dir) + unpack (`umoci unpack`) + start
-//! under `runc` until `/health` answers; for volume mode with an empty
-//! volume and with a warm one. Weights are bf16-like data served by the
-//! loopback Hugging Face hub (tests/support/hub_server.py).
+//! that loads (reads and sha256s) every weights file (`compression =
+//! "auto"`), and the bake image with `compression = "zstd"`, pushes them to
+//! a loopback registry, and measures real cold starts on an empty "node":
+//! pull (`skopeo copy` to an OCI dir) + unpack (`umoci unpack`, zstd layers
+//! decoded to tar first as containerd streams them through its decoder:
+//! `tools::decode_zstd_layers`) + start under `runc` until `/health`
+//! answers; for volume mode with an empty volume and with a warm one.
+//! Weights are bf16-like data served by the loopback Hugging Face hub
+//! (tests/support/hub_server.py).
 //!
 //! Then it asks `imgbake plan` for its predictions of the same scenarios,
 //! with a profile calibrated on this machine (`plan --calibrate` against the
@@ -89,7 +92,7 @@ fn main() {
         write_weights(&hub_root, size);
         let project = write_project(&args.work.join(format!("project-{size}")));
         let mut per_mode = serde_json::Map::new();
-        for mode in ["bake", "volume"] {
+        for mode in MODES {
             set_mode(&project, mode);
             let image = format!("{}/lab:{mode}-{size}", registry.host());
             let mut built = build(&args, &project, &base, &image, &hub, profile.as_deref());
@@ -97,7 +100,7 @@ fn main() {
                 // Calibrate on this first image, then build it again with the
                 // calibrated profile: `compression = "auto"` chooses codecs from
                 // the profile, and the plan predicts the image it describes.
-                profile = Some(calibrate(&args, &project, &base, &image, &hub, &built));
+                profile = Some(calibrate(&args, &project, &base, &image, &hub));
                 built = build(&args, &project, &base, &image, &hub, profile.as_deref());
             }
             let mut runs = Vec::new();
@@ -147,7 +150,7 @@ fn main() {
 
 /// `plan --calibrate` against the pushed bake image, then the lab's own
 /// measurements of its stand-ins written over the calibrated profile.
-fn calibrate(args: &Args, project: &Path, base: &Path, image: &str, hub: &TestHub, built: &Value) -> PathBuf {
+fn calibrate(args: &Args, project: &Path, base: &Path, image: &str, hub: &TestHub) -> PathBuf {
     let path = args.work.join("lab-profile.toml");
     let host = image.split('/').next().unwrap();
     let output = imgbake(args, hub)
@@ -228,9 +231,8 @@ fn calibrate(args: &Args, project: &Path, base: &Path, image: &str, hub: &TestHu
         );
         std::fs::write(&path, toml::to_string(&profile).unwrap()).unwrap();
     }
-    // skopeo and umoci on this (first, smallest) image: the pull rate, and
-    // umoci's rate on the new layers once the base's share is taken off.
-    // Larger sizes are then predicted, not measured.
+    // skopeo on this (first, smallest) image: the pull rate. Larger sizes
+    // are then predicted, not measured.
     let node = args.work.join("node-calibrate");
     let _ = std::fs::remove_dir_all(&node);
     std::fs::create_dir_all(&node).unwrap();
@@ -239,12 +241,7 @@ fn calibrate(args: &Args, project: &Path, base: &Path, image: &str, hub: &TestHu
     tools::skopeo_copy(&format!("docker://{image}"), &format!("oci:{}:img", node.join("layout").display()), &[]);
     let pull = started.elapsed().as_secs_f64();
     let blob_bytes: u64 = walkdir_size(&node.join("layout/blobs"));
-    drop_caches();
-    let started = Instant::now();
-    tools::umoci_unpack(&node.join("layout"), "img", &node.join("bundle"));
-    let unpack = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&node);
-    let new_tar = built["new_uncompressed_bytes"].as_f64().unwrap_or(0.0);
     let pull_rate = blob_bytes as f64 / pull;
     let mut measured = vec![
         (
@@ -258,25 +255,39 @@ fn calibrate(args: &Args, project: &Path, base: &Path, image: &str, hub: &TestHu
             "measured by the lab: as registry_bandwidth (one large layer dominates)".to_string(),
         ),
     ];
-    if unpack > seconds && new_tar > 0.0 {
-        // The node as the codec needs it: zstd layers are decoded to tar
-        // first (tools::decode_zstd_layers), then umoci applies the tar.
-        let codec = built["codec"].as_str().unwrap_or("gzip");
-        let key = match codec {
-            "zstd" => "unpack_zstd",
-            "none" => "unpack_none",
-            _ => "unpack_gzip",
-        };
-        let rate = new_tar / (unpack - seconds);
-        measured.push((
-            key,
-            rate,
-            format!(
-                "measured by the lab: umoci unpack of the new {codec} layers ({new_tar} bytes of tar) in {:.2} s",
-                unpack - seconds
-            ),
-        ));
+    // umoci's rate per codec on this image's new layers, each codec forced
+    // in turn (zstd: decoded to tar, then applied), minus the base's share.
+    for codec in ["gzip", "zstd", "none"] {
+        write_config(project, "bake", codec);
+        let tagged = format!("{image}-{codec}");
+        let built = build(args, project, base, &tagged, hub, None);
+        let new_tar = built["new_uncompressed_bytes"].as_f64().unwrap_or(0.0);
+        let node = args.work.join(format!("node-calibrate-{codec}"));
+        let _ = std::fs::remove_dir_all(&node);
+        std::fs::create_dir_all(&node).unwrap();
+        tools::skopeo_copy(&format!("docker://{tagged}"), &format!("oci:{}:img", node.join("layout").display()), &[]);
+        drop_caches();
+        let started = Instant::now();
+        tools::umoci_unpack(&node.join("layout"), "img", &node.join("bundle"));
+        let unpack = started.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&node);
+        if unpack > seconds && new_tar > 0.0 {
+            let node_side = if codec == "zstd" { "decoded to tar, then umoci unpack" } else { "umoci unpack" };
+            measured.push((
+                match codec {
+                    "gzip" => "unpack_gzip",
+                    "zstd" => "unpack_zstd",
+                    _ => "unpack_none",
+                },
+                new_tar / (unpack - seconds),
+                format!(
+                    "measured by the lab: {node_side} of the new {codec} layers ({new_tar} bytes of tar) in {:.2} s",
+                    unpack - seconds
+                ),
+            ));
+        }
     }
+    set_mode(project, "bake");
     for (key, value, source) in measured {
         profile["params"].as_table_mut().unwrap().insert(key.into(), toml::Value::Float(value));
         profile["sources"].as_table_mut().unwrap().insert(key.into(), toml::Value::String(source));
@@ -395,7 +406,8 @@ impl Comparison {
 /// The plan's scenarios that the lab measured: bake on a new node; volume on
 /// a new node with a warm volume (`new_node`) and with an empty one (`cold_volume`).
 fn compare(size_mib: u64, mode: &str, plan: &Value, median: &Value) -> Vec<Comparison> {
-    let option = plan["options"].as_array().unwrap().iter().find(|o| o["name"] == mode).expect("plan option");
+    let option =
+        plan["options"].as_array().unwrap().iter().find(|o| o["name"] == option_of(mode)).expect("plan option");
     let predicted = |id: &str| -> [f64; 3] {
         let start = option["cold_starts"].as_array().unwrap().iter().find(|c| c["id"] == id).expect("scenario");
         let t = &start["terms"];
@@ -413,7 +425,7 @@ fn compare(size_mib: u64, mode: &str, plan: &Value, median: &Value) -> Vec<Compa
         predicted: predicted(plan_id),
         measured: measured(lab_key),
     };
-    match mode {
+    match option_of(mode) {
         "bake" => vec![row("new_node", "new_node", "new node")],
         _ => vec![
             row("new_node", "volume_warm", "new node, warm volume"),
@@ -536,7 +548,21 @@ fn write_project(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// The lab's images: bake and volume with `compression = "auto"`, and bake
+/// with every layer zstd (the codec a zstd-reading node unpacks fastest).
+const MODES: [&str; 3] = ["bake", "bake-zstd", "volume"];
+
+/// The plan option a lab mode is priced as.
+fn option_of(mode: &str) -> &str {
+    mode.split('-').next().unwrap_or(mode)
+}
+
 fn set_mode(project: &Path, mode: &str) {
+    let compression = if mode == "bake-zstd" { "zstd" } else { "auto" };
+    write_config(project, option_of(mode), compression);
+}
+
+fn write_config(project: &Path, mode: &str, compression: &str) {
     let config = format!(
         r#"# The cold-start lab's app: loads every weights file, then answers /health.
 [cerebrium.deployment]
@@ -555,7 +581,7 @@ max_replicas = 2
 
 [imgbake]
 target = "cerebrium"
-compression = "auto"
+compression = "{compression}"
 
 [[imgbake.weights]]
 source = "hf://{REPO}@main"
@@ -651,7 +677,7 @@ fn cold_starts(args: &Args, registry: &TestRegistry, image: &str, mode: &str, hu
         (seconds, prefetch_seconds(&container.log_text()))
     };
     let (pull, unpack, bundle) = pull_unpack(&node);
-    if mode == "bake" {
+    if option_of(mode) == "bake" {
         let (seconds, _) = start(&bundle, None);
         return json!({ "new_node": { "pull": pull, "unpack": unpack, "start": seconds, "total": pull + unpack + seconds } });
     }

@@ -71,6 +71,8 @@ pub struct LayerCache {
     bytes_read: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// `false`: every layer is built again (and recorded) — `--no-cache`.
+    reads: bool,
 }
 
 impl LayerCache {
@@ -96,7 +98,13 @@ impl LayerCache {
             bytes_read: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            reads: true,
         })
+    }
+
+    /// Builds every layer from now on, finding none (still recording each).
+    pub fn stop_reading(&mut self) {
+        self.reads = false;
     }
 
     /// Where cached layer blobs live; export them with [`LayerCache::export`].
@@ -128,6 +136,7 @@ impl LayerCache {
         let record = self.index_dir.join(format!("{}.json", fingerprint.hex()));
         if let Some(layer) = std::fs::read(&record)
             .ok()
+            .filter(|_| self.reads)
             .and_then(|bytes| serde_json::from_slice::<WrittenLayer>(&bytes).ok())
             .filter(|layer| self.blobs.has(&layer.digest))
         {

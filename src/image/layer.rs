@@ -29,6 +29,11 @@ pub const MEDIA_TYPE_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zs
 
 /// Environment variable fixing every timestamp we write (reproducible builds).
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// The version of the bytes this writer makes from the same entries and
+/// options (tar headers, entry order, codec settings). Part of every layer
+/// key (`crate::layout::key`): bump it whenever a change here would give
+/// different bytes, so the registry cache never serves the old ones.
+pub const LAYER_FORMAT: &str = "imgbake-layer-1";
 
 /// Size of the buffers passed between the two threads.
 const CHUNK: usize = 1 << 20;

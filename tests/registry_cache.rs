@@ -281,3 +281,44 @@ fn an_entry_whose_blob_is_missing_or_of_another_size_is_ignored() {
     assert_eq!(registry_cache_hits(&again), KEYED_LAYERS - 2, "{stderr}");
     assert!(weights_bytes_sent(&servers.hub) > hub_bytes, "the two layers are built from the source again");
 }
+
+/// `--cache-to`/`--cache-from` name another repository of the same
+/// registry: the entries (and their blobs, mounted there) live in it, and a
+/// push to a third repository mounts the cached layers instead of building them.
+#[test]
+fn a_shared_cache_repository_is_read_by_another_app_through_mounts() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let servers = servers(dir.path());
+    let project = project(dir.path());
+    let cache = format!("{}/team/build-cache", servers.registry.host());
+    let shared = ["--cache-from", cache.as_str(), "--cache-to", cache.as_str()];
+    let first = build(&servers, &project, &dir.path().join("runner-1"), &dir.path().join("cache-1"), &shared);
+    assert_eq!(first["registry_cache"]["recorded"].as_u64(), Some(KEYED_LAYERS), "{}", first["stderr"]);
+
+    let host = servers.registry.host();
+    let other = format!("{host}/team/other:v1");
+    let hub_bytes = weights_bytes_sent(&servers.hub);
+    let runner = dir.path().join("runner-2");
+    std::fs::create_dir_all(&runner).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imgbake"));
+    command
+        .current_dir(&runner)
+        .args(["build", "--json", project.to_str().unwrap(), "--base", "scratch", "--push", &other])
+        .args(["--insecure-registry", &host, "--cache-dir", runner.join("cache").to_str().unwrap()])
+        .args(["--cache-from", &cache, "--cache-to", "none"])
+        .env("NO_COLOR", "1")
+        .envs(servers.env.iter().map(|(k, v)| (k, v)));
+    let second = parse(&tools::run_with_timeout(&mut command, TIMEOUT));
+    let stderr = second["stderr"].as_str().unwrap();
+    assert_eq!(registry_cache_hits(&second), KEYED_LAYERS, "{stderr}");
+    assert_eq!(weights_bytes_sent(&servers.hub), hub_bytes, "{stderr}");
+    let log = servers.registry.log();
+    let mounts =
+        log.lines().filter(|l| l.contains("POST /v2/team/other/blobs/uploads/?from=team%2Fbuild-cache")).count()
+            + log.lines().filter(|l| l.contains("POST /v2/team/other/blobs/uploads/?mount=")).count();
+    assert!(mounts as u64 >= KEYED_LAYERS, "the cached layers are mounted into team/other:\n{log}");
+    assert_eq!(second["manifest_digest"], first["manifest_digest"]);
+}

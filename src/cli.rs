@@ -137,6 +137,17 @@ pub enum Command {
         /// Also push the image to this registry reference (host[:port]/repo[:tag]).
         #[arg(long, value_name = "REF")]
         push: Option<String>,
+        /// Read the registry build cache from this repository (host[:port]/repo), or `none`
+        /// (default: the --push repository).
+        #[arg(long, value_name = "REPO|none")]
+        cache_from: Option<String>,
+        /// Record the layers built here in this repository's registry cache, or `none`
+        /// (default: the --push repository; needs --push).
+        #[arg(long, value_name = "REPO|none")]
+        cache_to: Option<String>,
+        /// Build every layer again: read neither the local layer cache nor the registry's.
+        #[arg(long)]
+        no_cache: bool,
         #[command(flatten)]
         base: BaseArgs,
         #[command(flatten)]

@@ -52,7 +52,21 @@ fn main() -> ExitCode {
                 skip_base_lookup,
             })
         }
-        Command::Build { config, output, push, base, registry_args, cache, json, locked, profile, builder } => {
+        Command::Build {
+            config,
+            output,
+            push,
+            cache_from,
+            cache_to,
+            no_cache,
+            base,
+            registry_args,
+            cache,
+            json,
+            locked,
+            profile,
+            builder,
+        } => {
             let builder = match builder {
                 Builder::Native => None,
                 Builder::Buildah => Some(ContainerBuilder::Buildah),
@@ -63,6 +77,9 @@ fn main() -> ExitCode {
                 path: config.path,
                 output,
                 push,
+                cache_from,
+                cache_to,
+                no_cache,
                 base: base.base,
                 insecure_registries: registry_args.insecure_registries,
                 cache_dir: cache.cache_dir,

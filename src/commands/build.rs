@@ -14,6 +14,10 @@ pub struct BuildArgs {
     pub path: PathBuf,
     pub output: Option<String>,
     pub push: Option<String>,
+    /// `--cache-from REPO|none`, `--cache-to REPO|none`, `--no-cache`.
+    pub cache_from: Option<String>,
+    pub cache_to: Option<String>,
+    pub no_cache: bool,
     pub base: Option<String>,
     pub insecure_registries: Vec<String>,
     pub cache_dir: Option<PathBuf>,
@@ -23,6 +27,38 @@ pub struct BuildArgs {
     pub profile: Option<String>,
     /// A container builder on the generated Dockerfile instead of the native build.
     pub builder: Option<crate::dockerfile::builder::ContainerBuilder>,
+}
+
+/// Where the registry build cache is read and written: the push
+/// repository unless `--cache-from` / `--cache-to` say otherwise (`none`:
+/// off). Recording needs a push (the blobs must be in the registry).
+fn registry_cache_options(
+    args: &BuildArgs,
+    push: Option<&Reference>,
+) -> Result<execute::registry_cache::RegistryCacheOptions, String> {
+    let repository = |flag: &str, value: &Option<String>| -> Result<Option<Reference>, String> {
+        match value.as_deref() {
+            Some("none") => Ok(None),
+            Some(text) => text.parse::<Reference>().map(Some).map_err(|error| format!("--{flag}: {error}")),
+            None => Ok(push.cloned()),
+        }
+    };
+    let from = repository("cache-from", &args.cache_from)?;
+    let to = repository("cache-to", &args.cache_to)?;
+    if to.is_some() && push.is_none() {
+        return Err("--cache-to records layers that a push put in the registry; add --push REF".into());
+    }
+    for repository in [&from, &to].into_iter().flatten() {
+        let Some(push) = push else { continue };
+        if repository.registry != push.registry {
+            return Err(format!(
+                "the registry cache {repository} is on another registry than --push {push}; its layers could not be \
+                 mounted into the image's repository (use a repository on {})",
+                push.registry
+            ));
+        }
+    }
+    Ok(execute::registry_cache::RegistryCacheOptions { from, to })
 }
 
 /// The default output: `oci:imgbake-out:<app name>` in the current directory.
@@ -93,8 +129,23 @@ pub fn run(args: &BuildArgs) -> u8 {
         registry: registry.clone(),
         lock_policy,
     };
-    let options =
-        BuildOptions { output, push, registry, lock_policy, scratch_override: args.base.as_deref() == Some("scratch") };
+    let registry_cache = match registry_cache_options(args, push.as_ref()) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    let options = BuildOptions {
+        complete_output: args.output.is_some() || push.is_none(),
+        output,
+        push,
+        registry,
+        lock_policy,
+        scratch_override: args.base.as_deref() == Some("scratch"),
+        registry_cache,
+        no_cache: args.no_cache,
+    };
     let built =
         crate::resolve::for_build(&spec, &resolve_options).map_err(BuildError::from).and_then(|mut resolved| {
             let facts = crate::layout::LayoutFacts {
@@ -245,7 +296,11 @@ fn print_outcome(outcome: &execute::BuildOutcome, dir: &Path) {
         None => println!("base      {}", outcome.base),
     }
     for layer in &outcome.layers {
-        let state = if layer.cached { "cached" } else { "built" };
+        let state = match (layer.from_registry_cache, layer.cached) {
+            (true, _) => "from the registry cache",
+            (false, true) => "cached",
+            (false, false) => "built",
+        };
         println!(
             "layer     {} {:>10}  {} ({} files, {state})",
             layer.layer.digest,
@@ -279,7 +334,12 @@ fn outcome_json(outcome: &execute::BuildOutcome) -> serde_json::Value {
             "files": l.files,
             "paths": l.paths,
             "cached": l.cached,
+            "registry_cache": l.from_registry_cache,
         })).collect::<Vec<_>>(),
+        "registry_cache": {
+            "hits": outcome.layers.iter().filter(|l| l.from_registry_cache).count(),
+            "recorded": outcome.registry_cache_recorded,
+        },
         "cache": {
             "hits": outcome.cache.hits,
             "misses": outcome.cache.misses,

@@ -73,7 +73,8 @@ pub fn write_context(
     let lock = crate::resolve::lock_for_context(spec, settings.lock_policy)?;
     let remote = StoreWeights::open(&cache_dir)?;
     let mut warnings = Vec::new();
-    let sources = crate::resolve::weights::resolve_sources(spec, lock.as_ref(), Some(remote.store()), &mut warnings)?;
+    let sources =
+        crate::resolve::weights::resolve_sources(spec, lock.as_ref(), true, Some(remote.store()), &mut warnings)?;
     let hook = crate::resolve::hook::hook_binary()
         .map_err(|(path, source)| crate::resolve::ResolveError::Hook { path, source })?;
     let target = crate::layout::compression::CodecTarget { profile, base_layers: &[] };

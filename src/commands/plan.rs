@@ -105,7 +105,7 @@ fn plan_of(
     let current = crate::lock::inputs_of(spec).ok().zip(lock.as_ref()).is_some_and(|(i, l)| l.is_current(&i));
     let mut warnings = Vec::new();
     let pinning = if current { lock.as_ref() } else { None };
-    let sources = crate::resolve::weights::resolve_sources(spec, pinning, None, &mut warnings)?;
+    let sources = crate::resolve::weights::resolve_sources(spec, pinning, true, None, &mut warnings)?;
     let hook = crate::resolve::hook::hook_binary()
         .map_err(|(path, source)| crate::resolve::ResolveError::Hook { path, source })?;
     let base_text = args.base.clone().unwrap_or_else(|| spec.base.image.clone());

@@ -52,6 +52,13 @@ pub struct OptionPlan {
     pub cold_starts: Vec<Scenario>,
     pub build: BuildTerms,
     pub build_seconds: f64,
+    /// A CI rebuild on a fresh runner with the registry cache (docs/build.md):
+    /// nothing changed, so only the layers that have no key (app files,
+    /// local weights, the volume layer) are written, and nothing is pushed.
+    pub ci_rebuild_unchanged: BuildTerms,
+    /// The same after one remote weights file changed (the largest: its
+    /// split is fetched, written and pushed; the rest comes from the cache).
+    pub ci_rebuild_weights_file: BuildTerms,
     pub storage: Vec<Storage>,
 }
 
@@ -89,6 +96,30 @@ pub fn volume_layer(files: usize, params: &Params) -> LayerEstimate {
     }
 }
 
+/// The two registry-cache rebuilds of [`OptionPlan`]. Unchanged layers are
+/// skipped at push (the registry has them), so only a changed split is pushed.
+fn ci_rebuilds(
+    local_layers: &[PullLayer],
+    streamed_layers: &[PullLayer],
+    remote_baked: &[u64],
+    hook_layer: Option<&LayerEstimate>,
+    params: &Params,
+) -> (BuildTerms, BuildTerms) {
+    let mut written: Vec<PullLayer> = local_layers.to_vec();
+    written.extend(hook_layer.map(PullLayer::from));
+    let unchanged = BuildTerms { push: 0.0, ..model::build_seconds(&[], &[], &written, params) };
+    let largest_file = remote_baked.iter().copied().max();
+    let largest_layer = streamed_layers.iter().max_by_key(|l| l.uncompressed).copied();
+    let changed = match (largest_file, largest_layer) {
+        (Some(file), Some(layer)) => {
+            let fetched = model::build_seconds(&[file], &[layer], &[layer], params);
+            BuildTerms { layers: fetched.layers + unchanged.layers, ..fetched }
+        }
+        _ => unchanged,
+    };
+    (unchanged, changed)
+}
+
 /// The base's layers as a new node pulls them: as looked up, else the
 /// profile's default base (none for `scratch`).
 pub fn base_layers(base: &super::inputs::BaseInput, params: &Params) -> Vec<LayerEstimate> {
@@ -110,11 +141,15 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     let mut weights_layers = Vec::new();
     // The layers that remote weights are streamed into (written while they arrive).
     let mut streamed_layers = Vec::new();
+    // Layers a registry-cache rebuild still writes: app files, local weights.
+    let mut local_layers = vec![PullLayer::from(&inputs.app)];
     for (weights, placement) in inputs.weights.iter().zip(placements) {
         match placement {
             Placement::Bake => {
                 baked += weights.bytes;
-                if !weights.local {
+                if weights.local {
+                    local_layers.extend(weights.layers.iter().map(PullLayer::from));
+                } else {
                     remote_baked.extend(&weights.file_sizes);
                     streamed_layers.extend(weights.layers.iter().map(PullLayer::from));
                 }
@@ -163,6 +198,8 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
 
     let new_layers: Vec<PullLayer> = pull[cached_count..].to_vec();
     let build = model::build_seconds(&remote_baked, &streamed_layers, &new_layers, params);
+    let (ci_rebuild_unchanged, ci_rebuild_weights_file) =
+        ci_rebuilds(&local_layers, &streamed_layers, &remote_baked, hook_layer.as_ref(), params);
     let push_weights_change = weights_layers.iter().map(|l| l.compressed).sum::<u64>()
         + hook_layer.as_ref().map(|l| l.compressed).unwrap_or(0);
     let mut replica_counts = vec![inputs.min_replicas.max(1), inputs.max_replicas.max(1)];
@@ -192,6 +229,8 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
         cold_starts,
         build_seconds: build.total(),
         build,
+        ci_rebuild_unchanged,
+        ci_rebuild_weights_file,
         storage,
         layers,
     }

@@ -46,8 +46,7 @@ pub fn apt_layer(
     use sha2::Digest as _;
     let base = crate::resolve::base_system(facts).map_err(Box::new)?;
     let key = {
-        let text =
-            serde_json::to_string(&(&locked.packages, &base.dpkg_status, &base.symlinked_dirs)).unwrap_or_default();
+        let text = serde_json::to_string(&(&locked.packages, base_state(&base))).unwrap_or_default();
         hex::encode(&sha2::Sha256::digest(text.as_bytes())[..16])
     };
     let root = cache_dir.join("apt-staging");
@@ -71,6 +70,19 @@ pub fn apt_layer(
     let options = LayerOptions::from_env(layer.compression);
     let files = entries.iter().filter(|e| e.is_file()).count();
     Ok(build_cached_layer(cache, &entries, &options, layer.name.clone(), layer.history.clone(), files)?)
+}
+
+/// What of the base the apt layer is unpacked against (its dpkg status and
+/// the directories it links, e.g. `/bin` → `/usr/bin`).
+fn base_state(base: &crate::deps::apt::BaseSystem) -> impl serde::Serialize + '_ {
+    (&base.dpkg_status, &base.symlinked_dirs)
+}
+
+/// [`base_state`] of the resolved base as text, for the layer key.
+pub fn apt_base_text(facts: &crate::resolve::basefs::BaseFacts) -> Result<String, crate::resolve::ResolveError> {
+    let base = crate::resolve::base_system(facts)?;
+    let text = serde_json::to_string(&base_state(&base)).unwrap_or_default();
+    Ok(text)
 }
 
 /// One layer with the conda environment at its prefix (`/opt/conda`).

@@ -19,6 +19,8 @@ pub struct BuiltLayer {
     pub what: String,
     pub files: usize,
     pub cached: bool,
+    /// It came from the registry cache: neither fetched nor built here.
+    pub from_registry_cache: bool,
     /// Image paths of what the layer holds that could be run (for the
     /// entrypoint check): see [`super::entrypoint::runnable_paths`].
     pub programs: Vec<String>,
@@ -180,5 +182,14 @@ pub fn build_streamed_layer(
         })
         .collect();
     paths.sort();
-    Ok(BuiltLayer { layer: cached.layer, history, what, files, cached: cached.hit, programs, paths })
+    Ok(BuiltLayer {
+        layer: cached.layer,
+        history,
+        what,
+        files,
+        cached: cached.hit,
+        from_registry_cache: false,
+        programs,
+        paths,
+    })
 }

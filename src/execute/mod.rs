@@ -15,6 +15,7 @@ pub mod deps;
 pub mod entrypoint;
 pub mod layers;
 pub mod output;
+pub mod registry_cache;
 pub mod remote;
 pub mod stream;
 pub mod volume;
@@ -42,6 +43,15 @@ pub struct BuildOptions {
     pub lock_policy: crate::resolve::LockPolicy,
     /// `--base scratch`: a missing entrypoint program is a warning, not an error.
     pub scratch_override: bool,
+    /// The registry build cache (`--cache-from` / `--cache-to`).
+    pub registry_cache: registry_cache::RegistryCacheOptions,
+    /// `--no-cache`: read neither the local layer cache nor the registry's
+    /// (both are still written).
+    pub no_cache: bool,
+    /// Layers the registry cache supplied are fetched into the output
+    /// layout (`--output` given, or no push); else the layout holds the
+    /// image's manifest and config and the blobs built here.
+    pub complete_output: bool,
 }
 
 /// What a build produced, for the CLI to print and tests to check.
@@ -60,6 +70,8 @@ pub struct BuildOutcome {
     pub warnings: Vec<String>,
     /// `imgbake.lock` was (re)written by this build.
     pub lock_written: bool,
+    /// Layers recorded in the registry cache (`--cache-to`) after the push.
+    pub registry_cache_recorded: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +137,10 @@ pub fn build(
     plan: &ImagePlan,
     options: &BuildOptions,
 ) -> Result<BuildOutcome, BuildError> {
-    let cache = LayerCache::open(&resolved.cache_dir).map_err(BuildError::Cache)?;
+    let mut cache = LayerCache::open(&resolved.cache_dir).map_err(BuildError::Cache)?;
+    if options.no_cache {
+        cache.stop_reading();
+    }
     let store = crate::weights::store::WeightsStore::open(&resolved.cache_dir)
         .map_err(|e| BuildError::Layers(layers::LayerBuildError::Store(e)))?;
     let mut warnings = std::mem::take(&mut resolved.warnings);
@@ -143,13 +158,18 @@ pub fn build(
         let base = resolved.base_text.as_str();
         entrypoint::check_build(spec, &resolved.facts, built, env, base, options.scratch_override, warnings)
     };
+    let registry_cache = registry_cache::RegistryCache::start(spec, resolved, plan, options, &mut warnings)?;
     let mut built: Vec<layers::BuiltLayer> = Vec::new();
     let mut staged_python = None;
     let mut streams: BTreeMap<String, stream::RemoteStreams> = BTreeMap::new();
     let mut entrypoint_checked = false;
     // sha256s computed for weights files whose source gives none, by source.
     let mut computed = Vec::new();
-    for layer in &plan.layers {
+    for (index, layer) in plan.layers.iter().enumerate() {
+        if let Some(hit) = registry_cache.hits.get(&index) {
+            built.push(registry_cache::built_from_hit(hit, &layer.name, &layer.history));
+            continue;
+        }
         let weights = matches!(
             layer.content,
             LayerContent::Weights { .. } | LayerContent::HfSnapshot { .. } | LayerContent::Volume
@@ -247,10 +267,15 @@ pub fn build(
     let image =
         assemble::assemble(resolved.base.image.as_ref(), &new_layers, &settings, &assemble::created_timestamp())
             .map_err(BuildError::Assemble)?;
-    output::write_layout(&options.output, &image, &resolved.base, &built, &cache)?;
+    let from_registry = registry_cache.blobs_elsewhere(options.complete_output, &mut warnings);
+    output::write_layout(&options.output, &image, &resolved.base, &built, &cache, &from_registry, &options.registry)?;
     let pushed = match &options.push {
         Some(reference) => Some(output::push(&options.output, &image, &resolved.base, reference, &options.registry)?),
         None => None,
+    };
+    let registry_cache_recorded = match &options.push {
+        Some(reference) => registry_cache.record(plan, &built, reference, &resolved.cache_dir, &mut warnings),
+        None => 0,
     };
     Ok(BuildOutcome {
         manifest_digest: image.manifest_digest.clone(),
@@ -263,6 +288,7 @@ pub fn build(
         cache: cache.stats(),
         warnings,
         lock_written: resolved.lock_written,
+        registry_cache_recorded,
     })
 }
 

@@ -4,10 +4,12 @@
 use super::layers::BuiltLayer;
 use crate::image::assemble::AssembledImage;
 use crate::image::cache::LayerCache;
+use crate::image::digest::Digest;
 use crate::image::layout::{LayoutError, OciLayout, OciRef};
 use crate::image::oci::OCI_MANIFEST;
 use crate::registry::{BlobSource, ImageToPush, Reference, RegistryClient, RegistryClientOptions, RegistryError};
 use crate::resolve::base::ResolvedBase;
+use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -24,6 +26,12 @@ pub enum OutputError {
         #[source]
         source: crate::image::blobs::BlobError,
     },
+    #[error("cannot fetch layer {digest} from the registry cache into the output")]
+    Fetch {
+        digest: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
     #[error("cannot push to {target}")]
     Push {
         target: String,
@@ -32,12 +40,17 @@ pub enum OutputError {
     },
 }
 
+/// Writes the image into the output layout. `from_registry` names the
+/// layers the registry cache supplied: fetched from that repository into
+/// the layout, or (`None`) left out of it.
 pub fn write_layout(
     output: &OciRef,
     image: &AssembledImage,
     base: &ResolvedBase,
     built: &[BuiltLayer],
     cache: &LayerCache,
+    from_registry: &BTreeMap<Digest, Option<Reference>>,
+    registry: &RegistryClientOptions,
 ) -> Result<(), OutputError> {
     let layout_error =
         |source| OutputError::Layout { dir: output.dir.clone(), tag: output.tag.clone(), source: Box::new(source) };
@@ -52,14 +65,33 @@ pub fn write_layout(
             }
         }
     }
+    let mut client = None;
     for layer in built {
-        if !layout.blobs().has(&layer.layer.digest) {
+        let digest = &layer.layer.digest;
+        if layout.blobs().has(digest) {
+            continue;
+        }
+        match from_registry.get(digest) {
+            Some(None) => continue,
+            Some(Some(repository)) => {
+                let fetch_error = |source| OutputError::Fetch { digest: digest.to_string(), source: Box::new(source) };
+                if client.is_none() {
+                    client = Some(RegistryClient::new(registry.clone()).map_err(fetch_error)?);
+                }
+                let client = client.as_ref().expect("made above");
+                client.fetch_blob_to_file(repository, digest, &layout.blobs().path(digest)).map_err(fetch_error)?;
+                continue;
+            }
+            None => {}
+        }
+        {
             cache
                 .export(&layer.layer, layout.blobs())
                 .map_err(|source| OutputError::Blob { digest: layer.layer.digest.to_string(), source })?;
         }
     }
-    layout.write_image(image, &output.tag).map_err(layout_error)?;
+    let elsewhere = |digest: &Digest| matches!(from_registry.get(digest), Some(None));
+    layout.write_partial_image(image, &output.tag, &elsewhere).map_err(layout_error)?;
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Overrides the cache directory.
 pub const CACHE_DIR_ENV: &str = "IMGBAKE_CACHE_DIR";
 /// Bumped whenever the tar format or the fingerprint changes.
-/// v2: gzip layers are written in independent 1 MiB blocks (src/image/pgzip.rs).
+/// v2: gzip layers are written in independent 1 MiB blocks (`crate::image::pgzip`).
 const FINGERPRINT_VERSION: &str = "imgbake layer cache v2";
 const INDEX_DIR: &str = "layers";
 
@@ -72,6 +72,8 @@ pub struct LayerCache {
     bytes_read: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// `false`: every layer is built again (and recorded) — `--no-cache`.
+    reads: bool,
 }
 
 impl LayerCache {
@@ -97,7 +99,13 @@ impl LayerCache {
             bytes_read: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            reads: true,
         })
+    }
+
+    /// Builds every layer from now on, finding none (still recording each).
+    pub fn stop_reading(&mut self) {
+        self.reads = false;
     }
 
     /// Where cached layer blobs live; export them with [`LayerCache::export`].
@@ -129,6 +137,7 @@ impl LayerCache {
         let record = self.index_dir.join(format!("{}.json", fingerprint.hex()));
         if let Some(layer) = std::fs::read(&record)
             .ok()
+            .filter(|_| self.reads)
             .and_then(|bytes| serde_json::from_slice::<WrittenLayer>(&bytes).ok())
             .filter(|layer| self.blobs.has(&layer.digest))
         {

@@ -29,6 +29,12 @@ pub const MEDIA_TYPE_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zs
 
 /// Environment variable fixing every timestamp we write (reproducible builds).
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// The version of the bytes this writer makes from the same entries and
+/// options (tar headers, entry order, codec settings). Part of every layer
+/// key (`crate::layout::key`): bump it whenever a change here would give
+/// different bytes, so the registry cache never serves the old ones.
+/// 2: gzip layers over 1 MiB are independent 1 MiB blocks (`crate::image::pgzip`).
+pub const LAYER_FORMAT: &str = "imgbake-layer-2";
 
 /// Size of the buffers passed between the two threads.
 const CHUNK: usize = 1 << 20;

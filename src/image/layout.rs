@@ -114,8 +114,21 @@ impl OciLayout {
     /// Stores config and manifest, checks that every layer blob is present,
     /// then points `tag` at the manifest. Returns the manifest descriptor.
     pub fn write_image(&self, image: &AssembledImage, tag: &str) -> Result<Descriptor, LayoutError> {
+        self.write_partial_image(image, tag, &|_| false)
+    }
+
+    /// [`OciLayout::write_image`] where the layers `elsewhere` says are in
+    /// a registry may be missing: the image-layout spec allows missing
+    /// blobs that "SHOULD be fulfilled by an external blob store" (a build
+    /// whose layers came from the registry cache).
+    pub fn write_partial_image(
+        &self,
+        image: &AssembledImage,
+        tag: &str,
+        elsewhere: &dyn Fn(&Digest) -> bool,
+    ) -> Result<Descriptor, LayoutError> {
         for layer in &image.manifest_document().layers {
-            if !self.blobs.has(&layer.digest) {
+            if !self.blobs.has(&layer.digest) && !elsewhere(&layer.digest) {
                 return Err(LayoutError::MissingBlob { dir: self.dir.clone(), digest: layer.digest.clone() });
             }
         }

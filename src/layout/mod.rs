@@ -8,6 +8,7 @@
 //! go on a volume.
 
 pub mod compression;
+pub mod key;
 pub mod weights;
 
 use crate::image::appfiles::{self, AppFilesError};

@@ -89,7 +89,7 @@ pub struct LockedConda {
     pub packages: Vec<LockedCondaPackage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockedWeightsFile {
     /// The source as written in the config.
     pub source: String,
@@ -102,6 +102,11 @@ pub struct LockedWeightsFile {
     pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// zstd -1 compressed/original of a sample from the middle of the file
+    /// (4 decimals), so a build on a fresh machine chooses the same
+    /// compression without reading the file again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +234,12 @@ impl Lock {
         &self.inputs == inputs
     }
 
+    /// The compressibility sample the lock records for a file of source
+    /// `uri` as listed now (same path, size and etag), if any.
+    pub fn weights_sample(&self, uri: &str, file: &RemoteFile) -> Option<f64> {
+        self.weights.iter().find(|locked| locked.is(uri, file))?.sample
+    }
+
     /// The sha256 the lock records for a file of source `uri` as listed now
     /// (same path, size and etag), if any.
     pub fn weights_sha256(&self, uri: &str, file: &RemoteFile) -> Option<Digest> {
@@ -351,6 +362,7 @@ mod tests {
             size: 4,
             sha256: None,
             etag: Some(etag.into()),
+            sample: None,
         };
         lock.weights = vec![locked("a.bin", "\"e1\""), locked("b.bin", "\"e2\"")];
         let file = |path: &str, etag: &str| RemoteFile {

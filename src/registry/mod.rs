@@ -15,6 +15,7 @@
 //! - [`connection`]: what a failed connection means; plain HTTP for loopback.
 //! - [`pull`]: manifests, platform selection, verified blob downloads.
 //! - [`push`]: HEAD-then-upload of blobs, cross-repo mounts, manifests, whole images.
+//! - [`layer_cache`]: the build cache kept in the registry, one artifact per layer key.
 //! - [`error`]: typed errors that say whether a retry makes sense, with hints.
 //!
 //! The build pipeline needs two calls; both take and return plain data:
@@ -52,8 +53,9 @@ pub mod client;
 pub mod connection;
 pub mod credential_helper;
 pub mod error;
+pub mod layer_cache;
 pub mod manifest;
-mod parallel;
+pub(crate) mod parallel;
 mod progress;
 pub mod pull;
 pub mod push;

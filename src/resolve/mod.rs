@@ -143,7 +143,7 @@ pub fn for_build(spec: &Spec, options: &ResolveOptions) -> Result<Resolved, Reso
         lock_for_build(spec, &base, &facts, &cache_dir, options.lock_policy, &mut warnings)?;
     let sources = match sources {
         Some(sources) => sources,
-        None => weights::resolve_sources(spec, Some(&lock), Some(&store), &mut warnings)?,
+        None => weights::resolve_sources(spec, Some(&lock), true, Some(&store), &mut warnings)?,
     };
     let hook = hook::hook_binary().map_err(|(path, source)| ResolveError::Hook { path, source })?;
     Ok(Resolved { base_text, base, facts, rootfs, lock, lock_written, sources, hook, cache_dir, warnings })
@@ -214,7 +214,7 @@ pub fn resolve(
     // bytes last passed through imgbake on this machine.
     let existing = Lock::read(&crate::lock::lock_path(spec)).ok().flatten();
     let store = crate::weights::store::WeightsStore::open(cache_dir).ok();
-    let sources = weights::resolve_sources(spec, existing.as_ref(), store.as_ref(), warnings)?;
+    let sources = weights::resolve_sources(spec, existing.as_ref(), false, store.as_ref(), warnings)?;
     let lock = Lock {
         version: LOCK_VERSION,
         apt,
@@ -278,6 +278,7 @@ fn locked_files(sources: &[weights::ResolvedSource]) -> Vec<LockedWeightsFile> {
                 size: file.size,
                 sha256: file.sha256.as_ref().map(|d| d.hex().to_string()),
                 etag: file.etag.clone(),
+                sample: source.file_ratios.get(&file.path).map(|ratio| (ratio * 1e4).round() / 1e4),
             })
         })
         .collect()

@@ -45,9 +45,12 @@ pub struct ResolvedSource {
 /// Every remote source of `spec`, in config order. `lock` pins revisions and
 /// gives sha256s; `store` gives sha256s computed by earlier builds and
 /// remembers samples (both optional: `plan` reads, never writes, a cache).
+/// `pin`: list at the lock's revisions (a build from a current lock);
+/// else at the config's (`imgbake lock` moves a branch to where it is now).
 pub fn resolve_sources(
     spec: &Spec,
     lock: Option<&Lock>,
+    pin: bool,
     store: Option<&WeightsStore>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<ResolvedSource>, ResolveError> {
@@ -56,7 +59,7 @@ pub fn resolve_sources(
         if matches!(entry.source, WeightsSource::Local { .. }) {
             continue;
         }
-        let entry = match lock {
+        let entry = match lock.filter(|_| pin) {
             Some(lock) => crate::lock::pinned_entry(entry, lock),
             None => entry.clone(),
         };
@@ -68,7 +71,7 @@ pub fn resolve_sources(
             }
         }
         let hashes_from_lock = fill_known_hashes(&entry, &mut listing, lock, store);
-        let (file_ratios, ratio_source) = sample(&entry, &listing.files, store);
+        let (file_ratios, ratio_source) = sample(&entry, &listing.files, lock, store);
         let ratio = weighted_ratio(&listing.files, &file_ratios);
         resolved.push(ResolvedSource { entry, listing, hashes_from_lock, file_ratios, ratio, ratio_source });
     }
@@ -142,6 +145,7 @@ fn weighted_ratio(files: &[RemoteFile], ratios: &std::collections::BTreeMap<Stri
 fn sample(
     entry: &WeightsEntry,
     files: &[RemoteFile],
+    lock: Option<&Lock>,
     store: Option<&WeightsStore>,
 ) -> (std::collections::BTreeMap<String, f64>, String) {
     let mut largest: Vec<&RemoteFile> = files.iter().filter(|f| f.size > 0).collect();
@@ -160,6 +164,12 @@ fn sample(
     let mut remote = None;
     let mut ratios = std::collections::BTreeMap::new();
     for file in largest {
+        // A sample imgbake.lock recorded: no request (a fresh CI runner
+        // reads no weights byte when every layer is in the registry cache).
+        if let Some(ratio) = lock.and_then(|lock| lock.weights_sample(&entry.uri, file)) {
+            ratios.insert(file.path.clone(), ratio);
+            continue;
+        }
         let mut read = || {
             let remote = remote.get_or_insert_with(|| open_remote(entry));
             remote.as_ref().map_or(f64::NAN, |remote| read_sample(remote, file, per_file))

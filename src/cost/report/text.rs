@@ -42,6 +42,8 @@ pub fn render(plan: &Plan) -> String {
     out.push_str(&row("pushed when code changes", each(&|o| size(o.push_code_change))));
     out.push_str(&row("pushed when weights change", each(&|o| size(o.push_weights_change))));
     out.push_str(&row("build, empty cache", each(&|o| seconds(o.build_seconds))));
+    out.push_str(&row("CI rebuild, registry cache", each(&|o| seconds(o.ci_rebuild_unchanged.total()))));
+    out.push_str(&row("  … a weights file changed", each(&|o| seconds(o.ci_rebuild_weights_file.total()))));
     for (id, label) in [
         ("new_node", "cold start: new node"),
         ("cached_base", "cold start: base+deps cached"),

@@ -36,8 +36,9 @@ while [[ $# -gt 0 ]]; do
     *) echo "usage: scripts/bench-ci.sh [--size MiB] [--runs N] [--quick] [--debug] [--no-buildah]" >&2; exit 2 ;;
   esac
 done
-work="${BENCH_WORK:-${TMPDIR:-/tmp}/imgbake-bench-ci}"
-port="${BENCH_REGISTRY_PORT:-5056}"
+work="${BENCH_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/imgbake-bench-ci.XXXXXX")}"
+# A free port unless one is given (two runs on one machine do not collide).
+port="${BENCH_REGISTRY_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 registry="127.0.0.1:$port"
 for tool in /usr/bin/time /usr/bin/docker-registry curl python3; do
   command -v "$tool" >/dev/null || { echo "error: $tool is missing" >&2; exit 1; }
@@ -75,7 +76,8 @@ repo="$work/hub/org/model"
 mkdir -p "$repo/$commit" "$repo/refs"
 echo "$commit" > "$repo/refs/main"
 for i in $(seq "$shards"); do
-  "$target_dir/$profile/examples/gen_bf16" "$repo/$commit/model-0000$i-of-0000$shards.safetensors" "$((size_mib / shards))"
+  # A seed per shard: identical shards would be downloaded once (the store is content-addressed).
+  "$target_dir/$profile/examples/gen_bf16" "$repo/$commit/model-0000$i-of-0000$shards.safetensors" "$((size_mib / shards))" "$i"
 done
 echo '{"hidden_size": 4096, "num_hidden_layers": 32}' > "$repo/$commit/config.json"
 sync

@@ -76,7 +76,7 @@ pub enum BaseFsError {
 
 /// One layer's findings, in the order met; applied on top of earlier layers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct LayerFacts {
+pub(crate) struct LayerFacts {
     events: Vec<Event>,
     /// Tar entries (files, directories, links, whiteouts) and tar stream
     /// bytes of the layer, for the plan's unpack term.
@@ -245,6 +245,19 @@ pub fn facts_of_rootfs(root: &Path) -> Result<BaseFacts, BaseFsError> {
     Ok(facts_from_nodes(&merged))
 }
 
+/// The facts of layers given as uncompressed tar streams, bottom first, with
+/// each layer's own findings (what the cache would record).
+pub(crate) fn facts_of_layer_streams(streams: Vec<Box<dyn Read + '_>>) -> io::Result<(Vec<LayerFacts>, BaseFacts)> {
+    let mut merged = BTreeMap::new();
+    let mut layers = Vec::new();
+    for stream in streams {
+        let facts = scan_layer(stream)?;
+        apply(&mut merged, facts.events.clone());
+        layers.push(facts);
+    }
+    Ok((layers, facts_from_nodes(&merged)))
+}
+
 fn cached_layer_facts(
     digest: &Digest,
     cache_dir: &Path,
@@ -301,7 +314,7 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-fn scan_layer(stream: Box<dyn Read>) -> io::Result<LayerFacts> {
+fn scan_layer(stream: Box<dyn Read + '_>) -> io::Result<LayerFacts> {
     let bytes = std::rc::Rc::new(std::cell::Cell::new(0));
     let mut archive = tar::Archive::new(Counting { inner: stream, bytes: bytes.clone() });
     let mut facts = LayerFacts { version: FACTS_VERSION, ..LayerFacts::default() };

@@ -113,7 +113,7 @@ pub fn map_path(path: &str, links: &[(String, String)]) -> Option<String> {
 
 /// One package's control data, read from its `control.tar.*`.
 #[derive(Default)]
-struct ControlData {
+pub(crate) struct ControlData {
     control: String,
     /// member name → content, for [`INFO_MEMBERS`].
     members: BTreeMap<String, Vec<u8>>,
@@ -362,7 +362,7 @@ fn tar_reader<'a>(name: &str, member: impl Read + 'a, deb: &Path) -> Result<Box<
 
 /// Unpacks one .deb: data into `root`, control members returned. Returns
 /// the paths dpkg would list (as in the package, not remapped).
-fn unpack_deb(
+pub(crate) fn unpack_deb(
     file: &Path,
     root: &Path,
     links: &[(String, String)],

@@ -116,7 +116,7 @@ fn get_text(client: &reqwest::blocking::Client, url: &str) -> Result<String, Apt
 
 /// The signed text of a clearsigned message (dash-escaping undone); text
 /// that is not clearsigned is returned as is.
-fn strip_clearsign(text: &str) -> String {
+pub(crate) fn strip_clearsign(text: &str) -> String {
     let Some(start) = text.find("-----BEGIN PGP SIGNED MESSAGE-----") else {
         return text.to_string();
     };
@@ -128,7 +128,7 @@ fn strip_clearsign(text: &str) -> String {
 }
 
 /// `(sha256, size)` of `path` in the Release file's SHA256 list.
-fn release_entry(release: &str, path: &str) -> Option<(String, u64)> {
+pub(crate) fn release_entry(release: &str, path: &str) -> Option<(String, u64)> {
     let paragraphs = parse_paragraphs(release).ok()?;
     let list = paragraphs.first()?.get("SHA256")?;
     list.lines().find_map(|line| {

@@ -18,3 +18,4 @@ pub mod layer;
 pub mod layout;
 pub mod oci;
 pub mod sample;
+pub mod tar_guard;

@@ -316,7 +316,8 @@ impl<R: Read> Read for Counting<R> {
 
 fn scan_layer(stream: Box<dyn Read + '_>) -> io::Result<LayerFacts> {
     let bytes = std::rc::Rc::new(std::cell::Cell::new(0));
-    let mut archive = tar::Archive::new(Counting { inner: stream, bytes: bytes.clone() });
+    let mut archive =
+        tar::Archive::new(crate::image::tar_guard::TarGuard::new(Counting { inner: stream, bytes: bytes.clone() }));
     let mut facts = LayerFacts { version: FACTS_VERSION, ..LayerFacts::default() };
     for entry in archive.entries()? {
         let mut entry = entry?;

@@ -389,7 +389,7 @@ pub(crate) fn unpack_deb(
 
 fn read_control(reader: Box<dyn Read + '_>, deb: &Path) -> Result<ControlData, AptError> {
     let mut data = ControlData::default();
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(crate::image::tar_guard::TarGuard::new(reader));
     for entry in archive.entries().map_err(io_error(deb))? {
         let mut entry = entry.map_err(io_error(deb))?;
         if !entry.header().entry_type().is_file() {
@@ -419,7 +419,7 @@ fn unpack_data(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<String>, AptError> {
     let mut listed = Vec::new();
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(crate::image::tar_guard::TarGuard::new(reader));
     for entry in archive.entries().map_err(io_error(deb))? {
         let mut entry = entry.map_err(io_error(deb))?;
         let raw = entry.path().map_err(io_error(deb))?.to_string_lossy().to_string();

@@ -111,6 +111,9 @@ pub fn map_path(path: &str, links: &[(String, String)]) -> Option<String> {
     Some(current)
 }
 
+/// Largest control.tar member read (scripts, md5sums, conffiles).
+const MAX_CONTROL_MEMBER: u64 = 64 << 20;
+
 /// One package's control data, read from its `control.tar.*`.
 #[derive(Default)]
 pub(crate) struct ControlData {
@@ -396,6 +399,12 @@ fn read_control(reader: Box<dyn Read + '_>, deb: &Path) -> Result<ControlData, A
             continue;
         }
         let path = entry.path().map_err(io_error(deb))?.to_string_lossy().trim_start_matches("./").to_string();
+        if path != "control" && !INFO_MEMBERS.contains(&path.as_str()) {
+            continue; // not kept, so not read
+        }
+        if entry.size() > MAX_CONTROL_MEMBER {
+            return Err(bad(deb, format!("control member `{path}` is {} bytes; not a control file", entry.size())));
+        }
         let mut content = Vec::new();
         entry.read_to_end(&mut content).map_err(io_error(deb))?;
         if path == "control" {
@@ -477,6 +486,9 @@ fn unpack_data(
             let target = clean_member_path(&target.to_string_lossy())
                 .and_then(|t| map_path(&t, links))
                 .ok_or_else(|| bad(deb, format!("hard link `{raw}` points outside the package")))?;
+            // The target's directories may be links the package made: through
+            // them a hard link would take in a file of the build machine.
+            ensure_no_symlink_parent(root, &target, deb)?;
             fs::hard_link(root.join(&target), &dest).map_err(io_error(&dest))?;
         } else {
             return Err(bad(deb, format!("`{raw}` is a device, FIFO or other special file; layers cannot hold it")));

@@ -168,8 +168,13 @@ fn fetch_packages(
     if !response.status().is_success() {
         return Err(AptError::HttpStatus { url, status: response.status().as_u16() });
     }
-    // A few MB compressed: held in memory to check it before decompressing.
-    let bytes = response.bytes().map_err(|e| AptError::Http { url: url.clone(), source: e })?;
+    // A few MB compressed: held in memory to check it before decompressing,
+    // and never more than the signed Release says (plus one byte, to tell).
+    let mut bytes = Vec::new();
+    response
+        .take(size.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| AptError::BadIndex { what: url.clone(), message: format!("cannot read: {e}") })?;
     let actual = hex::encode(Sha256::digest(&bytes));
     if actual != sha256 || bytes.len() as u64 != size {
         return Err(AptError::Checksum {

@@ -537,3 +537,151 @@ fn a_deb_that_does_not_match_its_index_entry_is_refused_and_not_cached() {
         machine.assert_outside_untouched();
     });
 }
+
+// ------------------------------ a signed archive whose Packages lies
+
+/// Serves the files under `root` on loopback (`GET /path`), 404 otherwise.
+/// `Packages.xz` requests get `packages_override` (bytes, times) when set.
+fn serve_dir(root: PathBuf, packages_override: Option<(Vec<u8>, usize)>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let line = String::from_utf8_lossy(&request[..n]).lines().next().unwrap_or("").to_string();
+            let path = line.split(' ').nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+            let body = match (&packages_override, path.ends_with("Packages.xz")) {
+                (Some((body, times)), true) => Some((body.clone(), *times)),
+                _ => std::fs::read(root.join(&path)).ok().map(|body| (body, 1)),
+            };
+            let _ = match body {
+                Some((body, times)) => {
+                    let length = body.len() * times;
+                    let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
+                    (0..times).try_for_each(|_| stream.write_all(&body))
+                }
+                None => write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            };
+        }
+    });
+    format!("http://{address}/debian")
+}
+
+fn run_gpg(home: &Path, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
+    let mut child = std::process::Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or_default()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}
+
+/// A one-suite archive (`bookworm main amd64`) signed with a fresh key: its
+/// InRelease lists the real Packages.xz, which lists `deb` (name, size,
+/// sha256 as the index says) under `pool/`. Returns (dir, keyring).
+fn signed_archive(machine: &Machine, listed: &LockedDeb) -> (PathBuf, Vec<u8>) {
+    let home = machine.path("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    run_gpg(
+        &home,
+        &["--quick-gen-key", "imgbake hostile test <hostile@example.org>", "ed25519", "sign", "never"],
+        None,
+    );
+    let keyring = run_gpg(&home, &["--export"], None);
+    let archive = machine.path("archive/debian");
+    let packages = format!(
+        "Package: {}\nVersion: {}\nArchitecture: amd64\nPriority: optional\nFilename: pool/main/h/hostile.deb\nSize: {}\nSHA256: {}\n",
+        listed.name, listed.version, listed.size, listed.sha256
+    );
+    let xz = {
+        let mut out = Vec::new();
+        liblzma::read::XzEncoder::new(packages.as_bytes(), 6).read_to_end(&mut out).unwrap();
+        out
+    };
+    let dists = archive.join("dists/bookworm");
+    std::fs::create_dir_all(dists.join("main/binary-amd64")).unwrap();
+    std::fs::write(dists.join("main/binary-amd64/Packages.xz"), &xz).unwrap();
+    let release = format!(
+        "Origin: Test\nSuite: stable\nCodename: bookworm\nArchitectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages.xz\n",
+        sha256_hex(&xz),
+        xz.len()
+    );
+    let signed = run_gpg(&home, &["--clearsign", "--digest-algo", "SHA512"], Some(release.as_bytes()));
+    std::fs::write(dists.join("InRelease"), signed).unwrap();
+    (archive, keyring)
+}
+
+fn base_for(uri: &str, keyring: Vec<u8>) -> BaseSystem {
+    BaseSystem {
+        os_release: "ID=debian\nVERSION_CODENAME=bookworm\n".into(),
+        apt_sources: Some(format!("deb {uri} bookworm main\n")),
+        arch: "amd64".into(),
+        keyrings: vec![keyring],
+        ..BaseSystem::default()
+    }
+}
+
+#[test]
+fn a_signed_archive_whose_packages_lie_is_refused() {
+    if !support::tools::require_tool("gpgv") || !support::tools::require_tool("gpg") {
+        return;
+    }
+    alone("a_signed_archive_whose_packages_lie_is_refused", || {
+        let machine = Machine::new();
+        let real = deb_bytes(&finish(Vec::new()));
+        // The index says 4 bytes more than the real file, with the real hash.
+        let lie = LockedDeb {
+            name: "hostile".into(),
+            version: "1.0".into(),
+            arch: "amd64".into(),
+            url: String::new(),
+            sha256: sha256_hex(&real),
+            size: real.len() as u64 + 4,
+        };
+        let (archive, keyring) = signed_archive(&machine, &lie);
+        std::fs::create_dir_all(archive.join("pool/main/h")).unwrap();
+        std::fs::write(archive.join("pool/main/h/hostile.deb"), &real).unwrap();
+        let options =
+            |cache: &str| apt::AptOptions { cache_dir: machine.path(cache), mirror: None, allow_unsigned: false };
+        let wanted = [imgbake::spec::Requirement { name: "hostile".into(), constraint: String::new() }];
+
+        // The signature is good: the index is read, and the lie is locked...
+        let uri = serve_dir(machine.path("archive"), None);
+        let locked = apt::resolve(&base_for(&uri, keyring.clone()), &wanted, &options("cache")).unwrap();
+        assert_eq!(locked.len(), 1);
+        assert_eq!(locked[0].size, lie.size);
+        // ...but the .deb is checked against it, refused and not kept.
+        let error = apt::fetch(&locked, &machine.path("cache")).unwrap_err();
+        assert!(matches!(error, apt::AptError::Checksum { .. }), "{error:?}");
+        assert!(tree(&machine.path("cache/apt/debs")).iter().all(|p| !p.ends_with(".deb")));
+
+        // A Packages.xz that is not the one the signed Release lists: refused;
+        // one far longer than the Release says is not read to its end.
+        let cases = [("tampered", b"\xfd7zXZ\0not the signed one".to_vec(), 1), ("huge", vec![0u8; 1 << 20], 256)];
+        for (what, body, times) in cases {
+            let before = support::data::peak_rss_kib();
+            let uri = serve_dir(machine.path("archive"), Some((body, times)));
+            let error = apt::resolve(&base_for(&uri, keyring.clone()), &wanted, &options(&format!("cache-{what}")))
+                .unwrap_err();
+            assert!(matches!(error, apt::AptError::Checksum { .. }), "{what}: {error:?}");
+            let grown = support::data::peak_rss_kib().saturating_sub(before);
+            assert!(grown < 64 << 10, "{what}: peak RSS grew by {grown} KiB");
+            assert!(
+                !machine.path(&format!("cache-{what}/apt/indexes")).exists()
+                    || tree(&machine.path(&format!("cache-{what}/apt/indexes"))).is_empty()
+            );
+        }
+        machine.assert_outside_untouched();
+    });
+}

@@ -9,9 +9,12 @@
 use std::io::Read;
 use std::path::Path;
 
-/// Every target by name (the name of its `fuzz/fuzz_targets/*.rs` and of its
-/// corpus directory `fuzz/corpus/<name>/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A target: its name (of its `fuzz/fuzz_targets/*.rs` and of its corpus
+/// directory `fuzz/corpus/<name>/`) and its entry.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
     ("cerebrium_toml", cerebrium_toml),
     ("truss_yaml", truss_yaml),
     ("imgbake_section", imgbake_section),

@@ -265,11 +265,17 @@ pub fn apt_packages(data: &[u8]) {
 pub fn deb_control(data: &[u8]) {
     use crate::deps::apt::control::{parse_paragraphs, parse_relations};
     let Some(text) = text(data) else { return };
-    if let Ok(paragraphs) = parse_paragraphs(text) {
-        for paragraph in &paragraphs {
-            for field in ["Depends", "Pre-Depends", "Provides", "Conflicts", "Breaks"] {
-                if let Some(value) = paragraph.get(field) {
-                    let _ = parse_relations(value);
+    match parse_paragraphs(text) {
+        Err(error) => {
+            let lines = text.lines().count();
+            assert!(error.line >= 1 && error.line <= lines, "line {} of {lines}: {}", error.line, error.message);
+        }
+        Ok(paragraphs) => {
+            for paragraph in &paragraphs {
+                for field in ["Depends", "Pre-Depends", "Provides", "Conflicts", "Breaks"] {
+                    if let Some(value) = paragraph.get(field) {
+                        let _ = parse_relations(value);
+                    }
                 }
             }
         }

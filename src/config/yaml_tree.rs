@@ -21,7 +21,7 @@ use std::path::Path;
 
 /// The tree of `text`, with warnings (repeated keys), or the reason it is not valid YAML.
 pub fn parse(file: &Path, text: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
-    let document = yaml_load::load(text).map_err(|err| diagnostic(file, &err))?;
+    let document = yaml_load::load(text).map_err(|err| diagnostic(file, text, &err))?;
     let mut warnings: Vec<Diagnostic> = Vec::new();
     for duplicate in &document.duplicate_keys {
         let warning = Diagnostic::warning(
@@ -45,9 +45,21 @@ pub fn parse(file: &Path, text: &str) -> Result<(Node, Vec<Diagnostic>), Diagnos
     Ok((root, warnings))
 }
 
-fn diagnostic(file: &Path, err: &YamlError) -> Diagnostic {
+/// libyaml puts the end of a text that does not end in a newline on the line
+/// after it; PyYAML (and an editor) put it at the end of the last line.
+fn within(text: &str, span: Span) -> Span {
+    let last = text.split('\n').count();
+    if span.line <= last {
+        return span;
+    }
+    let width = text.rsplit('\n').next().unwrap_or("").chars().count();
+    Span { line: last, col: width + 1 }
+}
+
+fn diagnostic(file: &Path, text: &str, err: &YamlError) -> Diagnostic {
     let mut message = format!("invalid YAML: {}", err.problem);
     if let Some((context, span)) = &err.context {
+        let span = within(text, *span);
         let joint = if context.starts_with("while") { " that starts" } else { "" };
         message.push_str(&format!(" ({context}{joint} at {span})"));
     }
@@ -64,7 +76,7 @@ fn diagnostic(file: &Path, err: &YamlError) -> Diagnostic {
         }
         Stage::Value => "quote the value to keep it as text",
     };
-    Diagnostic::error(file, err.span, message).with_hint(hint)
+    Diagnostic::error(file, err.span.map(|span| within(text, span)), message).with_hint(hint)
 }
 
 fn to_node(yaml: Yaml) -> Node {
@@ -154,6 +166,18 @@ mod tests {
 
     fn tree(text: &str) -> Node {
         parse(Path::new("config.yaml"), text).unwrap().0
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_a_file_without_newline_points_at_its_last_line() {
+        // Found by fuzzing (truss_yaml): libyaml said 5:1 for a 4-line file;
+        // PyYAML says line 4, column 9.
+        let text = "model_name: x\nweights:\n  - a: x\nmodece:l";
+        let error = parse(Path::new("config.yaml"), text).unwrap_err();
+        assert_eq!(error.span, Some(Span { line: 4, col: 9 }), "{error}");
+        let error = parse(Path::new("config.yaml"), "[a, b").unwrap_err();
+        assert_eq!(error.span, Some(Span { line: 1, col: 6 }), "{error}");
+        assert!(error.message.contains("starts at 1:1"), "{error}");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 # Fuzzes targets for a while each: `fuzz/run.sh SECONDS [TARGET...]` (all
 # targets when none is named). Needs nightly and cargo-fuzz. New inputs go to
 # a scratch corpus (target/fuzz-corpus/<target>, seeded from the saved
-# fuzz/corpus/<target>); with FUZZ_MERGE=1 the inputs that add coverage are
-# merged back into fuzz/corpus/<target>. One libFuzzer process at a time (one
+# fuzz/corpus/<target>); with FUZZ_MERGE=1 inputs that add coverage are
+# merged back into fuzz/corpus/<target>, within a size budget. One libFuzzer process at a time (one
 # core); an input over 1 s is a timeout, and a crash or timeout fails the run,
 # its input saved under fuzz/artifacts/<target>/. A summary line per target:
 # execs, coverage, corpus size.
@@ -30,6 +30,25 @@ dict_of() {
 }
 
 cargo +nightly fuzz build -O "${targets[@]/#/--bin=}" >/dev/null 2>&1 || cargo +nightly fuzz build -O
+# Keeps the saved corpus small: a set-cover minimisation of saved + scratch
+# inputs, of which new inputs are added smallest first while the target's
+# directory stays under FUZZ_BUDGET_KB (16 by default).
+merge_into_saved() {
+    local target="$1" scratch="$2" log="$3" minimal="target/fuzz-corpus/$1.min"
+    rm -rf "$minimal" && mkdir -p "$minimal"
+    cargo +nightly fuzz run -O "$target" "$minimal" "fuzz/corpus/$target" "$scratch" -- -set_cover_merge=1 \
+        -timeout=1 -rss_limit_mb=2048 >>"$log" 2>&1 || return 0
+    local budget=$((${FUZZ_BUDGET_KB:-16} * 1024)) used known file
+    used=$(cat "fuzz/corpus/$target"/* | wc -c)
+    known=$(sha1sum "fuzz/corpus/$target"/* | cut -d' ' -f1)
+    while read -r _ file; do
+        grep -qx "$(basename "$file")" <<<"$known" && continue
+        used=$((used + $(wc -c <"$file")))
+        [[ $used -gt $budget ]] && break
+        cp "$file" "fuzz/corpus/$target/"
+    done < <(find "$minimal" -type f -printf '%s %p\n' | sort -n)
+}
+
 status=0
 for target in "${targets[@]}"; do
     scratch="target/fuzz-corpus/$target"
@@ -51,8 +70,7 @@ for target in "${targets[@]}"; do
     printf '%-16s %6ss  execs %-9s (%s/s)  cov %-6s ft %-6s corpus %s\n' \
         "$target" "$seconds" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}"
     if [[ "${FUZZ_MERGE:-}" == 1 ]]; then
-        cargo +nightly fuzz run -O "$target" "fuzz/corpus/$target" "$scratch" -- -merge=1 \
-            -timeout=1 -rss_limit_mb=2048 >>"$log" 2>&1 || true
+        merge_into_saved "$target" "$scratch" "$log"
     fi
 done
 exit "$status"

@@ -718,3 +718,34 @@ mod tests {
         assert!(error.contains("the lock says hello 2"), "{error}");
     }
 }
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+
+    fn link(archive: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, target: &str) {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_size(0);
+        header.set_mode(0o777);
+        archive.append_link(&mut header, path, target).unwrap();
+    }
+
+    #[test]
+    fn a_hard_link_through_a_directory_symlink_of_the_package_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("secret"), "host").unwrap();
+        let mut archive = tar::Builder::new(Vec::new());
+        link(&mut archive, "./usr/share/d", tar::EntryType::Symlink, outside.to_str().unwrap());
+        link(&mut archive, "./usr/bin/h", tar::EntryType::Link, "./usr/share/d/secret");
+        let data = archive.into_inner().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let error = unpack_data(Box::new(&data[..]), Path::new("x.deb"), &root, &[], &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("symlink") || format!("{error:?}").contains("symlink"), "{error:?}");
+        assert!(!root.join("usr/bin/h").exists());
+        assert_eq!(std::os::unix::fs::MetadataExt::nlink(&fs::metadata(outside.join("secret")).unwrap()), 1);
+    }
+}

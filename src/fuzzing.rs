@@ -120,40 +120,70 @@ pub fn weights_manifest(data: &[u8]) {
     assert_eq!(again.to_bytes(), written);
 }
 
-/// Typed read → canonical bytes → typed read is stable, and the typed
-/// document keeps every field of the untyped one (pushes re-serialise them).
-fn oci_round_trip<T>(data: &[u8])
+/// Typed read → canonical bytes → typed read is stable.
+fn oci_round_trip<T>(data: &[u8]) -> Option<T>
 where
     T: serde::de::DeserializeOwned + serde::Serialize + PartialEq + std::fmt::Debug,
 {
     use crate::image::oci::canonical_json;
-    let Ok(typed) = serde_json::from_slice::<T>(data) else { return };
+    let typed = serde_json::from_slice::<T>(data).ok()?;
     let written = canonical_json(&typed);
     let again: T = serde_json::from_slice(&written).expect("canonical bytes read back");
     assert_eq!(again, typed);
     assert_eq!(canonical_json(&again), written);
-    if let Ok(untyped) = serde_json::from_slice::<serde_json::Value>(data) {
-        assert_eq!(
-            String::from_utf8_lossy(&canonical_json(&untyped)),
-            String::from_utf8_lossy(&written),
-            "the typed document dropped or changed a field"
-        );
-    }
+    Some(typed)
+}
+
+/// The typed document keeps every field of the untyped one: for the
+/// documents imgbake copies from a base into its own (layer descriptors, the
+/// image configuration).
+fn keeps_fields<T>(untyped: &serde_json::Value, typed: &T)
+where
+    T: serde::Serialize,
+{
+    use crate::image::oci::canonical_json;
+    assert_eq!(
+        String::from_utf8_lossy(&canonical_json(typed)),
+        String::from_utf8_lossy(&canonical_json(untyped)),
+        "the typed document dropped or changed a field"
+    );
 }
 
 /// What a registry answers to a manifest request: an index or a manifest.
+/// Both are kept as the bytes fetched; the descriptors in them are copied.
 pub fn oci_manifest(data: &[u8]) {
-    use crate::image::oci::{declared_media_type, is_index, ImageIndex, ImageManifest};
-    let declared = declared_media_type(data);
-    oci_round_trip::<ImageIndex>(data);
-    oci_round_trip::<ImageManifest>(data);
-    if let Some(media_type) = declared {
+    use crate::image::oci::{declared_media_type, is_index, Descriptor, ImageIndex, ImageManifest};
+    if let Some(media_type) = declared_media_type(data) {
         let _ = is_index(&media_type);
+    }
+    let index = oci_round_trip::<ImageIndex>(data);
+    let manifest = oci_round_trip::<ImageManifest>(data);
+    let Ok(untyped) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let descriptors = |key: &str, typed: &[Descriptor]| {
+        if let Some(list) = untyped.get(key).and_then(|v| v.as_array()) {
+            for (value, descriptor) in list.iter().zip(typed) {
+                keeps_fields(value, descriptor);
+            }
+        }
+    };
+    if let Some(index) = index {
+        descriptors("manifests", &index.manifests);
+    }
+    if let Some(manifest) = manifest {
+        descriptors("layers", &manifest.layers);
+        keeps_fields(&untyped["config"], &manifest.config);
     }
 }
 
+/// A base's configuration, which imgbake extends and writes again. Its
+/// required `architecture` and `os` are checked against the build's
+/// platform before that; without them the typed document writes `""`.
 pub fn oci_config(data: &[u8]) {
-    oci_round_trip::<crate::image::oci::ImageConfiguration>(data);
+    let Some(typed) = oci_round_trip::<crate::image::oci::ImageConfiguration>(data) else { return };
+    let Ok(untyped) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    if untyped.get("architecture").is_some_and(|v| v.is_string()) && untyped.get("os").is_some_and(|v| v.is_string()) {
+        keeps_fields(&untyped, &typed);
+    }
 }
 
 /// `~/.docker/config.json`, looked up for a few registry spellings.

@@ -244,14 +244,22 @@ pub fn object_secret(data: &[u8]) {
         WeightsSource::Gcs { bucket: "bucket".into(), prefix: "models/x".into() },
         WeightsSource::Azure { container: "c".into(), prefix: "models/x".into() },
     ];
-    let lookup = |name: &str| (name == "FUZZ_SECRET").then(|| secret.to_string());
+    let message_for = |source: &WeightsSource, secret: &str| {
+        let lookup = |name: &str| (name == "FUZZ_SECRET").then(|| secret.to_string());
+        crate::weights::object::ObjectOptions::from_lookup(source, Some("FUZZ_SECRET"), &lookup)
+            .err()
+            .map(|error| format!("{error} {error:?}"))
+    };
     for source in &sources {
-        if let Err(error) = crate::weights::object::ObjectOptions::from_lookup(source, Some("FUZZ_SECRET"), &lookup) {
-            let message = format!("{error} {error:?}");
-            // The secret's values never reach a message.
-            if secret.len() >= 8 && !secret.trim().is_empty() {
-                assert!(!message.contains(secret), "the secret's text is in the error: {message}");
-            }
+        let Some(message) = message_for(source, secret) else { continue };
+        // The secret's text never reaches a message (unless it is text the
+        // messages hold anyway, such as `cret_access_`).
+        let in_any_message = ["?", "{}", "[]", "{\"account_key\": 1}"]
+            .iter()
+            .filter_map(|other| message_for(source, other))
+            .any(|other| other.contains(secret));
+        if secret.trim().len() >= 8 && !in_any_message {
+            assert!(!message.contains(secret), "the secret's text is in the error: {message}");
         }
     }
 }

@@ -48,12 +48,31 @@ pub fn parse(file: &Path, text: &str) -> Result<(Node, Vec<Diagnostic>), Diagnos
 /// libyaml puts the end of a text that does not end in a newline on the line
 /// after it; PyYAML (and an editor) put it at the end of the last line.
 fn within(text: &str, span: Span) -> Span {
-    let last = text.split('\n').count();
-    if span.line <= last {
+    let lines = yaml_lines(text);
+    if span.line <= lines.len() {
         return span;
     }
-    let width = text.rsplit('\n').next().unwrap_or("").chars().count();
-    Span { line: last, col: width + 1 }
+    Span { line: lines.len(), col: lines.last().map_or(0, |line| line.chars().count()) + 1 }
+}
+
+/// The lines of `text` as YAML counts them: `\r\n`, `\r`, `\n`, NEL, LS and
+/// PS each end a line (libyaml's line numbers follow these).
+pub fn yaml_lines(text: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        if matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}') {
+            lines.push(&text[start..at]);
+            start = at + c.len_utf8();
+            if c == '\r' && chars.peek().is_some_and(|(_, next)| *next == '\n') {
+                chars.next();
+                start += 1;
+            }
+        }
+    }
+    lines.push(&text[start..]);
+    lines
 }
 
 fn diagnostic(file: &Path, text: &str, err: &YamlError) -> Diagnostic {
@@ -178,6 +197,10 @@ mod tests {
         let error = parse(Path::new("config.yaml"), "[a, b").unwrap_err();
         assert_eq!(error.span, Some(Span { line: 1, col: 6 }), "{error}");
         assert!(error.message.contains("starts at 1:1"), "{error}");
+        // A lone CR ends a line for YAML: line 2 is real, and kept.
+        let error = parse(Path::new("config.yaml"), "a: 1\rb: [x").unwrap_err();
+        assert_eq!(error.span.map(|s| s.line), Some(2), "{error}");
+        assert_eq!(yaml_lines("a\r\nb\rc\nd\u{2028}e"), ["a", "b", "c", "d", "e"]);
     }
 
     #[test]

@@ -32,20 +32,22 @@ dict_of() {
 cargo +nightly fuzz build -O "${targets[@]/#/--bin=}" >/dev/null 2>&1 || cargo +nightly fuzz build -O
 # Keeps the saved corpus small: a set-cover minimisation of saved + scratch
 # inputs, of which new inputs are added smallest first while the target's
-# directory stays under FUZZ_BUDGET_KB (16 by default).
+# directory stays under FUZZ_BUDGET_KB (16 by default) and at most
+# FUZZ_BUDGET_FILES (25) are added.
 merge_into_saved() {
     local target="$1" scratch="$2" log="$3" minimal="target/fuzz-corpus/$1.min"
     rm -rf "$minimal" && mkdir -p "$minimal"
     cargo +nightly fuzz run -O "$target" "$minimal" "fuzz/corpus/$target" "$scratch" -- -set_cover_merge=1 \
         -timeout=1 -rss_limit_mb=2048 >>"$log" 2>&1 || return 0
-    local budget=$((${FUZZ_BUDGET_KB:-16} * 1024)) used known file
+    local budget=$((${FUZZ_BUDGET_KB:-16} * 1024)) used known file added=0
     used=$(cat "fuzz/corpus/$target"/* | wc -c)
     known=$(sha1sum "fuzz/corpus/$target"/* | cut -d' ' -f1)
     while read -r _ file; do
         grep -qx "$(basename "$file")" <<<"$known" && continue
         used=$((used + $(wc -c <"$file")))
-        [[ $used -gt $budget ]] && break
-        cp "$file" "fuzz/corpus/$target/"
+        [[ $used -gt $budget || $added -ge ${FUZZ_BUDGET_FILES:-25} ]] && break
+        cp "$file" "fuzz/corpus/$target/run-$(basename "$file" | cut -c1-16)"
+        added=$((added + 1))
     done < <(find "$minimal" -type f -printf '%s %p\n' | sort -n)
 }
 

@@ -13,6 +13,8 @@ pub mod cost;
 pub mod deps;
 pub mod dockerfile;
 pub mod execute;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod layout;
 pub mod lock;

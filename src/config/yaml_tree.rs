@@ -21,7 +21,7 @@ use std::path::Path;
 
 /// The tree of `text`, with warnings (repeated keys), or the reason it is not valid YAML.
 pub fn parse(file: &Path, text: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
-    let document = yaml_load::load(text).map_err(|err| diagnostic(file, &err))?;
+    let document = yaml_load::load(text).map_err(|err| diagnostic(file, text, &err))?;
     let mut warnings: Vec<Diagnostic> = Vec::new();
     for duplicate in &document.duplicate_keys {
         let warning = Diagnostic::warning(
@@ -45,9 +45,40 @@ pub fn parse(file: &Path, text: &str) -> Result<(Node, Vec<Diagnostic>), Diagnos
     Ok((root, warnings))
 }
 
-fn diagnostic(file: &Path, err: &YamlError) -> Diagnostic {
+/// libyaml puts the end of a text that does not end in a newline on the line
+/// after it; PyYAML (and an editor) put it at the end of the last line.
+fn within(text: &str, span: Span) -> Span {
+    let lines = yaml_lines(text);
+    if span.line <= lines.len() {
+        return span;
+    }
+    Span { line: lines.len(), col: lines.last().map_or(0, |line| line.chars().count()) + 1 }
+}
+
+/// The lines of `text` as YAML counts them: `\r\n`, `\r`, `\n`, NEL, LS and
+/// PS each end a line (libyaml's line numbers follow these).
+pub fn yaml_lines(text: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        if matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}') {
+            lines.push(&text[start..at]);
+            start = at + c.len_utf8();
+            if c == '\r' && chars.peek().is_some_and(|(_, next)| *next == '\n') {
+                chars.next();
+                start += 1;
+            }
+        }
+    }
+    lines.push(&text[start..]);
+    lines
+}
+
+fn diagnostic(file: &Path, text: &str, err: &YamlError) -> Diagnostic {
     let mut message = format!("invalid YAML: {}", err.problem);
     if let Some((context, span)) = &err.context {
+        let span = within(text, *span);
         let joint = if context.starts_with("while") { " that starts" } else { "" };
         message.push_str(&format!(" ({context}{joint} at {span})"));
     }
@@ -64,7 +95,7 @@ fn diagnostic(file: &Path, err: &YamlError) -> Diagnostic {
         }
         Stage::Value => "quote the value to keep it as text",
     };
-    Diagnostic::error(file, err.span, message).with_hint(hint)
+    Diagnostic::error(file, err.span.map(|span| within(text, span)), message).with_hint(hint)
 }
 
 fn to_node(yaml: Yaml) -> Node {
@@ -154,6 +185,22 @@ mod tests {
 
     fn tree(text: &str) -> Node {
         parse(Path::new("config.yaml"), text).unwrap().0
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_a_file_without_newline_points_at_its_last_line() {
+        // Found by fuzzing (truss_yaml): libyaml said 5:1 for a 4-line file;
+        // PyYAML says line 4, column 9.
+        let text = "model_name: x\nweights:\n  - a: x\nmodece:l";
+        let error = parse(Path::new("config.yaml"), text).unwrap_err();
+        assert_eq!(error.span, Some(Span { line: 4, col: 9 }), "{error}");
+        let error = parse(Path::new("config.yaml"), "[a, b").unwrap_err();
+        assert_eq!(error.span, Some(Span { line: 1, col: 6 }), "{error}");
+        assert!(error.message.contains("starts at 1:1"), "{error}");
+        // A lone CR ends a line for YAML: line 2 is real, and kept.
+        let error = parse(Path::new("config.yaml"), "a: 1\rb: [x").unwrap_err();
+        assert_eq!(error.span.map(|s| s.line), Some(2), "{error}");
+        assert_eq!(yaml_lines("a\r\nb\rc\nd\u{2028}e"), ["a", "b", "c", "d", "e"]);
     }
 
     #[test]

@@ -152,8 +152,7 @@ pub fn resolve(spec: &Spec, target: &CondaTarget) -> Result<Vec<LockedCondaPacka
         "virtual_packages": virtual_packages(target),
     });
     match bridge(&request)? {
-        Ok(answer) => serde_json::from_value(answer["packages"].clone())
-            .map_err(|e| CondaError::Io { what: "the solved packages".into(), source: std::io::Error::other(e) }),
+        Ok(answer) => solved_packages(&answer),
         Err(output) => Err(CondaError::Solve {
             specs,
             channels: target.channels.clone(),
@@ -161,6 +160,12 @@ pub fn resolve(spec: &Spec, target: &CondaTarget) -> Result<Vec<LockedCondaPacka
             output,
         }),
     }
+}
+
+/// The `packages` of the bridge's answer to a solve.
+pub fn solved_packages(answer: &serde_json::Value) -> Result<Vec<LockedCondaPackage>, CondaError> {
+    serde_json::from_value(answer["packages"].clone())
+        .map_err(|e| CondaError::Io { what: "the solved packages".into(), source: std::io::Error::other(e) })
 }
 
 /// Installs the locked packages into a staging prefix cached by the lock's

@@ -19,3 +19,4 @@ pub mod layout;
 pub mod oci;
 pub mod pgzip;
 pub mod sample;
+pub mod tar_guard;

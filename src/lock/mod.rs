@@ -204,18 +204,21 @@ impl Lock {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(LockError::Read { path: path.to_path_buf(), source }),
         };
+        Lock::from_toml(&text, path).map(Some)
+    }
+
+    /// Parses lock text read from `path` (named in errors).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Lock, LockError> {
         #[derive(Deserialize)]
         struct VersionOnly {
             version: u32,
         }
         let version: VersionOnly =
-            toml::from_str(&text).map_err(|e| LockError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+            toml::from_str(text).map_err(|e| LockError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         if version.version != LOCK_VERSION {
             return Err(LockError::Version { path: path.to_path_buf(), found: version.version });
         }
-        toml::from_str(&text)
-            .map(Some)
-            .map_err(|e| LockError::Parse { path: path.to_path_buf(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| LockError::Parse { path: path.to_path_buf(), message: e.to_string() })
     }
 
     pub fn to_toml(&self) -> String {

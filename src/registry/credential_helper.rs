@@ -133,7 +133,7 @@ pub fn get(program: &str, server_url: &str, timeout: Duration) -> Result<Option<
 }
 
 /// `{"ServerURL": …, "Username": …, "Secret": …}` → credentials.
-fn parse_answer(bytes: &[u8]) -> Result<Credentials, HelperProblem> {
+pub(crate) fn parse_answer(bytes: &[u8]) -> Result<Credentials, HelperProblem> {
     #[derive(serde::Deserialize)]
     struct Answer {
         #[serde(rename = "Username")]

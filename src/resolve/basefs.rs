@@ -30,6 +30,9 @@ const KEYRING_FILES: &[&str] = &["etc/apt/trusted.gpg"];
 const KEYRING_DIRS: &[&str] = &["etc/apt/trusted.gpg.d", "etc/apt/keyrings", "usr/share/keyrings"];
 /// Kept content is capped; a dpkg status of a large CUDA image is a few MB.
 const MAX_CONTENT: u64 = 32 << 20;
+/// All content and keyring bytes kept of one layer, together: a layer with
+/// thousands of large "keyrings" is refused rather than held in memory.
+const MAX_KEPT: u64 = 128 << 20;
 /// Version of the per-layer facts cache: records of an older version are
 /// read again (version 2 added the entries of `bin`/`sbin` directories).
 const FACTS_VERSION: u32 = 2;
@@ -76,7 +79,7 @@ pub enum BaseFsError {
 
 /// One layer's findings, in the order met; applied on top of earlier layers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct LayerFacts {
+pub(crate) struct LayerFacts {
     events: Vec<Event>,
     /// Tar entries (files, directories, links, whiteouts) and tar stream
     /// bytes of the layer, for the plan's unpack term.
@@ -245,6 +248,19 @@ pub fn facts_of_rootfs(root: &Path) -> Result<BaseFacts, BaseFsError> {
     Ok(facts_from_nodes(&merged))
 }
 
+/// The facts of layers given as uncompressed tar streams, bottom first, with
+/// each layer's own findings (what the cache would record).
+pub(crate) fn facts_of_layer_streams(streams: Vec<Box<dyn Read + '_>>) -> io::Result<(Vec<LayerFacts>, BaseFacts)> {
+    let mut merged = BTreeMap::new();
+    let mut layers = Vec::new();
+    for stream in streams {
+        let facts = scan_layer(stream)?;
+        apply(&mut merged, facts.events.clone());
+        layers.push(facts);
+    }
+    Ok((layers, facts_from_nodes(&merged)))
+}
+
 fn cached_layer_facts(
     digest: &Digest,
     cache_dir: &Path,
@@ -301,10 +317,22 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-fn scan_layer(stream: Box<dyn Read>) -> io::Result<LayerFacts> {
+fn scan_layer(stream: Box<dyn Read + '_>) -> io::Result<LayerFacts> {
     let bytes = std::rc::Rc::new(std::cell::Cell::new(0));
-    let mut archive = tar::Archive::new(Counting { inner: stream, bytes: bytes.clone() });
+    let mut archive =
+        tar::Archive::new(crate::image::tar_guard::TarGuard::new(Counting { inner: stream, bytes: bytes.clone() }));
     let mut facts = LayerFacts { version: FACTS_VERSION, ..LayerFacts::default() };
+    let mut kept = 0u64;
+    let mut keep = |path: &str, size: u64| {
+        kept += size;
+        if kept > MAX_KEPT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the layer's apt keyrings, sources and status files pass {MAX_KEPT} bytes (at `{path}`)"),
+            ));
+        }
+        Ok(())
+    };
     for entry in archive.entries()? {
         let mut entry = entry?;
         facts.entries += 1;
@@ -334,10 +362,12 @@ fn scan_layer(stream: Box<dyn Read>) -> io::Result<LayerFacts> {
             let target = entry.link_name()?.map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
             facts.events.push(Event::Symlink(path, target));
         } else if kind.is_file() && is_keyring(&path) && entry.size() <= MAX_CONTENT {
+            keep(&path, entry.size())?;
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes)?;
             facts.events.push(Event::Binary(path, base64::engine::general_purpose::STANDARD.encode(bytes)));
         } else if kind.is_file() && wants_content(&path) && entry.size() <= MAX_CONTENT {
+            keep(&path, entry.size())?;
             let mut text = Vec::new();
             entry.read_to_end(&mut text)?;
             facts.events.push(Event::Content(path, String::from_utf8_lossy(&text).into_owned()));

@@ -149,28 +149,13 @@ impl HfClient {
             return Err(self.not_found(repo, revision, uri, &response));
         }
         let response = self.check_status(uri, response)?;
-        let info: RevisionInfo =
-            response.json().map_err(|err| protocol(format!("unexpected answer from {url}: {err}")))?;
-        if !is_commit(&info.sha) {
-            return Err(protocol(format!(
-                "the hub answered `{}`, not a commit sha, for revision `{revision}`",
-                info.sha
-            )));
-        }
-        if is_commit(revision) && info.sha != revision {
-            return Err(protocol(format!("asked for commit {revision}, the hub answered {}", info.sha)));
-        }
-        let commit = info.sha;
-
-        let mut paths = Vec::new();
-        for sibling in info.siblings {
-            if !safe_relative_path(&sibling.rfilename) {
-                return Err(WeightsError::UnsafePath { source_uri: uri.to_string(), path: sibling.rfilename });
+        let body = response.bytes().map_err(|err| protocol(format!("unexpected answer from {url}: {err}")))?;
+        let (commit, paths) = revision_listing(&body, revision, &filter, uri).map_err(|error| match error {
+            WeightsError::Protocol { source_uri, message } => {
+                WeightsError::Protocol { source_uri, message: format!("{message} (from {url})") }
             }
-            if filter.matches(&sibling.rfilename) {
-                paths.push(sibling.rfilename);
-            }
-        }
+            other => other,
+        })?;
         if paths.is_empty() {
             return Err(WeightsError::Empty {
                 source_uri: uri.to_string(),
@@ -178,8 +163,6 @@ impl HfClient {
                 ignore: ignore.to_vec(),
             });
         }
-        paths.sort();
-        paths.dedup();
 
         let mut files = self.head_all(repo, &commit, &paths, uri)?;
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -380,6 +363,38 @@ impl HfClient {
             }
         }
     }
+}
+
+/// The commit and the selected file paths (sorted, unique) of the hub's
+/// answer to `/api/models/{repo}/revision/{revision}`; a path that could
+/// escape the download directory is refused.
+pub fn revision_listing(
+    body: &[u8],
+    revision: &str,
+    filter: &PathFilter,
+    uri: &str,
+) -> Result<(String, Vec<String>), WeightsError> {
+    let protocol = |message: String| WeightsError::Protocol { source_uri: uri.to_string(), message };
+    let info: RevisionInfo =
+        serde_json::from_slice(body).map_err(|err| protocol(format!("unexpected answer: {err}")))?;
+    if !is_commit(&info.sha) {
+        return Err(protocol(format!("the hub answered `{}`, not a commit sha, for revision `{revision}`", info.sha)));
+    }
+    if is_commit(revision) && info.sha != revision {
+        return Err(protocol(format!("asked for commit {revision}, the hub answered {}", info.sha)));
+    }
+    let mut paths = Vec::new();
+    for sibling in info.siblings {
+        if !safe_relative_path(&sibling.rfilename) {
+            return Err(WeightsError::UnsafePath { source_uri: uri.to_string(), path: sibling.rfilename });
+        }
+        if filter.matches(&sibling.rfilename) {
+            paths.push(sibling.rfilename);
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    Ok((info.sha, paths))
 }
 
 #[derive(serde::Deserialize)]

@@ -205,13 +205,13 @@ fn parse_relation(text: &str) -> Result<Relation, String> {
     }
     let mut arch_restriction = Vec::new();
     if let Some(start) = rest.find('[') {
-        let end = rest.rfind(']').ok_or_else(|| format!("unclosed `[` in `{text}`"))?;
+        let end = rest[start..].find(']').map(|end| start + end).ok_or_else(|| format!("unclosed `[` in `{text}`"))?;
         arch_restriction = rest[start + 1..end].split_whitespace().map(str::to_string).collect();
         rest = rest[..start].trim_end();
     }
     let mut constraint = None;
     if let Some(start) = rest.find('(') {
-        let end = rest.rfind(')').ok_or_else(|| format!("unclosed `(` in `{text}`"))?;
+        let end = rest[start..].find(')').map(|end| start + end).ok_or_else(|| format!("unclosed `(` in `{text}`"))?;
         let inner = rest[start + 1..end].trim();
         let split = inner.find(|c: char| !matches!(c, '<' | '>' | '=')).unwrap_or(inner.len());
         let op = Operator::parse(&inner[..split]).ok_or_else(|| format!("bad version operator in `{text}`"))?;
@@ -235,6 +235,17 @@ fn parse_relation(text: &str) -> Result<Relation, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closing_bracket_before_the_opening_one_is_an_error_not_a_panic() {
+        // Found by fuzzing (deb_control, apt_packages): `rfind` gave an end
+        // before the start and the slice panicked.
+        for text in ["a ] [amd64", "e\0\0\0P?:a rZvi\0(>= 2d64].0-1~bpo1) [a\0\0=mdd", "b ) (>= 1", "c ] ["] {
+            assert!(parse_relations(text).is_err(), "{text}");
+        }
+        let ok = parse_relations("x (>= 1) [amd64] ]").unwrap();
+        assert_eq!(ok[0][0].arch_restriction, ["amd64"]);
+    }
 
     fn v(text: &str) -> Version {
         text.parse().unwrap()

@@ -111,9 +111,12 @@ pub fn map_path(path: &str, links: &[(String, String)]) -> Option<String> {
     Some(current)
 }
 
+/// Largest control.tar member read (scripts, md5sums, conffiles).
+const MAX_CONTROL_MEMBER: u64 = 64 << 20;
+
 /// One package's control data, read from its `control.tar.*`.
 #[derive(Default)]
-struct ControlData {
+pub(crate) struct ControlData {
     control: String,
     /// member name → content, for [`INFO_MEMBERS`].
     members: BTreeMap<String, Vec<u8>>,
@@ -362,7 +365,7 @@ fn tar_reader<'a>(name: &str, member: impl Read + 'a, deb: &Path) -> Result<Box<
 
 /// Unpacks one .deb: data into `root`, control members returned. Returns
 /// the paths dpkg would list (as in the package, not remapped).
-fn unpack_deb(
+pub(crate) fn unpack_deb(
     file: &Path,
     root: &Path,
     links: &[(String, String)],
@@ -389,13 +392,19 @@ fn unpack_deb(
 
 fn read_control(reader: Box<dyn Read + '_>, deb: &Path) -> Result<ControlData, AptError> {
     let mut data = ControlData::default();
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(crate::image::tar_guard::TarGuard::new(reader));
     for entry in archive.entries().map_err(io_error(deb))? {
         let mut entry = entry.map_err(io_error(deb))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
         let path = entry.path().map_err(io_error(deb))?.to_string_lossy().trim_start_matches("./").to_string();
+        if path != "control" && !INFO_MEMBERS.contains(&path.as_str()) {
+            continue; // not kept, so not read
+        }
+        if entry.size() > MAX_CONTROL_MEMBER {
+            return Err(bad(deb, format!("control member `{path}` is {} bytes; not a control file", entry.size())));
+        }
         let mut content = Vec::new();
         entry.read_to_end(&mut content).map_err(io_error(deb))?;
         if path == "control" {
@@ -419,7 +428,7 @@ fn unpack_data(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<String>, AptError> {
     let mut listed = Vec::new();
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(crate::image::tar_guard::TarGuard::new(reader));
     for entry in archive.entries().map_err(io_error(deb))? {
         let mut entry = entry.map_err(io_error(deb))?;
         let raw = entry.path().map_err(io_error(deb))?.to_string_lossy().to_string();
@@ -477,6 +486,9 @@ fn unpack_data(
             let target = clean_member_path(&target.to_string_lossy())
                 .and_then(|t| map_path(&t, links))
                 .ok_or_else(|| bad(deb, format!("hard link `{raw}` points outside the package")))?;
+            // The target's directories may be links the package made: through
+            // them a hard link would take in a file of the build machine.
+            ensure_no_symlink_parent(root, &target, deb)?;
             fs::hard_link(root.join(&target), &dest).map_err(io_error(&dest))?;
         } else {
             return Err(bad(deb, format!("`{raw}` is a device, FIFO or other special file; layers cannot hold it")));
@@ -704,5 +716,36 @@ mod tests {
         let wrong = LockedDeb { version: "2".into(), ..locked };
         let error = install_tree(&base, &[wrong], &[deb_path], &dir.path().join("s2")).unwrap_err().to_string();
         assert!(error.contains("the lock says hello 2"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+
+    fn link(archive: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, target: &str) {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_size(0);
+        header.set_mode(0o777);
+        archive.append_link(&mut header, path, target).unwrap();
+    }
+
+    #[test]
+    fn a_hard_link_through_a_directory_symlink_of_the_package_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("secret"), "host").unwrap();
+        let mut archive = tar::Builder::new(Vec::new());
+        link(&mut archive, "./usr/share/d", tar::EntryType::Symlink, outside.to_str().unwrap());
+        link(&mut archive, "./usr/bin/h", tar::EntryType::Link, "./usr/share/d/secret");
+        let data = archive.into_inner().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let error = unpack_data(Box::new(&data[..]), Path::new("x.deb"), &root, &[], &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("symlink") || format!("{error:?}").contains("symlink"), "{error:?}");
+        assert!(!root.join("usr/bin/h").exists());
+        assert_eq!(std::os::unix::fs::MetadataExt::nlink(&fs::metadata(outside.join("secret")).unwrap()), 1);
     }
 }

@@ -85,6 +85,9 @@ fn fetch_one(client: &reqwest::blocking::Client, deb: &LockedDeb, dir: &Path) ->
         hasher.update(&buffer[..read]);
         temp.write_all(&buffer[..read]).map_err(io)?;
         size += read as u64;
+        if size > deb.size {
+            break; // longer than the index says: refused below, without reading the rest
+        }
     }
     let actual = hex::encode(hasher.finalize());
     if actual != deb.sha256.to_ascii_lowercase() || size != deb.size {

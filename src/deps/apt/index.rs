@@ -116,7 +116,7 @@ fn get_text(client: &reqwest::blocking::Client, url: &str) -> Result<String, Apt
 
 /// The signed text of a clearsigned message (dash-escaping undone); text
 /// that is not clearsigned is returned as is.
-fn strip_clearsign(text: &str) -> String {
+pub(crate) fn strip_clearsign(text: &str) -> String {
     let Some(start) = text.find("-----BEGIN PGP SIGNED MESSAGE-----") else {
         return text.to_string();
     };
@@ -128,7 +128,7 @@ fn strip_clearsign(text: &str) -> String {
 }
 
 /// `(sha256, size)` of `path` in the Release file's SHA256 list.
-fn release_entry(release: &str, path: &str) -> Option<(String, u64)> {
+pub(crate) fn release_entry(release: &str, path: &str) -> Option<(String, u64)> {
     let paragraphs = parse_paragraphs(release).ok()?;
     let list = paragraphs.first()?.get("SHA256")?;
     list.lines().find_map(|line| {
@@ -168,8 +168,13 @@ fn fetch_packages(
     if !response.status().is_success() {
         return Err(AptError::HttpStatus { url, status: response.status().as_u16() });
     }
-    // A few MB compressed: held in memory to check it before decompressing.
-    let bytes = response.bytes().map_err(|e| AptError::Http { url: url.clone(), source: e })?;
+    // A few MB compressed: held in memory to check it before decompressing,
+    // and never more than the signed Release says (plus one byte, to tell).
+    let mut bytes = Vec::new();
+    response
+        .take(size.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| AptError::BadIndex { what: url.clone(), message: format!("cannot read: {e}") })?;
     let actual = hex::encode(Sha256::digest(&bytes));
     if actual != sha256 || bytes.len() as u64 != size {
         return Err(AptError::Checksum {

@@ -5,12 +5,12 @@
 //! database update, so `dpkg -l` in the image lists them). Maintainer scripts
 //! are not run. See docs/apt.md.
 
-mod alternatives;
+pub(crate) mod alternatives;
 pub mod control;
-mod deb;
+pub(crate) mod deb;
 mod fetch;
-mod index;
-mod resolve;
+pub(crate) mod index;
+pub(crate) mod resolve;
 mod signature;
 pub mod sources;
 

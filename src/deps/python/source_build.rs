@@ -148,7 +148,7 @@ fn sdist_pyproject(archive: &Path) -> Result<Option<String>, PythonError> {
         return Ok(None);
     }
     let file = fs::File::open(archive).map_err(io_err(archive.display().to_string()))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut tar = tar::Archive::new(crate::image::tar_guard::TarGuard::new(flate2::read::GzDecoder::new(file)));
     let entries = tar.entries().map_err(io_err(archive.display().to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(io_err(archive.display().to_string()))?;

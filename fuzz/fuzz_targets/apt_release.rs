@@ -1,0 +1,3 @@
+#![no_main]
+// Calls the same entry as tests/fuzz_corpus.rs: imgbake::fuzzing::apt_release.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| imgbake::fuzzing::apt_release(data));

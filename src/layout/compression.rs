@@ -273,6 +273,16 @@ fn estimates(
     };
     let sizes: Vec<u64> = match &layer.content {
         LayerContent::HfSnapshot { links, refs, .. } => vec![0; links.len() + refs.len()],
+        // The hook is priced at the profile's `prefetch_hook_bytes`, as the
+        // cost model prices it (the file's own size when the profile says 0).
+        LayerContent::Volume => layer
+            .files(spec, volume)?
+            .into_iter()
+            .map(|(path, size)| match profile.params.prefetch_hook_bytes {
+                hook if path == super::HOOK_PATH.trim_start_matches('/') && hook > 0.0 => hook as u64,
+                _ => size,
+            })
+            .collect(),
         _ => layer.files(spec, volume)?.into_iter().map(|(_, size)| size).collect(),
     };
     Some(

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 /// at a time, one connection each). Provisional until the cold-start lab
 /// measures where splitting stops paying.
 pub const DEFAULT_WEIGHTS_SPLIT_SIZE: u64 = 512 << 20;
+/// The dependency split: the weights split's measured size (same pull, same runtime).
+pub const DEFAULT_DEPENDENCY_SPLIT_SIZE: u64 = DEFAULT_WEIGHTS_SPLIT_SIZE;
 
 /// The lock file's name, beside the config (see `crate::lock`).
 pub const LOCK_FILE: &str = "imgbake.lock";
@@ -46,6 +48,9 @@ pub struct Spec {
     pub weights_updates_per_week: Option<f64>,
     /// Baked weights files of at least this many bytes get a layer each.
     pub weights_split_size: u64,
+    /// Python distributions installed larger than this are split across
+    /// layers; smaller ones are packed into layers of at most this.
+    pub dependency_split_size: u64,
     pub weights: Vec<WeightsEntry>,
 }
 

@@ -162,6 +162,64 @@ fn uv_resolves_for_the_configs_python_and_the_same_lock_gives_the_same_layers() 
     assert_eq!(first["manifest_digest"], second["manifest_digest"]);
 }
 
+/// A torch-shaped distribution (two big libraries, many small modules) past
+/// the dependency split: its parts deal the two libraries apart, and two
+/// apps with different code and one more small package share every part's
+/// digest, each built from its own empty cache; `plan` lists the same layers.
+#[test]
+fn a_distribution_past_the_split_is_shared_part_for_part_between_two_apps() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    make_wheel(&index, "torchlike", "py3-none-any", &["--libs", "5,4"]);
+    make_wheel(&index, "tinyapp", "cp311-cp311-manylinux_2_17_x86_64", &[]);
+    let env = offline_env(&index);
+    let app = |name: &str, deps: &[(&str, &str)], code: &str| {
+        let project = write_project(&dir.path().join(name), true, "3.11", deps);
+        let config = std::fs::read_to_string(project.join("cerebrium.toml")).unwrap();
+        let extension = "\n[imgbake]\ndependency_split_mib = 4\ncompression = \"none\"\n";
+        std::fs::write(project.join("cerebrium.toml"), config + extension).unwrap();
+        std::fs::write(project.join("main.py"), code).unwrap();
+        project
+    };
+    let first = app("first", &[("torchlike", "1.0")], "print('first app')\n");
+    let second = app("second", &[("torchlike", "1.0"), ("tinyapp", "1.0")], "print('second app')\n");
+    let built_first = build_ok(&first, &dir.path().join("out1"), &dir.path().join("cache1"), &env);
+    let built_second = build_ok(&second, &dir.path().join("out2"), &dir.path().join("cache2"), &env);
+
+    // The lock records the installed size read from the wheel's zip directory.
+    let lock = std::fs::read_to_string(first.join("imgbake.lock")).unwrap();
+    assert!(lock.contains("installed = 94"), "{lock}");
+
+    let parts: Vec<String> = (1..=3).map(|i| format!("python torchlike==1.0 (part {i} of 3)")).collect();
+    let site = "usr/local/lib/python3.11/site-packages/torchlike";
+    let mut holders = Vec::new();
+    for part in &parts {
+        let layer = layer_named(&built_first, part);
+        assert_eq!(layer["digest"], layer_named(&built_second, part)["digest"], "{part}");
+        let digest = layer["digest"].as_str().unwrap();
+        let held: Vec<bool> = ["lib/lib0.so", "lib/lib1.so", "nn/module_07.py"]
+            .iter()
+            .map(|file| file_in_layer(&dir.path().join("out1"), digest, &format!("{site}/{file}")).is_some())
+            .collect();
+        holders.push(held);
+    }
+    // Largest first, each to the lightest part: lib0 (5 MiB), lib1 (4 MiB), then the modules.
+    assert_eq!(holders, vec![vec![true, false, false], vec![false, true, false], vec![false, false, true]]);
+    assert_ne!(layer_named(&built_first, "app files")["digest"], layer_named(&built_second, "app files")["digest"]);
+
+    // `plan` reads the same plan: the same Python layer names.
+    let plan = imgbake_env(&["plan", first.to_str().unwrap(), "--base", "scratch", "--format", "json"], &env);
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let planned: Vec<&str> = plan["layers"].as_array().unwrap().iter().filter_map(|l| l["what"].as_str()).collect();
+    for part in &parts {
+        assert!(planned.contains(&part.as_str()), "{part} not in {planned:?}");
+    }
+}
+
 #[test]
 fn locked_builds_fail_with_the_difference_when_a_requirement_changes() {
     if !tools::require_tool("uv") {

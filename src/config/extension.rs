@@ -15,6 +15,7 @@ pub struct Extension {
     pub volume_root: Option<String>,
     pub weights_updates_per_week: Option<f64>,
     pub weights_split_size: Option<u64>,
+    pub dependency_split_size: Option<u64>,
     /// `check_entrypoint = false` turns off the check that the entrypoint's program is in the image.
     pub check_entrypoint: Option<bool>,
     /// `bytecode = false` installs Python packages without compiling `.pyc`.
@@ -76,6 +77,9 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
     }
     if let Some(mib) = super::cerebrium::int_in_range(reader, section, "weights_split_mib", 1, 1 << 20) {
         extension.weights_split_size = Some((mib as u64) << 20);
+    }
+    if let Some(mib) = super::cerebrium::int_in_range(reader, section, "dependency_split_mib", 1, 1 << 20) {
+        extension.dependency_split_size = Some((mib as u64) << 20);
     }
     let Some(list) = reader.value(section, "weights") else {
         return extension;

@@ -6,10 +6,12 @@
 use super::layers::{build_cached_layer, BuiltLayer, LayerBuildError};
 use crate::deps::python::{self, PythonError};
 use crate::image::cache::LayerCache;
+use crate::image::entries::{EntryKind, LayerEntry};
 use crate::image::layer::LayerOptions;
-use crate::layout::PlannedLayer;
+use crate::layout::{split_distribution, Part, PlannedLayer};
 use crate::lock::{LockedApt, LockedConda, LockedPython};
 use crate::spec::PythonInstaller;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -138,17 +140,67 @@ pub fn stage_python(
     Ok(python::install(&wheels, &files, &locked.target, installer, compiler.as_ref(), cache_dir)?)
 }
 
-/// One planned Python layer: the staged distributions of `packages`.
+/// One planned Python layer: the staged distributions of `packages`, or
+/// `part` of the one distribution.
 pub fn python_layer(
     layer: &PlannedLayer,
     packages: &[String],
+    part: Option<Part>,
     staged: &[python::StagedDistribution],
     locked: &LockedPython,
     cache: &LayerCache,
 ) -> Result<BuiltLayer, DepsError> {
     let group: Vec<&python::StagedDistribution> = staged.iter().filter(|d| packages.contains(&d.name)).collect();
-    let entries = python::layer_entries(&group, &locked.target)?;
+    let mut entries = python::layer_entries(&group, &locked.target)?;
+    if let Some(part) = part {
+        entries = entries_of_part(entries, part);
+    }
     let options = LayerOptions::from_env(layer.compression);
     let files = entries.iter().filter(|e| e.is_file()).count();
     Ok(build_cached_layer(cache, &entries, &options, layer.name.clone(), layer.history.clone(), files)?)
+}
+
+/// The entries of `part` of one distribution's layer entries: its share of
+/// the files, links and hard links ([`split_distribution`], by bytes; a hard
+/// link goes with its target, which must be in the same layer), and the
+/// directories above them with their own modes. Directories holding no file
+/// at all go to the first part.
+fn entries_of_part(entries: Vec<LayerEntry>, part: Part) -> Vec<LayerEntry> {
+    let leaves: Vec<usize> = (0..entries.len()).filter(|&i| entries[i].kind != EntryKind::Dir).collect();
+    let by_path: HashMap<&str, usize> =
+        leaves.iter().enumerate().map(|(n, &i)| (entries[i].path.as_str(), n)).collect();
+    // A hard link weighs nothing and follows its target.
+    let sizes: Vec<u64> = leaves
+        .iter()
+        .map(|&i| match &entries[i].kind {
+            EntryKind::File { size, .. } | EntryKind::Stream { size, .. } => *size,
+            _ => 0,
+        })
+        .collect();
+    let mut part_of = split_distribution(&sizes, part.of);
+    for (n, &i) in leaves.iter().enumerate() {
+        if let EntryKind::Hardlink { target } = &entries[i].kind {
+            if let Some(&t) = by_path.get(target.as_str()) {
+                part_of[n] = part_of[t];
+            }
+        }
+    }
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    let mut under_a_leaf: BTreeSet<String> = BTreeSet::new();
+    for (n, &i) in leaves.iter().enumerate() {
+        let path = &entries[i].path;
+        let parents = path.match_indices('/').map(|(at, _)| path[..at].to_string());
+        if part_of[n] == part.index {
+            keep.insert(path.clone());
+            keep.extend(parents);
+        } else {
+            under_a_leaf.extend(parents);
+        }
+    }
+    entries
+        .into_iter()
+        .filter(|e| {
+            keep.contains(&e.path) || (part.index == 0 && e.kind == EntryKind::Dir && !under_a_leaf.contains(&e.path))
+        })
+        .collect()
 }

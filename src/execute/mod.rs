@@ -187,14 +187,14 @@ pub fn build(
                 deps::apt_layer(layer, apt, &resolved.facts, &resolved.cache_dir, &cache, &mut warnings)
                     .map_err(Box::new)?
             }
-            LayerContent::Python { packages } => {
+            LayerContent::Python { packages, part } => {
                 let python = lock.python.as_ref().expect("a Python layer is planned from the lock's wheels");
                 if staged_python.is_none() {
                     staged_python =
                         Some(deps::stage_python(spec, python, &resolved.cache_dir, &mut warnings).map_err(Box::new)?);
                 }
                 let staged = staged_python.as_deref().unwrap_or_default();
-                deps::python_layer(layer, packages, staged, python, &cache).map_err(Box::new)?
+                deps::python_layer(layer, packages, *part, staged, python, &cache).map_err(Box::new)?
             }
             LayerContent::Conda => {
                 let conda = lock.conda.as_ref().expect("a conda layer is planned from the lock's packages");

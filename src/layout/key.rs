@@ -52,7 +52,7 @@ pub fn layer_key(layer: &PlannedLayer, options: &LayerOptions, facts: &KeyFacts)
     let _ = writeln!(text, "compression {:?}", options.compression);
     let _ = writeln!(text, "mtime {}", options.mtime);
     match &layer.content {
-        LayerContent::Python { packages } => {
+        LayerContent::Python { packages, part } => {
             let python = facts.lock?.python.as_ref()?;
             let target = &python.target;
             let _ = writeln!(
@@ -62,6 +62,9 @@ pub fn layer_key(layer: &PlannedLayer, options: &LayerOptions, facts: &KeyFacts)
             );
             let _ = writeln!(text, "installer {}", python.installer);
             let _ = writeln!(text, "bytecode {}", facts.bytecode_compiler.as_deref().unwrap_or("none"));
+            if let Some(part) = part {
+                let _ = writeln!(text, "part {} of {}", part.index, part.of);
+            }
             for name in packages {
                 let wheel = python.packages.iter().find(|w| &w.name == name)?;
                 if wheel.built_from.is_some() {

@@ -24,10 +24,7 @@ use weights::{WeightsContent, WeightsFile};
 
 /// Where the prefetch hook goes in the image.
 pub const HOOK_PATH: &str = "/usr/local/bin/imgbake";
-/// Installed bytes per wheel byte (wheels are zip-deflated), measured on
-/// `fixtures/cerebrium-pip-apt` (docs/plan.md): how the layout estimates a
-/// distribution's installed size from the lock, before anything is installed.
-pub const WHEEL_UNPACKED_FACTOR: f64 = 3.4;
+pub use crate::deps::python::WHEEL_UNPACKED_FACTOR;
 
 /// Bake or volume, for one weights source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,8 +105,9 @@ pub enum LayerContent {
     Rootfs { root: PathBuf },
     /// The lock's Debian packages, unpacked on the base.
     Apt,
-    /// These Python distributions (lock names), installed with their bytecode.
-    Python { packages: Vec<String> },
+    /// These Python distributions (lock names), installed with their bytecode;
+    /// with `part`, one share of a single distribution split across layers.
+    Python { packages: Vec<String>, part: Option<Part> },
     /// The lock's conda environment.
     Conda,
     /// The selected app files under the workdir.
@@ -121,6 +119,14 @@ pub enum LayerContent {
     HfSnapshot { origin: String, links: Vec<(String, String)>, refs: Vec<(String, String)> },
     /// The volume manifest, the hook and the app-path links ([`ImagePlan::volume`]).
     Volume,
+}
+
+/// Share `index` (0-based) of `of` of one distribution's installed files
+/// ([`split_distribution`] decides which files, from the files alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub index: u32,
+    pub of: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +209,7 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
         });
     }
     if let Some(lock) = facts.lock {
-        layers.extend(dependency_layers(lock));
+        layers.extend(dependency_layers(lock, spec.dependency_split_size));
     }
     layers.push(app_files_layer(spec, &mut warnings)?);
 
@@ -307,10 +313,9 @@ fn resolved<'a>(entry: &WeightsEntry, facts: &'a LayoutFacts) -> Result<&'a Reso
         .ok_or_else(|| LayoutError::Unresolved { origin: entry.origin.clone(), uri: entry.uri.clone() })
 }
 
-/// The dependency layers of the lock, in image order: apt, Python (a
-/// layer per large distribution, largest first, then one for the rest),
-/// conda.
-pub fn dependency_layers(lock: &Lock) -> Vec<PlannedLayer> {
+/// The dependency layers of the lock, in image order: apt, Python (see
+/// [`python_groups`]), conda.
+pub fn dependency_layers(lock: &Lock, split_size: u64) -> Vec<PlannedLayer> {
     let mut layers = Vec::new();
     if let Some(apt) = &lock.apt {
         let names: Vec<&str> = apt.packages.iter().map(|p| p.name.as_str()).collect();
@@ -323,22 +328,28 @@ pub fn dependency_layers(lock: &Lock) -> Vec<PlannedLayer> {
         });
     }
     if let Some(python) = &lock.python {
-        for group in python_groups(&python.packages) {
-            let names: Vec<String> = group.iter().map(|w| format!("{}=={}", w.name, w.version)).collect();
-            let (name, history) = if group.len() == 1 {
-                (format!("python {}", names[0]), format!("imgbake: python package {}", names[0]))
-            } else {
-                (
-                    format!("python packages ({})", group.len()),
-                    format!("imgbake: {} python packages into {}", group.len(), python.target.site_packages),
-                )
+        for group in python_groups(&python.packages, split_size) {
+            let names: Vec<String> = group.wheels.iter().map(|w| format!("{}=={}", w.name, w.version)).collect();
+            let (name, history) = match (group.wheels.len(), group.part) {
+                (1, Some(part)) => (
+                    format!("python {} (part {} of {})", names[0], part.index + 1, part.of),
+                    format!("imgbake: python package {} part {} of {}", names[0], part.index + 1, part.of),
+                ),
+                (1, None) => (format!("python {}", names[0]), format!("imgbake: python package {}", names[0])),
+                (count, _) => (
+                    format!("python packages ({count})"),
+                    format!("imgbake: {count} python packages into {}", python.target.site_packages),
+                ),
             };
             layers.push(PlannedLayer {
                 name,
                 history,
                 compression: compression::GZIP,
                 codec_choice: None,
-                content: LayerContent::Python { packages: group.iter().map(|w| w.name.clone()).collect() },
+                content: LayerContent::Python {
+                    packages: group.wheels.iter().map(|w| w.name.clone()).collect(),
+                    part: group.part,
+                },
             });
         }
     }
@@ -354,18 +365,86 @@ pub fn dependency_layers(lock: &Lock) -> Vec<PlannedLayer> {
     layers
 }
 
-/// Distributions whose estimated install is [`crate::deps::python::LARGE_DISTRIBUTION`]
-/// or more (torch, nvidia-*) get a layer each, largest first; the rest share one.
-pub fn python_groups(wheels: &[crate::deps::python::LockedWheel]) -> Vec<Vec<&crate::deps::python::LockedWheel>> {
-    let large = crate::deps::python::LARGE_DISTRIBUTION as f64;
-    let (mut big, small): (Vec<_>, Vec<_>) =
-        wheels.iter().partition(|w| w.size as f64 * WHEEL_UNPACKED_FACTOR >= large);
-    big.sort_by(|a, b| b.size.cmp(&a.size).then(a.name.cmp(&b.name)));
-    let mut groups: Vec<Vec<_>> = big.into_iter().map(|w| vec![w]).collect();
-    if !small.is_empty() {
-        groups.push(small);
+/// Most layers one distribution is split into.
+pub const MAX_PARTS_PER_DISTRIBUTION: u32 = 4;
+/// Most Python layers in all (the split size doubles until they fit), so
+/// that an image with apt, conda, app and weights layers stays far below the
+/// ~125 layers overlay-based runtimes take.
+pub const MAX_PYTHON_LAYERS: usize = 48;
+
+/// One Python layer: several small distributions, one large one, or one
+/// part of a distribution larger than the split size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PythonGroup<'a> {
+    pub wheels: Vec<&'a crate::deps::python::LockedWheel>,
+    pub part: Option<Part>,
+}
+
+/// The Python layers of a lock, the weights split's rule applied to
+/// distributions (docs/deps.md, "Layers"):
+/// - a distribution whose install is [`crate::deps::python::LARGE_DISTRIBUTION`]
+///   (or the split size, when smaller) or more (torch, nvidia-*, triton) gets layers of its own, largest first, so
+///   a change elsewhere never re-pushes it and two apps with the same wheel
+///   share its layers byte for byte;
+/// - one larger than `split_size` is split into about `split_size` parts (at
+///   most [`MAX_PARTS_PER_DISTRIBUTION`]), so a runtime pulls torch's two big
+///   libraries on parallel connections as it does a weights split;
+/// - the small ones are packed in lock (name) order into layers of at most
+///   `split_size`.
+///
+/// Sizes are the lock's installed sizes, estimated from the wheel's bytes
+/// where the lock has none.
+pub fn python_groups(wheels: &[crate::deps::python::LockedWheel], split_size: u64) -> Vec<PythonGroup<'_>> {
+    let mut split_size = split_size.max(1);
+    loop {
+        let groups = python_groups_at(wheels, split_size);
+        if groups.len() <= MAX_PYTHON_LAYERS || split_size >= u64::MAX / 2 {
+            return groups;
+        }
+        split_size *= 2;
+    }
+}
+
+fn python_groups_at(wheels: &[crate::deps::python::LockedWheel], split_size: u64) -> Vec<PythonGroup<'_>> {
+    // A distribution larger than the split is at least a layer of its own.
+    let large = crate::deps::python::LARGE_DISTRIBUTION.min(split_size);
+    let (mut big, small): (Vec<_>, Vec<_>) = wheels.iter().partition(|w| w.installed_estimate() >= large);
+    big.sort_by(|a, b| b.installed_estimate().cmp(&a.installed_estimate()).then(a.name.cmp(&b.name)));
+    let mut groups = Vec::new();
+    for wheel in big {
+        let parts = wheel.installed_estimate().div_ceil(split_size).clamp(1, MAX_PARTS_PER_DISTRIBUTION as u64) as u32;
+        if parts == 1 {
+            groups.push(PythonGroup { wheels: vec![wheel], part: None });
+        } else {
+            groups.extend(
+                (0..parts).map(|index| PythonGroup { wheels: vec![wheel], part: Some(Part { index, of: parts }) }),
+            );
+        }
+    }
+    let sizes: Vec<u64> = small.iter().map(|w| w.installed_estimate()).collect();
+    for packed in weights::pack_by_size(&sizes, split_size) {
+        groups.push(PythonGroup { wheels: packed.into_iter().map(|i| small[i]).collect(), part: None });
     }
     groups
+}
+
+/// Which of `sizes` (a distribution's installed files, in path order) go to
+/// each of `parts` layers: largest first, each to the part with the fewest
+/// bytes so far (ties to the lower part), so the parts come out about equal
+/// and depend on the files alone (two builds, or two apps, of one wheel
+/// split it the same way). Returns each file's part.
+pub fn split_distribution(sizes: &[u64], parts: u32) -> Vec<u32> {
+    let parts = parts.max(1) as usize;
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by(|&a, &b| sizes[b].cmp(&sizes[a]).then(a.cmp(&b)));
+    let mut filled = vec![0u64; parts];
+    let mut part_of = vec![0u32; sizes.len()];
+    for index in order {
+        let lightest = (0..parts).min_by_key(|&p| (filled[p], p)).unwrap_or(0);
+        filled[lightest] += sizes[index];
+        part_of[index] = lightest as u32;
+    }
+    part_of
 }
 
 fn app_files_layer(spec: &Spec, warnings: &mut Vec<String>) -> Result<PlannedLayer, LayoutError> {
@@ -605,14 +684,82 @@ mod tests {
             url: format!("https://files.example/{name}.whl"),
             sha256: "ab".into(),
             size,
+            installed: None,
             built_from: None,
         };
         // torch's wheel installs to well over 64 MiB; nvidia-x's to just over it (wheel bytes × 3.4).
         let nvidia = (LARGE_DISTRIBUTION as f64 / WHEEL_UNPACKED_FACTOR).ceil() as u64;
         let wheels =
             vec![wheel("a", 1), wheel("torch", LARGE_DISTRIBUTION * 4), wheel("b", 2), wheel("nvidia-x", nvidia)];
-        let groups: Vec<Vec<&str>> =
-            python_groups(&wheels).iter().map(|g| g.iter().map(|w| w.name.as_str()).collect()).collect();
-        assert_eq!(groups, vec![vec!["torch"], vec!["nvidia-x"], vec!["a", "b"]]);
+        type Named<'a> = (Vec<&'a str>, Option<(u32, u32)>);
+        let groups = |split_size: u64| -> Vec<Named> {
+            python_groups(&wheels, split_size)
+                .iter()
+                .map(|g| (g.wheels.iter().map(|w| w.name.as_str()).collect(), g.part.map(|p| (p.index, p.of))))
+                .collect()
+        };
+        assert_eq!(groups(1 << 30), vec![(vec!["torch"], None), (vec!["nvidia-x"], None), (vec!["a", "b"], None)]);
+        // torch's estimate is 4 × 3.4 × 64 MiB: in parts of at most 256 MiB, capped at 4.
+        let parts = groups(256 << 20);
+        assert_eq!(parts.len(), 6);
+        assert_eq!(parts[3], (vec!["torch"], Some((3, 4))));
+        assert_eq!(parts[4], (vec!["nvidia-x"], None));
+        // The lock's installed size wins over the estimate.
+        let mut exact = wheels.clone();
+        exact[1].installed = Some(300 << 20);
+        assert_eq!(python_groups(&exact, 256 << 20).iter().filter(|g| g.part.is_some()).count(), 2);
+    }
+
+    #[test]
+    fn small_distributions_pack_into_layers_of_at_most_the_split() {
+        let wheel = |name: &str, installed: u64| LockedWheel {
+            name: name.into(),
+            version: "1".into(),
+            url: String::new(),
+            sha256: String::new(),
+            size: 1,
+            installed: Some(installed),
+            built_from: None,
+        };
+        let wheels: Vec<LockedWheel> = ["a", "b", "c", "d", "e"].iter().map(|n| wheel(n, 40 << 20)).collect();
+        let groups: Vec<usize> = python_groups(&wheels, 100 << 20).iter().map(|g| g.wheels.len()).collect();
+        assert_eq!(groups, vec![2, 2, 1]);
+    }
+
+    #[test]
+    fn too_many_python_layers_double_the_split() {
+        let wheels: Vec<LockedWheel> = (0..60)
+            .map(|i| LockedWheel {
+                name: format!("nvidia-{i:02}"),
+                version: "1".into(),
+                url: String::new(),
+                sha256: String::new(),
+                size: 1,
+                installed: Some(200 << 20),
+                built_from: None,
+            })
+            .collect();
+        // In parts of 64 MiB they would be 240 layers; 60 of their own are
+        // still more than the cap, whatever the split: no parts at least.
+        let groups = python_groups(&wheels, 64 << 20);
+        assert_eq!(groups.len(), 60);
+        assert!(groups.iter().all(|g| g.part.is_none()));
+        let fewer: Vec<LockedWheel> = wheels.into_iter().take(20).collect();
+        // 20 × 200 MiB: 80 parts of 64 MiB, 40 of 128 MiB (≤ 48).
+        let groups = python_groups(&fewer, 64 << 20);
+        assert_eq!(groups.len(), 40);
+        assert_eq!(groups[0].part, Some(Part { index: 0, of: 2 }));
+    }
+
+    #[test]
+    fn a_split_distribution_deals_its_largest_files_apart() {
+        // torch 2.15's two big libraries, then many small files.
+        let mut sizes = vec![3, 495, 1, 427, 2];
+        sizes.extend(std::iter::repeat_n(1, 160));
+        let part_of = split_distribution(&sizes, 3);
+        assert_ne!(part_of[1], part_of[3]);
+        let filled = |p: u32| sizes.iter().zip(&part_of).filter(|(_, &q)| q == p).map(|(s, _)| s).sum::<u64>();
+        assert_eq!((filled(0), filled(1), filled(2)), (495, 427, 166));
+        assert_eq!(split_distribution(&sizes, 3), part_of, "the same files split the same way");
     }
 }

@@ -52,7 +52,7 @@ pub fn split_into_layers(files: Vec<WeightsFile>, split_size: u64) -> Vec<Vec<We
 }
 
 /// Indices of `sizes` grouped as [`split_into_layers`] describes.
-fn pack_by_size(sizes: &[u64], split_size: u64) -> Vec<Vec<usize>> {
+pub(crate) fn pack_by_size(sizes: &[u64], split_size: u64) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut filled = 0u64;
     for (index, size) in sizes.iter().enumerate().filter(|(_, size)| **size < split_size) {

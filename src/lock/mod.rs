@@ -346,6 +346,7 @@ mod tests {
                     url: "https://files.example/numpy.whl".into(),
                     sha256: "ab".into(),
                     size: 3,
+                    installed: None,
                     built_from: None,
                 }],
             }),

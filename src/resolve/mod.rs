@@ -188,7 +188,9 @@ pub fn resolve(
     let python = if python::has_python_deps(spec) {
         let target = python::target_for(spec, facts.python.as_ref(), facts.glibc, warnings);
         let mut packages = python::resolve(spec, &target, cache_dir)?;
-        python::fill_sizes(&mut packages, &python::FetchContext::new(spec, &target))?;
+        let context = python::FetchContext::new(spec, &target);
+        python::fill_sizes(&mut packages, &context)?;
+        python::wheel_size::fill_installed_sizes(&mut packages, &context.credentials, cache_dir);
         let installer = inputs.installer.clone();
         Some(LockedPython { installer, target, packages })
     } else {

@@ -2,6 +2,8 @@
 
 TAG is the wheel's tag triple, e.g. py3-none-any or cp312-cp312-manylinux_2_17_x86_64.
 --big adds a data file of MIB pseudo-random MiB, stored uncompressed (a torch-sized stand-in).
+--libs A,B,... adds shared-library stand-ins `<name>/lib/lib<i>.so` of A, B, ... pseudo-random MiB
+(torch's two large libraries beside its many modules) and 20 small modules.
 --script adds a console script `<name>-hello` that prints the package's version.
 --sdist writes only NAME-VERSION.tar.gz (a package with no wheel): a setuptools
 project with an importable module; with --platform-specific its build gives a
@@ -11,7 +13,7 @@ import argparse, base64, hashlib, io, os, random, tarfile, zipfile
 
 p = argparse.ArgumentParser()
 p.add_argument("out"); p.add_argument("name"); p.add_argument("version"); p.add_argument("tag")
-p.add_argument("--big", type=int, default=0); p.add_argument("--script", action="store_true")
+p.add_argument("--big", type=int, default=0); p.add_argument("--libs", default=""); p.add_argument("--script", action="store_true")
 p.add_argument("--sdist", action="store_true"); p.add_argument("--platform-specific", action="store_true")
 a = p.parse_args()
 mod = a.name.replace("-", "_")
@@ -43,12 +45,20 @@ big = None
 if a.big:
     rng = random.Random(a.name)
     big = (f"{mod}/weights.bin", rng.randbytes(a.big << 20))
+stored = {big[0]} if big else set()
+if a.libs:
+    rng = random.Random(a.name + "-libs")
+    for i, mib in enumerate(int(m) for m in a.libs.split(",")):
+        files[f"{mod}/lib/lib{i}.so"] = rng.randbytes(mib << 20)
+        stored.add(f"{mod}/lib/lib{i}.so")
+    for i in range(20):
+        files[f"{mod}/nn/module_{i:02}.py"] = f"def forward_{i}(x):\n    return x + {i}\n".encode()
 record = []
 path = os.path.join(a.out, f"{mod}-{a.version}-{a.tag}.whl")
 with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as whl:
     for name, data in list(files.items()) + ([big] if big else []):
         whl.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), data,
-                     compress_type=zipfile.ZIP_STORED if big and name == big[0] else zipfile.ZIP_DEFLATED)
+                     compress_type=zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED)
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         record.append(f"{name},sha256={digest},{len(data)}")
     record.append(f"{dist}/RECORD,,")

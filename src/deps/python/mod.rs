@@ -29,6 +29,7 @@ pub mod credentials;
 pub mod resolver;
 pub mod source_build;
 pub mod tags;
+pub mod wheel_size;
 
 use crate::image::entries::{self, EntryError, LayerEntry};
 use crate::plumbing::fs::AtomicFile;
@@ -47,6 +48,11 @@ use std::process::Command;
 /// so that changing a small package does not re-push gigabytes. torch and the
 /// nvidia-* wheels are hundreds of MB; numpy and most others are below this.
 pub const LARGE_DISTRIBUTION: u64 = 64 << 20;
+
+/// Installed bytes per wheel byte (wheels are zip-deflated), measured on
+/// `fixtures/cerebrium-pip-apt` (docs/plan.md): the estimate of a
+/// distribution's installed size when the lock does not record it.
+pub const WHEEL_UNPACKED_FACTOR: f64 = 3.4;
 
 /// glibc assumed when the base's version is unknown (scratch, no dpkg status):
 /// manylinux_2_28 covers current wheels and RHEL 8 / Debian 10 and newer.
@@ -93,6 +99,10 @@ pub struct LockedWheel {
     pub sha256: String,
     /// Bytes of the wheel; 0 when the resolver did not say (pip), filled on download.
     pub size: u64,
+    /// Bytes of the wheel's files once installed (before bytecode), read
+    /// from its zip directory by `imgbake lock`; absent in older locks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed: Option<u64>,
     /// Set when imgbake built the wheel from source (no usable wheel on the
     /// index); `url` is then `built:<wheel file name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +121,11 @@ pub fn cached_wheel_path(cache_dir: &Path, wheel: &LockedWheel) -> PathBuf {
 pub const BUILT_URL_PREFIX: &str = "built:";
 
 impl LockedWheel {
+    /// Installed bytes: the lock's, else the wheel's bytes × [`WHEEL_UNPACKED_FACTOR`].
+    pub fn installed_estimate(&self) -> u64 {
+        self.installed.unwrap_or((self.size as f64 * WHEEL_UNPACKED_FACTOR) as u64)
+    }
+
     pub fn filename(&self) -> &str {
         let url = self.url.strip_prefix(BUILT_URL_PREFIX).unwrap_or(&self.url);
         url.rsplit('/').next().unwrap_or(url).split(['#', '?']).next().unwrap_or_default()
@@ -317,7 +332,7 @@ pub fn resolve(spec: &Spec, target: &PythonTarget, cache_dir: &Path) -> Result<V
         .into_iter()
         .map(|pinned| match pinned {
             Pinned::Wheel { name, version, url, sha256, size } => {
-                Ok(LockedWheel { name, version, url, sha256, size, built_from: None })
+                Ok(LockedWheel { name, version, url, sha256, size, installed: None, built_from: None })
             }
             Pinned::Source { name, version, source } => {
                 let built =
@@ -328,6 +343,7 @@ pub fn resolve(spec: &Spec, target: &PythonTarget, cache_dir: &Path) -> Result<V
                     url: format!("{BUILT_URL_PREFIX}{}", built.filename),
                     sha256: built.sha256,
                     size: built.size,
+                    installed: None,
                     built_from: Some(source),
                 })
             }

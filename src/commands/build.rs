@@ -160,6 +160,8 @@ pub fn run(args: &BuildArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    // The hand-off names the image by digest alone: a tag beside it would be ignored, or refused.
+    let deploy_repository = push.as_ref().map(|r| Reference { tag: None, digest: None, ..r.clone() });
     let options = BuildOptions {
         complete_output: args.output.is_some() || push.is_none(),
         output,
@@ -209,10 +211,11 @@ pub fn run(args: &BuildArgs) -> u8 {
                 eprintln!("wrote {}", crate::lock::lock_path(&spec).display());
             }
             let mut deploy_files = Vec::new();
-            if let (Some(dir), Some(pushed)) = (&args.deploy, &outcome.pushed) {
+            if let (Some(dir), Some(repository)) = (&args.deploy, &deploy_repository) {
+                let image = repository.with_digest(outcome.manifest_digest.clone()).to_string();
                 let input = crate::deploy::DeployInput {
                     spec: &spec,
-                    image: pushed,
+                    image: &image,
                     config: &plan.config,
                     placements: &plan.placements,
                     image_size: base_size + outcome.layers.iter().map(|l| l.layer.uncompressed_size).sum::<u64>(),

@@ -63,7 +63,13 @@ pub fn render(input: &DeployInput) -> DeployFile {
             }
         });
         Resources {
-            cpu: hardware.cpu.map(|cpu| if cpu.fract() == 0.0 { format!("{cpu}") } else { format!("{}m", (cpu * 1000.0).round()) }),
+            cpu: hardware.cpu.map(|cpu| {
+                if cpu.fract() == 0.0 {
+                    format!("{cpu}")
+                } else {
+                    format!("{}m", (cpu * 1000.0).round())
+                }
+            }),
             memory: hardware.memory_gb.map(super::memory_quantity),
             use_gpu: accelerator.is_some(),
             accelerator,

@@ -70,8 +70,9 @@ struct Hardware {
 pub fn render(input: &DeployInput) -> DeployFile {
     let spec = input.spec;
     let settings = spec.cerebrium.as_ref();
-    let python_version =
-        crate::config::cerebrium::PYTHON_VERSIONS.contains(&spec.python.version.as_str()).then_some(spec.python.version.as_str());
+    let python_version = crate::config::cerebrium::PYTHON_VERSIONS
+        .contains(&spec.python.version.as_str())
+        .then_some(spec.python.version.as_str());
     let hardware = spec.hardware.as_ref().map(|hardware| Hardware {
         cpu: hardware.cpu,
         memory: hardware.memory_gb.map(|gb| (gb * 100.0).round() / 100.0),

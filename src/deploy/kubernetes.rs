@@ -115,11 +115,26 @@ struct Resources {
     limits: BTreeMap<&'static str, String>,
 }
 
+/// One of `httpGet` or `tcpSocket` (a struct, not an enum: the YAML
+/// serializer writes an enum variant as a `!tag`).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-enum Probe {
-    HttpGet { path: String, port: &'static str },
-    TcpSocket { port: &'static str },
+struct Probe {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_get: Option<HttpGet>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_socket: Option<TcpSocket>,
+}
+
+#[derive(Serialize)]
+struct HttpGet {
+    path: String,
+    port: &'static str,
+}
+
+#[derive(Serialize)]
+struct TcpSocket {
+    port: &'static str,
 }
 
 #[derive(Serialize)]
@@ -138,7 +153,8 @@ struct Volume {
     source: VolumeSource,
 }
 
-/// Where a volume's files come from.
+/// Where a volume's files come from. Written flattened into a [`Volume`]
+/// (as a map key); on its own the YAML serializer would write a `!tag`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum VolumeSource {
@@ -187,8 +203,8 @@ fn dns_label(name: &str) -> String {
 
 fn probe(path: Option<&str>) -> Probe {
     match path {
-        Some(path) => Probe::HttpGet { path: path.to_string(), port: PORT_NAME },
-        None => Probe::TcpSocket { port: PORT_NAME },
+        Some(path) => Probe { http_get: Some(HttpGet { path: path.to_string(), port: PORT_NAME }), tcp_socket: None },
+        None => Probe { http_get: None, tcp_socket: Some(TcpSocket { port: PORT_NAME }) },
     }
 }
 
@@ -196,7 +212,8 @@ fn resources(input: &DeployInput) -> Option<Resources> {
     let hardware = input.spec.hardware.as_ref()?;
     let mut quantities: BTreeMap<&'static str, String> = BTreeMap::new();
     if let Some(cpu) = hardware.cpu {
-        quantities.insert("cpu", if cpu.fract() == 0.0 { format!("{cpu}") } else { format!("{}m", (cpu * 1000.0).round()) });
+        quantities
+            .insert("cpu", if cpu.fract() == 0.0 { format!("{cpu}") } else { format!("{}m", (cpu * 1000.0).round()) });
     }
     if let Some(gb) = hardware.memory_gb {
         quantities.insert("memory", super::memory_quantity(gb));
@@ -291,7 +308,10 @@ pub fn render(input: &DeployInput) -> DeployFile {
         api_version: "v1",
         kind: "Service",
         metadata: Metadata { name: &name, labels: &labels },
-        spec: ServiceSpec { selector: &labels, ports: vec![ServicePort { name: PORT_NAME, port, target_port: PORT_NAME }] },
+        spec: ServiceSpec {
+            selector: &labels,
+            ports: vec![ServicePort { name: PORT_NAME, port, target_port: PORT_NAME }],
+        },
     };
     let mut contents = format!("# Written by `imgbake build --deploy`: runs {} by digest.\n", input.image);
     let secrets = input.secret_names();

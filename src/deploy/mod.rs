@@ -88,9 +88,10 @@ pub struct DeployInput<'a> {
 impl DeployInput<'_> {
     /// The weights entries whose placement is `placement`, in config order.
     fn placed(&self, placement: Placement) -> impl Iterator<Item = &WeightsEntry> + '_ {
-        self.spec.weights.iter().filter(move |entry| {
-            self.placements.iter().any(|p| p.origin == entry.origin && p.placement == placement)
-        })
+        self.spec
+            .weights
+            .iter()
+            .filter(move |entry| self.placements.iter().any(|p| p.origin == entry.origin && p.placement == placement))
     }
 
     /// Names of the secrets the running container needs: the app's, and the

@@ -34,10 +34,20 @@ fn spec_of(fixture_name: &str, file: &str, edit: &dyn Fn(String) -> String) -> S
     loaded.spec.unwrap_or_else(|| panic!("{fixture_name}: {:?}", loaded.diagnostics))
 }
 
-/// The files of `target` for `spec`, with the origins in `on_volume` placed
-/// on a volume and the rest baked; the image config as the layout sets it
-/// (the prefetch hook wraps the entrypoint in volume mode).
+/// The file of `target` for `spec`, with the origins in `on_volume` placed
+/// on a volume and the rest baked.
 fn render(spec: &Spec, target: DeployTarget, on_volume: &[&str], volume_claim: Option<&str>) -> DeployFile {
+    deploy::check(spec, target).unwrap();
+    with_input(spec, on_volume, volume_claim, &|input| {
+        let mut files = deploy::render(target, input);
+        assert_eq!(files.len(), 1);
+        files.remove(0)
+    })
+}
+
+/// Calls `run` with the deploy input of `spec`; the image config as the
+/// layout sets it (the prefetch hook wraps the entrypoint in volume mode).
+fn with_input<T>(spec: &Spec, on_volume: &[&str], volume_claim: Option<&str>, run: &dyn Fn(&DeployInput) -> T) -> T {
     let placements: Vec<SourcePlacement> = spec
         .weights
         .iter()
@@ -71,10 +81,7 @@ fn render(spec: &Spec, target: DeployTarget, on_volume: &[&str], volume_claim: O
         image_size: 9_400_000_000,
         volume_claim,
     };
-    deploy::check(spec, target).unwrap();
-    let mut files = deploy::render(target, &input);
-    assert_eq!(files.len(), 1);
-    files.remove(0)
+    run(&input)
 }
 
 fn imgbake(args: &[&str]) -> Output {
@@ -189,7 +196,9 @@ fn cerebrium_toml_runs_the_digest_with_the_custom_runtime_hardware_and_scaling()
 #[test]
 fn truss_config_runs_the_digest_as_a_docker_server() {
     let spec = spec_of("truss-volume", "config.yaml", &|text| {
-        text + "docker_server:\n  start_command: python3 -m uvicorn app:app --port 8000\n  server_port: 8000\n  readiness_endpoint: /ready\n  liveness_endpoint: /health\n"
+        // Values a YAML 1.1 reader (PyYAML, Truss) takes for a bool or an int when written plain.
+        text.replace("  HF_HUB_ENABLE_HF_TRANSFER: \"1\"\n", "  HF_HUB_ENABLE_HF_TRANSFER: \"1\"\n  TORCH_COMPILE: \"on\"\n  BATCH: \"1_000\"\n")
+            + "docker_server:\n  start_command: python3 -m uvicorn app:app --port 8000\n  server_port: 8000\n  readiness_endpoint: /ready\n  liveness_endpoint: /health\n"
     });
     let file = render(&spec, DeployTarget::Baseten, &["model_cache[0]", "model_cache[1]"], None);
     insta::assert_snapshot!("truss-volume", file.contents);
@@ -216,7 +225,7 @@ fn a_cerebrium_app_deploys_on_baseten_with_its_gpu_named_the_truss_way() {
     let file = render(&spec, DeployTarget::Baseten, &[], None);
     assert_validates(&file);
     assert!(file.contents.contains("accelerator: A10G\n"), "{}", file.contents);
-    assert!(file.contents.contains("memory: 24G\n"), "{}", file.contents);
+    assert!(file.contents.contains("memory: \"24G\"\n"), "{}", file.contents);
 }
 
 #[test]
@@ -256,6 +265,19 @@ fn runpod_template_has_the_digest_disk_env_and_volume_path() {
 }
 
 #[test]
+fn volume_weights_on_another_platform_than_the_build_target_are_named() {
+    let spec = spec_of("cerebrium-gpu-weights", "cerebrium.toml", &|t| t);
+    let warnings = with_input(&spec, &[SDXL_HF], None, &|input| deploy::warnings(DeployTarget::Runpod, input));
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("weights on cerebrium's volume (/persistent-storage)"), "{warnings:?}");
+    assert!(warnings[0].contains("set `target = \"runpod\"`"), "{warnings:?}");
+    // Baked weights, the build's own platform, and Kubernetes (it mounts where the image points) are fine.
+    assert!(with_input(&spec, &[], None, &|input| deploy::warnings(DeployTarget::Runpod, input)).is_empty());
+    assert!(with_input(&spec, &[SDXL_HF], None, &|input| deploy::warnings(DeployTarget::Cerebrium, input)).is_empty());
+    assert!(with_input(&spec, &[SDXL_HF], None, &|input| deploy::warnings(DeployTarget::Kubernetes, input)).is_empty());
+}
+
+#[test]
 fn kubernetes_yaml_loads_into_the_official_client_models() {
     let spec = spec_of("cerebrium-gpu-weights", "cerebrium.toml", &|t| {
         t.replace("target = \"cerebrium\"", "target = \"generic\"")
@@ -286,7 +308,7 @@ fn kubernetes_yaml_loads_into_the_official_client_models() {
         reference: format!("registry.example.com/weights/sdxl@sha256:{}", "ab".repeat(32)),
         pull_policy: "IfNotPresent",
     };
-    let volume = serde_yaml_ng::to_string(&serde_json::to_value(&image).unwrap()).unwrap();
+    let volume = deploy::to_yaml(&image);
     let indented: String = volume.lines().map(|line| format!("        {line}\n")).collect();
     let with_image = file.contents.replace("        emptyDir: {}\n", &indented);
     assert!(

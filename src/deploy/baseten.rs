@@ -90,7 +90,7 @@ pub fn render(input: &DeployInput) -> DeployFile {
         environment_variables: &input.config.env,
         secrets: input.secret_names().into_iter().map(|name| (name, None)).collect(),
     };
-    let body = serde_yaml_ng::to_string(&config).expect("the config serializes to YAML");
+    let body = super::yaml::to_yaml(&config);
     let header = format!(
         "# Written by `imgbake build --deploy`: runs {} by digest.\n# Push from this directory (`truss push`): the image holds the server, its packages and files.\n# Add `docker_server.predict_endpoint` (the route Baseten's /predict forwards to).\n",
         input.image

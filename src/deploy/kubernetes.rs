@@ -115,8 +115,7 @@ struct Resources {
     limits: BTreeMap<&'static str, String>,
 }
 
-/// One of `httpGet` or `tcpSocket` (a struct, not an enum: the YAML
-/// serializer writes an enum variant as a `!tag`).
+/// One of `httpGet` or `tcpSocket`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Probe {
@@ -153,8 +152,7 @@ struct Volume {
     source: VolumeSource,
 }
 
-/// Where a volume's files come from. Written flattened into a [`Volume`]
-/// (as a map key); on its own the YAML serializer would write a `!tag`.
+/// Where a volume's files come from (the variant's name is the key in the pod's volume).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum VolumeSource {
@@ -321,9 +319,9 @@ pub fn render(input: &DeployInput) -> DeployFile {
             secrets.iter().map(|s| format!("--from-literal={s}=…")).collect::<Vec<_>>().join(" ")
         ));
     }
-    contents.push_str(&serde_yaml_ng::to_string(&deployment).expect("the Deployment serializes"));
+    contents.push_str(&super::yaml::to_yaml(&deployment));
     contents.push_str("---\n");
-    contents.push_str(&serde_yaml_ng::to_string(&service).expect("the Service serializes"));
+    contents.push_str(&super::yaml::to_yaml(&service));
     DeployFile { name: "kubernetes.yaml", contents }
 }
 
@@ -347,7 +345,7 @@ mod tests {
                 pull_policy: "IfNotPresent",
             },
         };
-        let yaml = serde_yaml_ng::to_string(&volume).unwrap();
+        let yaml = super::super::yaml::to_yaml(&volume);
         assert_eq!(
             yaml,
             format!(

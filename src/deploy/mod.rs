@@ -11,8 +11,10 @@ mod baseten;
 mod cerebrium;
 mod kubernetes;
 mod runpod;
+mod yaml;
 
 pub use kubernetes::VolumeSource;
+pub use yaml::to_yaml;
 
 use crate::layout::{ImageConfig, Placement, SourcePlacement};
 use crate::spec::{Spec, Target, WeightsEntry};

@@ -55,7 +55,9 @@ struct Resources {
 pub fn render(input: &DeployInput) -> DeployFile {
     let spec = input.spec;
     let resources = spec.hardware.as_ref().map(|hardware| {
-        let accelerator = hardware.compute.iter().find_map(|c| super::truss_accelerator(c)).map(|name| {
+        // The first GPU: renamed when it is a Cerebrium compute type, else as written.
+        let gpu = hardware.compute.iter().find(|c| *c != "CPU");
+        let accelerator = gpu.map(|c| super::truss_accelerator(c).unwrap_or(c)).map(|name| {
             if hardware.gpu_count > 1 {
                 format!("{name}:{}", hardware.gpu_count)
             } else {

@@ -57,7 +57,7 @@ struct Hardware {
     cpu: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     memory: Option<f64>,
-    compute: String,
+    compute: Compute,
     gpu_count: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     provider: Option<String>,
@@ -65,6 +65,35 @@ struct Hardware {
     region: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     compute_tier: Option<String>,
+}
+
+/// One compute type, or several in order of preference (both forms Cerebrium reads).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Compute {
+    One(String),
+    Preferences(Vec<String>),
+}
+
+/// The config's compute types as Cerebrium names them: its own names as
+/// they are, a Truss accelerator renamed, an unknown name kept (so that
+/// `validate` warns about it rather than the GPU silently becoming a CPU).
+fn compute(names: &[String]) -> Compute {
+    let mut named: Vec<String> = names
+        .iter()
+        .map(|name| {
+            if crate::config::cerebrium::KNOWN_COMPUTE.contains(&name.as_str()) {
+                name.clone()
+            } else {
+                super::cerebrium_compute(name).map_or_else(|| name.clone(), str::to_string)
+            }
+        })
+        .collect();
+    match named.len() {
+        0 => Compute::One("CPU".to_string()),
+        1 => Compute::One(named.remove(0)),
+        _ => Compute::Preferences(named),
+    }
 }
 
 pub fn render(input: &DeployInput) -> DeployFile {
@@ -76,13 +105,7 @@ pub fn render(input: &DeployInput) -> DeployFile {
     let hardware = spec.hardware.as_ref().map(|hardware| Hardware {
         cpu: hardware.cpu,
         memory: hardware.memory_gb.map(|gb| (gb * 100.0).round() / 100.0),
-        // The first compute type Cerebrium knows (a Truss accelerator maps to its name).
-        compute: hardware
-            .compute
-            .iter()
-            .find_map(|c| if c == "CPU" { Some("CPU") } else { super::cerebrium_compute(c) })
-            .unwrap_or("CPU")
-            .to_string(),
+        compute: compute(&hardware.compute),
         gpu_count: hardware.gpu_count,
         provider: hardware.provider.clone(),
         region: hardware.region.clone(),
@@ -120,4 +143,22 @@ pub fn render(input: &DeployInput) -> DeployFile {
         header.push_str(&format!("# Add these secrets in the Cerebrium dashboard: {}\n", secrets.join(", ")));
     }
     DeployFile { name: "cerebrium.toml", contents: format!("{header}\n{body}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compute_keeps_cerebrium_names_and_renames_truss_ones() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let toml = |c: Compute| toml::to_string(&std::collections::BTreeMap::from([("compute", c)])).unwrap();
+        assert_eq!(toml(compute(&names(&["ADA_L40"]))), "compute = \"ADA_L40\"\n");
+        assert_eq!(toml(compute(&names(&["A10G"]))), "compute = \"AMPERE_A10\"\n");
+        assert_eq!(
+            toml(compute(&names(&["HOPPER_H100", "AMPERE_A100_80GB"]))),
+            "compute = [\"HOPPER_H100\", \"AMPERE_A100_80GB\"]\n"
+        );
+        assert_eq!(toml(compute(&[])), "compute = \"CPU\"\n");
+    }
 }

@@ -428,3 +428,93 @@ fn build_push_writes_the_files_with_the_pushed_digest() {
         }
     }
 }
+
+/// The image config (`config` of the OCI config blob) of the layout's only image.
+fn image_config(layout: &Path) -> serde_json::Value {
+    let read_json = |digest: &str| -> serde_json::Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = read_json(index["manifests"][0]["digest"].as_str().unwrap());
+    read_json(manifest["config"]["digest"].as_str().unwrap())["config"].clone()
+}
+
+#[test]
+fn a_volume_build_hands_over_the_hook_command_the_volume_and_the_secret_by_name() {
+    if !tools::require_tool("docker-registry") {
+        return;
+    }
+    const TOKEN: &str = "hf_imgbakeDEPLOYtoken_5c1e";
+    const TOKEN_VAR: &str = "IMGBAKE_TEST_HF_TOKEN";
+    let dir = tempfile::tempdir().unwrap();
+    let hub_root = dir.path().join("hub");
+    support::hub::make_repo(
+        &hub_root,
+        "org/tiny",
+        "main",
+        &[("config.json", b"{\"hidden_size\": 8}\n".to_vec()), ("model.safetensors", vec![7; 4096])],
+    );
+    let hub = support::hub::TestHub::start(&hub_root, Some(TOKEN));
+    let registry = TestRegistry::start();
+    let host = registry.host();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::copy(fixture("cerebrium-local-weights").join("server.py"), project.join("server.py")).unwrap();
+    std::fs::write(
+        project.join("cerebrium.toml"),
+        format!(
+            "[cerebrium.deployment]\nname = \"hf-app\"\n\n[cerebrium.runtime.custom]\nport = 8080\n\
+             entrypoint = [\"python3\", \"server.py\"]\nreadycheck_endpoint = \"/ready\"\n\n\
+             [cerebrium.hardware]\ncpu = 2\nmemory = 4.0\n\n\
+             [[imgbake.weights]]\nsource = \"hf://org/tiny@main\"\nmount = \"tiny\"\nmode = \"volume\"\nsecret = \"{TOKEN_VAR}\"\n"
+        ),
+    )
+    .unwrap();
+    let layout = dir.path().join("out");
+    let build = |deploy_dir: &Path, target: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_imgbake"))
+            .args(["build", "--json", project.to_str().unwrap(), "--base", "scratch", "--insecure-registry", &host])
+            .arg("--output")
+            .arg(format!("oci:{}:app", layout.display()))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .args(["--push", &format!("{host}/apps/hf-app:1"), "--deploy", deploy_dir.to_str().unwrap()])
+            .args(["--deploy-target", target, "--deploy-volume-claim", "hf-weights"])
+            .env("HF_ENDPOINT", hub.endpoint())
+            .env(TOKEN_VAR, TOKEN)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+
+    let cerebrium_dir = dir.path().join("deploy-cerebrium");
+    let result = build(&cerebrium_dir, "cerebrium");
+    let image = format!("{host}/apps/hf-app@{}", result["manifest_digest"].as_str().unwrap());
+    let toml = std::fs::read_to_string(cerebrium_dir.join("cerebrium.toml")).unwrap();
+    assert_validates(&DeployFile { name: "cerebrium.toml", contents: toml.clone() });
+    let deployed = imgbake::config::load_text(&cerebrium_dir.join("cerebrium.toml"), &toml).spec.unwrap();
+    assert_eq!(deployed.base.image, image);
+    // The platform starts what the image starts: the hook, then the app.
+    let entrypoint: Vec<String> = serde_json::from_value(image_config(&layout)["Entrypoint"].clone()).unwrap();
+    assert_eq!(entrypoint[..2], ["/usr/local/bin/imgbake", "prefetch"]);
+    assert_eq!(deployed.runtime.entrypoint, entrypoint);
+    assert!(toml.contains(&format!("Cerebrium dashboard: {TOKEN_VAR}")), "{toml}");
+
+    let kubernetes_dir = dir.path().join("deploy-kubernetes");
+    build(&kubernetes_dir, "kubernetes");
+    let yaml = std::fs::read_to_string(kubernetes_dir.join("kubernetes.yaml")).unwrap();
+    assert!(yaml.contains(&format!("image: \"{image}\"")), "{yaml}");
+    assert!(yaml.contains("mountPath: /persistent-storage\n"), "{yaml}");
+    assert!(yaml.contains("claimName: hf-weights\n"), "{yaml}");
+    assert!(yaml.contains(&format!("key: {TOKEN_VAR}\n")), "{yaml}");
+    assert!(yaml.contains("path: /ready\n"), "{yaml}");
+    for file in [&toml, &yaml] {
+        assert!(!file.contains(TOKEN), "a secret value reached a deploy file:\n{file}");
+    }
+    if has_kubernetes_client() {
+        assert_eq!(load_with_kubernetes_client(&yaml).unwrap(), "V1Deployment V1Service");
+    }
+}

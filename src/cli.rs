@@ -70,6 +70,15 @@ pub enum PlanFormat {
     Html,
 }
 
+/// `build --deploy-target`: whose hand-off files to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeployTarget {
+    Cerebrium,
+    Baseten,
+    Runpod,
+    Kubernetes,
+}
+
 /// `build --builder`: the native daemonless build, or a container builder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Builder {
@@ -166,6 +175,15 @@ pub enum Command {
         /// Who builds: imgbake itself (native), or a container builder on the generated Dockerfile.
         #[arg(long, value_enum, default_value_t = Builder::Native)]
         builder: Builder,
+        /// After --push, write the files that run the pushed image by digest into DIR (docs/deploy.md).
+        #[arg(long, value_name = "DIR")]
+        deploy: Option<PathBuf>,
+        /// The platform --deploy writes for (default: the config's target; generic → kubernetes).
+        #[arg(long, value_enum, value_name = "TARGET", requires = "deploy")]
+        deploy_target: Option<DeployTarget>,
+        /// Kubernetes: mount this PersistentVolumeClaim for volume weights instead of an emptyDir.
+        #[arg(long, value_name = "CLAIM", requires = "deploy")]
+        deploy_volume_claim: Option<String>,
     },
     /// Write a Dockerfile build context equivalent to the native build.
     Dockerfile {

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod cost;
+pub mod deploy;
 pub mod deps;
 pub mod dockerfile;
 pub mod execute;

@@ -1,7 +1,7 @@
 //! imgbake's entry point: parse the command line, dispatch, map to an exit code.
 
 use clap::Parser;
-use imgbake::cli::{Builder, Cli, Command, PlanFormat, ValidateFormat};
+use imgbake::cli::{Builder, Cli, Command, DeployTarget, PlanFormat, ValidateFormat};
 use imgbake::commands::{build, dockerfile, lock, plan, prefetch, validate};
 use imgbake::dockerfile::builder::ContainerBuilder;
 use std::process::ExitCode;
@@ -66,6 +66,9 @@ fn main() -> ExitCode {
             locked,
             profile,
             builder,
+            deploy,
+            deploy_target,
+            deploy_volume_claim,
         } => {
             let builder = match builder {
                 Builder::Native => None,
@@ -87,6 +90,14 @@ fn main() -> ExitCode {
                 locked,
                 profile: profile.profile,
                 builder,
+                deploy,
+                deploy_target: deploy_target.map(|target| match target {
+                    DeployTarget::Cerebrium => imgbake::deploy::DeployTarget::Cerebrium,
+                    DeployTarget::Baseten => imgbake::deploy::DeployTarget::Baseten,
+                    DeployTarget::Runpod => imgbake::deploy::DeployTarget::Runpod,
+                    DeployTarget::Kubernetes => imgbake::deploy::DeployTarget::Kubernetes,
+                }),
+                deploy_volume_claim,
             })
         }
         Command::Dockerfile { config, output, base, cache, registry_args, locked, profile } => {

@@ -2,6 +2,7 @@
 
 use super::{print_error, EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE};
 use crate::config;
+use crate::deploy::DeployTarget;
 use crate::execute::{self, BuildError, BuildOptions};
 use crate::image::layout::{is_valid_tag, parse_oci_ref, OciRef};
 use crate::registry::{human_bytes, Reference, RegistryClientOptions};
@@ -27,6 +28,12 @@ pub struct BuildArgs {
     pub profile: Option<String>,
     /// A container builder on the generated Dockerfile instead of the native build.
     pub builder: Option<crate::dockerfile::builder::ContainerBuilder>,
+    /// `--deploy DIR`: after the push, write the hand-off files of `deploy_target` there.
+    pub deploy: Option<PathBuf>,
+    /// `--deploy-target`; `None`: the config's target.
+    pub deploy_target: Option<DeployTarget>,
+    /// `--deploy-volume-claim`: Kubernetes volume weights on this claim instead of an emptyDir.
+    pub deploy_volume_claim: Option<String>,
 }
 
 /// Where the registry build cache is read and written: the push
@@ -98,6 +105,23 @@ pub fn run(args: &BuildArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    let deploy_target = args.deploy_target.unwrap_or_else(|| DeployTarget::of(&spec));
+    if args.deploy.is_some() {
+        if push.is_none() {
+            eprintln!("error: --deploy writes files that run the pushed image by digest, and nothing is pushed");
+            eprintln!("hint: add --push HOST/REPO[:TAG]");
+            return EXIT_USAGE;
+        }
+        if args.builder.is_some() {
+            eprintln!("error: --deploy needs the native build (the image config it reads is the native build's)");
+            eprintln!("hint: drop --builder, or write the platform's file by hand from the pushed digest");
+            return EXIT_USAGE;
+        }
+        if let Err(error) = crate::deploy::check(&spec, deploy_target) {
+            print_error(&error);
+            return EXIT_INVALID_INPUT;
+        }
+    }
     let profile = match load_profile(&spec, args.profile.as_deref()) {
         Ok(profile) => profile,
         Err(status) => return status,
@@ -136,6 +160,8 @@ pub fn run(args: &BuildArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    // The hand-off names the image by digest alone: a tag beside it would be ignored, or refused.
+    let deploy_repository = push.as_ref().map(|r| Reference { tag: None, digest: None, ..r.clone() });
     let options = BuildOptions {
         complete_output: args.output.is_some() || push.is_none(),
         output,
@@ -163,18 +189,59 @@ pub fn run(args: &BuildArgs) -> u8 {
             };
             let lock = crate::cost::inputs::LockState { lock: Some(&resolved.lock), current: true };
             let decided = super::image_plan::decide(&spec, &facts, base, lock, &profile, false, true)?;
-            execute::build(&spec, &mut resolved, &decided.plan, &options)
+            let outcome = execute::build(&spec, &mut resolved, &decided.plan, &options)?;
+            // Runpod sizes its container disk by the unpacked image: the base's layers and ours.
+            let base_size = if args.deploy.is_some() && deploy_target == DeployTarget::Runpod {
+                let base = crate::cost::inputs::base_input(
+                    &resolved.base_text,
+                    resolved.base.lookup(&resolved.base_text, &resolved.cache_dir),
+                );
+                crate::cost::options::base_layers(&base, &profile.params).iter().map(|l| l.uncompressed).sum()
+            } else {
+                0
+            };
+            Ok((outcome, decided.plan, base_size))
         });
     match built {
-        Ok(outcome) => {
+        Ok((outcome, plan, base_size)) => {
             for warning in &outcome.warnings {
                 eprintln!("warning: {warning}");
             }
             if outcome.lock_written {
                 eprintln!("wrote {}", crate::lock::lock_path(&spec).display());
             }
+            let mut deploy_files = Vec::new();
+            if let (Some(dir), Some(repository)) = (&args.deploy, &deploy_repository) {
+                let image = repository.with_digest(outcome.manifest_digest.clone()).to_string();
+                let input = crate::deploy::DeployInput {
+                    spec: &spec,
+                    image: &image,
+                    config: &plan.config,
+                    placements: &plan.placements,
+                    image_size: base_size + outcome.layers.iter().map(|l| l.layer.uncompressed_size).sum::<u64>(),
+                    volume_claim: args.deploy_volume_claim.as_deref(),
+                };
+                for warning in crate::deploy::warnings(deploy_target, &input) {
+                    eprintln!("warning: {warning}");
+                }
+                match crate::deploy::write(dir, &crate::deploy::render(deploy_target, &input)) {
+                    Ok(paths) => deploy_files = paths,
+                    Err(error) => {
+                        print_error(&error);
+                        return EXIT_INVALID_INPUT;
+                    }
+                }
+                for path in &deploy_files {
+                    eprintln!("wrote {}", path.display());
+                }
+            }
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome)).expect("serializes"));
+                let mut value = outcome_json(&outcome);
+                if args.deploy.is_some() {
+                    value["deploy_files"] =
+                        deploy_files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().into();
+                }
+                println!("{}", serde_json::to_string_pretty(&value).expect("serializes"));
             } else {
                 print_outcome(&outcome, Path::new(&outcome.output.dir));
             }

@@ -39,4 +39,5 @@ pub fn hint_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         .or_else(|| hint_of_type::<crate::dockerfile::DockerfileError>(error))
         .or_else(|| hint_of_type::<dockerfile::ContextError>(error))
         .or_else(|| hint_of_type::<plan::PlanError>(error))
+        .or_else(|| hint_of_type::<crate::deploy::DeployError>(error))
 }

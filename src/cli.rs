@@ -206,6 +206,43 @@ pub enum Command {
         #[command(flatten)]
         profile: ProfileArgs,
     },
+    /// Start a built image under runc (no daemon), wait for its health endpoint, and print the
+    /// measured cold-start phases beside the plan's prediction.
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The image: oci:DIR[:TAG] or a registry reference (default build's output, oci:imgbake-out:<app name>).
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
+        /// The port the app listens on (default the config's).
+        #[arg(long)]
+        port: Option<u16>,
+        /// The path that answers 200 once the app is ready (default the config's ready, then health
+        /// endpoint, then /health).
+        #[arg(long, value_name = "PATH")]
+        health_path: Option<String>,
+        /// Seconds to wait for the health endpoint before giving up.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+        timeout: f64,
+        /// Host directory mounted as the volume of volume weights (default an empty temporary one).
+        #[arg(long, value_name = "DIR")]
+        volume: Option<PathBuf>,
+        /// Where the container's bundle is unpacked (default the system's temp directory).
+        #[arg(long, value_name = "DIR")]
+        workdir: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        // The plan's prediction is made as `imgbake plan` makes it.
+        #[command(flatten)]
+        profile: ProfileArgs,
+        #[command(flatten)]
+        base: BaseArgs,
+        #[command(flatten)]
+        registry_args: RegistryArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
     /// In-image hook: fetch and verify volume weights, then exec the app.
     Prefetch {
         /// The weights manifest written by `build` (volume mode).

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod container;
 pub mod cost;
 pub mod deploy;
 pub mod deps;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use imgbake::cli::{Builder, Cli, Command, DeployTarget, PlanFormat, ValidateFormat};
-use imgbake::commands::{build, dockerfile, lock, plan, prefetch, validate};
+use imgbake::commands::{build, dockerfile, lock, plan, prefetch, run, validate};
 use imgbake::dockerfile::builder::ContainerBuilder;
 use std::process::ExitCode;
 
@@ -111,6 +111,33 @@ fn main() -> ExitCode {
                 insecure_registries: registry_args.insecure_registries,
             })
         }
+        Command::Run {
+            config,
+            image,
+            port,
+            health_path,
+            timeout,
+            volume,
+            workdir,
+            json,
+            profile,
+            base,
+            registry_args,
+            cache,
+        } => run::run(&run::RunArgs {
+            path: config.path,
+            image,
+            port,
+            health_path,
+            timeout: std::time::Duration::from_secs_f64(timeout.max(0.001)),
+            volume,
+            workdir,
+            json,
+            profile: profile.profile,
+            base: base.base,
+            insecure_registries: registry_args.insecure_registries,
+            cache_dir: cache.cache_dir,
+        }),
         Command::Prefetch { manifest, dest, jobs, background, ready_file, read_timeout, command } => {
             prefetch::run(&imgbake::runtime::prefetch::PrefetchOptions {
                 manifest,

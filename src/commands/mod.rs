@@ -6,6 +6,7 @@ pub mod image_plan;
 pub mod lock;
 pub mod plan;
 pub mod prefetch;
+pub mod run;
 pub mod validate;
 
 /// Exit statuses: 0 success, 1 the user's input is wrong or an operation

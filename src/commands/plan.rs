@@ -91,6 +91,22 @@ impl crate::plumbing::errors::Hint for PlanError {
     }
 }
 
+/// The plan `imgbake plan` prints for `spec` with `args` (its profile, base
+/// and registries), for `imgbake run` to put beside what it measures.
+pub(crate) fn predicted(
+    spec: &crate::spec::Spec,
+    args: &PlanArgs,
+) -> Result<cost::Plan, Box<dyn std::error::Error + Send + Sync>> {
+    let mut profile = profile::load(spec.target.name.as_str(), args.profile.as_deref())?;
+    profile::resolve_hook_bytes(&mut profile);
+    let registry = RegistryClientOptions {
+        insecure_registries: args.insecure_registries.clone(),
+        progress: crate::registry::ProgressMode::Quiet,
+        ..RegistryClientOptions::default()
+    };
+    Ok(plan_of(spec, args, &registry, &profile)?)
+}
+
 /// The report of the ImagePlan `build` would make: the sources listed and
 /// sampled, the lock's dependencies, the base looked up (its manifest only),
 /// `auto` decided by the cost model, and the final layers.

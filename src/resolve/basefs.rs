@@ -282,7 +282,8 @@ fn cached_layer_facts(
     Ok(facts)
 }
 
-fn decompressed(file: fs::File, media_type: &str) -> io::Result<Box<dyn Read>> {
+/// A layer blob as its tar stream, decoded by its media type (gzip, zstd or none).
+pub(crate) fn decompressed(file: fs::File, media_type: &str) -> io::Result<Box<dyn Read>> {
     let reader = io::BufReader::with_capacity(1 << 20, file);
     Ok(if media_type.ends_with("+zstd") {
         Box::new(zstd::Decoder::with_buffer(reader)?)

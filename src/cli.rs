@@ -230,6 +230,10 @@ pub enum Command {
         /// Where the container's bundle is unpacked (default the system's temp directory).
         #[arg(long, value_name = "DIR")]
         workdir: Option<PathBuf>,
+        /// Set a variable in the container (repeatable); NAME alone passes this shell's value
+        /// (how a secret such as HF_TOKEN reaches the prefetch hook without being written in a command line).
+        #[arg(long = "env", short = 'e', value_name = "NAME[=VALUE]")]
+        env: Vec<String>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,

@@ -56,9 +56,14 @@ fn build(project: &Path, dir: &Path) {
 
 /// `imgbake run` of the built image, its bundle under `dir/work`.
 fn run(project: &Path, dir: &Path, extra: &[&str]) -> Output {
+    run_with_env(project, dir, extra, &[])
+}
+
+fn run_with_env(project: &Path, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
     std::fs::create_dir_all(dir.join("work")).unwrap();
     tools::run_with_timeout(
         Command::new(env!("CARGO_BIN_EXE_imgbake"))
+            .envs(env.iter().copied())
             .args(["run", project.to_str().unwrap(), "--base", &base(), "--image"])
             .arg(format!("oci:{}:app", dir.join("out").display()))
             .arg("--cache-dir")
@@ -196,4 +201,85 @@ fn a_container_that_never_answers_is_stopped_at_the_timeout() {
     assert!(stderr.contains("  | loading forever\n"), "{stderr}");
     assert_eq!(phase(&report, "ready")["note"], "not measured: no 200 within 3 s");
     assert_cleaned_up(&report, dir.path());
+}
+
+#[test]
+fn volume_weights_are_fetched_into_the_given_volume_and_the_prefetch_is_timed() {
+    if skip() {
+        return;
+    }
+    const TOKEN_VAR: &str = "IMGBAKE_TEST_HF_TOKEN";
+    const TOKEN: &str = "hf_run_test_token_5e1f";
+    let dir = tempfile::tempdir().unwrap();
+    let model = support::data::random_bytes(2 << 20, 7);
+    let files = vec![("config.json", b"{\"hidden_size\": 8}\n".to_vec()), ("model.safetensors", model.clone())];
+    support::hub::make_repo(&dir.path().join("hub"), "org/tiny", "main", &files);
+    let hub = support::hub::TestHub::start(&dir.path().join("hub"), Some(TOKEN));
+    let port = support::registry::free_port();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::copy(tools::repo_root().join(FIXTURE).join("server.py"), project.join("server.py")).unwrap();
+    std::fs::write(
+        project.join("cerebrium.toml"),
+        format!(
+            "[cerebrium.deployment]\nname = \"volume-app\"\n\n[cerebrium.runtime.custom]\nport = {port}\n\
+             entrypoint = [\"python3\", \"server.py\"]\nhealthcheck_endpoint = \"/health\"\n\n\
+             [[imgbake.weights]]\nsource = \"hf://org/tiny@main\"\nmount = \"tiny\"\nmode = \"volume\"\nsecret = \"{TOKEN_VAR}\"\n"
+        ),
+    )
+    .unwrap();
+    let endpoint = hub.endpoint();
+    let output = tools::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_imgbake"))
+            .args(["build", project.to_str().unwrap(), "--base", &base(), "--output"])
+            .arg(format!("oci:{}:app", dir.path().join("out").display()))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .env("HF_ENDPOINT", &endpoint)
+            .env(TOKEN_VAR, TOKEN),
+        RUN_BOUND,
+    );
+    assert!(output.status.success(), "build failed: {}", String::from_utf8_lossy(&output.stderr));
+
+    let volume = dir.path().join("volume");
+    let port_env = format!("PORT={port}");
+    let endpoint_env = format!("HF_ENDPOINT={endpoint}");
+    let args = [
+        "--json",
+        "--volume",
+        volume.to_str().unwrap(),
+        "--env",
+        &port_env,
+        "--env",
+        &endpoint_env,
+        "--env",
+        TOKEN_VAR,
+    ];
+    let env = [("HF_ENDPOINT", endpoint.as_str()), (TOKEN_VAR, TOKEN)];
+    let cold = run_with_env(&project, dir.path(), &args, &env);
+    let stderr = String::from_utf8_lossy(&cold.stderr);
+    assert_eq!(cold.status.code(), Some(0), "{stderr}\n{}", String::from_utf8_lossy(&cold.stdout));
+    assert!(!stderr.contains(TOKEN) && !String::from_utf8_lossy(&cold.stdout).contains(TOKEN), "the token is printed");
+    let report: Value = serde_json::from_slice(&cold.stdout).unwrap();
+    assert_eq!(report["volume"]["mounts"], serde_json::json!(["/persistent-storage"]), "{report}");
+    assert_eq!(report["volume"]["cold"], true);
+    assert_eq!(report["volume"]["temporary"], false);
+    assert_eq!(report["plan"]["scenario"], "cold_volume", "an empty volume is the plan's cold volume");
+    let prefetch = phase(&report, "prefetch")["seconds"].as_f64().unwrap_or_else(|| panic!("{report}"));
+    assert!(prefetch > 0.0, "{report}");
+    assert!(phase(&report, "prefetch")["plan_seconds"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(
+        std::fs::read(volume.join("imgbake/tiny/model.safetensors")).unwrap(),
+        model,
+        "the hook filled the volume"
+    );
+    assert_cleaned_up(&report, dir.path());
+
+    // The same volume again: warm, nothing to download, the plan's new-node start.
+    let warm = run_with_env(&project, dir.path(), &args, &env);
+    assert_eq!(warm.status.code(), Some(0), "{}", String::from_utf8_lossy(&warm.stderr));
+    let report: Value = serde_json::from_slice(&warm.stdout).unwrap();
+    assert_eq!(report["volume"]["cold"], false);
+    assert_eq!(report["plan"]["scenario"], "new_node");
+    assert!(phase(&report, "prefetch")["seconds"].as_f64().is_some(), "{report}");
 }

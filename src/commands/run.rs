@@ -44,6 +44,8 @@ pub struct RunArgs {
     pub volume: Option<PathBuf>,
     /// Where the bundle is unpacked (default the system's temp directory).
     pub workdir: Option<PathBuf>,
+    /// `--env NAME=VALUE`, or `NAME` for this process's value.
+    pub env: Vec<String>,
     pub json: bool,
     pub profile: Option<String>,
     pub base: Option<String>,
@@ -164,8 +166,16 @@ pub fn run(args: &RunArgs) -> u8 {
         let default = super::build::default_output(&spec.name);
         format!("oci:{}:{}", default.dir.display(), default.tag)
     });
+    let env = match container_env(&args.env) {
+        Ok(env) => env,
+        Err(name) => {
+            eprintln!("error: --env {name}: `{name}` is not set here, so there is no value to pass");
+            eprintln!("  hint: export it first, or pass --env {name}=VALUE");
+            return EXIT_INVALID_INPUT;
+        }
+    };
     crate::container::catch_interrupts();
-    match start_and_measure(args, &spec, &runtime, &image, &health) {
+    match start_and_measure(args, &spec, &runtime, &image, &health, env) {
         Ok(report) => finish(args, report),
         Err(error) => {
             print_error(&error);
@@ -175,6 +185,17 @@ pub fn run(args: &RunArgs) -> u8 {
             EXIT_INVALID_INPUT
         }
     }
+}
+
+/// `--env` values as (name, value); `Err(name)` for a bare name not set here.
+fn container_env(given: &[String]) -> Result<Vec<(String, String)>, String> {
+    given
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((name, value)) => Ok((name.to_string(), value.to_string())),
+            None => std::env::var(item).map(|value| (item.clone(), value)).map_err(|_| item.clone()),
+        })
+        .collect()
 }
 
 /// Prints the report; 0 when the image answered, 1 otherwise.
@@ -229,7 +250,11 @@ fn render_text(report: &Report) -> String {
             report.health,
             phases::seconds(Some(seconds))
         )),
-        _ => out.push_str(&format!("not ready: {} ({:?})\n", report.health, report.outcome)),
+        _ => out.push_str(&format!(
+            "not ready: {} ({})\n",
+            report.health,
+            serde_json::to_value(report.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        )),
     }
     let label = match (&report.plan, &report.plan_error) {
         (Some(plan), _) => format!("plan: {}, option {}, {}", plan.profile, plan.option, plan.label),
@@ -248,6 +273,7 @@ fn start_and_measure(
     runtime: &runc::Runtime,
     image: &str,
     health: &str,
+    user_env: Vec<(String, String)>,
 ) -> Result<Report, RunError> {
     let cache_dir = match &args.cache_dir {
         Some(dir) => dir.clone(),
@@ -296,6 +322,7 @@ fn start_and_measure(
         // Output written just before a crash reaches the log, unbuffered.
         env.push(("PYTHONUNBUFFERED".to_string(), "1".to_string()));
     }
+    env.extend(user_env);
     let id = format!("imgbake-run-{}", std::process::id());
     let settings = RunSettings {
         env,

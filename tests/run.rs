@@ -60,12 +60,15 @@ fn run(project: &Path, dir: &Path, extra: &[&str]) -> Output {
 }
 
 fn run_with_env(project: &Path, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    run_image(project, dir, &format!("oci:{}:app", dir.join("out").display()), extra, env)
+}
+
+fn run_image(project: &Path, dir: &Path, image: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
     std::fs::create_dir_all(dir.join("work")).unwrap();
     tools::run_with_timeout(
         Command::new(env!("CARGO_BIN_EXE_imgbake"))
             .envs(env.iter().copied())
-            .args(["run", project.to_str().unwrap(), "--base", &base(), "--image"])
-            .arg(format!("oci:{}:app", dir.join("out").display()))
+            .args(["run", project.to_str().unwrap(), "--base", &base(), "--image", image])
             .arg("--cache-dir")
             .arg(dir.join("cache"))
             .arg("--workdir")
@@ -140,6 +143,27 @@ fn a_built_image_starts_under_runc_and_its_phases_are_printed_beside_the_plan() 
     for row in ["pull ", "unpack ", "start ", "prefetch ", "imports ", "load+init ", "ready ", "total "] {
         assert!(stdout.lines().any(|l| l.starts_with(row)), "no `{row}` row:\n{stdout}");
     }
+
+    // The same image from a registry: the pull is measured too.
+    if !tools::require_tool("skopeo") || !tools::require_tool("docker-registry") {
+        return;
+    }
+    let registry = support::registry::TestRegistry::start();
+    let reference = format!("{}/run/app:1", registry.host());
+    tools::skopeo_copy(&format!("oci:{}:app", dir.path().join("out").display()), &format!("docker://{reference}"), &[]);
+    std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
+    let pulled = run_image(&project, dir.path(), &reference, &["--json"], &[]);
+    assert_eq!(pulled.status.code(), Some(0), "{}", String::from_utf8_lossy(&pulled.stderr));
+    let report: Value = serde_json::from_slice(&pulled.stdout).unwrap();
+    assert_eq!(report["image"], reference.as_str());
+    let pull = phase(&report, "pull");
+    assert!(pull["seconds"].as_f64().is_some_and(|s| s > 0.0), "{report}");
+    assert_eq!(pull["note"], "from the registry into imgbake's blob cache");
+    let total = phase(&report, "total")["seconds"].as_f64().unwrap();
+    let parts: f64 =
+        ["pull", "unpack", "start", "ready"].iter().map(|p| phase(&report, p)["seconds"].as_f64().unwrap()).sum();
+    assert!((total - parts).abs() < 0.01, "total {total} is pull + unpack + start + ready {parts}");
+    assert_cleaned_up(&report, dir.path());
 }
 
 #[test]

@@ -174,7 +174,6 @@ pub fn run(args: &RunArgs) -> u8 {
             return EXIT_INVALID_INPUT;
         }
     };
-    crate::container::catch_interrupts();
     match start_and_measure(args, &spec, &runtime, &image, &health, env) {
         Ok(report) => finish(args, report),
         Err(error) => {
@@ -303,6 +302,9 @@ fn start_and_measure(
         Err(error) => (None, Some(error)),
     };
 
+    // From here on there is something to clean up: Ctrl-C stops the steps
+    // instead of the process (before, it just ends a pull or the plan).
+    crate::container::catch_interrupts();
     let temp_root = args.workdir.clone().unwrap_or_else(std::env::temp_dir);
     let work = tempfile::Builder::new()
         .prefix("imgbake-run-")
@@ -410,7 +412,7 @@ enum Wait {
 fn wait_for_health(container: &mut Container, health: &str, timeout: Duration) -> Wait {
     let deadline = Instant::now() + timeout;
     let client =
-        crate::plumbing::http::blocking(Duration::from_millis(500), Duration::from_secs(5)).no_proxy().build().ok();
+        crate::plumbing::http::blocking(Duration::from_millis(500), Duration::from_secs(2)).no_proxy().build().ok();
     loop {
         if INTERRUPTED.load(Ordering::SeqCst) {
             return Wait::Interrupted;

@@ -307,3 +307,28 @@ fn volume_weights_are_fetched_into_the_given_volume_and_the_prefetch_is_timed() 
     assert_eq!(report["plan"]["scenario"], "new_node");
     assert!(phase(&report, "prefetch")["seconds"].as_f64().is_some(), "{report}");
 }
+
+#[test]
+fn a_port_already_in_use_is_refused_before_anything_starts() {
+    if skip() {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_image(
+        &tools::repo_root().join(FIXTURE),
+        dir.path(),
+        &format!("oci:{}:app", dir.path().join("none").display()),
+        &["--port", &port],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: port {port} is already in use on this machine; the container shares the host's network"
+        )),
+        "{stderr}"
+    );
+}

@@ -162,10 +162,18 @@ pub fn run(args: &RunArgs) -> u8 {
         .or_else(|| spec.runtime.healthcheck_endpoint.clone())
         .unwrap_or_else(|| DEFAULT_HEALTH_PATH.to_string());
     let health = format!("http://127.0.0.1:{port}/{}", health_path.trim_start_matches('/'));
-    let image = args.image.clone().unwrap_or_else(|| {
-        let default = super::build::default_output(&spec.name);
-        format!("oci:{}:{}", default.dir.display(), default.tag)
-    });
+    // The container shares the host's network: whatever listens on the port
+    // already would answer in its place.
+    if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        eprintln!("error: port {port} is already in use on this machine; the container shares the host's network");
+        eprintln!("  hint: stop what listens on {port}, or run the app on another port (--port N, and -e PORT=N if it reads one)");
+        return EXIT_INVALID_INPUT;
+    }
+    let image =
+        args.image.as_deref().map(|i| i.strip_prefix("docker://").unwrap_or(i).to_string()).unwrap_or_else(|| {
+            let default = super::build::default_output(&spec.name);
+            format!("oci:{}:{}", default.dir.display(), default.tag)
+        });
     let env = match container_env(&args.env) {
         Ok(env) => env,
         Err(name) => {

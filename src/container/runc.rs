@@ -27,11 +27,16 @@ pub struct Runtime {
     pub program: PathBuf,
 }
 
-/// The first of [`RUNTIMES`] on PATH (or in /usr/sbin, /sbin).
+/// The first of [`RUNTIMES`] on PATH (or in /usr/local/sbin, /usr/sbin, /sbin).
 pub fn find_runtime() -> Option<Runtime> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> =
         std::env::split_paths(&path).chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from)).collect();
+    find_runtime_in(&dirs)
+}
+
+/// The first of [`RUNTIMES`] that is an executable file in one of `dirs`.
+pub fn find_runtime_in(dirs: &[PathBuf]) -> Option<Runtime> {
     RUNTIMES.iter().find_map(|name| {
         dirs.iter().map(|dir| dir.join(name)).find(|p| is_executable(p)).map(|program| Runtime { name, program })
     })
@@ -294,6 +299,24 @@ fn run(runtime: &Runtime, args: &[&str], stdio: Option<(fs::File, fs::File)>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runc_is_preferred_to_crun_and_only_executables_count() {
+        use std::os::unix::fs::PermissionsExt;
+        let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dirs = [first.path().to_path_buf(), second.path().to_path_buf()];
+        assert_eq!(find_runtime_in(&dirs), None);
+        let write = |path: PathBuf, mode| {
+            fs::write(&path, "#!/bin/sh\n").unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        write(first.path().join("runc"), 0o644);
+        let crun = write(second.path().join("crun"), 0o755);
+        assert_eq!(find_runtime_in(&dirs), Some(Runtime { name: "crun", program: crun }));
+        let runc = write(second.path().join("runc"), 0o755);
+        assert_eq!(find_runtime_in(&dirs), Some(Runtime { name: "runc", program: runc }));
+    }
 
     #[test]
     fn the_tail_keeps_the_last_lines_that_pass_the_filter() {

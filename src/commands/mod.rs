@@ -41,4 +41,5 @@ pub fn hint_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         .or_else(|| hint_of_type::<dockerfile::ContextError>(error))
         .or_else(|| hint_of_type::<plan::PlanError>(error))
         .or_else(|| hint_of_type::<crate::deploy::DeployError>(error))
+        .or_else(|| hint_of_type::<run::RunError>(error))
 }

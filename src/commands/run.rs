@@ -107,8 +107,10 @@ pub enum RunError {
     #[error("cannot read the image {image}")]
     Image {
         image: String,
+        /// It is a local layout (so: not built yet, or another tag).
+        layout: bool,
         #[source]
-        source: crate::resolve::base::BaseError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("cannot open the layer cache")]
     Cache(#[source] crate::image::cache::CacheError),
@@ -138,6 +140,22 @@ pub enum RunError {
     },
     #[error("the image's weights manifest {MANIFEST_PATH} is unreadable: {0}")]
     Manifest(String),
+}
+
+impl crate::plumbing::errors::Hint for RunError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            RunError::Image { layout: true, .. } => Some(
+                "build it first (`imgbake build` writes oci:imgbake-out:<app name> by default), or name it with --image"
+                    .to_string(),
+            ),
+            // SAFETY: geteuid has no preconditions.
+            RunError::Runc(_) if unsafe { libc::geteuid() } != 0 => {
+                Some("runc needs root here: run `imgbake run` as root (or with sudo)".to_string())
+            }
+            _ => None,
+        }
+    }
 }
 
 pub fn run(args: &RunArgs) -> u8 {
@@ -292,8 +310,8 @@ fn start_and_measure(
         ..RegistryClientOptions::default()
     };
     let pulled_at = Instant::now();
-    let resolved = crate::resolve::base::resolve(image, &cache, &registry)
-        .map_err(|source| RunError::Image { image: image.to_string(), source })?;
+    let resolved =
+        crate::resolve::base::resolve(image, &cache, &registry).map_err(|error| image_error(image, error))?;
     let pull = match resolved.reference {
         Some(_) => Ok(pulled_at.elapsed().as_secs_f64()),
         None => Err("the image is a local OCI layout".to_string()),
@@ -406,6 +424,20 @@ fn start_and_measure(
         phases,
         last_lines,
     })
+}
+
+/// The base-image resolver's error, told as this image's (its own text says "base image").
+fn image_error(image: &str, error: crate::resolve::base::BaseError) -> RunError {
+    use crate::resolve::base::BaseError;
+    let layout = matches!(error, BaseError::Layout { .. } | BaseError::Blobs { .. });
+    let source: Box<dyn std::error::Error + Send + Sync> = match error {
+        BaseError::Layout { source, .. } => source,
+        BaseError::Pull { source, .. } => source,
+        BaseError::Reference { source, .. } => Box::new(source),
+        BaseError::Manifest { source, .. } => Box::new(source),
+        BaseError::Blobs { source, .. } => Box::new(source),
+    };
+    RunError::Image { image: image.to_string(), layout, source }
 }
 
 enum Wait {
@@ -534,6 +566,16 @@ fn plan_terms(plan: &crate::cost::Plan, cold_volume: bool) -> PlanReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_values_are_given_or_taken_from_this_process() {
+        let given = ["A=1".to_string(), "B=x=y".to_string(), "PATH".to_string()];
+        let env = container_env(&given).unwrap();
+        assert_eq!(env[..2], [("A".to_string(), "1".to_string()), ("B".to_string(), "x=y".to_string())]);
+        assert_eq!(env[2], ("PATH".to_string(), std::env::var("PATH").unwrap()));
+        let missing = "IMGBAKE_RUN_TEST_SURELY_UNSET_VARIABLE".to_string();
+        assert_eq!(container_env(std::slice::from_ref(&missing)), Err(missing));
+    }
 
     #[test]
     fn the_prefetch_phase_is_the_hook_s_done_event() {

@@ -368,6 +368,49 @@ mod tests {
     }
 
     #[test]
+    fn layers_written_by_imgbake_in_every_codec_unpack_in_order() {
+        use crate::image::entries::{EntryKind, LayerEntry};
+        use crate::image::layer::{write_layer, Compression, LayerOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("store")).unwrap();
+        let file = |name: &str, text: &str| {
+            let source = dir.path().join(name);
+            fs::write(&source, text).unwrap();
+            LayerEntry {
+                path: format!("app/{name}"),
+                mode: 0o755,
+                kind: EntryKind::File { source, size: text.len() as u64 },
+            }
+        };
+        let codecs = [Compression::None, Compression::Gzip { level: 1 }, Compression::Zstd { level: 3 }];
+        let mut layers = Vec::new();
+        for (index, compression) in codecs.into_iter().enumerate() {
+            let entries = vec![
+                LayerEntry::dir("app", 0o755),
+                file(&format!("layer{index}"), "x"),
+                file("last", &index.to_string()),
+            ];
+            let written = write_layer(&store, &entries, &LayerOptions { compression, mtime: 0 }).unwrap();
+            let descriptor = serde_json::json!({
+                "mediaType": written.media_type,
+                "digest": written.digest.to_string(),
+                "size": written.size,
+            });
+            layers.push(serde_json::from_value::<Descriptor>(descriptor).unwrap());
+        }
+        let rootfs = dir.path().join("rootfs");
+        fs::create_dir(&rootfs).unwrap();
+        let unpacked = unpack_layers(&store, &layers, &rootfs, &AtomicBool::new(false)).unwrap();
+        assert_eq!(unpacked.layers, 3);
+        assert_eq!(unpacked.blob_bytes, layers.iter().map(|l| l.size).sum::<u64>());
+        assert_eq!(fs::read_to_string(rootfs.join("app/last")).unwrap(), "2", "the top layer wins");
+        for index in 0..3 {
+            let meta = fs::metadata(rootfs.join(format!("app/layer{index}"))).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o755);
+        }
+    }
+
+    #[test]
     fn an_interrupted_unpack_stops() {
         let root = tempfile::tempdir().unwrap();
         let data = tar_of(&[Item::File("a", b"1")]);

@@ -51,6 +51,10 @@ pub struct Spec {
     /// Python distributions installed larger than this are split across
     /// layers; smaller ones are packed into layers of at most this.
     pub dependency_split_size: u64,
+    /// `[imgbake] artifact_repo`: where `mode = "artifact"` sources are
+    /// pushed (else `<push repository>-weights-<mount>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_repo: Option<String>,
     pub weights: Vec<WeightsEntry>,
 }
 
@@ -307,16 +311,20 @@ pub enum WeightsMode {
     Auto,
     Bake,
     Volume,
+    /// A ModelPack artifact in the registry, mounted by the node as a
+    /// Kubernetes image volume (docs/weights.md, "Artifact").
+    Artifact,
 }
 
 impl WeightsMode {
-    pub const ALL: [&'static str; 3] = ["auto", "bake", "volume"];
+    pub const ALL: [&'static str; 4] = ["auto", "bake", "volume", "artifact"];
 
     pub fn parse(text: &str) -> Option<WeightsMode> {
         match text {
             "auto" => Some(WeightsMode::Auto),
             "bake" => Some(WeightsMode::Bake),
             "volume" => Some(WeightsMode::Volume),
+            "artifact" => Some(WeightsMode::Artifact),
             _ => None,
         }
     }

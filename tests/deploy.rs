@@ -48,6 +48,18 @@ fn render(spec: &Spec, target: DeployTarget, on_volume: &[&str], volume_claim: O
 /// Calls `run` with the deploy input of `spec`; the image config as the
 /// layout sets it (the prefetch hook wraps the entrypoint in volume mode).
 fn with_input<T>(spec: &Spec, on_volume: &[&str], volume_claim: Option<&str>, run: &dyn Fn(&DeployInput) -> T) -> T {
+    with_artifacts(spec, on_volume, &[], volume_claim, run)
+}
+
+/// [`with_input`] where the sources named in `artifacts` were pushed as
+/// artifacts (`(origin, pinned reference)`).
+fn with_artifacts<T>(
+    spec: &Spec,
+    on_volume: &[&str],
+    artifacts: &[(String, String)],
+    volume_claim: Option<&str>,
+    run: &dyn Fn(&DeployInput) -> T,
+) -> T {
     let placements: Vec<SourcePlacement> = spec
         .weights
         .iter()
@@ -55,7 +67,13 @@ fn with_input<T>(spec: &Spec, on_volume: &[&str], volume_claim: Option<&str>, ru
             origin: entry.origin.clone(),
             uri: entry.uri.clone(),
             configured: entry.mode,
-            placement: if on_volume.contains(&entry.origin.as_str()) { Placement::Volume } else { Placement::Bake },
+            placement: if on_volume.contains(&entry.origin.as_str()) {
+                Placement::Volume
+            } else if artifacts.iter().any(|(origin, _)| origin == &entry.origin) {
+                Placement::Artifact
+            } else {
+                Placement::Bake
+            },
             reason: None,
         })
         .collect();
@@ -80,6 +98,7 @@ fn with_input<T>(spec: &Spec, on_volume: &[&str], volume_claim: Option<&str>, ru
         placements: &placements,
         image_size: 9_400_000_000,
         volume_claim,
+        artifacts,
     };
     run(&input)
 }
@@ -303,18 +322,15 @@ fn kubernetes_yaml_loads_into_the_official_client_models() {
     for yaml in [&file.contents, &baked.contents, &claimed.contents] {
         assert_eq!(load_with_kubernetes_client(yaml).unwrap(), "V1Deployment V1Service", "{yaml}");
     }
-    // An artifact source is an image volume: the client's V1ImageVolumeSource takes ours.
-    let image = deploy::VolumeSource::Image {
-        reference: format!("registry.example.com/weights/sdxl@sha256:{}", "ab".repeat(32)),
-        pull_policy: "IfNotPresent",
-    };
-    let volume = deploy::to_yaml(&image);
-    let indented: String = volume.lines().map(|line| format!("        {line}\n")).collect();
-    let with_image = file.contents.replace("        emptyDir: {}\n", &indented);
-    assert!(
-        with_image.contains("        image:\n          reference: registry.example.com/weights/sdxl@"),
-        "{with_image}"
-    );
+    // An artifact source is an image volume by digest at the source's path,
+    // beside the emptyDir of a volume source: the client's V1ImageVolumeSource takes ours.
+    let reference = format!("registry.example.com/apps/sdxl-gpu-weights-sdxl@sha256:{}", "ab".repeat(32));
+    let artifacts = [(SDXL_HF.to_string(), reference.clone())];
+    let with_image = with_artifacts(&spec, &[], &artifacts, None, &|input| {
+        deploy::render(DeployTarget::Kubernetes, input).remove(0).contents
+    });
+    assert!(with_image.contains(&format!("        image:\n          reference: {reference}\n")), "{with_image}");
+    assert!(with_image.contains("pullPolicy: IfNotPresent"), "{with_image}");
     assert_eq!(load_with_kubernetes_client(&with_image).unwrap(), "V1Deployment V1Service");
     // And the check is real: a misspelt field fails.
     let misspelt = file.contents.replace("readinessProbe:", "readynessProbe:");

@@ -211,6 +211,8 @@ pub fn run(args: &BuildArgs) -> u8 {
                 eprintln!("wrote {}", crate::lock::lock_path(&spec).display());
             }
             let mut deploy_files = Vec::new();
+            let artifact_refs: Vec<(String, String)> =
+                outcome.artifacts.iter().filter_map(|a| Some((a.origin.clone(), a.pushed.clone()?))).collect();
             if let (Some(dir), Some(repository)) = (&args.deploy, &deploy_repository) {
                 let image = repository.with_digest(outcome.manifest_digest.clone()).to_string();
                 let input = crate::deploy::DeployInput {
@@ -220,6 +222,7 @@ pub fn run(args: &BuildArgs) -> u8 {
                     placements: &plan.placements,
                     image_size: base_size + outcome.layers.iter().map(|l| l.layer.uncompressed_size).sum::<u64>(),
                     volume_claim: args.deploy_volume_claim.as_deref(),
+                    artifacts: &artifact_refs,
                 };
                 for warning in crate::deploy::warnings(deploy_target, &input) {
                     eprintln!("warning: {warning}");
@@ -380,6 +383,19 @@ fn print_outcome(outcome: &execute::BuildOutcome, dir: &Path) {
     if let Some(pushed) = &outcome.pushed {
         println!("pushed    {pushed}");
     }
+    for artifact in &outcome.artifacts {
+        println!(
+            "artifact  oci:{}:{}  {}  ({} at {})",
+            dir.display(),
+            artifact.tag,
+            artifact.digest(),
+            artifact.mount,
+            artifact.mount_path
+        );
+        if let Some(pushed) = &artifact.pushed {
+            println!("pushed    {pushed}");
+        }
+    }
 }
 
 fn outcome_json(outcome: &execute::BuildOutcome) -> serde_json::Value {
@@ -402,6 +418,22 @@ fn outcome_json(outcome: &execute::BuildOutcome) -> serde_json::Value {
             "paths": l.paths,
             "cached": l.cached,
             "registry_cache": l.from_registry_cache,
+        })).collect::<Vec<_>>(),
+        "artifacts": outcome.artifacts.iter().map(|a| serde_json::json!({
+            "origin": a.origin,
+            "source": a.uri,
+            "mount": a.mount,
+            "mount_path": a.mount_path,
+            "tag": a.tag,
+            "manifest_digest": a.digest().to_string(),
+            "pushed": a.pushed,
+            "layers": a.layers.iter().map(|l| serde_json::json!({
+                "what": l.what,
+                "digest": l.layer.digest.to_string(),
+                "size": l.layer.size,
+                "files": l.files,
+                "cached": l.cached,
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "registry_cache": {
             "hits": outcome.layers.iter().filter(|l| l.from_registry_cache).count(),

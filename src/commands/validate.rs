@@ -131,12 +131,14 @@ pub fn summary(spec: &Spec) -> String {
             WeightsMode::Auto => "auto",
             WeightsMode::Bake => "bake",
             WeightsMode::Volume => "volume",
+            WeightsMode::Artifact => "artifact",
         };
-        let volume = if entry.mode == WeightsMode::Bake || entry.volume_path == entry.path {
-            String::new()
-        } else {
-            format!(" (volume {})", entry.volume_path)
-        };
+        let volume =
+            if matches!(entry.mode, WeightsMode::Bake | WeightsMode::Artifact) || entry.volume_path == entry.path {
+                String::new()
+            } else {
+                format!(" (volume {})", entry.volume_path)
+            };
         out.push_str(&format!("  weights      {} → {}{volume} [{mode}]\n", entry.uri, entry.path));
     }
     out

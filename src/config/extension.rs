@@ -16,6 +16,7 @@ pub struct Extension {
     pub weights_updates_per_week: Option<f64>,
     pub weights_split_size: Option<u64>,
     pub dependency_split_size: Option<u64>,
+    pub artifact_repo: Option<String>,
     /// `check_entrypoint = false` turns off the check that the entrypoint's program is in the image.
     pub check_entrypoint: Option<bool>,
     /// `bytecode = false` installs Python packages without compiling `.pyc`.
@@ -77,6 +78,15 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
     }
     if let Some(mib) = super::cerebrium::int_in_range(reader, section, "weights_split_mib", 1, 1 << 20) {
         extension.weights_split_size = Some((mib as u64) << 20);
+    }
+    if let Some((repository, span)) = reader.string(section, "artifact_repo") {
+        if repository.is_empty() || repository.contains(['@', ':']) || repository != repository.to_ascii_lowercase() {
+            let what = reader.describe(section, "artifact_repo");
+            reader.diags.error(span, format!("{what} must be a repository name on the push registry (lowercase, no tag or digest), found \"{repository}\"")).hint =
+                Some("for example artifact_repo = \"team/models\"".to_string());
+        } else {
+            extension.artifact_repo = Some(repository);
+        }
     }
     if let Some(mib) = super::cerebrium::int_in_range(reader, section, "dependency_split_mib", 1, 1 << 20) {
         extension.dependency_split_size = Some((mib as u64) << 20);

@@ -130,6 +130,7 @@ pub fn load(tree: &Node, project_dir: &Path, diags: Diagnostics) -> (Option<Spec
         weights_updates_per_week: ext.weights_updates_per_week,
         weights_split_size: ext.weights_split_size.unwrap_or(DEFAULT_WEIGHTS_SPLIT_SIZE),
         dependency_split_size: ext.dependency_split_size.unwrap_or(crate::spec::DEFAULT_DEPENDENCY_SPLIT_SIZE),
+        artifact_repo: ext.artifact_repo.clone(),
         weights,
     };
     (Some(spec), diags)

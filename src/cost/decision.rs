@@ -67,7 +67,11 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
     let baseline: Vec<Placement> = inputs
         .weights
         .iter()
-        .map(|w| if w.mode == WeightsMode::Volume && !w.local { Placement::Volume } else { Placement::Bake })
+        .map(|w| match w.mode {
+            WeightsMode::Artifact => Placement::Artifact,
+            WeightsMode::Volume if !w.local => Placement::Volume,
+            _ => Placement::Bake,
+        })
         .collect();
     let starts = cold_starts_per_week(inputs, params);
     let updates = updates_per_week(inputs, params);
@@ -91,6 +95,7 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
             let volume_week = starts * volume_new + updates * (refill + volume.build_seconds);
             let preferred = if weights.local || volume_week >= bake_week { Placement::Bake } else { Placement::Volume };
             let chosen = match (weights.mode, &weights.volume_blocker) {
+                (WeightsMode::Artifact, _) => Placement::Artifact,
                 (_, Some(_)) if weights.local => Placement::Bake,
                 (WeightsMode::Bake, _) => Placement::Bake,
                 (WeightsMode::Volume, _) => Placement::Volume,
@@ -149,6 +154,16 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
                     }
                     _ => {}
                 }
+            }
+            if chosen == Placement::Artifact {
+                let mut as_artifact = baseline.clone();
+                as_artifact[index] = Placement::Artifact;
+                let artifact = option_plan("artifact", inputs, &as_artifact, params);
+                reason.push_str(&format!(
+                    "; as a ModelPack artifact a new node starts in ~{} (pulled beside the image), and a node that \
+                     has it pulls no weights byte when the app is rebuilt",
+                    seconds(total(&artifact, "new_node"))
+                ));
             }
             Decision {
                 origin: weights.origin.clone(),

@@ -139,6 +139,7 @@ mod tests {
             apt: None,
             conda: None,
             weights: vec![],
+            artifacts: vec![],
         };
         let layers: Vec<LayerEstimate> =
             crate::layout::dependency_layers(&lock, crate::spec::DEFAULT_DEPENDENCY_SPLIT_SIZE)

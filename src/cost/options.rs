@@ -47,6 +47,9 @@ pub struct OptionPlan {
     pub image_compressed: u64,
     pub image_uncompressed: u64,
     pub volume_bytes: u64,
+    /// Bytes of the ModelPack artifacts beside the image (`mode = "artifact"`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub artifact_bytes: u64,
     pub push_code_change: u64,
     pub push_weights_change: u64,
     pub cold_starts: Vec<Scenario>,
@@ -66,6 +69,10 @@ impl OptionPlan {
     pub fn scenario(&self, id: &str) -> Option<&Scenario> {
         self.cold_starts.iter().find(|s| s.id == id)
     }
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// The base when its size is unknown: the profile's defaults.
@@ -143,8 +150,26 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     let mut streamed_layers = Vec::new();
     // Layers a registry-cache rebuild still writes: app files, local weights.
     let mut local_layers = vec![PullLayer::from(&inputs.app)];
+    // Artifact layers: uncompressed, pulled by a new node beside the image
+    // and kept by it across app rebuilds.
+    let mut artifact_layers: Vec<LayerEstimate> = Vec::new();
     for (weights, placement) in inputs.weights.iter().zip(placements) {
         match placement {
+            Placement::Artifact => {
+                baked += weights.bytes;
+                let layers: Vec<LayerEstimate> = weights
+                    .layers
+                    .iter()
+                    .map(|l| LayerEstimate { compressed: l.uncompressed, codec: Codec::None, ..l.clone() })
+                    .collect();
+                if weights.local {
+                    local_layers.extend(layers.iter().map(PullLayer::from));
+                } else {
+                    remote_baked.extend(&weights.file_sizes);
+                    streamed_layers.extend(layers.iter().map(PullLayer::from));
+                }
+                artifact_layers.extend(layers);
+            }
             Placement::Bake => {
                 baked += weights.bytes;
                 if weights.local {
@@ -169,6 +194,10 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     let image_compressed = layers.iter().map(|l| l.compressed).sum();
     let image_uncompressed = layers.iter().map(|l| l.uncompressed).sum();
     let pull: Vec<PullLayer> = layers.iter().map(PullLayer::from).collect();
+    let artifact_bytes: u64 = artifact_layers.iter().map(|l| l.compressed).sum();
+    // A new node pulls the artifacts with the image (the kubelet with
+    // parallel image pulls); a node that has them keeps them.
+    let pull_new: Vec<PullLayer> = pull.iter().copied().chain(artifact_layers.iter().map(PullLayer::from)).collect();
     let shared_volume = inputs.target.has_shared_volume();
     let warm = WeightsAtStart { baked, volume: on_volume, volume_files, volume_warm: shared_volume };
     let cold = WeightsAtStart { volume_warm: false, ..warm.clone() };
@@ -181,7 +210,7 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     };
     let scenario = |id, label: String, terms: Terms| Scenario { id, label, total: terms.total(), terms };
     let mut cold_starts = vec![
-        scenario("new_node", format!("new node{volume_label}"), model::cold_start(&pull, &warm, params)),
+        scenario("new_node", format!("new node{volume_label}"), model::cold_start(&pull_new, &warm, params)),
         scenario(
             "cached_base",
             format!("base+deps cached{volume_label}"),
@@ -192,24 +221,27 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
         cold_starts.push(scenario(
             "cold_volume",
             "new node, cold volume".into(),
-            model::cold_start(&pull, &cold, params),
+            model::cold_start(&pull_new, &cold, params),
         ));
     }
 
-    let new_layers: Vec<PullLayer> = pull[cached_count..].to_vec();
+    let mut new_layers: Vec<PullLayer> = pull[cached_count..].to_vec();
+    new_layers.extend(artifact_layers.iter().map(PullLayer::from));
     let build = model::build_seconds(&remote_baked, &streamed_layers, &new_layers, params);
     let (ci_rebuild_unchanged, ci_rebuild_weights_file) =
         ci_rebuilds(&local_layers, &streamed_layers, &remote_baked, hook_layer.as_ref(), params);
     let push_weights_change = weights_layers.iter().map(|l| l.compressed).sum::<u64>()
-        + hook_layer.as_ref().map(|l| l.compressed).unwrap_or(0);
+        + hook_layer.as_ref().map(|l| l.compressed).unwrap_or(0)
+        + artifact_bytes;
     let mut replica_counts = vec![inputs.min_replicas.max(1), inputs.max_replicas.max(1)];
     replica_counts.dedup();
     let storage = replica_counts
         .into_iter()
         .map(|replicas| Storage {
             replicas,
-            registry: image_compressed,
-            nodes: replicas as u64 * (image_compressed + image_uncompressed),
+            registry: image_compressed + artifact_bytes,
+            // An artifact's blobs and its unpacked copy, like the image's.
+            nodes: replicas as u64 * (image_compressed + image_uncompressed + 2 * artifact_bytes),
             volume: if shared_volume { on_volume } else { on_volume * replicas as u64 },
         })
         .collect();
@@ -224,6 +256,7 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
         image_compressed,
         image_uncompressed,
         volume_bytes: on_volume,
+        artifact_bytes,
         push_code_change: inputs.app.compressed,
         push_weights_change,
         cold_starts,

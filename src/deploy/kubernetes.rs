@@ -139,7 +139,7 @@ struct TcpSocket {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct VolumeMount {
-    name: &'static str,
+    name: String,
     mount_path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     sub_path: Option<String>,
@@ -147,7 +147,7 @@ struct VolumeMount {
 
 #[derive(Serialize)]
 struct Volume {
-    name: &'static str,
+    name: String,
     #[serde(flatten)]
     source: VolumeSource,
 }
@@ -223,38 +223,54 @@ fn resources(input: &DeployInput) -> Option<Resources> {
     (!limits.is_empty()).then_some(Resources { requests: quantities, limits })
 }
 
-/// The volume of the volume-placed sources and where it is mounted: at
-/// the target's shared volume root, or (Baseten, one volume per source) at
-/// each source's own volume path through a sub-path.
+/// The volumes of the weights and where they are mounted: the volume of
+/// the volume-placed sources, at the target's shared volume root or (Baseten,
+/// one volume per source) at each source's own volume path through a
+/// sub-path; and an image volume per artifact source (the pushed ModelPack
+/// artifact by digest), read-only at the source's path.
 fn weights_volume(input: &DeployInput) -> (Vec<Volume>, Vec<VolumeMount>) {
     const NAME: &str = "weights";
     let spec = input.spec;
     let mut mounts: Vec<VolumeMount> = Vec::new();
+    let mut images: Vec<Volume> = Vec::new();
     for entry in &spec.weights {
         let Some(placed) = input.placements.iter().find(|p| p.origin == entry.origin) else { continue };
         let mount = match placed.placement {
             Placement::Bake => None,
             Placement::Volume if spec.target.name.has_shared_volume() => {
-                Some(VolumeMount { name: NAME, mount_path: spec.target.volume_root.clone(), sub_path: None })
+                Some(VolumeMount { name: NAME.into(), mount_path: spec.target.volume_root.clone(), sub_path: None })
             }
             Placement::Volume => Some(VolumeMount {
-                name: NAME,
+                name: NAME.into(),
                 mount_path: entry.volume_path.clone(),
                 sub_path: Some(dns_label(&entry.mount)),
             }),
+            Placement::Artifact => {
+                let Some((_, reference)) = input.artifacts.iter().find(|(origin, _)| origin == &entry.origin) else {
+                    continue;
+                };
+                let name = format!("{NAME}-{}", dns_label(&entry.mount));
+                images.push(Volume {
+                    name: name.clone(),
+                    source: VolumeSource::Image { reference: reference.clone(), pull_policy: "IfNotPresent" },
+                });
+                Some(VolumeMount { name, mount_path: entry.path.clone(), sub_path: None })
+            }
         };
         if let Some(mount) = mount.filter(|m| !mounts.iter().any(|known| known.mount_path == m.mount_path)) {
             mounts.push(mount);
         }
     }
-    if mounts.is_empty() {
-        return (Vec::new(), mounts);
+    let mut volumes = Vec::new();
+    if mounts.iter().any(|m| m.name == NAME) {
+        let source = match input.volume_claim {
+            Some(claim) => VolumeSource::PersistentVolumeClaim { claim_name: claim.to_string() },
+            None => VolumeSource::EmptyDir {},
+        };
+        volumes.push(Volume { name: NAME.into(), source });
     }
-    let source = match input.volume_claim {
-        Some(claim) => VolumeSource::PersistentVolumeClaim { claim_name: claim.to_string() },
-        None => VolumeSource::EmptyDir {},
-    };
-    (vec![Volume { name: NAME, source }], mounts)
+    volumes.extend(images);
+    (volumes, mounts)
 }
 
 pub fn render(input: &DeployInput) -> DeployFile {
@@ -339,7 +355,7 @@ mod tests {
     #[test]
     fn an_image_volume_names_the_artifact_by_digest() {
         let volume = Volume {
-            name: "weights",
+            name: "weights".into(),
             source: VolumeSource::Image {
                 reference: format!("registry.example/weights@sha256:{}", "a".repeat(64)),
                 pull_policy: "IfNotPresent",

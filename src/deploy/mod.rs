@@ -85,6 +85,8 @@ pub struct DeployInput<'a> {
     pub image_size: u64,
     /// Kubernetes: mount this PersistentVolumeClaim for volume sources instead of an emptyDir.
     pub volume_claim: Option<&'a str>,
+    /// `(origin, host/repo@sha256:…)` of every pushed weights artifact.
+    pub artifacts: &'a [(String, String)],
 }
 
 impl DeployInput<'_> {

@@ -384,6 +384,13 @@ pub fn generate(
     }
     // The layout's warnings (app-file selection among them) are the build's too.
     let mut warnings: Vec<String> = plan.warnings.clone();
+    for artifact in &plan.artifacts {
+        warnings.push(format!(
+            "{}: mode = \"artifact\": the weights are a ModelPack artifact that `imgbake build --push` pushes beside \
+             the image, not part of it; this Dockerfile's image leaves them out (the pod mounts the artifact at {})",
+            artifact.origin, artifact.mount_path
+        ));
+    }
 
     let mut files = Vec::new();
     for relative in &selection.files {

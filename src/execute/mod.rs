@@ -11,6 +11,7 @@
 //! sequences them, records sha256s computed on the way into imgbake.lock,
 //! and refuses, with one clear line, what is not built natively yet.
 
+pub mod artifact;
 pub mod deps;
 pub mod entrypoint;
 pub mod layers;
@@ -72,6 +73,8 @@ pub struct BuildOutcome {
     pub lock_written: bool,
     /// Layers recorded in the registry cache (`--cache-to`) after the push.
     pub registry_cache_recorded: usize,
+    /// The ModelPack artifacts of `mode = "artifact"` sources.
+    pub artifacts: Vec<artifact::BuiltArtifact>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +233,22 @@ pub fn build(
     if !entrypoint_checked {
         check_entrypoint(&built, &mut warnings)?;
     }
+    let mut artifacts = Vec::new();
+    for planned in &plan.artifacts {
+        let remote = planned.layers.iter().any(|l| match &l.layer.content {
+            LayerContent::Weights { files, .. } => {
+                files.iter().any(|f| matches!(f.file.content, crate::layout::weights::WeightsContent::Remote(_)))
+            }
+            _ => false,
+        });
+        if remote && !streams.contains_key(&planned.origin) {
+            let source = resolved.sources.iter().find(|s| s.entry.origin == planned.origin).ok_or_else(|| {
+                crate::layout::LayoutError::Unresolved { origin: planned.origin.clone(), uri: planned.uri.clone() }
+            })?;
+            streams.insert(planned.origin.clone(), remote::streams_for(source)?);
+        }
+        artifacts.push(artifact::build(spec, planned, &options.output.tag, &cache, streams.get(&planned.origin))?);
+    }
 
     for (origin, streams) in streams {
         let files = streams.into_computed();
@@ -239,6 +258,7 @@ pub fn build(
         }
     }
     record_computed_hashes(spec, resolved, &computed, options.lock_policy, &mut warnings)?;
+    record_artifacts(spec, resolved, &artifacts, options.lock_policy, &mut warnings)?;
     let mut pinned_weights = Vec::new();
     for source in &resolved.sources {
         let uri = &source.entry.uri;
@@ -269,10 +289,20 @@ pub fn build(
             .map_err(BuildError::Assemble)?;
     let from_registry = registry_cache.blobs_elsewhere(options.complete_output, &mut warnings);
     output::write_layout(&options.output, &image, &resolved.base, &built, &cache, &from_registry, &options.registry)?;
+    for artifact in &artifacts {
+        output::write_artifact(&options.output, artifact, &cache)?;
+    }
     let pushed = match &options.push {
         Some(reference) => Some(output::push(&options.output, &image, &resolved.base, reference, &options.registry)?),
         None => None,
     };
+    if let Some(reference) = &options.push {
+        let shared_repo = artifacts.len() > 1;
+        for artifact in &mut artifacts {
+            let target = artifact::push_target(spec.artifact_repo.as_deref(), reference, &artifact.mount, shared_repo);
+            artifact.pushed = Some(output::push_artifact(&options.output, artifact, &target, &options.registry)?);
+        }
+    }
     let registry_cache_recorded = match &options.push {
         Some(reference) => registry_cache.record(plan, &built, reference, &resolved.cache_dir, &mut warnings),
         None => 0,
@@ -289,7 +319,44 @@ pub fn build(
         warnings,
         lock_written: resolved.lock_written,
         registry_cache_recorded,
+        artifacts,
     })
+}
+
+/// Records each artifact's digest in imgbake.lock when it is new or moved
+/// (under `--locked`, a warning instead).
+fn record_artifacts(
+    spec: &Spec,
+    resolved: &mut Resolved,
+    artifacts: &[artifact::BuiltArtifact],
+    policy: crate::resolve::LockPolicy,
+    warnings: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    let recorded: Vec<crate::lock::LockedArtifact> = artifacts
+        .iter()
+        .map(|a| crate::lock::LockedArtifact {
+            source: a.uri.clone(),
+            mount: a.mount.clone(),
+            digest: a.digest().to_string(),
+        })
+        .collect();
+    if recorded == resolved.lock.artifacts {
+        return Ok(());
+    }
+    let path = crate::lock::lock_path(spec);
+    if policy == crate::resolve::LockPolicy::Locked {
+        warnings.push(format!(
+            "{}: the weights artifacts differ from the ones recorded; --locked leaves the lock as it is",
+            path.display()
+        ));
+        return Ok(());
+    }
+    let mut updated = resolved.lock.clone();
+    updated.artifacts = recorded;
+    updated.write(&path).map_err(|e| BuildError::Resolve(e.into()))?;
+    resolved.lock = updated;
+    resolved.lock_written = true;
+    Ok(())
 }
 
 /// Writes sha256s computed during this build into imgbake.lock (entries

@@ -1,6 +1,7 @@
 //! Where a built image goes: an OCI image layout directory (always) and a
 //! registry (with `--push`). Blobs are placed before the index names them.
 
+use super::artifact::BuiltArtifact;
 use super::layers::BuiltLayer;
 use crate::image::assemble::AssembledImage;
 use crate::image::cache::LayerCache;
@@ -95,11 +96,54 @@ pub fn write_layout(
     Ok(())
 }
 
+/// Puts a weights artifact into the output layout beside the image: its
+/// layer blobs, config and manifest, under its own tag.
+pub fn write_artifact(output: &OciRef, artifact: &BuiltArtifact, cache: &LayerCache) -> Result<(), OutputError> {
+    let layout_error =
+        |source| OutputError::Layout { dir: output.dir.clone(), tag: artifact.tag.clone(), source: Box::new(source) };
+    let layout = OciLayout::create(&output.dir).map_err(layout_error)?;
+    for layer in &artifact.layers {
+        if !layout.blobs().has(&layer.layer.digest) {
+            cache
+                .export(&layer.layer, layout.blobs())
+                .map_err(|source| OutputError::Blob { digest: layer.layer.digest.to_string(), source })?;
+        }
+    }
+    layout.write_image(&artifact.documents, &artifact.tag).map_err(layout_error)?;
+    Ok(())
+}
+
+/// Pushes a weights artifact from the output layout; returns `registry/repo@digest`.
+pub fn push_artifact(
+    output: &OciRef,
+    artifact: &BuiltArtifact,
+    target: &Reference,
+    options: &RegistryClientOptions,
+) -> Result<String, OutputError> {
+    push_documents(output, &artifact.documents, None, target, options)
+}
+
 /// Pushes the image from the output layout; returns `registry/repo@digest`.
 pub fn push(
     output: &OciRef,
     image: &AssembledImage,
     base: &ResolvedBase,
+    target: &Reference,
+    options: &RegistryClientOptions,
+) -> Result<String, OutputError> {
+    let mount_from = base
+        .reference
+        .as_ref()
+        .filter(|r| r.registry == target.registry && r.repository != target.repository)
+        .map(|r| r.repository.clone());
+    push_documents(output, image, mount_from, target, options)
+}
+
+/// Pushes a manifest, its config and its layers from the output layout.
+fn push_documents(
+    output: &OciRef,
+    image: &AssembledImage,
+    mount_from: Option<String>,
     target: &Reference,
     options: &RegistryClientOptions,
 ) -> Result<String, OutputError> {
@@ -111,11 +155,6 @@ pub fn push(
         .into_iter()
         .map(|layer| BlobSource::in_blobs_dir(&blobs_dir, layer.digest, layer.size))
         .collect();
-    let mount_from = base
-        .reference
-        .as_ref()
-        .filter(|r| r.registry == target.registry && r.repository != target.repository)
-        .map(|r| r.repository.clone());
     let to_push = ImageToPush {
         manifest: image.manifest.clone(),
         manifest_media_type: OCI_MANIFEST.to_string(),

@@ -16,6 +16,7 @@ pub mod direct_io;
 pub mod entries;
 pub mod layer;
 pub mod layout;
+pub mod modelpack;
 pub mod oci;
 pub mod pgzip;
 pub mod sample;

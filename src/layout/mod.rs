@@ -32,6 +32,8 @@ pub use crate::deps::python::WHEEL_UNPACKED_FACTOR;
 pub enum Placement {
     Bake,
     Volume,
+    /// A ModelPack artifact beside the image ([`ImagePlan::artifacts`]).
+    Artifact,
 }
 
 impl Placement {
@@ -39,6 +41,7 @@ impl Placement {
         match self {
             Placement::Bake => "bake",
             Placement::Volume => "volume",
+            Placement::Artifact => "artifact",
         }
     }
 }
@@ -72,8 +75,32 @@ pub struct ImagePlan {
     pub placements: Vec<SourcePlacement>,
     /// The volume-mode sources, when any.
     pub volume: Option<VolumePlan>,
+    /// The artifact-mode sources: each a ModelPack artifact beside the image.
+    pub artifacts: Vec<ArtifactPlan>,
     pub config: ImageConfig,
     pub warnings: Vec<String>,
+}
+
+/// One weights source as a ModelPack artifact (`mode = "artifact"`): its
+/// files in layers split as baked weights are, but with paths relative to
+/// the source (the node mounts the artifact at `mount_path`), uncompressed,
+/// weights and config files in layers of their own (`src/image/modelpack.rs`
+/// writes the documents).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactPlan {
+    pub origin: String,
+    pub uri: String,
+    pub mount: String,
+    /// Where the app reads the files: the pod's image volume mount path.
+    pub mount_path: String,
+    pub layers: Vec<ArtifactLayer>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactLayer {
+    pub layer: PlannedLayer,
+    /// Model config files only (json, tokenizer, …): the weight-config media type.
+    pub config_files: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -215,6 +242,7 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
 
     let mut placed = Vec::new();
     let mut volume_sources = Vec::new();
+    let mut artifacts = Vec::new();
     for entry in &spec.weights {
         let placement = placement_of(entry, placements);
         if placement == Placement::Volume {
@@ -230,6 +258,10 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
             reason: None,
         });
         match (&entry.source, placement) {
+            (WeightsSource::Local { path }, Placement::Artifact) => {
+                let files = weights::local_files(entry, path)?;
+                artifacts.push(artifact_plan(entry, spec, files, &|_| 1.0));
+            }
             (WeightsSource::Local { path }, _) => {
                 if entry.mode == WeightsMode::Auto {
                     warnings.push(format!(
@@ -250,6 +282,11 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
                 }));
             }
             (_, Placement::Volume) => volume_sources.push(resolved(entry, facts)?.clone()),
+            (_, Placement::Artifact) => {
+                let source = resolved(entry, facts)?;
+                let files = remote_plain_files(source);
+                artifacts.push(artifact_plan(entry, spec, files, &|_| 1.0));
+            }
             (_, Placement::Bake) => {
                 let source = resolved(entry, facts)?;
                 let unsampled = facts.target.profile.params.remote_weights_ratio;
@@ -281,7 +318,7 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
         });
     }
     let config = image_config(spec, facts.lock, volume.is_some());
-    let mut plan = ImagePlan { layers, placements: placed, volume, config, warnings };
+    let mut plan = ImagePlan { layers, placements: placed, volume, artifacts, config, warnings };
     compression::assign(&mut plan, spec, facts);
     Ok(plan)
 }
@@ -301,6 +338,7 @@ fn placement_of(entry: &WeightsEntry, placements: &Placements) -> Placement {
     match placements.get(&entry.origin) {
         Some(placement) => *placement,
         None if entry.mode == WeightsMode::Volume => Placement::Volume,
+        None if entry.mode == WeightsMode::Artifact => Placement::Artifact,
         None => Placement::Bake,
     }
 }
@@ -492,18 +530,7 @@ fn remote_weights_layers(
         }
     };
     match entry.layout {
-        WeightsLayout::Plain => {
-            let files = listing
-                .files
-                .iter()
-                .map(|f| WeightsFile {
-                    content: WeightsContent::Remote(f.clone()),
-                    relative: f.path.clone(),
-                    size: f.size,
-                })
-                .collect();
-            weights_layers(entry, spec, files, &ratio_of)
-        }
+        WeightsLayout::Plain => weights_layers(entry, spec, remote_plain_files(source), &ratio_of),
         WeightsLayout::HfCache => {
             let tree = crate::weights::hf_cache::tree(entry, listing);
             let blobs = tree
@@ -534,6 +561,63 @@ fn remote_weights_layers(
     }
 }
 
+/// A remote source's files as listed, at their paths in the source.
+fn remote_plain_files(source: &ResolvedSource) -> Vec<WeightsFile> {
+    source
+        .listing
+        .files
+        .iter()
+        .map(|f| WeightsFile { content: WeightsContent::Remote(f.clone()), relative: f.path.clone(), size: f.size })
+        .collect()
+}
+
+/// Extensions of the files a model loads its weights from; every other
+/// file of a source (config.json, tokenizer files, …) is a config file.
+const WEIGHTS_EXTENSIONS: [&str; 12] =
+    ["safetensors", "bin", "pt", "pth", "ckpt", "gguf", "ggml", "onnx", "h5", "msgpack", "npz", "tflite"];
+
+/// Whether `path` holds weights (by extension), else model config.
+pub fn is_weights_file(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.rsplit_once('.').is_some_and(|(_, ext)| WEIGHTS_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
+}
+
+/// An artifact-mode source: its weights files split into layers as baked
+/// ones are, its config files in layers of their own, every path relative
+/// to the source, every layer uncompressed (ModelPack: weights do not
+/// compress, and the node unpacks an uncompressed layer fastest).
+fn artifact_plan(
+    entry: &WeightsEntry,
+    spec: &Spec,
+    files: Vec<WeightsFile>,
+    ratio_of: &dyn Fn(&[WeightsFile]) -> f64,
+) -> ArtifactPlan {
+    let (weights, configs): (Vec<WeightsFile>, Vec<WeightsFile>) =
+        files.into_iter().partition(|f| is_weights_file(&f.relative));
+    let mut layers: Vec<ArtifactLayer> = Vec::new();
+    for (group, config_files) in [(weights, false), (configs, true)] {
+        if group.is_empty() {
+            continue;
+        }
+        let kind = if config_files { "config" } else { "weights" };
+        layers.extend(
+            split_layers(entry, spec, group, ratio_of, "", &format!("artifact {kind} {}", entry.mount))
+                .into_iter()
+                .map(|mut layer| {
+                    layer.compression = Compression::None;
+                    ArtifactLayer { layer, config_files }
+                }),
+        );
+    }
+    ArtifactPlan {
+        origin: entry.origin.clone(),
+        uri: entry.uri.clone(),
+        mount: entry.mount.clone(),
+        mount_path: entry.path.clone(),
+        layers,
+    }
+}
+
 /// The remote files of a group.
 fn remote_files(group: &[WeightsFile]) -> impl Iterator<Item = &crate::weights::RemoteFile> {
     group.iter().filter_map(|f| match &f.content {
@@ -550,18 +634,27 @@ fn weights_layers(
     files: Vec<WeightsFile>,
     ratio_of: &dyn Fn(&[WeightsFile]) -> f64,
 ) -> Vec<PlannedLayer> {
-    let image_root = entry.path.trim_start_matches('/');
+    split_layers(entry, spec, files, ratio_of, entry.path.trim_start_matches('/'), &format!("weights {}", entry.mount))
+}
+
+/// `files` under `root` (relative to the image or artifact root), split into
+/// layers named `name` (`name 1/3` …) by the Spec's `weights_split_size`.
+fn split_layers(
+    entry: &WeightsEntry,
+    spec: &Spec,
+    files: Vec<WeightsFile>,
+    ratio_of: &dyn Fn(&[WeightsFile]) -> f64,
+    root: &str,
+    name: &str,
+) -> Vec<PlannedLayer> {
     let groups = weights::split_into_layers(files, spec.weights_split_size);
     let parts = groups.len();
+    let under_root = |relative: &str| if root.is_empty() { relative.to_string() } else { format!("{root}/{relative}") };
     groups
         .into_iter()
         .enumerate()
         .map(|(index, group)| {
-            let name = if parts == 1 {
-                format!("weights {}", entry.mount)
-            } else {
-                format!("weights {} {}/{parts}", entry.mount, index + 1)
-            };
+            let name = if parts == 1 { name.to_string() } else { format!("{name} {}/{parts}", index + 1) };
             let names = if group.len() == 1 { group[0].relative.clone() } else { format!("{} files", group.len()) };
             let ratio = ratio_of(&group);
             PlannedLayer {
@@ -575,7 +668,7 @@ fn weights_layers(
                     ratio,
                     files: group
                         .into_iter()
-                        .map(|file| PlannedWeightsFile { image_path: format!("{image_root}/{}", file.relative), file })
+                        .map(|file| PlannedWeightsFile { image_path: under_root(&file.relative), file })
                         .collect(),
                 },
             }

@@ -34,6 +34,20 @@ pub struct Lock {
     pub conda: Option<LockedConda>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weights: Vec<LockedWeightsFile>,
+    /// The ModelPack artifact of each `mode = "artifact"` source, recorded
+    /// by the build that made it (a function of the locked files: the same
+    /// lock gives the same digest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<LockedArtifact>,
+}
+
+/// One weights source's artifact. Field order is the lock file's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedArtifact {
+    pub source: String,
+    pub mount: String,
+    /// The artifact manifest's digest.
+    pub digest: String,
 }
 
 /// What the lock was resolved from: the parts of the config that change it.
@@ -353,6 +367,7 @@ mod tests {
             apt: None,
             conda: None,
             weights: vec![],
+            artifacts: vec![],
         }
     }
 

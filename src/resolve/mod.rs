@@ -217,13 +217,29 @@ pub fn resolve(
     let existing = Lock::read(&crate::lock::lock_path(spec)).ok().flatten();
     let store = crate::weights::store::WeightsStore::open(cache_dir).ok();
     let sources = weights::resolve_sources(spec, existing.as_ref(), false, store.as_ref(), warnings)?;
+    let weights = locked_files(&sources);
+    // An artifact's digest stays true while its source's locked files do.
+    let files_of = |locked: &[crate::lock::LockedWeightsFile], source: &str| -> Vec<crate::lock::LockedWeightsFile> {
+        locked.iter().filter(|f| f.source == source).cloned().collect()
+    };
+    let artifacts = existing
+        .as_ref()
+        .map(|old| {
+            old.artifacts
+                .iter()
+                .filter(|a| files_of(&old.weights, &a.source) == files_of(&weights, &a.source))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     let lock = Lock {
         version: LOCK_VERSION,
         apt,
         conda,
         base: LockedBase { image: spec.base.image.clone(), pinned: base.pinned.clone() },
         python,
-        weights: locked_files(&sources),
+        weights,
+        artifacts,
         inputs,
     };
     Ok((lock, sources))

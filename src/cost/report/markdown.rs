@@ -36,6 +36,9 @@ pub fn render(plan: &Plan) -> String {
     out.push_str(&row("image compressed", &|o| size(o.image_compressed)));
     out.push_str(&row("image unpacked", &|o| size(o.image_uncompressed)));
     out.push_str(&row("on the volume", &|o| size(o.volume_bytes)));
+    if plan.options.iter().any(|o| o.artifact_bytes > 0) {
+        out.push_str(&row("ModelPack artifacts", &|o| size(o.artifact_bytes)));
+    }
     out.push_str(&row("pushed when code changes", &|o| size(o.push_code_change)));
     out.push_str(&row("pushed when weights change", &|o| size(o.push_weights_change)));
     out.push_str(&row("build, empty cache", &|o| seconds(o.build_seconds)));

@@ -39,6 +39,9 @@ pub fn render(plan: &Plan) -> String {
         each(&|o| format!("{} / {}", size(o.image_compressed), size(o.image_uncompressed))),
     ));
     out.push_str(&row("on the volume", each(&|o| size(o.volume_bytes))));
+    if plan.options.iter().any(|o| o.artifact_bytes > 0) {
+        out.push_str(&row("ModelPack artifacts", each(&|o| size(o.artifact_bytes))));
+    }
     out.push_str(&row("pushed when code changes", each(&|o| size(o.push_code_change))));
     out.push_str(&row("pushed when weights change", each(&|o| size(o.push_weights_change))));
     out.push_str(&row("build, empty cache", each(&|o| seconds(o.build_seconds))));

@@ -144,6 +144,9 @@ pub struct Runtime {
     pub port: Option<u16>,
     pub healthcheck_endpoint: Option<String>,
     pub readycheck_endpoint: Option<String>,
+    /// Truss `docker_server.predict_endpoint`: the route Baseten's /predict forwards to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predict_endpoint: Option<String>,
     pub environment: BTreeMap<String, String>,
     /// Names of secrets the app expects at run time. Values never enter imgbake.
     pub secret_names: Vec<String>,
@@ -160,6 +163,7 @@ impl Default for Runtime {
             port: None,
             healthcheck_endpoint: None,
             readycheck_endpoint: None,
+            predict_endpoint: None,
             environment: BTreeMap::new(),
             secret_names: Vec::new(),
             check_entrypoint: true,

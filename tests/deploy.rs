@@ -217,7 +217,7 @@ fn truss_config_runs_the_digest_as_a_docker_server() {
     let spec = spec_of("truss-volume", "config.yaml", &|text| {
         // Values a YAML 1.1 reader (PyYAML, Truss) takes for a bool or an int when written plain.
         text.replace("  HF_HUB_ENABLE_HF_TRANSFER: \"1\"\n", "  HF_HUB_ENABLE_HF_TRANSFER: \"1\"\n  TORCH_COMPILE: \"on\"\n  BATCH: \"1_000\"\n")
-            + "docker_server:\n  start_command: python3 -m uvicorn app:app --port 8000\n  server_port: 8000\n  readiness_endpoint: /ready\n  liveness_endpoint: /health\n"
+            + "docker_server:\n  start_command: python3 -m uvicorn app:app --port 8000\n  server_port: 8000\n  readiness_endpoint: /ready\n  liveness_endpoint: /health\n  predict_endpoint: /v1/generate\n"
     });
     let file = render(&spec, DeployTarget::Baseten, &["model_cache[0]", "model_cache[1]"], None);
     insta::assert_snapshot!("truss-volume", file.contents);
@@ -231,6 +231,9 @@ fn truss_config_runs_the_digest_as_a_docker_server() {
     assert_eq!((shell.as_str(), dash_c.as_str()), ("/bin/sh", "-c"));
     assert_eq!(shlex::split(command).unwrap(), imgbake::layout::wrap_entrypoint(&spec.runtime.entrypoint));
     assert_eq!((again.runtime.port, again.runtime.readycheck_endpoint.as_deref()), (Some(8000), Some("/ready")));
+    // The predict route is carried over, so the file needs no hand edit.
+    assert_eq!(again.runtime.predict_endpoint.as_deref(), Some("/v1/generate"));
+    assert!(!file.contents.contains("Add `docker_server.predict_endpoint`"), "{}", file.contents);
     let hardware = again.hardware.unwrap();
     assert_eq!((hardware.compute, hardware.gpu_count), (vec!["A10G".to_string()], 1));
     assert!((hardware.memory_gb.unwrap() - spec.hardware.as_ref().unwrap().memory_gb.unwrap()).abs() < 1e-9);

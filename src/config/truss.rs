@@ -242,7 +242,7 @@ fn docker_server<'a>(
     };
     runtime.healthcheck_endpoint = endpoint(reader, "liveness_endpoint");
     runtime.readycheck_endpoint = endpoint(reader, "readiness_endpoint");
-    reader.value(section, "predict_endpoint");
+    runtime.predict_endpoint = endpoint(reader, "predict_endpoint");
     runtime
 }
 

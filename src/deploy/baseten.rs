@@ -39,6 +39,8 @@ struct DockerServer<'a> {
     readiness_endpoint: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     liveness_endpoint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    predict_endpoint: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -87,14 +89,20 @@ pub fn render(input: &DeployInput) -> DeployFile {
             server_port: spec.runtime.port.unwrap_or_default(),
             readiness_endpoint: spec.runtime.readycheck_endpoint.as_deref(),
             liveness_endpoint: spec.runtime.healthcheck_endpoint.as_deref(),
+            predict_endpoint: spec.runtime.predict_endpoint.as_deref(),
         },
         resources,
         environment_variables: &input.config.env,
         secrets: input.secret_names().into_iter().map(|name| (name, None)).collect(),
     };
     let body = super::yaml::to_yaml(&config);
+    let missing_predict = if spec.runtime.predict_endpoint.is_none() {
+        "# Add `docker_server.predict_endpoint` (the route Baseten's /predict forwards to).\n"
+    } else {
+        ""
+    };
     let header = format!(
-        "# Written by `imgbake build --deploy`: runs {} by digest.\n# Push from this directory (`truss push`): the image holds the server, its packages and files.\n# Add `docker_server.predict_endpoint` (the route Baseten's /predict forwards to).\n",
+        "# Written by `imgbake build --deploy`: runs {} by digest.\n# Push from this directory (`truss push`): the image holds the server, its packages and files.\n{missing_predict}",
         input.image
     );
     DeployFile { name: "config.yaml", contents: format!("{header}{body}") }

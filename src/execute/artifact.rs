@@ -75,13 +75,16 @@ pub fn build(
 }
 
 /// The config's model descriptor: the mount as its name, the source
-/// without any query string, the pinned revision when the source has one.
+/// without any query string or user info, the pinned revision when the
+/// source has one.
 fn model_facts(spec: &Spec, artifact: &ArtifactPlan) -> ModelFacts {
     let entry = spec.weights.iter().find(|e| e.origin == artifact.origin);
     let source = entry.map(|e| &e.source);
+    let without_query = artifact.uri.split(['?', '#']).next().unwrap_or_default();
     let source_url = match source {
         None | Some(WeightsSource::Local { .. }) => None,
-        Some(_) => Some(artifact.uri.split(['?', '#']).next().unwrap_or_default().to_string()),
+        Some(WeightsSource::Https { .. }) => Some(crate::deps::python::redact_url(without_query)),
+        Some(_) => Some(without_query.to_string()),
     };
     let revision = match source {
         Some(WeightsSource::Hf { revision, .. }) => Some(revision.clone()),

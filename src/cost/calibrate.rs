@@ -548,11 +548,8 @@ pub fn measure(
         let (rate, what) = match (&plain, plain_small) {
             (Some(samples), Some(plain_small)) => {
                 let sustained = sustained_rate(samples);
-                let at_size = if key == "unpack_none" {
-                    sustained
-                } else {
-                    codec_rate_at_size(rate, plain_small, sustained)
-                };
+                let at_size =
+                    if key == "unpack_none" { sustained } else { codec_rate_at_size(rate, plain_small, sustained) };
                 (
                     at_size,
                     format!(

@@ -392,7 +392,13 @@ mod tests {
     #[test]
     fn prefetch_cold_downloads_files_in_parallel_one_connection_each() {
         // One 1 GB file: one connection at min(50, sha 1000) MB/s = 20 s.
-        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_files: vec![1000 * MB], volume_warm: false, baked_unpacked: true };
+        let weights = WeightsAtStart {
+            baked: 0,
+            volume: 1000 * MB,
+            volume_files: vec![1000 * MB],
+            volume_warm: false,
+            baked_unpacked: true,
+        };
         assert!(close(prefetch_seconds(&weights, &params()), 20.0));
         // Four 250 MB files, 4 jobs: each at min(50, min(100, 500)/4) = 25 MB/s → 10 s.
         let weights = WeightsAtStart { volume_files: vec![250 * MB; 4], ..weights };
@@ -402,7 +408,13 @@ mod tests {
     #[test]
     fn prefetch_warm_trusts_the_verification_records() {
         // Files verified by an earlier run are only stat'ed: no read, no hash.
-        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_files: vec![1000 * MB], volume_warm: true, baked_unpacked: true };
+        let weights = WeightsAtStart {
+            baked: 0,
+            volume: 1000 * MB,
+            volume_files: vec![1000 * MB],
+            volume_warm: true,
+            baked_unpacked: true,
+        };
         assert!(close(prefetch_seconds(&weights, &params()), 0.0));
         assert_eq!(
             prefetch_seconds(
@@ -454,8 +466,13 @@ mod tests {
     #[test]
     fn baked_weights_just_unpacked_are_cached_after_the_hooks_bytes() {
         // 2 GB baked and unpacked: 2000/4000 = 0.5 s from memory.
-        let baked =
-            WeightsAtStart { baked: 2000 * MB, volume: 0, volume_files: vec![], volume_warm: false, baked_unpacked: true };
+        let baked = WeightsAtStart {
+            baked: 2000 * MB,
+            volume: 0,
+            volume_files: vec![],
+            volume_warm: false,
+            baked_unpacked: true,
+        };
         assert!(close(load_seconds(&baked, &params()), 0.5));
         // With 1 GB the hook wrote after the unpack and 2 GB of cache, the
         // hook's GB and 1 GB of the baked stay: 2 GB at 4 GB/s + the other
@@ -474,7 +491,13 @@ mod tests {
     #[test]
     fn a_cold_start_adds_its_terms_and_imports_do_not_overlap_the_hook() {
         // pull 2 s (100 MB at 50), unpack 0.1 s, prefetch warm 0 s (records), app 5 s, load 1 s.
-        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_files: vec![1000 * MB], volume_warm: true, baked_unpacked: true };
+        let weights = WeightsAtStart {
+            baked: 0,
+            volume: 1000 * MB,
+            volume_files: vec![1000 * MB],
+            volume_warm: true,
+            baked_unpacked: true,
+        };
         let terms = cold_start(&[layer(100, 100, Codec::None)], &weights, &params());
         assert_eq!(terms.import_overlap, 0.0);
         assert!(close(terms.pull, 2.0) && close(terms.unpack, 0.1) && close(terms.total(), 8.1), "{terms:?}");

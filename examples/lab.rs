@@ -193,11 +193,14 @@ fn calibrate(args: &Args, project: &Path, base: &Path, image: &str, hub: &TestHu
     let sha256 = number("sha256");
     let app_reads = |rate: f64| 1.0 / (1.0 / rate + 1.0 / sha256);
     let (disk_read, page_cache_read) = (app_reads(number("disk_read")), app_reads(number("page_cache_read")));
+    let calibrated = profile["sources"].as_table().unwrap().clone();
     let in_series = |key: &str| {
         format!(
-            "lab: the app sha256s each 1 MiB it reads: calibrated {key} {:.0} MB/s and sha256 {:.0} MB/s in series",
+            "lab: the app sha256s each 1 MiB it reads: calibrated {key} {:.0} MB/s and sha256 {:.0} MB/s in series \
+             ({key} {})",
             number(key) / 1e6,
-            sha256 / 1e6
+            sha256 / 1e6,
+            calibrated.get(key).and_then(|s| s.as_str()).unwrap_or("not measured")
         )
     };
     let overrides: Vec<(&str, f64, String)> = vec![
@@ -554,7 +557,8 @@ fn svg_chart(rows: &[Comparison]) -> String {
         .flat_map(|r| [Comparison::total(&r.predicted), Comparison::total(&r.measured), spread(&r.run_totals).1])
         .fold(1.0, f64::max);
     let (left, top, bar, gap, height) = (60.0, 30.0, 18.0, 26.0, 300.0);
-    let width = left + rows.len() as f64 * (2.0 * bar + gap) + 40.0;
+    // Wide enough for the title when there are few rows.
+    let width = (left + rows.len() as f64 * (2.0 * bar + gap) + 40.0).max(600.0);
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"10\">\n\
          <text x=\"{left}\" y=\"16\" font-size=\"13\">Cold start: predicted (P) vs measured (M, median; whisker: fastest–slowest run), seconds</text>\n",

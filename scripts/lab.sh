@@ -7,8 +7,10 @@
 # predictions from a profile calibrated on this machine. See examples/lab.rs.
 #
 # Usage: scripts/lab.sh [--sizes 256,1024,4096] [--runs N] [--no-gate] [--debug]
+#   --runs N   cold starts per scenario (default 3); the gate compares each
+#              scenario's median run and refuses fewer than 3
 #   --debug    use debug binaries (what CI has already built)
-#   --no-gate  report, but exit 0 even when a prediction is off by > 25%
+#   --no-gate  report, but exit 0 even when a median is off by > 25%
 # Writes <cargo target dir>/lab-results/{lab.json,lab.md,lab.svg}. Needs root, and
 # docker-registry, skopeo, umoci and runc (bash .ci/run installs them).
 set -euo pipefail

@@ -104,7 +104,9 @@ pub struct Terms {
     pub app_start: f64,
     /// Negative: time the app's imports run during the prefetch (0 with imgbake's hook, which execs the app after).
     pub import_overlap: f64,
-    /// Reading the weights: from local disk when baked, from the volume otherwise.
+    /// Reading the weights: from the page cache what this start just wrote
+    /// (up to `page_cache_bytes`), the rest from local disk when baked, from
+    /// the volume otherwise.
     pub load: f64,
 }
 
@@ -125,6 +127,9 @@ pub struct WeightsAtStart {
     pub volume_files: Vec<u64>,
     /// True when the volume holds them already (only the hook's sha256 check runs).
     pub volume_warm: bool,
+    /// True when the runtime unpacked the baked weights during this start
+    /// (their layers were pulled), so their pages were just written.
+    pub baked_unpacked: bool,
 }
 
 /// Seconds to download `files` with `jobs` at once, one connection each,
@@ -164,9 +169,46 @@ pub fn prefetch_seconds(weights: &WeightsAtStart, params: &Params) -> f64 {
     )
 }
 
-/// Load: baked weights read from local disk, volume weights from the volume.
+/// The weights' bytes by where the app reads them from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadSplit {
+    /// In the node's page cache: read at memory speed.
+    pub cached: u64,
+    /// Baked, not cached: read from local disk.
+    pub baked_cold: u64,
+    /// On the volume, not cached: read from the volume.
+    pub volume_cold: u64,
+}
+
+/// What the node's memory holds when the app starts reading. Bytes written
+/// on this node during this start (baked weights the runtime just unpacked,
+/// files the hook just downloaded to the volume) went through the page
+/// cache and are still there, up to `page_cache_bytes`; the hook writes
+/// after the unpack, so its bytes are the ones kept first. Anything else
+/// (a warm volume on a new node, weights beyond the cache) is read cold.
+pub fn load_split(weights: &WeightsAtStart, params: &Params) -> LoadSplit {
+    let mut room = params.page_cache_bytes.max(0.0) as u64;
+    let mut keep = |written: u64| {
+        let kept = written.min(room);
+        room -= kept;
+        kept
+    };
+    let volume_cached = keep(if weights.volume_warm { 0 } else { weights.volume });
+    let baked_cached = keep(if weights.baked_unpacked { weights.baked } else { 0 });
+    LoadSplit {
+        cached: volume_cached + baked_cached,
+        baked_cold: weights.baked - baked_cached,
+        volume_cold: weights.volume - volume_cached,
+    }
+}
+
+/// Load: cached bytes at `page_cache_read`, the rest of the baked weights
+/// from local disk, the rest of the volume's from the volume.
 pub fn load_seconds(weights: &WeightsAtStart, params: &Params) -> f64 {
-    weights.baked as f64 / params.disk_read + weights.volume as f64 / params.volume_read
+    let split = load_split(weights, params);
+    split.cached as f64 / params.page_cache_read
+        + split.baked_cold as f64 / params.disk_read
+        + split.volume_cold as f64 / params.volume_read
 }
 
 /// One cold start: pull and unpack `layers` (those not on the node), run the
@@ -254,6 +296,8 @@ mod tests {
         p.unpack_zstd = 400e6;
         p.unpack_none = 1000e6;
         p.disk_read = 2e9;
+        p.page_cache_bytes = 8e9;
+        p.page_cache_read = 4e9;
         p.volume_read = 1e9;
         p.volume_write = 500e6;
         p.source_bandwidth = 100e6;
@@ -348,7 +392,13 @@ mod tests {
     #[test]
     fn prefetch_cold_downloads_files_in_parallel_one_connection_each() {
         // One 1 GB file: one connection at min(50, sha 1000) MB/s = 20 s.
-        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_files: vec![1000 * MB], volume_warm: false };
+        let weights = WeightsAtStart {
+            baked: 0,
+            volume: 1000 * MB,
+            volume_files: vec![1000 * MB],
+            volume_warm: false,
+            baked_unpacked: true,
+        };
         assert!(close(prefetch_seconds(&weights, &params()), 20.0));
         // Four 250 MB files, 4 jobs: each at min(50, min(100, 500)/4) = 25 MB/s → 10 s.
         let weights = WeightsAtStart { volume_files: vec![250 * MB; 4], ..weights };
@@ -358,11 +408,17 @@ mod tests {
     #[test]
     fn prefetch_warm_trusts_the_verification_records() {
         // Files verified by an earlier run are only stat'ed: no read, no hash.
-        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_files: vec![1000 * MB], volume_warm: true };
+        let weights = WeightsAtStart {
+            baked: 0,
+            volume: 1000 * MB,
+            volume_files: vec![1000 * MB],
+            volume_warm: true,
+            baked_unpacked: true,
+        };
         assert!(close(prefetch_seconds(&weights, &params()), 0.0));
         assert_eq!(
             prefetch_seconds(
-                &WeightsAtStart { baked: 5, volume: 0, volume_files: vec![], volume_warm: true },
+                &WeightsAtStart { baked: 5, volume: 0, volume_files: vec![], volume_warm: true, baked_unpacked: true },
                 &params()
             ),
             0.0
@@ -371,16 +427,77 @@ mod tests {
 
     #[test]
     fn load_reads_baked_weights_from_disk_and_the_rest_from_the_volume() {
-        // 2 GB at 2 GB/s + 1 GB at 1 GB/s = 2 s.
-        let weights =
-            WeightsAtStart { baked: 2000 * MB, volume: 1000 * MB, volume_files: vec![1000 * MB], volume_warm: true };
+        // Nothing written during this start (an image already unpacked, a warm
+        // volume): 2 GB at 2 GB/s + 1 GB at 1 GB/s = 2 s.
+        let weights = WeightsAtStart {
+            baked: 2000 * MB,
+            volume: 1000 * MB,
+            volume_files: vec![1000 * MB],
+            volume_warm: true,
+            baked_unpacked: false,
+        };
         assert!(close(load_seconds(&weights, &params()), 2.0));
+    }
+
+    #[test]
+    fn files_the_hook_just_wrote_are_read_from_the_page_cache() {
+        // 1 GB downloaded by the hook, 8 GB of cache: 1 GB at 4 GB/s = 0.25 s
+        // (a warm volume on a new node reads the same GB at 1 GB/s: 1 s).
+        let cold = WeightsAtStart {
+            baked: 0,
+            volume: 1000 * MB,
+            volume_files: vec![1000 * MB],
+            volume_warm: false,
+            baked_unpacked: true,
+        };
+        assert!(close(load_seconds(&cold, &params()), 0.25));
+        let warm = WeightsAtStart { volume_warm: true, ..cold.clone() };
+        assert!(close(load_seconds(&warm, &params()), 1.0));
+        // 3 GB prefetched, 1 GB of cache: min(N, C) / memory + the rest / cold
+        // = 1000/4000 + 2000/1000 = 2.25 s.
+        let mut small_cache = params();
+        small_cache.page_cache_bytes = 1e9;
+        let big = WeightsAtStart { volume: 3000 * MB, volume_files: vec![3000 * MB], ..cold };
+        let split = load_split(&big, &small_cache);
+        assert_eq!((split.cached, split.volume_cold), (1000 * MB, 2000 * MB));
+        assert!(close(load_seconds(&big, &small_cache), 2.25));
+    }
+
+    #[test]
+    fn baked_weights_just_unpacked_are_cached_after_the_hooks_bytes() {
+        // 2 GB baked and unpacked: 2000/4000 = 0.5 s from memory.
+        let baked = WeightsAtStart {
+            baked: 2000 * MB,
+            volume: 0,
+            volume_files: vec![],
+            volume_warm: false,
+            baked_unpacked: true,
+        };
+        assert!(close(load_seconds(&baked, &params()), 0.5));
+        // With 1 GB the hook wrote after the unpack and 2 GB of cache, the
+        // hook's GB and 1 GB of the baked stay: 2 GB at 4 GB/s + the other
+        // baked GB at 2 GB/s = 0.5 + 0.5 s.
+        let mut p = params();
+        p.page_cache_bytes = 2e9;
+        let both = WeightsAtStart { volume: 1000 * MB, volume_files: vec![1000 * MB], ..baked };
+        let split = load_split(&both, &p);
+        assert_eq!(split, LoadSplit { cached: 2000 * MB, baked_cold: 1000 * MB, volume_cold: 0 });
+        assert!(close(load_seconds(&both, &p), 1.0));
+        // No cache at all: the old model, 1 s + 1 s.
+        p.page_cache_bytes = 0.0;
+        assert!(close(load_seconds(&both, &p), 2.0));
     }
 
     #[test]
     fn a_cold_start_adds_its_terms_and_imports_do_not_overlap_the_hook() {
         // pull 2 s (100 MB at 50), unpack 0.1 s, prefetch warm 0 s (records), app 5 s, load 1 s.
-        let weights = WeightsAtStart { baked: 0, volume: 1000 * MB, volume_files: vec![1000 * MB], volume_warm: true };
+        let weights = WeightsAtStart {
+            baked: 0,
+            volume: 1000 * MB,
+            volume_files: vec![1000 * MB],
+            volume_warm: true,
+            baked_unpacked: true,
+        };
         let terms = cold_start(&[layer(100, 100, Codec::None)], &weights, &params());
         assert_eq!(terms.import_overlap, 0.0);
         assert!(close(terms.pull, 2.0) && close(terms.unpack, 0.1) && close(terms.total(), 8.1), "{terms:?}");

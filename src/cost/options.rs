@@ -199,7 +199,9 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     // parallel image pulls); a node that has them keeps them.
     let pull_new: Vec<PullLayer> = pull.iter().copied().chain(artifact_layers.iter().map(PullLayer::from)).collect();
     let shared_volume = inputs.target.has_shared_volume();
-    let warm = WeightsAtStart { baked, volume: on_volume, volume_files, volume_warm: shared_volume };
+    // Every scenario pulls the weights' layers, so baked weights were just unpacked.
+    let warm =
+        WeightsAtStart { baked, volume: on_volume, volume_files, volume_warm: shared_volume, baked_unpacked: true };
     let cold = WeightsAtStart { volume_warm: false, ..warm.clone() };
     let volume_label = if on_volume == 0 {
         ""

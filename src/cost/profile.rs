@@ -36,8 +36,15 @@ pub struct Params {
     pub unpack_none: f64,
     /// Seconds per tar entry unpacked (file creation, metadata), beside the byte rate.
     pub unpack_entry_seconds: f64,
+    /// Cold sequential read of a large file from local disk (page cache empty).
     pub disk_read: f64,
+    /// Sequential write of a large new file (fresh blocks) to local disk.
     pub disk_write: f64,
+    /// File bytes written on the node that its page cache still holds when the
+    /// app reads them (weights just unpacked, or just downloaded by the hook).
+    pub page_cache_bytes: f64,
+    /// Reading file bytes that are in the page cache (memory speed).
+    pub page_cache_read: f64,
     pub volume_read: f64,
     pub volume_write: f64,
     /// Weights source (hub, bucket) → node, all prefetch downloads together.
@@ -71,7 +78,7 @@ pub struct Params {
 }
 
 /// Keys in file order; `params_get`/`params_set` map them to fields.
-pub const KEYS: [&str; 28] = [
+pub const KEYS: [&str; 30] = [
     "registry_bandwidth",
     "layer_bandwidth",
     "pull_concurrency",
@@ -82,6 +89,8 @@ pub const KEYS: [&str; 28] = [
     "unpack_entry_seconds",
     "disk_read",
     "disk_write",
+    "page_cache_bytes",
+    "page_cache_read",
     "volume_read",
     "volume_write",
     "source_bandwidth",
@@ -115,6 +124,8 @@ impl Params {
             "unpack_entry_seconds" => &mut self.unpack_entry_seconds,
             "disk_read" => &mut self.disk_read,
             "disk_write" => &mut self.disk_write,
+            "page_cache_bytes" => &mut self.page_cache_bytes,
+            "page_cache_read" => &mut self.page_cache_read,
             "volume_read" => &mut self.volume_read,
             "volume_write" => &mut self.volume_write,
             "source_bandwidth" => &mut self.source_bandwidth,
@@ -211,6 +222,8 @@ fn common() -> (Params, BTreeMap<String, String>) {
         unpack_entry_seconds: 50e-6,
         disk_read: 1.5 * GB,
         disk_write: 1.0 * GB,
+        page_cache_bytes: 8.0 * GB,
+        page_cache_read: 4.0 * GB,
         volume_read: 1.0 * GB,
         volume_write: 500.0 * MB,
         source_bandwidth: 100.0 * MB,
@@ -242,8 +255,16 @@ fn common() -> (Params, BTreeMap<String, String>) {
             "unpack_entry_seconds",
             "assumption: creating one file or directory with its metadata (~50 µs, 20k entries/s); measure with --calibrate",
         ),
-        ("disk_read", "assumption: local NVMe, cold page cache (~1.5 GB/s); measure with --calibrate"),
-        ("disk_write", "assumption: local NVMe (~1 GB/s); measure with --calibrate"),
+        ("disk_read", "assumption: local NVMe, cold page cache, GB-sized reads (~1.5 GB/s); measure with --calibrate"),
+        ("disk_write", "assumption: local NVMe, new files (~1 GB/s); measure with --calibrate"),
+        (
+            "page_cache_bytes",
+            "assumption: a GPU node keeps ≥ 8 GB of just-written files cached (a container's memory limit caps what the hook's writes keep); measure with --calibrate",
+        ),
+        (
+            "page_cache_read",
+            "assumption: one thread's read() of cached pages, a memory copy (~4 GB/s); measure with --calibrate",
+        ),
         ("volume_read", "assumption: a network file system (~1 GB/s)"),
         ("volume_write", "assumption: a network file system (~500 MB/s)"),
         ("source_bandwidth", "assumption: Hugging Face hub / bucket download to one node (~100 MB/s)"),

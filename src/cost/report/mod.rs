@@ -36,6 +36,7 @@ pub fn param_value(key: &str, value: f64) -> String {
         "unpack_none",
         "disk_read",
         "disk_write",
+        "page_cache_read",
         "volume_read",
         "volume_write",
         "source_bandwidth",

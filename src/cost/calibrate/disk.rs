@@ -1,0 +1,325 @@
+//! Disk and page-cache measurements of `plan --calibrate`, and the rules
+//! that turn samples at several sizes into the one rate a profile keeps.
+//!
+//! A virtual disk serves its first tens of MiB from a cache or a burst
+//! allowance and then settles, and weights are GBs: so reads and writes are
+//! timed at several sizes and the rate past the smaller ones is kept
+//! ([`sustained_rate`]). The test data is stamped per 4 KiB block so that a
+//! deduplicating disk cannot skip any of it.
+
+use super::{bf16_like, io, timed, CalibrateError};
+use sha2::{Digest as _, Sha256};
+use std::io::Read;
+
+/// Sizes of the disk read and write samples, MiB: the small one shows a
+/// device's fast start, the large ones what a GB of weights sees.
+pub const DISK_SAMPLES_MIB: [u64; 3] = [32, 256, 1024];
+
+/// One timed transfer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+impl Sample {
+    pub fn rate(&self) -> f64 {
+        self.bytes as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// The rate a transfer of GBs sees: what each byte past the second-largest
+/// sample cost (the marginal rate between the two largest), which leaves a
+/// device's fast start and any fixed cost behind. Two close times can make
+/// that quotient absurd, so it is kept between half and all of the largest
+/// sample's own rate; with one sample, its rate.
+pub fn sustained_rate(samples: &[Sample]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by_key(|s| s.bytes);
+    let Some(largest) = sorted.last().copied() else {
+        return 0.0;
+    };
+    let average = largest.rate();
+    let Some(smaller) = sorted.len().checked_sub(2).map(|i| sorted[i]) else {
+        return average;
+    };
+    let (bytes, seconds) = (largest.bytes.saturating_sub(smaller.bytes), largest.seconds - smaller.seconds);
+    if bytes == 0 || seconds <= 0.0 {
+        return average;
+    }
+    (bytes as f64 / seconds).clamp(average / 2.0, average)
+}
+
+/// Seconds per entry from unpacks of different entry counts: the extra time
+/// over the extra entries of the two largest (a fixed cost drops out), or
+/// the largest's average when noise makes that difference ≤ 0.
+pub fn per_entry_seconds(samples: &[Sample]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by_key(|s| s.bytes);
+    match sorted.as_slice() {
+        [.., smaller, larger] if larger.bytes > smaller.bytes && larger.seconds > smaller.seconds => {
+            (larger.seconds - smaller.seconds) / (larger.bytes - smaller.bytes) as f64
+        }
+        [.., larger] if larger.bytes > 0 => larger.seconds / larger.bytes as f64,
+        _ => 0.0,
+    }
+}
+
+/// "32 MiB 1.02 GB/s, 1024 MiB 0.61 GB/s": every sample's rate.
+pub fn describe_samples(samples: &[Sample]) -> String {
+    let rates: Vec<String> =
+        samples.iter().map(|s| format!("{} MiB {:.2} GB/s", s.bytes >> 20, s.rate() / 1e9)).collect();
+    rates.join(", ")
+}
+
+/// Bytes the page cache can hold for files written now: `MemAvailable`,
+/// capped by this process's cgroup (v2) room (`memory.max - memory.current`).
+pub fn page_cache_room(meminfo: &str, cgroup_max: Option<&str>, cgroup_current: Option<&str>) -> Option<u64> {
+    let available = meminfo.lines().find_map(|line| {
+        let rest = line.strip_prefix("MemAvailable:")?;
+        rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kib| kib * 1024)
+    })?;
+    let number = |text: Option<&str>| text.and_then(|t| t.trim().parse::<u64>().ok());
+    let cgroup_room = match (number(cgroup_max), number(cgroup_current)) {
+        (Some(max), Some(current)) => Some(max.saturating_sub(current)),
+        _ => None,
+    };
+    Some(cgroup_room.map_or(available, |room| room.min(available)))
+}
+
+/// [`page_cache_room`] of this machine and this process's cgroup.
+pub(super) fn this_page_cache_room() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let dir = cgroup
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .map(|path| std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')));
+    let read = |name: &str| dir.as_ref().and_then(|d| std::fs::read_to_string(d.join(name)).ok());
+    page_cache_room(&meminfo, read("memory.max").as_deref(), read("memory.current").as_deref())
+}
+
+/// `bytes` of bf16-like data made from `chunk`, each 4 KiB block stamped
+/// with its position and `seed`, so that no two blocks of a sample (or of
+/// two samples) are equal and a deduplicating disk cannot skip them.
+pub(super) struct Stamped<'a> {
+    chunk: &'a [u8],
+    seed: u64,
+    left: u64,
+    block: u64,
+    buffer: Vec<u8>,
+    at: usize,
+}
+
+impl<'a> Stamped<'a> {
+    pub(super) fn new(chunk: &'a [u8], bytes: u64, seed: u64) -> Self {
+        Stamped { chunk, seed, left: bytes, block: 0, buffer: Vec::new(), at: 0 }
+    }
+
+    /// The next piece (at most `chunk.len()` bytes), or `None` at the end.
+    fn next_piece(&mut self) -> Option<&[u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        let take = (self.chunk.len() as u64).min(self.left) as usize;
+        self.buffer.clear();
+        self.buffer.extend_from_slice(&self.chunk[..take]);
+        for block in self.buffer.chunks_mut(4096) {
+            let stamp = (self.seed << 40) ^ self.block;
+            let n = block.len().min(8);
+            block[..n].copy_from_slice(&stamp.to_le_bytes()[..n]);
+            self.block += 1;
+        }
+        self.left -= take as u64;
+        Some(&self.buffer)
+    }
+}
+
+impl Read for Stamped<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.buffer.len() {
+            self.at = 0;
+            if self.next_piece().is_none() {
+                self.buffer.clear();
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.buffer.len() - self.at);
+        out[..n].copy_from_slice(&self.buffer[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Asks the kernel to drop `path`'s pages from the page cache, so that the
+/// next read comes from the disk.
+fn drop_from_page_cache(path: &std::path::Path) {
+    if let Ok(file) = std::fs::File::open(path) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor; fadvise only hints the kernel.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+}
+
+/// Reads `path` to the end in 1 MiB pieces, as an app reads its weights.
+fn read_through(path: &std::path::Path) -> Result<u64, CalibrateError> {
+    let mut file = std::fs::File::open(path).map_err(io("reading a test file"))?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(io("reading a test file"))?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+/// Disk writes and cold reads at each size, and the largest file read again
+/// from the page cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskSamples {
+    pub writes: Vec<Sample>,
+    pub reads: Vec<Sample>,
+    pub cached_read: Sample,
+}
+
+/// Writes a new file of each size the way build writes an uncompressed
+/// layer's blob (the first 8 MiB buffered, the rest with direct I/O, then
+/// fsync and rename: fresh blocks, as a node's unpack and the hook write),
+/// drops it from the page cache and reads it back; the largest is read
+/// once more, now from the page cache.
+pub fn disk_samples(dir: &std::path::Path, sizes_mib: &[u64]) -> Result<DiskSamples, CalibrateError> {
+    let store_dir = tempfile::tempdir_in(dir).map_err(io("creating a directory"))?;
+    let blob_error = |doing: &'static str| {
+        move |error: crate::image::blobs::BlobError| CalibrateError::Io { doing, source: std::io::Error::other(error) }
+    };
+    let store = crate::image::blobs::BlobStore::open(store_dir.path()).map_err(blob_error("opening a blob store"))?;
+    let chunk = bf16_like(8 << 20, 3);
+    let (mut writes, mut reads, mut cached_read) = (Vec::new(), Vec::new(), None);
+    for (index, &mib) in sizes_mib.iter().enumerate() {
+        let bytes = mib << 20;
+        let name = crate::image::digest::Digest::from_sha256_bytes(&Sha256::digest(format!("calibrate-{index}")));
+        let mut data = Stamped::new(&chunk, bytes, index as u64);
+        let (_, seconds) = timed(|| {
+            let mut writer = store.writer_unhashed().map_err(blob_error("writing a test blob"))?;
+            while let Some(piece) = data.next_piece() {
+                writer.write_all_blob(piece).map_err(blob_error("writing a test blob"))?;
+            }
+            writer.commit_as(&name).map_err(blob_error("committing a test blob"))
+        })?;
+        writes.push(Sample { bytes, seconds });
+        let path = store.path(&name);
+        drop_from_page_cache(&path);
+        let (read, seconds) = timed(|| read_through(&path))?;
+        reads.push(Sample { bytes: read, seconds });
+        if index + 1 == sizes_mib.len() {
+            let (read, seconds) = timed(|| read_through(&path))?;
+            cached_read = Some(Sample { bytes: read, seconds });
+        }
+        std::fs::remove_file(&path).map_err(io("removing a test blob"))?;
+    }
+    let cached_read = cached_read.unwrap_or(Sample { bytes: 0, seconds: 1.0 });
+    Ok(DiskSamples { writes, reads, cached_read })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: u64 = 1_000_000;
+
+    fn sample(mb: u64, seconds: f64) -> Sample {
+        Sample { bytes: mb * MB, seconds }
+    }
+
+    #[test]
+    fn a_device_fast_at_first_is_charged_its_rate_past_the_fast_part() {
+        // 100 MB at 2 GB/s, then 500 MB/s: 100 MB in 0.05 s, 500 MB in
+        // 0.85 s, 1000 MB in 1.85 s. The 1000 MB average (541 MB/s) still
+        // carries the fast start; past 500 MB it is 500 MB/s.
+        let samples = [sample(100, 0.05), sample(500, 0.85), sample(1000, 1.85)];
+        assert!((sustained_rate(&samples) - 500e6).abs() < 1.0);
+        assert_eq!(describe_samples(&samples[..1]), "95 MiB 2.00 GB/s");
+        // Order does not matter.
+        let shuffled = [samples[2], samples[0], samples[1]];
+        assert_eq!(sustained_rate(&shuffled), sustained_rate(&samples));
+    }
+
+    #[test]
+    fn a_fixed_cost_or_noise_keeps_the_largest_samples_own_rate() {
+        // 0.1 s of fixed cost, then 1 GB/s: the marginal 1 GB/s is above the
+        // 1000 MB average (909 MB/s), which is what 1000 MB really took.
+        let fixed = [sample(100, 0.2), sample(1000, 1.1)];
+        assert!((sustained_rate(&fixed) - 1000e6 / 1.1).abs() < 1.0);
+        // Two near-equal times would give 50 GB/s: the average wins.
+        let noisy = [sample(500, 0.85), sample(1000, 0.86)];
+        assert!((sustained_rate(&noisy) - 1000e6 / 0.86).abs() < 1.0);
+        // A hiccup in the large sample (100 MB more in 9.1 s, 11 MB/s): no
+        // less than half the 1000 MB average (100 MB/s) is charged.
+        let hiccup = [sample(900, 0.9), sample(1000, 10.0)];
+        assert!((sustained_rate(&hiccup) - 50e6).abs() < 1.0);
+        assert_eq!(sustained_rate(&[sample(100, 0.5)]), 200e6);
+        assert_eq!(sustained_rate(&[]), 0.0);
+    }
+
+    #[test]
+    fn per_entry_cost_leaves_the_fixed_cost_out() {
+        // tar's start and the sync: 0.2 s; 100 µs per entry.
+        let samples = [Sample { bytes: 1000, seconds: 0.3 }, Sample { bytes: 4000, seconds: 0.6 }];
+        assert!((per_entry_seconds(&samples) - 100e-6).abs() < 1e-12);
+        let noisy = [Sample { bytes: 1000, seconds: 0.6 }, Sample { bytes: 4000, seconds: 0.5 }];
+        assert!((per_entry_seconds(&noisy) - 0.5 / 4000.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_page_cache_room_is_memavailable_within_the_cgroup() {
+        let meminfo = "MemTotal:       24683656 kB\nMemFree:         4000000 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(page_cache_room(meminfo, None, None), Some(20_000_000 * 1024));
+        assert_eq!(page_cache_room(meminfo, Some("max\n"), Some("1000\n")), Some(20_000_000 * 1024));
+        assert_eq!(page_cache_room(meminfo, Some("8000000000\n"), Some("3000000000\n")), Some(5_000_000_000));
+        assert_eq!(page_cache_room("MemTotal: 1 kB\n", None, None), None);
+    }
+
+    #[test]
+    fn disk_samples_time_every_size_and_leave_nothing_behind() {
+        // Bounded: 1 and 4 MiB (the command measures 32 MiB to 1 GiB).
+        let dir = tempfile::tempdir().unwrap();
+        let samples = disk_samples(dir.path(), &[1, 4]).unwrap();
+        let bytes: Vec<u64> = samples.reads.iter().map(|s| s.bytes).collect();
+        assert_eq!(bytes, [1 << 20, 4 << 20]);
+        assert_eq!(samples.writes.iter().map(|s| s.bytes).collect::<Vec<_>>(), bytes);
+        assert_eq!(samples.cached_read.bytes, 4 << 20);
+        for s in samples.writes.iter().chain(&samples.reads).chain([&samples.cached_read]) {
+            assert!(s.seconds > 0.0 && s.rate().is_finite(), "{s:?}");
+        }
+        assert!(sustained_rate(&samples.reads) > 0.0);
+        let left: Vec<_> = walk(dir.path());
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                files.extend(walk(&entry.path()));
+            } else {
+                files.push(entry.path());
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn stamped_data_has_no_two_equal_blocks() {
+        let chunk = bf16_like(16 << 10, 1);
+        let mut data = Vec::new();
+        Stamped::new(&chunk, 40 << 10, 5).read_to_end(&mut data).unwrap();
+        assert_eq!(data.len(), 40 << 10);
+        let blocks: std::collections::BTreeSet<&[u8]> = data.chunks(4096).collect();
+        assert_eq!(blocks.len(), 10);
+        let mut other = Vec::new();
+        Stamped::new(&chunk, 4096, 6).read_to_end(&mut other).unwrap();
+        assert!(!blocks.contains(&other[..]));
+    }
+}

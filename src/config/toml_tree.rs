@@ -14,7 +14,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Node, Diagnostic> {
     let index = LineIndex::new(text);
     let table = DeTable::parse(text).map_err(|err| {
         let stopped_at = err.span().map(|range| range.start);
-        let span = stopped_at.map(|offset| index.span_at(text, offset)).unwrap_or_default();
+        // Some errors come without a position (the parser's recursion limit on
+        // a key or value nested too deeply): the first line stands in.
+        let span = stopped_at.map(|offset| index.span_at(text, offset)).unwrap_or(Span { line: 1, col: 1 });
         let parser_says = err.message().trim().to_string();
         match unclosed(text).filter(|open| stopped_at.is_none_or(|stop| open.offset <= stop)) {
             Some(open) => Diagnostic::error(
@@ -197,6 +199,10 @@ mod tests {
         let err = parse(Path::new("c.toml"), "[a]\nname = app\n").unwrap_err();
         assert_eq!(err.span.unwrap().line, 2);
         assert!(err.message.starts_with("invalid TOML"), "{}", err.message);
+        // Found by fuzzing: a header nested past the parser's recursion limit has no position of its own.
+        let deep = format!("[{}]\n", vec!["a"; 200].join("."));
+        let err = parse(Path::new("cerebrium.toml"), &deep).unwrap_err();
+        assert_eq!(err.span, Some(Span { line: 1, col: 1 }), "{}", err.message);
     }
 
     #[test]

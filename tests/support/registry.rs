@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
 const STARTUP_WAIT: Duration = Duration::from_secs(20);
+const STARTUP_ATTEMPTS: usize = 5;
 
 pub struct TestRegistry {
     child: Child,
@@ -45,10 +46,22 @@ impl TestRegistry {
             Path::new(REGISTRY_BINARY).exists(),
             "{REGISTRY_BINARY} is missing: install Debian's `docker-registry` package"
         );
+        // A port can still be taken between the probe and the server's bind
+        // (by another process); then start again on another one.
+        for _ in 0..STARTUP_ATTEMPTS {
+            let port = free_port();
+            if let Some(registry) = TestRegistry::start_on(port, htpasswd, tls) {
+                return registry;
+            }
+        }
+        panic!("{REGISTRY_BINARY} found no free port in {STARTUP_ATTEMPTS} attempts")
+    }
+
+    /// The registry on `port`, or `None` when the port was taken before it bound.
+    fn start_on(port: u16, htpasswd: Option<(&str, &str)>, tls: Option<&TestCertificate>) -> Option<TestRegistry> {
         let dir = tempfile::tempdir().expect("temp dir for the test registry");
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).unwrap();
-        let port = free_port();
         let mut config = format!(
             "version: 0.1\n\
              log:\n  level: warn\n  accesslog:\n    disabled: false\n\
@@ -81,8 +94,7 @@ impl TestRegistry {
             .spawn()
             .unwrap_or_else(|error| panic!("failed to start {REGISTRY_BINARY}: {error}"));
         let mut registry = TestRegistry { child, port, dir, tls: tls.is_some() };
-        registry.wait_until_ready();
-        registry
+        registry.wait_until_ready().then_some(registry)
     }
 
     /// `127.0.0.1:PORT`.
@@ -103,17 +115,23 @@ impl TestRegistry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    fn wait_until_ready(&mut self) {
+    /// Waits for the registry to answer; `false` when it exited because its
+    /// port was taken, a panic on any other failure.
+    fn wait_until_ready(&mut self) -> bool {
         let deadline = Instant::now() + STARTUP_WAIT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{REGISTRY_BINARY} exited with {status} before answering:\n{}", self.log());
+                let log = self.log();
+                if log.contains("address already in use") {
+                    return false;
+                }
+                panic!("{REGISTRY_BINARY} exited with {status} before answering:\n{log}");
             }
             if let Some(status) = http_status(&self.host(), "/v2/") {
                 // 401 counts: the server is up and asks for credentials;
                 // a TLS server answers plain HTTP with 400.
                 if status == 200 || status == 401 || (self.tls && status == 400) {
-                    return;
+                    return true;
                 }
             }
             if Instant::now() > deadline {
@@ -136,12 +154,33 @@ impl Drop for TestRegistry {
     }
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, taken below the kernel's ephemeral
+/// range (`ip_local_port_range`, 32768–60999 by default). A port from
+/// `bind(":0")` is an ephemeral one: between our probe closing it and the
+/// server binding it, any outgoing connection on the machine may take it as
+/// its source port (CI saw `bind: address already in use` that way). Each
+/// call in a process gets a different port, so parallel tests never race
+/// for the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Each test binary starts at its own offset, so two processes running
+    // at once rarely probe the same ports.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT)
 }
 
 /// The status of a plain `GET`, or `None` when nothing answers.

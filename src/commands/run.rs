@@ -558,6 +558,7 @@ fn plan_terms(plan: &crate::cost::Plan, cold_volume: bool) -> PlanReport {
             unpack: phases::milliseconds(terms.unpack),
             prefetch: phases::milliseconds(terms.prefetch),
             app_start: phases::milliseconds(terms.app_start),
+            imports: phases::milliseconds(terms.imports),
             load: phases::milliseconds(terms.load),
         },
     }

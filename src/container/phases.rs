@@ -34,12 +34,13 @@ pub struct PlanTerms {
     pub unpack: f64,
     pub prefetch: f64,
     pub app_start: f64,
+    pub imports: f64,
     pub load: f64,
 }
 
 impl PlanTerms {
     pub fn total(&self) -> f64 {
-        self.pull + self.unpack + self.prefetch + self.app_start + self.load
+        self.pull + self.unpack + self.prefetch + self.app_start + self.imports + self.load
     }
 }
 
@@ -83,7 +84,7 @@ pub fn rows(measured: &Measured, plan: Option<&PlanTerms>) -> Vec<Phase> {
         row(
             "imports",
             &imports,
-            None,
+            plan_of(|p| p.imports),
             match &measured.imports {
                 Ok(i) => format!("{} modules, top-level cumulative times (python -X importtime)", i.modules),
                 Err(_) => String::new(),
@@ -98,16 +99,22 @@ pub fn rows(measured: &Measured, plan: Option<&PlanTerms>) -> Vec<Phase> {
         }
         (Err(why), _) => Err(why.clone()),
     };
-    let rest_how = if imports.is_ok() {
-        "ready − prefetch − imports: interpreter start, weights load, app init".to_string()
+    let (rest_how, rest_plan) = if imports.is_ok() {
+        (
+            "ready − prefetch − imports: interpreter start, weights load, app init".to_string(),
+            plan_of(|p| p.app_start + p.load),
+        )
     } else {
-        "ready − prefetch: interpreter start, imports, weights load, app init".to_string()
+        (
+            "ready − prefetch: interpreter start, imports, weights load, app init".to_string(),
+            plan_of(|p| p.app_start + p.imports + p.load),
+        )
     };
-    rows.push(row("load+init", &rest, plan_of(|p| p.app_start + p.load), rest_how));
+    rows.push(row("load+init", &rest, rest_plan, rest_how));
     rows.push(row(
         "ready",
         &measured.ready,
-        plan_of(|p| p.prefetch + p.app_start + p.load),
+        plan_of(|p| p.prefetch + p.app_start + p.imports + p.load),
         "from process start to the first 200 of the health endpoint".into(),
     ));
     let total = measured
@@ -186,7 +193,8 @@ mod tests {
         }
     }
 
-    const PLAN: PlanTerms = PlanTerms { pull: 4.0, unpack: 1.0, prefetch: 0.0, app_start: 2.0, load: 0.5 };
+    const PLAN: PlanTerms =
+        PlanTerms { pull: 4.0, unpack: 1.0, prefetch: 0.0, app_start: 1.5, imports: 0.5, load: 0.5 };
 
     fn find<'a>(rows: &'a [Phase], name: &str) -> &'a Phase {
         rows.iter().find(|r| r.phase == name).unwrap()
@@ -198,7 +206,8 @@ mod tests {
         let names: Vec<&str> = rows.iter().map(|r| r.phase).collect();
         assert_eq!(names, ["pull", "unpack", "start", "prefetch", "imports", "load+init", "ready", "total"]);
         assert_eq!(find(&rows, "load+init").seconds, Some(0.875), "ready − imports (no prefetch)");
-        assert_eq!(find(&rows, "load+init").plan_seconds, Some(2.5));
+        assert_eq!(find(&rows, "load+init").plan_seconds, Some(2.0), "app start + load: imports have their row");
+        assert_eq!(find(&rows, "imports").plan_seconds, Some(0.5));
         assert_eq!(find(&rows, "ready").plan_seconds, Some(2.5));
         assert_eq!(find(&rows, "total").seconds, Some(1.75), "unpack + start + ready, no pull");
         assert_eq!(find(&rows, "total").plan_seconds, Some(3.5), "the plan's total without its pull");

@@ -1,7 +1,7 @@
 //! `plan --calibrate`: measures this machine's rates (unpack per codec, disk
-//! write and read, the page cache, sha256, compression, and optionally a
-//! registry pull) on bf16-like data and returns them as profile parameters
-//! with their sources.
+//! write and read, the page cache, sha256, compression, Python imports with
+//! and without bytecode, and optionally a registry pull) on bf16-like data
+//! and returns them as profile parameters with their sources.
 //!
 //! Disk rates depend on size: a virtual disk serves its first tens of MiB
 //! from a cache or a burst allowance, then settles. Weights are GBs, so disk
@@ -10,6 +10,7 @@
 //! source lists every size's rate.
 
 mod disk;
+mod imports;
 
 pub use disk::{
     describe_samples, disk_samples, page_cache_room, per_entry_seconds, sustained_rate, DiskSamples, Sample,
@@ -418,6 +419,8 @@ pub fn measure(
         value: per_entry,
         how: format!("{at}: tar -x + sync of empty files ({}), per file past the smaller count", listed.join(", ")),
     });
+
+    out.extend(imports::measure_imports("python3", dir, &at)?);
 
     if let Some((text, options)) = registry {
         out.extend(measure_registry(text, options, &at)?);

@@ -206,6 +206,7 @@ mod tests {
             dependency_layers: Vec::new(),
             dependencies_declared: false,
             app: layer("app", 10_000, Codec::Gzip),
+            imports: Default::default(),
             weights: vec![WeightsInput {
                 origin: "imgbake.weights[0]".into(),
                 uri: "hf://org/m@main".into(),

@@ -108,6 +108,8 @@ mod tests {
             sha256: String::new(),
             size,
             installed: None,
+            python_source: None,
+            native: None,
             built_from: None,
         };
         let lock = Lock {

@@ -132,11 +132,61 @@ pub struct PlanInputs {
     pub dependency_layers: Vec<LayerEstimate>,
     pub dependencies_declared: bool,
     pub app: LayerEstimate,
+    pub imports: ImportsInput,
     pub weights: Vec<WeightsInput>,
     pub min_replicas: u32,
     pub max_replicas: u32,
     pub weights_updates_per_week: Option<f64>,
     pub notes: Vec<String>,
+}
+
+/// What the app's imports read at a cold start: the locked Python
+/// packages' `.py` and compiled-library bytes (the model takes its share of
+/// each) and the app's own `.py` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ImportsInput {
+    pub python_source: u64,
+    pub native: u64,
+    pub app_source: u64,
+    /// The packages' `.pyc` files are in the image (`[imgbake] bytecode`).
+    pub bytecode: bool,
+}
+
+/// Shares of a wheel's installed bytes that are `.py` source and compiled
+/// libraries, for a lock written before it recorded them: measured on
+/// numpy, pandas, fastapi, uvicorn, pydantic, transformers, requests and
+/// safetensors installed together (108 MB of .py and 106 MB of .so in 369 MB).
+const SOURCE_SHARE_OF_INSTALLED: f64 = 0.29;
+const NATIVE_SHARE_OF_INSTALLED: f64 = 0.29;
+
+/// The imports of `spec`'s app from the lock's wheel sizes and the app's files.
+fn imports_input(spec: &Spec, bake: &ImagePlan, lock: Option<&Lock>, notes: &mut Vec<String>) -> ImportsInput {
+    let mut imports = ImportsInput { bytecode: spec.python.bytecode, ..ImportsInput::default() };
+    let wheels = lock.and_then(|l| l.python.as_ref()).map(|p| &p.packages[..]).unwrap_or_default();
+    let mut estimated = 0;
+    for wheel in wheels {
+        let installed = wheel.installed_estimate() as f64;
+        let share = |exact: Option<u64>, share: f64| exact.unwrap_or((installed * share) as u64);
+        imports.python_source += share(wheel.python_source, SOURCE_SHARE_OF_INSTALLED);
+        imports.native += share(wheel.native, NATIVE_SHARE_OF_INSTALLED);
+        estimated += usize::from(wheel.python_source.is_none() || wheel.native.is_none());
+    }
+    if estimated > 0 {
+        notes.push(format!(
+            "imports: {estimated} of {} packages without source and library sizes in imgbake.lock (estimated from their installed size; `imgbake lock` records them)",
+            wheels.len()
+        ));
+    }
+    for layer in &bake.layers {
+        if let LayerContent::AppFiles { files } = &layer.content {
+            imports.app_source += files
+                .iter()
+                .filter(|f| f.link.is_none() && f.source.extension().is_some_and(|e| e == "py"))
+                .map(|f| f.size)
+                .sum::<u64>();
+        }
+    }
+    imports
 }
 
 /// The state of `imgbake.lock` for the dependency layers.
@@ -178,7 +228,7 @@ pub fn from_plan(
                 ));
             }
             None => notes.push(
-                "dependencies not resolved: pip/apt/conda layers are not counted until imgbake.lock exists (run `imgbake lock`)"
+                "dependencies not resolved: pip/apt/conda layers and the packages' imports are not counted until imgbake.lock exists (run `imgbake lock`)"
                     .into(),
             ),
         }
@@ -254,6 +304,7 @@ pub fn from_plan(
             }
         })
         .collect();
+    let imports = imports_input(spec, bake, lock.lock, &mut notes);
     let scaling = spec.scaling.as_ref();
     PlanInputs {
         name: spec.name.clone(),
@@ -263,6 +314,7 @@ pub fn from_plan(
         dependency_layers,
         dependencies_declared,
         app,
+        imports,
         weights,
         min_replicas: scaling.map(|s| s.min_replicas).unwrap_or(0),
         max_replicas: scaling.map(|s| s.max_replicas.max(s.min_replicas)).unwrap_or(1).max(1),

@@ -6,7 +6,7 @@
 //! `registry_bandwidth`; layers are unpacked one at a time, in order, each as
 //! soon as it has arrived and the one before it is unpacked.
 
-use super::inputs::{Codec, LayerEstimate};
+use super::inputs::{Codec, ImportsInput, LayerEstimate};
 use super::profile::Params;
 use serde::Serialize;
 
@@ -102,6 +102,9 @@ pub struct Terms {
     /// The prefetch hook: download to a cold volume, or verify a warm one.
     pub prefetch: f64,
     pub app_start: f64,
+    /// The app's imports: the packages' share of `.py` read (and compiled
+    /// without bytecode) and of compiled libraries mapped, the app's own modules.
+    pub imports: f64,
     /// Negative: time the app's imports run during the prefetch (0 with imgbake's hook, which execs the app after).
     pub import_overlap: f64,
     /// Reading the weights: from the page cache what this start just wrote
@@ -112,8 +115,24 @@ pub struct Terms {
 
 impl Terms {
     pub fn total(&self) -> f64 {
-        self.pull + self.unpack + self.prefetch + self.app_start + self.import_overlap + self.load
+        self.pull + self.unpack + self.prefetch + self.app_start + self.imports + self.import_overlap + self.load
     }
+}
+
+/// Seconds the app's imports take at a cold start. The packages' `.py`
+/// bytes it reads are `import_source_fraction` of the locked ones (read at
+/// `import_rate`, and compiled at `compile_rate` too when the image has no
+/// bytecode); their compiled libraries, `native_import_fraction` of the
+/// locked ones at `native_load_rate`. The app's own modules are all imported
+/// and always compiled: build compiles bytecode for packages only, and a
+/// container's writable layer starts empty, so nothing is cached.
+pub fn import_seconds(imports: &ImportsInput, params: &Params) -> f64 {
+    let source = imports.python_source as f64 * params.import_source_fraction;
+    let compiled = if imports.bytecode { 0.0 } else { source };
+    let app = imports.app_source as f64;
+    (source + app) / params.import_rate
+        + (compiled + app) / params.compile_rate
+        + imports.native as f64 * params.native_import_fraction / params.native_load_rate
 }
 
 /// Where the weights are at start-up.
@@ -212,14 +231,15 @@ pub fn load_seconds(weights: &WeightsAtStart, params: &Params) -> f64 {
 }
 
 /// One cold start: pull and unpack `layers` (those not on the node), run the
-/// hook, start the app, load the weights.
-pub fn cold_start(layers: &[PullLayer], weights: &WeightsAtStart, params: &Params) -> Terms {
+/// hook, start the app, import, load the weights.
+pub fn cold_start(layers: &[PullLayer], weights: &WeightsAtStart, imports: &ImportsInput, params: &Params) -> Terms {
     let times = pull_and_unpack(layers, params);
     Terms {
         pull: times.download,
         unpack: times.unpacked - times.download,
         prefetch: prefetch_seconds(weights, params),
         app_start: params.app_start_seconds,
+        imports: import_seconds(imports, params),
         // imgbake's hook verifies every file, then execs the app: no overlap.
         import_overlap: 0.0,
         load: load_seconds(weights, params),
@@ -305,6 +325,8 @@ mod tests {
         p.prefetch_jobs = 4.0;
         p.sha256 = 1e9;
         p.app_start_seconds = 5.0;
+        p.import_source_fraction = 0.2;
+        p.import_rate = 40e6;
         p.compress_gzip = 50e6;
         p.compress_zstd = 250e6;
         p.disk_write = 800e6;
@@ -498,9 +520,31 @@ mod tests {
             volume_warm: true,
             baked_unpacked: true,
         };
-        let terms = cold_start(&[layer(100, 100, Codec::None)], &weights, &params());
+        // imports: 100 MB of .py × 0.2 = 20 MB at 40 MB/s = 0.5 s (bytecode).
+        let imports = ImportsInput { python_source: 100 * MB, native: 0, app_source: 0, bytecode: true };
+        let terms = cold_start(&[layer(100, 100, Codec::None)], &weights, &imports, &params());
         assert_eq!(terms.import_overlap, 0.0);
-        assert!(close(terms.pull, 2.0) && close(terms.unpack, 0.1) && close(terms.total(), 8.1), "{terms:?}");
+        assert!(close(terms.imports, 0.5), "{terms:?}");
+        assert!(close(terms.pull, 2.0) && close(terms.unpack, 0.1) && close(terms.total(), 8.6), "{terms:?}");
+    }
+
+    #[test]
+    fn imports_compile_without_bytecode_and_map_their_share_of_libraries() {
+        let mut p = params();
+        p.import_source_fraction = 0.2;
+        p.import_rate = 40e6;
+        p.compile_rate = 4e6;
+        p.native_import_fraction = 0.5;
+        p.native_load_rate = 100e6;
+        // 20 MB of .py read at 40 MB/s (0.5 s), 200 MB of .so × 0.5 at 100 MB/s (1 s).
+        let mut imports = ImportsInput { python_source: 100 * MB, native: 200 * MB, app_source: 0, bytecode: true };
+        assert!(close(import_seconds(&imports, &p), 1.5));
+        // Without bytecode the 20 MB are compiled too: + 5 s.
+        imports.bytecode = false;
+        assert!(close(import_seconds(&imports, &p), 6.5));
+        // The app's own 4 MB are read and compiled at every start: + 0.1 s + 1 s.
+        imports = ImportsInput { python_source: 0, native: 0, app_source: 4 * MB, bytecode: true };
+        assert!(close(import_seconds(&imports, &p), 1.1));
     }
 
     #[test]

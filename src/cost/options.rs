@@ -212,18 +212,22 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     };
     let scenario = |id, label: String, terms: Terms| Scenario { id, label, total: terms.total(), terms };
     let mut cold_starts = vec![
-        scenario("new_node", format!("new node{volume_label}"), model::cold_start(&pull_new, &warm, params)),
+        scenario(
+            "new_node",
+            format!("new node{volume_label}"),
+            model::cold_start(&pull_new, &warm, &inputs.imports, params),
+        ),
         scenario(
             "cached_base",
             format!("base+deps cached{volume_label}"),
-            model::cold_start(&pull[cached_count..], &warm, params),
+            model::cold_start(&pull[cached_count..], &warm, &inputs.imports, params),
         ),
     ];
     if on_volume > 0 && shared_volume {
         cold_starts.push(scenario(
             "cold_volume",
             "new node, cold volume".into(),
-            model::cold_start(&pull_new, &cold, params),
+            model::cold_start(&pull_new, &cold, &inputs.imports, params),
         ));
     }
 

@@ -778,6 +778,8 @@ mod tests {
             sha256: "ab".into(),
             size,
             installed: None,
+            python_source: None,
+            native: None,
             built_from: None,
         };
         // torch's wheel installs to well over 64 MiB; nvidia-x's to just over it (wheel bytes × 3.4).
@@ -812,6 +814,8 @@ mod tests {
             sha256: String::new(),
             size: 1,
             installed: Some(installed),
+            python_source: None,
+            native: None,
             built_from: None,
         };
         let wheels: Vec<LockedWheel> = ["a", "b", "c", "d", "e"].iter().map(|n| wheel(n, 40 << 20)).collect();
@@ -829,6 +833,8 @@ mod tests {
                 sha256: String::new(),
                 size: 1,
                 installed: Some(200 << 20),
+                python_source: None,
+                native: None,
                 built_from: None,
             })
             .collect();

@@ -361,6 +361,8 @@ mod tests {
                     sha256: "ab".into(),
                     size: 3,
                     installed: None,
+                    python_source: None,
+                    native: None,
                     built_from: None,
                 }],
             }),

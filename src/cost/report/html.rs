@@ -6,7 +6,7 @@ use super::{markdown, param_value, term_values, TERMS};
 use crate::cost::decision::{seconds, size};
 use crate::cost::Plan;
 
-const COLOURS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#d62728"];
+const COLOURS: [&str; 7] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#e377c2", "#8c564b", "#d62728"];
 const CHART_WIDTH: f64 = 900.0;
 const LABEL_WIDTH: f64 = 290.0;
 const BAR_HEIGHT: f64 = 22.0;
@@ -16,7 +16,7 @@ fn escape(text: &str) -> String {
 }
 
 fn cold_start_chart(plan: &Plan) -> String {
-    let rows: Vec<(String, [f64; 6], f64)> = plan
+    let rows: Vec<(String, [f64; 7], f64)> = plan
         .options
         .iter()
         .flat_map(|o| {

@@ -44,6 +44,9 @@ pub fn param_value(key: &str, value: f64) -> String {
         "compress_gzip",
         "compress_zstd",
         "push_bandwidth",
+        "import_rate",
+        "compile_rate",
+        "native_load_rate",
     ];
     if rate_keys.contains(&key) {
         format!("{}/s", super::decision::size(value as u64))
@@ -77,8 +80,8 @@ pub fn wrap(text: &str, width: usize, indent: usize) -> String {
 }
 
 /// The labels and values shown for the cold-start terms, in stacking order.
-pub const TERMS: [&str; 6] = ["pull", "unpack", "prefetch", "app start", "import overlap", "load"];
+pub const TERMS: [&str; 7] = ["pull", "unpack", "prefetch", "app start", "imports", "import overlap", "load"];
 
-pub fn term_values(terms: &super::model::Terms) -> [f64; 6] {
-    [terms.pull, terms.unpack, terms.prefetch, terms.app_start, terms.import_overlap, terms.load]
+pub fn term_values(terms: &super::model::Terms) -> [f64; 7] {
+    [terms.pull, terms.unpack, terms.prefetch, terms.app_start, terms.imports, terms.import_overlap, terms.load]
 }

@@ -103,6 +103,14 @@ pub struct LockedWheel {
     /// from its zip directory by `imgbake lock`; absent in older locks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installed: Option<u64>,
+    /// Bytes of its `.py` files: what an import reads, or compiles when
+    /// there is no bytecode. Read with `installed`; absent in older locks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_source: Option<u64>,
+    /// Bytes of its compiled libraries (`.so` files, CUDA's included), which
+    /// an import maps and relocates. Read with `installed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<u64>,
     /// Set when imgbake built the wheel from source (no usable wheel on the
     /// index); `url` is then `built:<wheel file name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -331,9 +339,17 @@ pub fn resolve(spec: &Spec, target: &PythonTarget, cache_dir: &Path) -> Result<V
     let mut wheels = pinned
         .into_iter()
         .map(|pinned| match pinned {
-            Pinned::Wheel { name, version, url, sha256, size } => {
-                Ok(LockedWheel { name, version, url, sha256, size, installed: None, built_from: None })
-            }
+            Pinned::Wheel { name, version, url, sha256, size } => Ok(LockedWheel {
+                name,
+                version,
+                url,
+                sha256,
+                size,
+                installed: None,
+                python_source: None,
+                native: None,
+                built_from: None,
+            }),
             Pinned::Source { name, version, source } => {
                 let built =
                     source_build::build_wheel(&name, &source, spec.python.installer, &tags, &credentials, cache_dir)?;
@@ -344,6 +360,8 @@ pub fn resolve(spec: &Spec, target: &PythonTarget, cache_dir: &Path) -> Result<V
                     sha256: built.sha256,
                     size: built.size,
                     installed: None,
+                    python_source: None,
+                    native: None,
                     built_from: Some(source),
                 })
             }

@@ -1,7 +1,9 @@
 //! Installed sizes of locked wheels, read by `imgbake lock` from each
 //! wheel's zip directory without downloading the wheel, so the layout splits
 //! torch-sized distributions and the plan sizes their layers from the real
-//! bytes rather than an archive-size factor.
+//! bytes rather than an archive-size factor. The same directory gives the
+//! bytes of `.py` source and of compiled libraries, which the plan's import
+//! term reads.
 //!
 //! The zip crate's `ZipArchive::new` reads the end-of-central-directory
 //! record and the central directory only (it ignores the local headers);
@@ -24,27 +26,42 @@ const MAX_READ: u64 = 16 << 20;
 /// Wheels sized at once.
 const CONCURRENT: usize = 8;
 
-/// Fills `installed` for every wheel whose zip directory can be read: local
-/// files (and wheels imgbake built, from `cache_dir`) directly, remote ones
-/// with range requests.
+/// Fills `installed`, `python_source` and `native` for every wheel whose zip
+/// directory can be read: local files (and wheels imgbake built, from
+/// `cache_dir`) directly, remote ones with range requests.
 pub fn fill_installed_sizes(wheels: &mut [LockedWheel], credentials: &Credentials, cache_dir: &Path) {
     let Ok(client) = super::http_client() else { return };
+    let needs_sizes = |w: &LockedWheel| w.installed.is_none() || w.python_source.is_none() || w.native.is_none();
     for chunk in wheels.chunks_mut(CONCURRENT) {
         std::thread::scope(|scope| {
-            for wheel in chunk.iter_mut().filter(|w| w.installed.is_none()) {
+            for wheel in chunk.iter_mut().filter(|w| needs_sizes(w)) {
                 let client = &client;
-                scope.spawn(move || wheel.installed = installed_size(wheel, client, credentials, cache_dir));
+                scope.spawn(move || {
+                    if let Some(sizes) = wheel_sizes(wheel, client, credentials, cache_dir) {
+                        wheel.installed = Some(sizes.installed);
+                        wheel.python_source = Some(sizes.python_source);
+                        wheel.native = Some(sizes.native);
+                    }
+                });
             }
         });
     }
 }
 
-fn installed_size(
+/// Bytes of a wheel's files, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct WheelSizes {
+    installed: u64,
+    python_source: u64,
+    native: u64,
+}
+
+fn wheel_sizes(
     wheel: &LockedWheel,
     client: &reqwest::blocking::Client,
     credentials: &Credentials,
     cache_dir: &Path,
-) -> Option<u64> {
+) -> Option<WheelSizes> {
     if wheel.url.starts_with(BUILT_URL_PREFIX) {
         return zip_size(std::fs::File::open(super::cached_wheel_path(cache_dir, wheel)).ok()?);
     }
@@ -58,10 +75,30 @@ fn installed_size(
     zip_size(reader)
 }
 
-/// Bytes of the files of a zip archive, from its central directory.
-fn zip_size(reader: impl Read + Seek) -> Option<u64> {
+/// Bytes of the files of a zip archive, from its central directory only
+/// (`by_index_data` reads no local header: no range request per file).
+fn zip_size(reader: impl Read + Seek) -> Option<WheelSizes> {
     let archive = zip::ZipArchive::new(reader).ok()?;
-    archive.decompressed_size().and_then(|size| u64::try_from(size).ok())
+    let mut sizes = WheelSizes {
+        installed: archive.decompressed_size().and_then(|size| u64::try_from(size).ok())?,
+        ..WheelSizes::default()
+    };
+    for index in 0..archive.len() {
+        let entry = archive.by_index_data(index).ok()?;
+        let name = entry.name_raw();
+        if name.ends_with(b".py") {
+            sizes.python_source += entry.size();
+        } else if is_native_library(name) {
+            sizes.native += entry.size();
+        }
+    }
+    Some(sizes)
+}
+
+/// `x.so`, `libcudnn.so.9`, `x.cpython-311-x86_64-linux-gnu.so`.
+fn is_native_library(name: &[u8]) -> bool {
+    let file = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+    file.ends_with(b".so") || file.windows(4).any(|w| w == b".so.")
 }
 
 /// A remote file read through range requests of [`BLOCK`] bytes, each kept.
@@ -183,7 +220,9 @@ mod tests {
     fn a_local_wheel_is_sized_from_its_directory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("demo-1.0-py3-none-any.whl");
-        std::fs::write(&path, wheel_with(&[("demo/__init__.py", 1000), ("demo/lib.so", 300_000)])).unwrap();
+        let files =
+            [("demo/__init__.py", 1000), ("demo/lib.so", 300_000), ("demo.libs/libx.so.9", 20), ("demo/a.txt", 5)];
+        std::fs::write(&path, wheel_with(&files)).unwrap();
         let mut wheels = vec![LockedWheel {
             name: "demo".into(),
             version: "1.0".into(),
@@ -191,10 +230,14 @@ mod tests {
             sha256: String::new(),
             size: std::fs::metadata(&path).unwrap().len(),
             installed: None,
+            python_source: None,
+            native: None,
             built_from: None,
         }];
         fill_installed_sizes(&mut wheels, &Credentials::default(), dir.path());
-        assert_eq!(wheels[0].installed, Some(301_000));
+        assert_eq!(wheels[0].installed, Some(301_025));
+        assert_eq!(wheels[0].python_source, Some(1000));
+        assert_eq!(wheels[0].native, Some(300_020));
     }
 
     #[test]
@@ -212,10 +255,13 @@ mod tests {
                 sha256: String::new(),
                 size: body.len() as u64,
                 installed: None,
+                python_source: None,
+                native: None,
                 built_from: None,
             }];
             fill_installed_sizes(&mut wheels, &Credentials::default(), Path::new("/nonexistent"));
             assert_eq!(wheels[0].installed, ranges.then_some(4000 * 1024), "ranges: {ranges}");
+            assert_eq!(wheels[0].python_source, wheels[0].installed);
         }
     }
 }

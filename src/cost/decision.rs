@@ -218,21 +218,16 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
             let artifact_candidate = image_volumes && weights.artifact_blocker.is_none();
             let artifact = (artifact_candidate || weights.mode == WeightsMode::Artifact)
                 .then(|| priced(Placement::Artifact, "artifact"));
-            let candidate_artifact = artifact.as_ref().filter(|_| artifact_candidate);
-            // What the model prefers, and what auto may take (a blocked volume is not available).
-            let preferred =
-                cheapest([Some(&bake), (!weights.local).then_some(&volume), candidate_artifact].into_iter().flatten())
-                    .expect("bake is always a candidate");
-            let available = cheapest(
-                [
-                    Some(&bake),
-                    (!weights.local && weights.volume_blocker.is_none()).then_some(&volume),
-                    candidate_artifact,
-                ]
-                .into_iter()
-                .flatten(),
-            )
-            .expect("bake is always available");
+            // What the model weighs: bake, volume for a remote source, artifact where it can be mounted.
+            let candidates: Vec<&Priced> =
+                [Some(&bake), (!weights.local).then_some(&volume), artifact.as_ref().filter(|_| artifact_candidate)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            let preferred = cheapest(candidates.iter().copied()).expect("bake is always a candidate");
+            // What auto may take: a volume that cannot be built is not available.
+            let blocked = |p: &&Priced| p.placement == Placement::Volume && weights.volume_blocker.is_some();
+            let available = cheapest(candidates.iter().copied().filter(|p| !blocked(p))).expect("bake is available");
             let chosen = match (weights.mode, &weights.volume_blocker) {
                 (WeightsMode::Artifact, _) => Placement::Artifact,
                 (WeightsMode::Auto, _) => available.placement,
@@ -240,32 +235,19 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
                 (WeightsMode::Bake, _) => Placement::Bake,
                 (WeightsMode::Volume, _) => Placement::Volume,
             };
-            let priced_as = |placement| match placement {
-                Placement::Bake => Some(&bake),
-                Placement::Volume => Some(&volume),
-                Placement::Artifact => artifact.as_ref(),
-            };
-            // The sentence compares the winner with its runner-up; without
-            // artifact, bake with volume as before.
-            let runner_up = |winner: &Priced| {
-                cheapest(
-                    [Some(&bake), (!weights.local).then_some(&volume), candidate_artifact]
-                        .into_iter()
-                        .flatten()
-                        .filter(|p| p.placement != winner.placement),
-                )
-            };
-            let why = match (weights.local, candidate_artifact) {
+            let chosen_priced = candidates.iter().copied().find(|p| p.placement == chosen);
+            let why = match (weights.local, artifact_candidate) {
                 // A local directory configured as an artifact: there was nothing to weigh.
-                (true, None) if chosen == Placement::Artifact => String::new(),
-                (true, None) => weights.volume_blocker.clone().unwrap_or_default(),
-                (false, None) => deciding_term(&bake, &volume, &rates, shared, inputs.min_replicas),
-                (_, Some(_)) => {
-                    let winner = priced_as(chosen).unwrap_or(preferred);
-                    match runner_up(winner) {
-                        Some(other) => deciding_term(winner, other, &rates, shared, inputs.min_replicas),
-                        None => String::new(),
-                    }
+                (true, false) if chosen == Placement::Artifact => String::new(),
+                (true, false) => weights.volume_blocker.clone().unwrap_or_default(),
+                (false, false) => deciding_term(&bake, &volume, &rates, shared, inputs.min_replicas),
+                // The winner against its runner-up.
+                (_, true) => {
+                    let winner = chosen_priced.unwrap_or(preferred);
+                    let others = candidates.iter().copied().filter(|p| p.placement != winner.placement);
+                    cheapest(others)
+                        .map(|other| deciding_term(winner, other, &rates, shared, inputs.min_replicas))
+                        .unwrap_or_default()
                 }
             };
             let configured = if weights.mode == WeightsMode::Auto || weights.local { "" } else { " (configured)" };
@@ -273,32 +255,25 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
             if !why.is_empty() {
                 reason.push_str(&format!("; {why}"));
             }
-            let compared = !weights.local || candidate_artifact.is_some();
-            if compared {
-                let mut weeks: Vec<&Priced> = Vec::new();
-                weeks.push(&bake);
-                if !weights.local {
-                    weeks.push(&volume);
-                }
-                weeks.extend(candidate_artifact);
-                let text: Vec<String> =
-                    weeks.iter().map(|p| format!("~{}/week {}", seconds(p.week), week_words(p.placement))).collect();
-                reason.push_str(&format!("; {}", text.join(" vs ")));
-                let chosen_week = priced_as(chosen).map(|p| p.week);
-                let extra = chosen_week.map(|week| week - preferred.week).unwrap_or(0.0);
-                match (weights.mode, &weights.volume_blocker) {
-                    (WeightsMode::Auto, Some(blocker)) if preferred.placement == Placement::Volume => {
+            if candidates.len() > 1 {
+                let weeks: Vec<String> = candidates
+                    .iter()
+                    .map(|p| format!("~{}/week {}", seconds(p.week), week_words(p.placement)))
+                    .collect();
+                reason.push_str(&format!("; {}", weeks.join(" vs ")));
+                match (weights.mode, &weights.volume_blocker, chosen_priced) {
+                    (WeightsMode::Auto, Some(blocker), _) if preferred.placement == Placement::Volume => {
                         reason.push_str(&format!("; volume would be cheaper but {blocker}"))
                     }
-                    (WeightsMode::Bake | WeightsMode::Volume | WeightsMode::Artifact, _)
+                    // A configured placement the model weighed (not an artifact where none can be mounted).
+                    (WeightsMode::Bake | WeightsMode::Volume | WeightsMode::Artifact, _, Some(priced))
                         if chosen != preferred.placement
-                            && priced_as(chosen).is_some_and(|p| weeks.iter().any(|w| w.placement == p.placement))
-                            && extra > NEGLIGIBLE * preferred.week =>
+                            && priced.week - preferred.week > NEGLIGIBLE * preferred.week =>
                     {
                         reason.push_str(&format!(
                             "; the configured mode {} costs ~{}/week more than {}",
                             chosen.as_str(),
-                            seconds(extra),
+                            seconds(priced.week - preferred.week),
                             preferred.placement.as_str()
                         ))
                     }

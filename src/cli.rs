@@ -51,7 +51,7 @@ pub struct CacheArgs {
 /// The profile that prices `mode = "auto"`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ProfileArgs {
-    /// A built-in profile (cerebrium, baseten, runpod, generic) or a profile TOML file.
+    /// A built-in profile (cerebrium, baseten, runpod, generic, kubernetes) or a profile TOML file.
     #[arg(long, value_name = "NAME|FILE")]
     pub profile: Option<String>,
 }

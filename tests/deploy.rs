@@ -299,6 +299,28 @@ fn volume_weights_on_another_platform_than_the_build_target_are_named() {
     assert!(with_input(&spec, &[SDXL_HF], None, &|input| deploy::warnings(DeployTarget::Kubernetes, input)).is_empty());
 }
 
+/// `--deploy-target` and the cost profiles agree on where an artifact can
+/// be mounted: only Kubernetes has image volumes (`image_volumes = 1`).
+#[test]
+fn artifact_weights_on_a_platform_without_image_volumes_are_named() {
+    let spec = spec_of("cerebrium-gpu-weights", "cerebrium.toml", &|t| t);
+    let reference = format!("registry.example.com/apps/sdxl-gpu-weights-sdxl@sha256:{}", "ab".repeat(32));
+    let artifacts = [(SDXL_HF.to_string(), reference)];
+    for target in [DeployTarget::Cerebrium, DeployTarget::Baseten, DeployTarget::Runpod] {
+        let warnings = with_artifacts(&spec, &[], &artifacts, None, &|input| deploy::warnings(target, input));
+        assert_eq!(warnings.len(), 1, "{target}: {warnings:?}");
+        assert!(
+            warnings[0]
+                .starts_with(&format!("{SDXL_HF} is a ModelPack artifact, but {target} does not mount image volumes")),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("--deploy-target kubernetes"), "{warnings:?}");
+    }
+    let kubernetes =
+        with_artifacts(&spec, &[], &artifacts, None, &|input| deploy::warnings(DeployTarget::Kubernetes, input));
+    assert!(kubernetes.is_empty(), "{kubernetes:?}");
+}
+
 #[test]
 fn kubernetes_yaml_loads_into_the_official_client_models() {
     let spec = spec_of("cerebrium-gpu-weights", "cerebrium.toml", &|t| {

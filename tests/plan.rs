@@ -175,6 +175,68 @@ fn fixture_plans_in_text_markdown_and_json() {
     });
 }
 
+/// The fixture with SDXL on a Kubernetes cluster with image volumes: the
+/// plan shows the artifact option beside bake and volume.
+#[test]
+fn a_kubernetes_plan_weighs_the_artifact_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = fixture_hub(&dir.path().join("hub"));
+    let profile = dir.path().join("kubernetes.toml");
+    std::fs::write(&profile, format!("base = \"kubernetes\"\n{FIXED_PROFILE}")).unwrap();
+    let text = plan_of("cerebrium-gpu-weights", "text", &hub, &profile);
+    for line in text.lines() {
+        assert!(line.chars().count() <= 100, "line over 100 columns: {line}");
+    }
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(&dir.path().display().to_string()), "[TMP]");
+    settings.bind(|| insta::assert_snapshot!("cerebrium-gpu-weights-kubernetes-text", text));
+    let markdown = plan_of("cerebrium-gpu-weights", "markdown", &hub, &profile);
+    assert!(markdown.contains("| | bake | volume | artifact | auto |\n|---|---:|---:|---:|---:|\n"), "{markdown}");
+}
+
+/// A project with local weights in `mode = "artifact"`.
+fn artifact_project(dir: &Path) -> PathBuf {
+    let project = dir.join("artifact");
+    std::fs::create_dir_all(project.join("weights")).unwrap();
+    std::fs::write(project.join("weights/model.safetensors"), random_bytes(1 << 20, 3)).unwrap();
+    std::fs::copy(tools::repo_root().join("fixtures/cerebrium-local-weights/server.py"), project.join("server.py"))
+        .unwrap();
+    std::fs::write(
+        project.join("cerebrium.toml"),
+        "[cerebrium.deployment]\nname = \"artifact\"\nexclude = [\"weights/\"]\n\n[cerebrium.runtime.custom]\n\
+         port = 8080\nentrypoint = [\"python3\", \"server.py\"]\n\n\
+         [[imgbake.weights]]\nsource = \"./weights\"\nmount = \"m\"\nmode = \"artifact\"\n",
+    )
+    .unwrap();
+    project
+}
+
+#[test]
+fn an_explicit_artifact_on_a_target_without_image_volumes_is_kept_and_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = artifact_project(dir.path());
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["plan", project.to_str().unwrap(), "--base", "scratch"];
+        args.extend(extra);
+        stdout(&imgbake(&args, None))
+    };
+    let text = plan(&[]);
+    assert!(text.contains("  artifact: imgbake.weights[0] (1.0 MB); as a ModelPack artifact"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&plan(&["--format", "json"])).unwrap();
+    let notes: Vec<&str> = json["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    let named: Vec<&&str> = notes.iter().filter(|n| n.contains("do not mount image volumes")).collect();
+    assert_eq!(named.len(), 1, "{notes:?}");
+    assert!(
+        named[0].starts_with("imgbake.weights[0]: mode = \"artifact\", but the cerebrium profile's nodes do not mount")
+            && named[0].ends_with("(plan with --profile kubernetes)"),
+        "{notes:?}"
+    );
+    assert_eq!(json["decisions"][0]["chosen"], "artifact");
+    let kubernetes = plan(&["--profile", "kubernetes"]);
+    assert!(kubernetes.contains("  artifact: imgbake.weights[0]"), "{kubernetes}");
+    assert!(!kubernetes.contains("do not mount image volumes"), "{kubernetes}");
+}
+
 #[test]
 fn a_volume_that_cannot_be_built_is_refused_by_plan_as_by_build() {
     // truss-volume keeps model_cache on a volume, but has no entrypoint for the hook to wrap.
@@ -387,6 +449,50 @@ fn build_with_mode_auto_does_what_plan_printed() {
     assert_eq!(chosen, "volume");
     assert!(layers.iter().any(|l| l.contains("prefetch hook")), "{layers:?}");
     assert!(!layers.iter().any(|l| l.starts_with("weights large")), "{layers:?}");
+}
+
+/// On a cluster with image volumes, a warm pool's weights go to an
+/// artifact (each app deploy restarts the replicas on nodes that keep it),
+/// and build makes the artifact that plan chose.
+#[test]
+fn on_kubernetes_auto_picks_the_artifact_and_build_makes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hub");
+    let commit = "4444444444444444444444444444444444444444";
+    hub_repo(&root, "org/warm", commit, &[("model.safetensors", random_bytes(2 << 20, 9))]);
+    std::fs::create_dir_all(root.join("org/warm/refs")).unwrap();
+    std::fs::write(root.join("org/warm/refs/main"), commit).unwrap();
+    let hub = TestHub::start(&root, None);
+    let project = auto_project(dir.path(), "warm");
+    let config = std::fs::read_to_string(project.join("cerebrium.toml")).unwrap();
+    std::fs::write(project.join("cerebrium.toml"), config.replace("min_replicas = 0", "min_replicas = 2")).unwrap();
+
+    let plan = stdout(&imgbake(
+        &["plan", project.to_str().unwrap(), "--format", "json", "--base", "scratch", "--profile", "kubernetes"],
+        Some(&hub),
+    ));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let decision = &plan["decisions"][0];
+    assert_eq!(decision["chosen"], "artifact", "{decision}");
+    assert!(decision["artifact_seconds_per_week"].as_f64() < decision["bake_seconds_per_week"].as_f64());
+    let names: Vec<&str> = plan["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bake", "volume", "artifact", "auto"]);
+
+    let output = format!("oci:{}:app", dir.path().join("out").display());
+    let cache = dir.path().join("cache");
+    let args = ["build", "--json", project.to_str().unwrap(), "--base", "scratch", "--output", &output];
+    let mut args = args.to_vec();
+    args.extend(["--cache-dir", cache.to_str().unwrap(), "--profile", "kubernetes"]);
+    let build: serde_json::Value = serde_json::from_str(&stdout(&imgbake(&args, Some(&hub)))).unwrap();
+    let layers: Vec<&str> = build["layers"].as_array().unwrap().iter().map(|l| l["what"].as_str().unwrap()).collect();
+    assert!(!layers.iter().any(|l| l.starts_with("weights") || l.contains("prefetch hook")), "{layers:?}");
+    assert_eq!(build["artifacts"].as_array().map(Vec::len), Some(1), "{build}");
+    // Without image volumes the same project is never an artifact.
+    let plan =
+        stdout(&imgbake(&["plan", project.to_str().unwrap(), "--format", "json", "--base", "scratch"], Some(&hub)));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    assert_ne!(plan["decisions"][0]["chosen"], "artifact");
+    assert_eq!(plan["options"].as_array().unwrap().len(), 3);
 }
 
 #[test]

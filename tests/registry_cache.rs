@@ -218,6 +218,104 @@ fn a_changed_weights_file_fetches_and_pushes_only_its_split() {
     assert_eq!(second["registry_cache"]["recorded"].as_u64(), Some(1));
 }
 
+/// A project whose hub weights go to a ModelPack artifact (no Python
+/// dependencies): two shard layers and one layer of config files.
+fn artifact_project(dir: &Path) -> PathBuf {
+    let project = dir.join("artifact-project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("app.py"), "print('hi')\n").unwrap();
+    std::fs::write(
+        project.join("cerebrium.toml"),
+        "[cerebrium.deployment]\nname = \"cached-artifact\"\n\n\
+         [cerebrium.runtime.custom]\nport = 8080\nentrypoint = [\"python3\", \"app.py\"]\n\n\
+         [imgbake]\nweights_split_mib = 1\n\n\
+         [[imgbake.weights]]\nsource = \"hf://org/model@main\"\nmount = \"m\"\nmode = \"artifact\"\n",
+    )
+    .unwrap();
+    project
+}
+
+/// Blob uploads (and mounts) the registry started in `repository`.
+fn blob_uploads_to(registry: &TestRegistry, repository: &str) -> usize {
+    let needle = format!("\"POST /v2/{repository}/blobs/uploads/");
+    registry.log().lines().filter(|l| l.contains(&needle)).count()
+}
+
+/// The artifact's layers as `build --json` lists them: (digest, size, from the registry cache).
+fn artifact_layers(json: &Value) -> Vec<(String, u64, bool)> {
+    json["artifacts"][0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let digest = l["digest"].as_str().unwrap().to_string();
+            (digest, l["size"].as_u64().unwrap(), l["registry_cache"].as_bool().unwrap())
+        })
+        .collect()
+}
+
+/// Issue 20: the layers of an artifact source are keyed like baked weights,
+/// so a fresh runner rebuilds an unchanged artifact without fetching its
+/// weights from the hub or uploading a layer, and gets the same digest.
+#[test]
+fn a_fresh_runner_rebuilds_an_artifact_without_fetching_its_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = servers(dir.path());
+    let project = artifact_project(dir.path());
+    let first = build(&servers, &project, &dir.path().join("runner-1"), &dir.path().join("cache-1"), &[]);
+    let stderr = first["stderr"].as_str().unwrap();
+    let layers = artifact_layers(&first);
+    assert_eq!(layers.len(), 3, "two shards and the config files: {}", first["artifacts"]);
+    assert_eq!(registry_cache_hits(&first), 0, "{stderr}");
+    assert_eq!(first["registry_cache"]["recorded"].as_u64(), Some(3), "{stderr}");
+    let hub_bytes = weights_bytes_sent(&servers.hub);
+    assert!(hub_bytes >= 6 << 20, "the first build fetched the weights ({hub_bytes})");
+    let uploads = blob_uploads_to(&servers.registry, "team/app-weights-m");
+    assert!(uploads >= 3, "{}", servers.registry.log());
+
+    let second = build(&servers, &project, &dir.path().join("runner-2"), &dir.path().join("cache-2"), &[]);
+    let stderr = second["stderr"].as_str().unwrap();
+    assert_eq!(registry_cache_hits(&second), 3, "{stderr}");
+    assert_eq!(weights_bytes_sent(&servers.hub), hub_bytes, "no weights byte from the hub: {stderr}");
+    assert_eq!(blob_uploads_to(&servers.registry, "team/app-weights-m"), uploads, "no blob uploaded: {stderr}");
+    assert_eq!(second["artifacts"][0]["manifest_digest"], first["artifacts"][0]["manifest_digest"], "{stderr}");
+    assert_eq!(second["manifest_digest"], first["manifest_digest"]);
+    assert!(artifact_layers(&second).iter().all(|(.., hit)| *hit), "{}", second["artifacts"]);
+    assert_eq!(second["registry_cache"]["recorded"].as_u64(), Some(0));
+
+    // With --output, the artifact in the layout is complete: its layers come
+    // from the registry, still nothing from the hub.
+    let layout = dir.path().join("complete");
+    let output = format!("oci:{}:app", layout.display());
+    let third =
+        build(&servers, &project, &dir.path().join("runner-3"), &dir.path().join("cache-3"), &["--output", &output]);
+    assert_eq!(registry_cache_hits(&third), 3, "{}", third["stderr"]);
+    assert_eq!(weights_bytes_sent(&servers.hub), hub_bytes);
+    for (digest, size, _) in artifact_layers(&third) {
+        let blob = layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+        assert_eq!(std::fs::metadata(&blob).map(|m| m.len()).ok(), Some(size), "{}", blob.display());
+    }
+
+    // A changed shard: only its layer is fetched and built again.
+    hub::make_repo(&servers.hub_root, "org/model", "main", &model_files(77));
+    let mut lock = Command::new(env!("CARGO_BIN_EXE_imgbake"));
+    lock.args(["lock", project.to_str().unwrap(), "--base", "scratch", "--cache-dir"])
+        .arg(dir.path().join("cache-lock"))
+        .envs(servers.env.iter().map(|(k, v)| (k, v)));
+    let locked = tools::run_with_timeout(&mut lock, TIMEOUT);
+    assert_eq!(locked.status.code(), Some(0), "{}", String::from_utf8_lossy(&locked.stderr));
+    let changed = &model_files(77)[3];
+    // After the lock, which samples the changed file.
+    let (before, hub_bytes) = (bytes_sent_for(&servers.hub, changed.0, &changed.1), weights_bytes_sent(&servers.hub));
+    let fourth = build(&servers, &project, &dir.path().join("runner-4"), &dir.path().join("cache-4"), &[]);
+    let stderr = fourth["stderr"].as_str().unwrap();
+    assert_eq!(registry_cache_hits(&fourth), 2, "{stderr}");
+    assert_eq!(bytes_sent_for(&servers.hub, changed.0, &changed.1) - before, 3 << 20, "{stderr}");
+    assert_eq!(weights_bytes_sent(&servers.hub) - hub_bytes, 3 << 20, "only the changed shard: {stderr}");
+    assert_ne!(fourth["artifacts"][0]["manifest_digest"], first["artifacts"][0]["manifest_digest"]);
+    assert_eq!(fourth["registry_cache"]["recorded"].as_u64(), Some(1), "{stderr}");
+}
+
 /// The registry's cache entries of `team/app`, by the layer name they record.
 fn cache_entries(registry: &TestRegistry) -> Vec<(String, String, Value)> {
     let base = format!("http://{}/v2/team/app", registry.host());

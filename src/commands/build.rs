@@ -433,10 +433,13 @@ fn outcome_json(outcome: &execute::BuildOutcome) -> serde_json::Value {
                 "size": l.layer.size,
                 "files": l.files,
                 "cached": l.cached,
+                "registry_cache": l.from_registry_cache,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "registry_cache": {
-            "hits": outcome.layers.iter().filter(|l| l.from_registry_cache).count(),
+            // The image's layers and the artifacts' layers.
+            "hits": outcome.layers.iter().chain(outcome.artifacts.iter().flat_map(|a| &a.layers))
+                .filter(|l| l.from_registry_cache).count(),
             "recorded": outcome.registry_cache_recorded,
         },
         "cache": {

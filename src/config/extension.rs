@@ -123,6 +123,15 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
             "hf-cache" => Some(WeightsLayout::HfCache),
             _ => None,
         });
+        let mode = one_of(reader, item, "mode", &WeightsMode::ALL, WeightsMode::parse);
+        // The layout rule for artifacts lives in layout::weights; here it gets its line and column.
+        if mode.or(extension.weights_mode) == Some(WeightsMode::Artifact) {
+            if let Some(why) = layout.and_then(crate::layout::weights::artifact_layout_blocker) {
+                let span = reader.string(item, "layout").map(|(_, span)| span).unwrap_or(node.span);
+                reader.diags.error(span, why.to_string()).hint =
+                    Some(crate::layout::weights::ARTIFACT_HF_CACHE_HINT.to_string());
+            }
+        }
         if layout == Some(WeightsLayout::HfCache) && !matches!(source, crate::spec::WeightsSource::Hf { .. }) {
             reader
                 .diags
@@ -139,7 +148,7 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
             allow_patterns: strings(reader.string_or_strings(item, "allow_patterns")),
             ignore_patterns: strings(reader.string_or_strings(item, "ignore_patterns")),
             secret: reader.string(item, "secret").map(|(s, _)| s),
-            mode: one_of(reader, item, "mode", &WeightsMode::ALL, WeightsMode::parse),
+            mode,
             layout: layout.unwrap_or(WeightsLayout::Plain),
         });
     }
@@ -179,5 +188,32 @@ mod tests {
         let wrong = load_text(Path::new("cerebrium.toml"), &format!("{toml}[imgbake]\nbytecode = \"no\"\n"));
         let message = wrong.diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n");
         assert!(wrong.spec.is_none() && message.contains("bytecode"), "{message}");
+    }
+
+    #[test]
+    fn an_hf_cache_artifact_is_refused_at_its_layout_key_with_a_hint() {
+        let head = "[cerebrium.deployment]\nname = \"x\"\n";
+        let source = "[[imgbake.weights]]\nsource = \"hf://org/m@main\"\n";
+        for (extension, entry, line) in [
+            ("", "mode = \"artifact\"\nlayout = \"hf-cache\"\n", 6),
+            ("[imgbake]\nweights_mode = \"artifact\"\n", "layout = \"hf-cache\"\n", 7),
+        ] {
+            let text = format!("{head}{extension}{source}{entry}");
+            let loaded = load_text(Path::new("cerebrium.toml"), &text);
+            let error = loaded.diagnostics.iter().find(|d| d.to_string().contains("mode \"artifact\""));
+            let error = error.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+            let shown = error.to_string();
+            assert!(loaded.spec.is_none(), "{shown}");
+            assert!(shown.contains(&format!("cerebrium.toml:{line}:10")), "{shown}");
+            assert!(shown.contains("layout \"hf-cache\" cannot be used with mode \"artifact\""), "{shown}");
+            assert!(error.hint.as_deref().unwrap_or_default().contains("from_pretrained"), "{shown}");
+        }
+        // hf-cache with auto or bake, and a plain artifact, load.
+        for entry in ["layout = \"hf-cache\"\n", "mode = \"artifact\"\nlayout = \"plain\"\n"] {
+            assert!(
+                load_text(Path::new("cerebrium.toml"), &format!("{head}{source}{entry}")).spec.is_some(),
+                "{entry}"
+            );
+        }
     }
 }

@@ -1,10 +1,12 @@
-//! Bake or volume, per weights source: compares the expected seconds a week
-//! each placement costs (cold starts × start time, plus volume refills and
-//! rebuilds per weights update), honours explicit modes, and says in one
-//! sentence which term decided.
+//! Bake, volume or artifact, per weights source: compares the expected
+//! seconds a week each placement costs (cold starts × start time, weights
+//! updates × rebuild and refill, app deploys × restarts on nodes that keep
+//! the base and dependencies), honours explicit modes, and says in one
+//! sentence which term decided. Artifact is a candidate only where the
+//! profile's nodes mount image volumes (`image_volumes = 1`).
 
 use super::inputs::PlanInputs;
-use super::options::option_plan;
+use super::options::{option_plan, OptionPlan};
 use super::profile::Params;
 use super::{cold_starts_per_week, updates_per_week, Placement};
 use crate::spec::WeightsMode;
@@ -19,7 +21,7 @@ pub struct Decision {
     pub uri: String,
     pub bytes: u64,
     pub configured: WeightsMode,
-    /// The cheaper placement by the model (what `auto` would pick if volume were available).
+    /// The cheaper placement by the model (what `auto` would pick if it were available).
     pub preferred: Placement,
     /// What build does: the configured mode, else the preferred one when available.
     pub chosen: Placement,
@@ -29,6 +31,12 @@ pub struct Decision {
     /// New-node cold start with it baked / on a volume (warm when the volume is shared).
     pub bake_new_node: f64,
     pub volume_new_node: f64,
+    /// The same as a ModelPack artifact, when the profile's nodes mount
+    /// image volumes or the source is configured so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_seconds_per_week: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_new_node: Option<f64>,
     pub reason: String,
 }
 
@@ -61,9 +69,123 @@ fn rate(per_week: f64) -> String {
     format!("{text}×/week")
 }
 
+/// True when the profile's nodes mount ModelPack artifacts (image volumes).
+pub fn mounts_image_volumes(params: &Params) -> bool {
+    params.image_volumes >= 0.5
+}
+
+/// One placement of one source, priced: the terms of its weekly cost.
+struct Priced {
+    placement: Placement,
+    new_node: f64,
+    /// Seconds per weights update: rebuild and push, plus a shared volume's refill.
+    update: f64,
+    /// The start of one replica after an app deploy (base and dependencies cached).
+    after_deploy: f64,
+    week: f64,
+}
+
+/// How often things happen in a week, the same for every placement.
+struct Rates {
+    starts: f64,
+    updates: f64,
+    deploys: f64,
+    /// Replicas each deploy restarts.
+    restarts: f64,
+}
+
+fn price(placement: Placement, plan: &OptionPlan, shared: bool, rates: &Rates) -> Priced {
+    let total = |id| plan.scenario(id).map(|s| s.total).unwrap_or(0.0);
+    let new_node = total("new_node");
+    let refill = if shared && placement == Placement::Volume { total("cold_volume") - new_node } else { 0.0 };
+    let update = refill + plan.build_seconds;
+    let after_deploy = total("cached_base");
+    let week = rates.starts * new_node + rates.updates * update + rates.deploys * rates.restarts * after_deploy;
+    Priced { placement, new_node, update, after_deploy, week }
+}
+
+/// How a sentence names a placement's start.
+fn start_words(placement: Placement, shared: bool) -> &'static str {
+    match placement {
+        Placement::Bake => "with it baked",
+        Placement::Volume if shared => "with it on a warm volume",
+        Placement::Volume => "with it on a per-replica volume that starts empty",
+        Placement::Artifact => "with it as a ModelPack artifact",
+    }
+}
+
+fn update_words(placement: Placement) -> &'static str {
+    match placement {
+        Placement::Bake => "of rebuild and push baked",
+        Placement::Volume => "of volume refill and rebuild",
+        Placement::Artifact => "of artifact rebuild and push",
+    }
+}
+
+fn week_words(placement: Placement) -> &'static str {
+    match placement {
+        Placement::Bake => "baked",
+        Placement::Volume => "on a volume",
+        Placement::Artifact => "as an artifact",
+    }
+}
+
+/// The sentence of the term with the largest share of the weekly
+/// difference between `one` and `other` (written in placement order).
+fn deciding_term(one: &Priced, other: &Priced, rates: &Rates, shared: bool, min_replicas: u32) -> String {
+    let order = |p: Placement| match p {
+        Placement::Bake => 0,
+        Placement::Volume => 1,
+        Placement::Artifact => 2,
+    };
+    let (a, b) = if order(one.placement) <= order(other.placement) { (one, other) } else { (other, one) };
+    let start_term = rates.starts * (b.new_node - a.new_node);
+    let update_term = rates.updates * (b.update - a.update);
+    let deploy_term = rates.deploys * rates.restarts * (b.after_deploy - a.after_deploy);
+    let largest = start_term.abs().max(update_term.abs()).max(deploy_term.abs());
+    if start_term.abs() >= largest {
+        format!(
+            "a new node starts in ~{} {} vs ~{} {} ({} cold starts, min_replicas = {min_replicas})",
+            seconds(a.new_node),
+            start_words(a.placement, shared),
+            seconds(b.new_node),
+            start_words(b.placement, shared),
+            rate(rates.starts),
+        )
+    } else if update_term.abs() >= largest {
+        format!(
+            "each weights update ({}) costs ~{} {} vs ~{} {}",
+            rate(rates.updates),
+            seconds(a.update),
+            update_words(a.placement),
+            seconds(b.update),
+            update_words(b.placement)
+        )
+    } else {
+        format!(
+            "each app deploy ({}) restarts {} replica(s) on nodes with the base and dependencies: ~{} {} vs ~{} {}{}",
+            rate(rates.deploys),
+            rates.restarts,
+            seconds(a.after_deploy),
+            start_words(a.placement, shared),
+            seconds(b.after_deploy),
+            start_words(b.placement, shared),
+            if b.placement == Placement::Artifact { " kept on the node" } else { "" }
+        )
+    }
+}
+
+/// The cheapest of `candidates` (the first on a tie).
+fn cheapest<'a>(candidates: impl IntoIterator<Item = &'a Priced>) -> Option<&'a Priced> {
+    candidates.into_iter().fold(None, |best: Option<&Priced>, next| match best {
+        Some(best) if best.week <= next.week => Some(best),
+        _ => Some(next),
+    })
+}
+
 pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
     // Every other source stays where its config puts it (auto counts as bake)
-    // while one source is compared in both placements.
+    // while one source is compared in each placement.
     let baseline: Vec<Placement> = inputs
         .weights
         .iter()
@@ -73,96 +195,97 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
             _ => Placement::Bake,
         })
         .collect();
-    let starts = cold_starts_per_week(inputs, params);
-    let updates = updates_per_week(inputs, params);
-    let shared = inputs.target.has_shared_volume();
+    let rates = Rates {
+        starts: cold_starts_per_week(inputs, params),
+        updates: updates_per_week(inputs, params),
+        deploys: params.app_deploys_per_week,
+        restarts: inputs.min_replicas.max(1) as f64,
+    };
+    let shared = super::shared_volume(inputs, params);
+    let image_volumes = mounts_image_volumes(params);
     inputs
         .weights
         .iter()
         .enumerate()
         .map(|(index, weights)| {
-            let mut as_bake = baseline.clone();
-            as_bake[index] = Placement::Bake;
-            let mut as_volume = baseline.clone();
-            as_volume[index] = Placement::Volume;
-            let bake = option_plan("bake", inputs, &as_bake, params);
-            let volume = option_plan("volume", inputs, &as_volume, params);
-            let total = |plan: &super::options::OptionPlan, id| plan.scenario(id).map(|s| s.total).unwrap_or(0.0);
-            let bake_new = total(&bake, "new_node");
-            let volume_new = total(&volume, "new_node");
-            let refill = if shared { total(&volume, "cold_volume") - volume_new } else { 0.0 };
-            let bake_week = starts * bake_new + updates * bake.build_seconds;
-            let volume_week = starts * volume_new + updates * (refill + volume.build_seconds);
-            let preferred = if weights.local || volume_week >= bake_week { Placement::Bake } else { Placement::Volume };
+            let priced = |placement: Placement, name: &'static str| {
+                let mut placements = baseline.clone();
+                placements[index] = placement;
+                price(placement, &option_plan(name, inputs, &placements, params), shared, &rates)
+            };
+            let bake = priced(Placement::Bake, "bake");
+            let volume = priced(Placement::Volume, "volume");
+            let artifact_candidate = image_volumes && weights.artifact_blocker.is_none();
+            let artifact = (artifact_candidate || weights.mode == WeightsMode::Artifact)
+                .then(|| priced(Placement::Artifact, "artifact"));
+            // What the model weighs: bake, volume for a remote source, artifact where it can be mounted.
+            let candidates: Vec<&Priced> =
+                [Some(&bake), (!weights.local).then_some(&volume), artifact.as_ref().filter(|_| artifact_candidate)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            let preferred = cheapest(candidates.iter().copied()).expect("bake is always a candidate");
+            // What auto may take: a volume that cannot be built is not available.
+            let blocked = |p: &&Priced| p.placement == Placement::Volume && weights.volume_blocker.is_some();
+            let available = cheapest(candidates.iter().copied().filter(|p| !blocked(p))).expect("bake is available");
             let chosen = match (weights.mode, &weights.volume_blocker) {
                 (WeightsMode::Artifact, _) => Placement::Artifact,
+                (WeightsMode::Auto, _) => available.placement,
                 (_, Some(_)) if weights.local => Placement::Bake,
                 (WeightsMode::Bake, _) => Placement::Bake,
                 (WeightsMode::Volume, _) => Placement::Volume,
-                (WeightsMode::Auto, Some(_)) => Placement::Bake,
-                (WeightsMode::Auto, None) => preferred,
             };
-            let why = if weights.local {
-                weights.volume_blocker.clone().unwrap_or_default()
-            } else {
-                // The term with the largest share of the weekly difference decides.
-                let start_term = starts * (volume_new - bake_new);
-                let update_term = updates * (refill + volume.build_seconds - bake.build_seconds);
-                let per_start = format!(
-                    "a new node starts in ~{} with it baked vs ~{} with it on {} ({} cold starts, min_replicas = {})",
-                    seconds(bake_new),
-                    seconds(volume_new),
-                    if shared { "a warm volume" } else { "a per-replica volume that starts empty" },
-                    rate(starts),
-                    inputs.min_replicas
-                );
-                let per_update = format!(
-                    "each weights update ({}) costs ~{} of rebuild and push baked vs ~{} of volume refill and rebuild",
-                    rate(updates),
-                    seconds(bake.build_seconds),
-                    seconds(refill + volume.build_seconds)
-                );
-                if start_term.abs() >= update_term.abs() {
-                    per_start
-                } else {
-                    per_update
+            let chosen_priced = candidates.iter().copied().find(|p| p.placement == chosen);
+            let why = match (weights.local, artifact_candidate) {
+                // A local directory configured as an artifact: there was nothing to weigh.
+                (true, false) if chosen == Placement::Artifact => String::new(),
+                (true, false) => weights.volume_blocker.clone().unwrap_or_default(),
+                (false, false) => deciding_term(&bake, &volume, &rates, shared, inputs.min_replicas),
+                // The winner against its runner-up.
+                (_, true) => {
+                    let winner = chosen_priced.unwrap_or(preferred);
+                    let others = candidates.iter().copied().filter(|p| p.placement != winner.placement);
+                    cheapest(others)
+                        .map(|other| deciding_term(winner, other, &rates, shared, inputs.min_replicas))
+                        .unwrap_or_default()
                 }
             };
             let configured = if weights.mode == WeightsMode::Auto || weights.local { "" } else { " (configured)" };
-            let mut reason =
-                format!("{}{configured}: {} ({}); {why}", chosen.as_str(), weights.origin, size(weights.bytes));
-            if !weights.local {
-                reason.push_str(&format!(
-                    "; ~{}/week baked vs ~{}/week on a volume",
-                    seconds(bake_week),
-                    seconds(volume_week)
-                ));
-                let extra = (bake_week - volume_week).abs();
-                match (weights.mode, &weights.volume_blocker) {
-                    (WeightsMode::Auto, Some(blocker)) if preferred == Placement::Volume => {
+            let mut reason = format!("{}{configured}: {} ({})", chosen.as_str(), weights.origin, size(weights.bytes));
+            if !why.is_empty() {
+                reason.push_str(&format!("; {why}"));
+            }
+            if candidates.len() > 1 {
+                let weeks: Vec<String> = candidates
+                    .iter()
+                    .map(|p| format!("~{}/week {}", seconds(p.week), week_words(p.placement)))
+                    .collect();
+                reason.push_str(&format!("; {}", weeks.join(" vs ")));
+                match (weights.mode, &weights.volume_blocker, chosen_priced) {
+                    (WeightsMode::Auto, Some(blocker), _) if preferred.placement == Placement::Volume => {
                         reason.push_str(&format!("; volume would be cheaper but {blocker}"))
                     }
-                    (WeightsMode::Bake | WeightsMode::Volume, _)
-                        if chosen != preferred && extra > NEGLIGIBLE * bake_week.min(volume_week) =>
+                    // A configured placement the model weighed (not an artifact where none can be mounted).
+                    (WeightsMode::Bake | WeightsMode::Volume | WeightsMode::Artifact, _, Some(priced))
+                        if chosen != preferred.placement
+                            && priced.week - preferred.week > NEGLIGIBLE * preferred.week =>
                     {
                         reason.push_str(&format!(
                             "; the configured mode {} costs ~{}/week more than {}",
                             chosen.as_str(),
-                            seconds(extra),
-                            preferred.as_str()
+                            seconds(priced.week - preferred.week),
+                            preferred.placement.as_str()
                         ))
                     }
                     _ => {}
                 }
             }
             if chosen == Placement::Artifact {
-                let mut as_artifact = baseline.clone();
-                as_artifact[index] = Placement::Artifact;
-                let artifact = option_plan("artifact", inputs, &as_artifact, params);
+                let new_node = artifact.as_ref().map(|a| a.new_node).unwrap_or_default();
                 reason.push_str(&format!(
                     "; as a ModelPack artifact a new node starts in ~{} (pulled beside the image), and a node that \
                      has it pulls no weights byte when the app is rebuilt",
-                    seconds(total(&artifact, "new_node"))
+                    seconds(new_node)
                 ));
             }
             Decision {
@@ -170,12 +293,14 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
                 uri: weights.uri.clone(),
                 bytes: weights.bytes,
                 configured: weights.mode,
-                preferred,
+                preferred: preferred.placement,
                 chosen,
-                bake_seconds_per_week: bake_week,
-                volume_seconds_per_week: volume_week,
-                bake_new_node: bake_new,
-                volume_new_node: volume_new,
+                bake_seconds_per_week: bake.week,
+                volume_seconds_per_week: volume.week,
+                bake_new_node: bake.new_node,
+                volume_new_node: volume.new_node,
+                artifact_seconds_per_week: artifact.as_ref().map(|a| a.week),
+                artifact_new_node: artifact.as_ref().map(|a| a.new_node),
                 reason,
             }
         })
@@ -220,6 +345,7 @@ mod tests {
                 layers: vec![layer("weights m", weights_bytes, Codec::None)],
                 file_sizes: vec![weights_bytes],
                 volume_blocker: None,
+                artifact_blocker: None,
             }],
             min_replicas,
             max_replicas: 4,
@@ -265,6 +391,85 @@ mod tests {
         let decisions = decide(&inputs(14_000_000_000, 0, Target::Cerebrium, WeightsMode::Bake), &params());
         assert_eq!(decisions[0].chosen, Placement::Bake);
         assert!(decisions[0].reason.contains("the configured mode bake costs"), "{}", decisions[0].reason);
+    }
+
+    fn kubernetes() -> Params {
+        let mut params = builtin("kubernetes").unwrap().params;
+        params.prefetch_hook_bytes = 20e6;
+        params
+    }
+
+    /// Five 1 GB shards, baked in five layers (pulled three at a time).
+    fn sharded(min_replicas: u32, mode: WeightsMode) -> PlanInputs {
+        let mut plan_inputs = inputs(5_000_000_000, min_replicas, Target::Generic, mode);
+        plan_inputs.weights[0].layers = (0..5).map(|_| layer("weights m", 1_000_000_000, Codec::None)).collect();
+        plan_inputs.weights[0].file_sizes = vec![1_000_000_000; 5];
+        plan_inputs
+    }
+
+    #[test]
+    fn where_nodes_mount_image_volumes_auto_takes_the_artifact_for_its_deploys() {
+        let decisions = decide(&sharded(2, WeightsMode::Auto), &kubernetes());
+        let decision = &decisions[0];
+        assert_eq!(
+            (decision.preferred, decision.chosen),
+            (Placement::Artifact, Placement::Artifact),
+            "{}",
+            decision.reason
+        );
+        let artifact_week = decision.artifact_seconds_per_week.unwrap();
+        assert!(artifact_week < decision.bake_seconds_per_week, "{}", decision.reason);
+        assert!(artifact_week < decision.volume_seconds_per_week, "{}", decision.reason);
+        // Five deploys a week restart two replicas each: baked, each start pulls
+        // the 5 GB again (~40 s at 125 MB/s); the artifact stays on the node.
+        assert!(
+            decision.reason.contains("each app deploy (5×/week) restarts 2 replica(s)"),
+            "the deploy term decides: {}",
+            decision.reason
+        );
+        assert!(decision.reason.contains("/week as an artifact"), "{}", decision.reason);
+        // A new node pulls the artifact as it pulls baked layers: no faster.
+        assert!(decision.artifact_new_node.unwrap() >= decision.bake_new_node * 0.9, "{}", decision.reason);
+    }
+
+    #[test]
+    fn a_target_without_image_volumes_never_picks_an_artifact() {
+        for name in ["cerebrium", "baseten", "runpod", "generic"] {
+            let mut params = builtin(name).unwrap().params;
+            params.prefetch_hook_bytes = 20e6;
+            for min_replicas in [0, 2] {
+                let decision = &decide(&sharded(min_replicas, WeightsMode::Auto), &params)[0];
+                assert_ne!(decision.preferred, Placement::Artifact, "{name}");
+                assert_ne!(decision.chosen, Placement::Artifact, "{name}");
+                assert_eq!(decision.artifact_seconds_per_week, None, "{name}");
+                assert!(!decision.reason.contains("artifact"), "{name}: {}", decision.reason);
+            }
+            // Configured, it is kept (the user's choice), without a comparison it cannot win.
+            let decision = &decide(&sharded(2, WeightsMode::Artifact), &params)[0];
+            assert_eq!(decision.chosen, Placement::Artifact, "{name}");
+            assert!(decision.artifact_seconds_per_week.is_some(), "{name}");
+            assert!(!decision.reason.contains("costs ~"), "{name}: {}", decision.reason);
+        }
+    }
+
+    #[test]
+    fn an_artifact_blocker_keeps_auto_off_the_artifact() {
+        let mut plan_inputs = sharded(2, WeightsMode::Auto);
+        plan_inputs.weights[0].artifact_blocker = Some("hf-cache".into());
+        let decision = &decide(&plan_inputs, &kubernetes())[0];
+        assert_ne!(decision.chosen, Placement::Artifact, "{}", decision.reason);
+        assert_eq!(decision.artifact_seconds_per_week, None);
+    }
+
+    #[test]
+    fn a_local_source_on_kubernetes_is_weighed_between_bake_and_artifact() {
+        let mut plan_inputs = sharded(1, WeightsMode::Auto);
+        plan_inputs.weights[0].local = true;
+        plan_inputs.weights[0].volume_blocker = Some("a local directory is only baked".into());
+        let decision = &decide(&plan_inputs, &kubernetes())[0];
+        assert_eq!(decision.chosen, Placement::Artifact, "{}", decision.reason);
+        assert!(decision.reason.contains("baked vs"), "{}", decision.reason);
+        assert!(!decision.reason.contains("on a volume"), "{}", decision.reason);
     }
 
     #[test]

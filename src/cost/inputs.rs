@@ -119,6 +119,9 @@ pub struct WeightsInput {
     #[serde(skip)]
     pub file_sizes: Vec<u64>,
     pub volume_blocker: VolumeBlocker,
+    /// Why it cannot be a ModelPack artifact (the layout's rule), if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_blocker: Option<String>,
 }
 
 /// Everything the cost model reads.
@@ -301,6 +304,7 @@ pub fn from_plan(
                 layers: estimates,
                 file_sizes,
                 volume_blocker: crate::layout::weights::volume_blocker(entry, spec),
+                artifact_blocker: crate::layout::weights::artifact_blocker(entry),
             }
         })
         .collect();

@@ -74,6 +74,13 @@ pub fn cold_starts_per_week(inputs: &PlanInputs, params: &profile::Params) -> f6
     }
 }
 
+/// True when replicas share one volume that stays filled: the target lays
+/// weights out on a shared volume (all but Baseten) and the profile's
+/// volume is one (`volume_shared`; Kubernetes' emptyDir is not).
+pub fn shared_volume(inputs: &PlanInputs, params: &profile::Params) -> bool {
+    inputs.target.has_shared_volume() && params.volume_shared >= 0.5
+}
+
 pub fn updates_per_week(inputs: &PlanInputs, params: &profile::Params) -> f64 {
     inputs.weights_updates_per_week.unwrap_or(params.default_updates_per_week)
 }
@@ -87,11 +94,21 @@ pub fn plan(inputs: &PlanInputs, profile: &Profile, layers: Vec<PlannedLayerView
     let volume: Vec<Placement> =
         inputs.weights.iter().map(|w| if w.local { Placement::Bake } else { Placement::Volume }).collect();
     let auto: Vec<Placement> = decisions.iter().map(|d| d.chosen).collect();
-    let options = vec![
+    let mut options = vec![
         options::option_plan("bake", inputs, &bake, params),
         options::option_plan("volume", inputs, &volume, params),
-        options::option_plan("auto", inputs, &auto, params),
     ];
+    let image_volumes = decision::mounts_image_volumes(params);
+    if image_volumes {
+        // Every source that can be one as a ModelPack artifact, the rest baked.
+        let artifact: Vec<Placement> = inputs
+            .weights
+            .iter()
+            .map(|w| if w.artifact_blocker.is_none() { Placement::Artifact } else { Placement::Bake })
+            .collect();
+        options.push(options::option_plan("artifact", inputs, &artifact, params));
+    }
+    options.push(options::option_plan("auto", inputs, &auto, params));
     let mut notes = inputs.notes.clone();
     if inputs.base.layers.is_empty() && inputs.base.image != "scratch" {
         notes.push(format!(
@@ -100,6 +117,16 @@ pub fn plan(inputs: &PlanInputs, profile: &Profile, layers: Vec<PlannedLayerView
         ));
     }
     for weights in &inputs.weights {
+        if weights.mode == crate::spec::WeightsMode::Artifact && !image_volumes {
+            notes.push(format!(
+                "{}: mode = \"artifact\", but the {} profile's nodes do not mount image volumes (image_volumes = 0): \
+                 the artifact runs only on a Kubernetes cluster that has them (plan with --profile kubernetes)",
+                weights.origin, profile.name
+            ));
+        }
+        if let (Some(blocker), true) = (&weights.artifact_blocker, image_volumes) {
+            notes.push(format!("{blocker}; the artifact option bakes it"));
+        }
         if let (Some(blocker), false) = (&weights.volume_blocker, weights.local) {
             notes.push(format!(
                 "{}: cannot be kept on a volume ({blocker}); the volume option shows what it would cost",
@@ -120,7 +147,7 @@ pub fn plan(inputs: &PlanInputs, profile: &Profile, layers: Vec<PlannedLayerView
         config: inputs.config.clone(),
         target: inputs.target,
         profile: profile.name.clone(),
-        shared_volume: inputs.target.has_shared_volume(),
+        shared_volume: shared_volume(inputs, params),
         min_replicas: inputs.min_replicas,
         max_replicas: inputs.max_replicas,
         cold_starts_per_week: cold_starts_per_week(inputs, params),

@@ -40,7 +40,7 @@ pub struct Placed {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OptionPlan {
-    /// `bake`, `volume` or `auto`.
+    /// `bake`, `volume`, `artifact` (where the profile mounts image volumes) or `auto`.
     pub name: &'static str,
     pub placements: Vec<Placed>,
     pub layers: Vec<LayerEstimate>,
@@ -153,10 +153,12 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     // Artifact layers: uncompressed, pulled by a new node beside the image
     // and kept by it across app rebuilds.
     let mut artifact_layers: Vec<LayerEstimate> = Vec::new();
+    let mut in_artifacts = 0u64;
     for (weights, placement) in inputs.weights.iter().zip(placements) {
         match placement {
             Placement::Artifact => {
                 baked += weights.bytes;
+                in_artifacts += weights.bytes;
                 let layers: Vec<LayerEstimate> = weights
                     .layers
                     .iter()
@@ -198,7 +200,7 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
     // A new node pulls the artifacts with the image (the kubelet with
     // parallel image pulls); a node that has them keeps them.
     let pull_new: Vec<PullLayer> = pull.iter().copied().chain(artifact_layers.iter().map(PullLayer::from)).collect();
-    let shared_volume = inputs.target.has_shared_volume();
+    let shared_volume = super::shared_volume(inputs, params);
     // Every scenario pulls the weights' layers, so baked weights were just unpacked.
     let warm =
         WeightsAtStart { baked, volume: on_volume, volume_files, volume_warm: shared_volume, baked_unpacked: true };
@@ -211,17 +213,20 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
         ", per-replica volume"
     };
     let scenario = |id, label: String, terms: Terms| Scenario { id, label, total: terms.total(), terms };
+    // After an app deploy the node has the base, the dependencies and the
+    // artifacts: the layers above them are pulled (and their weights just
+    // unpacked); an artifact's files were unpacked by an earlier start and
+    // are read from disk.
+    let kept = WeightsAtStart { baked: baked - in_artifacts, ..warm.clone() };
+    let mut after_deploy = model::cold_start(&pull[cached_count..], &kept, &inputs.imports, params);
+    after_deploy.load += in_artifacts as f64 / params.disk_read;
     let mut cold_starts = vec![
         scenario(
             "new_node",
             format!("new node{volume_label}"),
             model::cold_start(&pull_new, &warm, &inputs.imports, params),
         ),
-        scenario(
-            "cached_base",
-            format!("base+deps cached{volume_label}"),
-            model::cold_start(&pull[cached_count..], &warm, &inputs.imports, params),
-        ),
+        scenario("cached_base", format!("base+deps cached{volume_label}"), after_deploy),
     ];
     if on_volume > 0 && shared_volume {
         cold_starts.push(scenario(

@@ -17,7 +17,7 @@ use super::inputs::Codec;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const BUILTIN: [&str; 4] = ["cerebrium", "baseten", "runpod", "generic"];
+pub const BUILTIN: [&str; 5] = ["cerebrium", "baseten", "runpod", "generic", "kubernetes"];
 
 /// Every number the cost model uses. Rates are bytes per second of the
 /// uncompressed (unpack, load) or transferred (pull, push, download) bytes.
@@ -87,10 +87,25 @@ pub struct Params {
     pub cold_starts_per_week_warm_pool: f64,
     /// Weights updates per week when the config does not say.
     pub default_updates_per_week: f64,
+
+    // Image volumes (`mode = "artifact"`): where the target can mount a
+    // ModelPack artifact, and how often an app deploy restarts replicas on
+    // nodes that keep it.
+    /// 1 when the target's nodes mount OCI artifacts as Kubernetes image
+    /// volumes (KEP-4639), 0 when not: `auto` considers artifact only at 1.
+    pub image_volumes: f64,
+    /// App-code deploys per week; each restarts the running replicas on
+    /// nodes that keep the base, the dependencies and any artifact.
+    pub app_deploys_per_week: f64,
+    /// 1 when replicas share one volume that stays filled (a platform's
+    /// persistent storage, a ReadWriteMany claim), 0 when each pod's volume
+    /// starts empty (a Kubernetes emptyDir). Baseten's per-source volumes
+    /// are per replica whatever this says.
+    pub volume_shared: f64,
 }
 
 /// Keys in file order; `params_get`/`params_set` map them to fields.
-pub const KEYS: [&str; 35] = [
+pub const KEYS: [&str; 38] = [
     "registry_bandwidth",
     "layer_bandwidth",
     "pull_concurrency",
@@ -126,6 +141,10 @@ pub const KEYS: [&str; 35] = [
     "cold_starts_per_week_scale_to_zero",
     "cold_starts_per_week_warm_pool",
     "default_updates_per_week",
+    // image volumes
+    "image_volumes",
+    "app_deploys_per_week",
+    "volume_shared",
 ];
 
 impl Params {
@@ -166,6 +185,10 @@ impl Params {
             "cold_starts_per_week_scale_to_zero" => &mut self.cold_starts_per_week_scale_to_zero,
             "cold_starts_per_week_warm_pool" => &mut self.cold_starts_per_week_warm_pool,
             "default_updates_per_week" => &mut self.default_updates_per_week,
+            // image volumes
+            "image_volumes" => &mut self.image_volumes,
+            "app_deploys_per_week" => &mut self.app_deploys_per_week,
+            "volume_shared" => &mut self.volume_shared,
             _ => return None,
         })
     }
@@ -269,6 +292,10 @@ fn common() -> (Params, BTreeMap<String, String>) {
         cold_starts_per_week_scale_to_zero: 70.0,
         cold_starts_per_week_warm_pool: 7.0,
         default_updates_per_week: 1.0,
+        // image volumes
+        image_volumes: 0.0,
+        app_deploys_per_week: 5.0,
+        volume_shared: 1.0,
     };
     let sources = [
         ("registry_bandwidth", "assumption: a 1 Gbit/s path from the registry to a node (125 MB/s)"),
@@ -345,6 +372,22 @@ fn common() -> (Params, BTreeMap<String, String>) {
             "default_updates_per_week",
             "assumption: weights change weekly when [imgbake] weights_updates_per_week is unset",
         ),
+        // image volumes
+        (
+            "image_volumes",
+            "the platform runs containers on its own nodes and offers volumes, not Kubernetes image volumes: \
+             an artifact source cannot be mounted there",
+        ),
+        (
+            "app_deploys_per_week",
+            "assumption: the app's code is deployed once a working day; each deploy restarts the running replicas \
+             (min_replicas, at least 1) on nodes that have the base and dependencies",
+        ),
+        (
+            "volume_shared",
+            "assumption: one volume shared by every replica that keeps its files (Cerebrium persistent storage, \
+             Runpod network volumes, a ReadWriteMany claim); Baseten's per-source volumes are per replica regardless",
+        ),
     ];
     (params, sources.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
@@ -388,7 +431,29 @@ pub fn builtin(name: &str) -> Option<Profile> {
                 "assumption: RunPod network volumes are network storage; ~300 MB/s (not published)",
             );
         }
-        "generic" => {}
+        "generic" => {
+            set(
+                "image_volumes",
+                0.0,
+                "assumption: a generic or older runtime has no image volumes (they need Kubernetes ≥ 1.33 and a \
+                 runtime that mounts OCI artifacts); use the kubernetes profile for a cluster that has them",
+            );
+        }
+        "kubernetes" => {
+            set(
+                "image_volumes",
+                1.0,
+                "assumption: a Kubernetes ≥ 1.35 cluster, where image volumes (KEP-4639; beta in 1.33) are on by \
+                 default, with a runtime that mounts OCI artifacts (containerd ≥ 2.1, CRI-O ≥ 1.31); \
+                 build --deploy-target kubernetes writes the image volume",
+            );
+            set(
+                "volume_shared",
+                0.0,
+                "build --deploy-target kubernetes mounts an emptyDir for volume weights by default, which starts \
+                 empty in every pod; set 1 with --deploy-volume-claim and a ReadWriteMany claim",
+            );
+        }
         _ => return None,
     }
     Some(Profile { name: name.to_string(), params, sources, runtime_codecs })
@@ -578,6 +643,21 @@ mod tests {
             let error = parse_file(&text, path, "generic").unwrap_err().to_string();
             assert!(error.starts_with("node.toml:2:1: `runtime_codecs` must be"), "{error}");
         }
+    }
+
+    #[test]
+    fn only_kubernetes_mounts_image_volumes_and_a_file_can_say_otherwise() {
+        for name in BUILTIN {
+            let expected = if name == "kubernetes" { 1.0 } else { 0.0 };
+            assert_eq!(builtin(name).unwrap().params.image_volumes, expected, "{name}");
+        }
+        let kubernetes = builtin("kubernetes").unwrap();
+        assert!(kubernetes.sources["image_volumes"].contains("KEP-4639"));
+        assert_eq!(kubernetes.runtime_codecs, ALL_CODECS, "containerd 2.1 and CRI-O unpack zstd");
+        let path = Path::new("cluster.toml");
+        let own = parse_file("base = \"generic\"\n[params]\nimage_volumes = 1\n", path, "cerebrium").unwrap();
+        assert_eq!(own.params.image_volumes, 1.0);
+        assert_eq!(parse_file(&to_toml(&own, "generic"), path, "cerebrium").unwrap().params, own.params);
     }
 
     #[test]

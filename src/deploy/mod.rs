@@ -172,18 +172,37 @@ pub fn render(target: DeployTarget, input: &DeployInput) -> Vec<DeployFile> {
 
 /// What the user should know about the files of `target`: volume weights
 /// on a platform other than the one the image was built for (the image
-/// links the app's paths into the build target's volume root).
+/// links the app's paths into the build target's volume root), and
+/// artifact weights on a platform whose nodes cannot mount them.
 pub fn warnings(target: DeployTarget, input: &DeployInput) -> Vec<String> {
+    let mut warnings = Vec::new();
     let built_for = DeployTarget::of(input.spec);
     let platform = target != DeployTarget::Kubernetes;
     if platform && target != built_for && input.placed(Placement::Volume).next().is_some() {
-        return vec![format!(
+        warnings.push(format!(
             "the image keeps weights on {}'s volume ({}), but the {target} files run it on {target}; \
              set `target = \"{target}\"` in the config's imgbake section and build again",
             input.spec.target.name, input.spec.target.volume_root
-        )];
+        ));
     }
-    Vec::new()
+    let artifacts: Vec<&str> = input.placed(Placement::Artifact).map(|e| e.origin.as_str()).collect();
+    if !artifacts.is_empty() && !mounts_image_volumes(target) {
+        warnings.push(format!(
+            "{} {} a ModelPack artifact, but {target} does not mount image volumes: the app will not find \
+             those weights at their path; deploy with --deploy-target kubernetes, or set mode = \"bake\" or \"volume\"",
+            artifacts.join(", "),
+            if artifacts.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    warnings
+}
+
+/// Whether `target`'s nodes mount ModelPack artifacts as image volumes: the
+/// `image_volumes` of its built-in cost profile, so that `plan` (which
+/// considers artifact only there) and `--deploy` agree.
+pub fn mounts_image_volumes(target: DeployTarget) -> bool {
+    crate::cost::profile::builtin(target.as_str())
+        .is_some_and(|profile| crate::cost::decision::mounts_image_volumes(&profile.params))
 }
 
 /// Writes each file atomically under `dir` (created when missing); returns the paths written.
@@ -263,5 +282,10 @@ pub(crate) mod tests {
             assert_eq!(DeployTarget::parse(name).unwrap().as_str(), name);
         }
         assert_eq!(DeployTarget::parse("generic"), None);
+        // Each deploy target has a built-in cost profile; only Kubernetes mounts artifacts.
+        for name in DeployTarget::ALL {
+            let target = DeployTarget::parse(name).unwrap();
+            assert_eq!(mounts_image_volumes(target), target == DeployTarget::Kubernetes, "{name}");
+        }
     }
 }

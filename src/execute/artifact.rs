@@ -7,6 +7,7 @@
 //! 1 MiB pieces).
 
 use super::layers::{self, BuiltLayer, LayerBuildError};
+use super::registry_cache::{built_from_hit, Hit};
 use super::stream::RemoteStreams;
 use crate::image::assemble::AssembledImage;
 use crate::image::cache::LayerCache;
@@ -15,6 +16,7 @@ use crate::image::modelpack::{self, ModelFacts};
 use crate::layout::{ArtifactPlan, LayerContent};
 use crate::registry::Reference;
 use crate::spec::{Spec, WeightsSource};
+use std::collections::BTreeMap;
 
 /// One artifact, built.
 #[derive(Debug, Clone)]
@@ -37,14 +39,16 @@ impl BuiltArtifact {
     }
 }
 
-/// Writes the layers of `artifact` (or finds them in the layer cache) and
-/// its documents.
+/// Writes the layers of `artifact` (or finds them in the layer cache, or
+/// takes them from the registry cache's `hits`, by layer index) and its
+/// documents.
 pub fn build(
     spec: &Spec,
     artifact: &ArtifactPlan,
     image_tag: &str,
     cache: &LayerCache,
     streams: Option<&RemoteStreams>,
+    hits: &BTreeMap<usize, Hit>,
 ) -> Result<BuiltArtifact, LayerBuildError> {
     let mut built = Vec::new();
     let mut packed = Vec::new();
@@ -52,7 +56,10 @@ pub fn build(
         let LayerContent::Weights { files, .. } = &planned.layer.content else {
             unreachable!("artifact layers are weights layers")
         };
-        let layer = layers::weights_layer(&planned.layer, files, cache, streams)?;
+        let layer = match hits.get(&index) {
+            Some(hit) => built_from_hit(hit, &planned.layer.name, &planned.layer.history),
+            None => layers::weights_layer(&planned.layer, files, cache, streams)?,
+        };
         packed.push(modelpack::ArtifactLayer {
             layer: layer.layer.clone(),
             config_files: planned.config_files,

@@ -234,12 +234,16 @@ pub fn build(
         check_entrypoint(&built, &mut warnings)?;
     }
     let mut artifacts = Vec::new();
-    for planned in &plan.artifacts {
-        let remote = planned.layers.iter().any(|l| match &l.layer.content {
-            LayerContent::Weights { files, .. } => {
-                files.iter().any(|f| matches!(f.file.content, crate::layout::weights::WeightsContent::Remote(_)))
+    for (index, planned) in plan.artifacts.iter().enumerate() {
+        let hits = &registry_cache.artifact_hits[index];
+        // Only the layers the registry cache does not supply are fetched.
+        let remote = planned.layers.iter().enumerate().filter(|(layer, _)| !hits.contains_key(layer)).any(|(_, l)| {
+            match &l.layer.content {
+                LayerContent::Weights { files, .. } => {
+                    files.iter().any(|f| matches!(f.file.content, crate::layout::weights::WeightsContent::Remote(_)))
+                }
+                _ => false,
             }
-            _ => false,
         });
         if remote && !streams.contains_key(&planned.origin) {
             let source = resolved.sources.iter().find(|s| s.entry.origin == planned.origin).ok_or_else(|| {
@@ -247,7 +251,8 @@ pub fn build(
             })?;
             streams.insert(planned.origin.clone(), remote::streams_for(source)?);
         }
-        artifacts.push(artifact::build(spec, planned, &options.output.tag, &cache, streams.get(&planned.origin))?);
+        let streams = streams.get(&planned.origin);
+        artifacts.push(artifact::build(spec, planned, &options.output.tag, &cache, streams, hits)?);
     }
 
     for (origin, streams) in streams {
@@ -290,21 +295,24 @@ pub fn build(
     let from_registry = registry_cache.blobs_elsewhere(options.complete_output, &mut warnings);
     output::write_layout(&options.output, &image, &resolved.base, &built, &cache, &from_registry, &options.registry)?;
     for artifact in &artifacts {
-        output::write_artifact(&options.output, artifact, &cache)?;
+        output::write_artifact(&options.output, artifact, &cache, &from_registry, &options.registry)?;
     }
     let pushed = match &options.push {
         Some(reference) => Some(output::push(&options.output, &image, &resolved.base, reference, &options.registry)?),
         None => None,
     };
+    let mut artifact_targets = Vec::new();
     if let Some(reference) = &options.push {
-        let shared_repo = artifacts.len() > 1;
-        for artifact in &mut artifacts {
-            let target = artifact::push_target(spec.artifact_repo.as_deref(), reference, &artifact.mount, shared_repo);
+        for (index, artifact) in artifacts.iter_mut().enumerate() {
+            let target = registry_cache::artifact_target(spec, plan, index, reference);
             artifact.pushed = Some(output::push_artifact(&options.output, artifact, &target, &options.registry)?);
+            artifact_targets.push((artifact.layers.as_slice(), target));
         }
     }
     let registry_cache_recorded = match &options.push {
-        Some(reference) => registry_cache.record(plan, &built, reference, &resolved.cache_dir, &mut warnings),
+        Some(reference) => {
+            registry_cache.record(plan, &built, reference, &artifact_targets, &resolved.cache_dir, &mut warnings)
+        }
         None => 0,
     };
     Ok(BuildOutcome {

@@ -97,19 +97,41 @@ pub fn write_layout(
 }
 
 /// Puts a weights artifact into the output layout beside the image: its
-/// layer blobs, config and manifest, under its own tag.
-pub fn write_artifact(output: &OciRef, artifact: &BuiltArtifact, cache: &LayerCache) -> Result<(), OutputError> {
+/// layer blobs, config and manifest, under its own tag. Layers the registry
+/// cache supplied are fetched or left out as in [`write_layout`].
+pub fn write_artifact(
+    output: &OciRef,
+    artifact: &BuiltArtifact,
+    cache: &LayerCache,
+    from_registry: &BTreeMap<Digest, Option<Reference>>,
+    registry: &RegistryClientOptions,
+) -> Result<(), OutputError> {
     let layout_error =
         |source| OutputError::Layout { dir: output.dir.clone(), tag: artifact.tag.clone(), source: Box::new(source) };
     let layout = OciLayout::create(&output.dir).map_err(layout_error)?;
+    let mut client = None;
     for layer in &artifact.layers {
-        if !layout.blobs().has(&layer.layer.digest) {
-            cache
+        let digest = &layer.layer.digest;
+        if layout.blobs().has(digest) {
+            continue;
+        }
+        match from_registry.get(digest) {
+            Some(None) => {}
+            Some(Some(repository)) => {
+                let fetch_error = |source| OutputError::Fetch { digest: digest.to_string(), source: Box::new(source) };
+                if client.is_none() {
+                    client = Some(RegistryClient::new(registry.clone()).map_err(fetch_error)?);
+                }
+                let client = client.as_ref().expect("made above");
+                client.fetch_blob_to_file(repository, digest, &layout.blobs().path(digest)).map_err(fetch_error)?;
+            }
+            None => cache
                 .export(&layer.layer, layout.blobs())
-                .map_err(|source| OutputError::Blob { digest: layer.layer.digest.to_string(), source })?;
+                .map_err(|source| OutputError::Blob { digest: digest.to_string(), source })?,
         }
     }
-    layout.write_image(&artifact.documents, &artifact.tag).map_err(layout_error)?;
+    let elsewhere = |digest: &Digest| matches!(from_registry.get(digest), Some(None));
+    layout.write_partial_image(&artifact.documents, &artifact.tag, &elsewhere).map_err(layout_error)?;
     Ok(())
 }
 

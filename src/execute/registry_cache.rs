@@ -5,8 +5,11 @@
 //! with the recorded size (mounted first from the cache repository when
 //! that is another repository of the same registry). A hit is neither
 //! downloaded from its source nor built. After the push, the layers built
-//! here are recorded. The cache is an optimisation only: a registry that
-//! fails to answer is a warning and the layer is built.
+//! here are recorded. The layers of `mode = "artifact"` sources are keyed
+//! the same way (their key is that of a weights layer: its files by etag or
+//! sha256, its paths, no compression), looked up where the artifact is
+//! pushed, and recorded from there. The cache is an optimisation only: a
+//! registry that fails to answer is a warning and the layer is built.
 
 use super::layers::BuiltLayer;
 use crate::image::digest::Digest;
@@ -44,13 +47,33 @@ fn plan_keys(plan: &ImagePlan, facts: &KeyFacts) -> Vec<Option<LayerKey>> {
     plan.layers.iter().map(|layer| layer_key(layer, &LayerOptions::from_env(layer.compression), facts)).collect()
 }
 
+/// The key of every layer of every planned artifact, by artifact.
+fn artifact_keys(plan: &ImagePlan, facts: &KeyFacts) -> Vec<Vec<Option<LayerKey>>> {
+    plan.artifacts
+        .iter()
+        .map(|artifact| {
+            artifact
+                .layers
+                .iter()
+                .map(|planned| {
+                    let options = LayerOptions::from_env(planned.layer.compression);
+                    layer_key(&planned.layer, &options, facts)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The registry cache over one build: the keys, the hits, and the client.
 pub struct RegistryCache {
     /// Hits by layer index.
     pub hits: BTreeMap<usize, Hit>,
+    /// Hits of artifact layers, by artifact index and then layer index.
+    pub artifact_hits: Vec<BTreeMap<usize, Hit>>,
     client: Option<crate::registry::RegistryClient>,
     options: RegistryCacheOptions,
     keys: Vec<Option<LayerKey>>,
+    artifact_keys: Vec<Vec<Option<LayerKey>>>,
 }
 
 impl RegistryCache {
@@ -67,6 +90,8 @@ impl RegistryCache {
             options: options.registry_cache.clone(),
             keys: Vec::new(),
             hits: BTreeMap::new(),
+            artifact_keys: Vec::new(),
+            artifact_hits: plan.artifacts.iter().map(|_| BTreeMap::new()).collect(),
         };
         if run.options.is_off() {
             return Ok(run);
@@ -89,9 +114,15 @@ impl RegistryCache {
         };
         let facts = crate::layout::key::KeyFacts { lock: Some(&resolved.lock), bytecode_compiler, apt_base };
         run.keys = plan_keys(plan, &facts);
+        run.artifact_keys = artifact_keys(plan, &facts);
         if let (Some(from), false) = (&run.options.from, options.no_cache) {
             let parallel = options.registry.parallel_transfers;
             run.hits = lookup(&client, &run.keys, from, options.push.as_ref(), parallel, warnings);
+            for (index, keys) in run.artifact_keys.iter().enumerate() {
+                // An artifact's blobs are where the artifact is pushed, not the image.
+                let target = options.push.as_ref().map(|image| artifact_target(spec, plan, index, image));
+                run.artifact_hits[index] = lookup(&client, keys, from, target.as_ref(), parallel, warnings);
+            }
         }
         run.client = Some(client);
         Ok(run)
@@ -106,45 +137,66 @@ impl RegistryCache {
         warnings: &mut Vec<String>,
     ) -> BTreeMap<Digest, Option<Reference>> {
         let fetch = complete_output;
-        if !self.hits.is_empty() && !fetch {
-            let bytes: u64 = self.hits.values().map(|hit| hit.entry.layer.size).sum();
+        let count = self.all_hits().count();
+        if count > 0 && !fetch {
+            let bytes: u64 = self.all_hits().map(|hit| hit.entry.layer.size).sum();
             warnings.push(format!(
                 "{} layer(s) ({}) came from the registry cache and are only in the registry: the OCI layout holds the \
                  rest (pass --output to have them fetched into it)",
-                self.hits.len(),
+                count,
                 crate::registry::human_bytes(bytes)
             ));
         }
-        self.hits.values().map(|hit| (hit.entry.layer.digest.clone(), fetch.then(|| hit.repository.clone()))).collect()
+        self.all_hits().map(|hit| (hit.entry.layer.digest.clone(), fetch.then(|| hit.repository.clone()))).collect()
     }
 
-    /// Records the layers built here in `--cache-to`.
-    /// Records every keyed layer built here (not a hit from `to` itself) in
-    /// `--cache-to`. The blobs are in `pushed_to` (the pushed image's
-    /// repository), mounted into the cache repository first when that is
-    /// another one. Returns how many were recorded.
+    /// The hits of the image's layers and of the artifacts' layers.
+    fn all_hits(&self) -> impl Iterator<Item = &Hit> {
+        self.hits.values().chain(self.artifact_hits.iter().flat_map(|hits| hits.values()))
+    }
+
+    /// Records every keyed layer built here (not a hit read from `to` itself) in
+    /// `--cache-to`: the image's, whose blobs are in `pushed_to` (the pushed
+    /// image's repository), and each artifact's, whose blobs are where that
+    /// artifact was pushed (`artifacts`, in plan order); a blob is mounted
+    /// into the cache repository first when that is another one. Returns
+    /// how many were recorded.
     pub fn record(
         &self,
         plan: &ImagePlan,
         built: &[BuiltLayer],
         pushed_to: &Reference,
+        artifacts: &[(&[BuiltLayer], Reference)],
         scratch: &std::path::Path,
         warnings: &mut Vec<String>,
     ) -> usize {
         let (Some(client), Some(to)) = (&self.client, &self.options.to) else { return 0 };
+        // A hit was read from `--cache-from`: when that is `to`, its entry is there already.
+        let read_from_to = self.options.from.as_ref().is_some_and(|from| same_repository(from, to));
         let mut recorded = 0;
         let mut failed = None;
-        for (index, (key, layer)) in self.keys.iter().zip(built).enumerate() {
-            let Some(key) = key else { continue };
-            if self.hits.get(&index).is_some_and(|hit| same_repository(&hit.repository, to)) {
-                continue;
-            }
-            let entry = CacheEntry { layer: layer.layer.clone(), files: layer.files, programs: layer.programs.clone() };
-            let outcome = ensure_blob(client, to, pushed_to, &layer.layer.digest)
-                .and_then(|_| client.write_cache_entry(to, &key.0, &entry, &plan.layers[index].name, scratch));
-            match outcome {
-                Ok(()) => recorded += 1,
-                Err(error) => failed = Some(error),
+        let image = std::iter::once((&self.keys, &self.hits, built, pushed_to, None));
+        let artifact_layers = artifacts.iter().enumerate().map(|(index, (built, pushed_to))| {
+            (&self.artifact_keys[index], &self.artifact_hits[index], *built, pushed_to, Some(index))
+        });
+        for (keys, hits, built, pushed_to, artifact) in image.chain(artifact_layers) {
+            for (index, (key, layer)) in keys.iter().zip(built).enumerate() {
+                let Some(key) = key else { continue };
+                if hits.contains_key(&index) && read_from_to {
+                    continue;
+                }
+                let name = match artifact {
+                    Some(artifact) => &plan.artifacts[artifact].layers[index].layer.name,
+                    None => &plan.layers[index].name,
+                };
+                let entry =
+                    CacheEntry { layer: layer.layer.clone(), files: layer.files, programs: layer.programs.clone() };
+                let outcome = ensure_blob(client, to, pushed_to, &layer.layer.digest)
+                    .and_then(|_| client.write_cache_entry(to, &key.0, &entry, name, scratch));
+                match outcome {
+                    Ok(()) => recorded += 1,
+                    Err(error) => failed = Some(error),
+                }
             }
         }
         if let Some(error) = failed {
@@ -153,6 +205,12 @@ impl RegistryCache {
         }
         recorded
     }
+}
+
+/// Where the artifact at `index` of `plan` goes when the image goes to `image`.
+pub fn artifact_target(spec: &crate::spec::Spec, plan: &ImagePlan, index: usize, image: &Reference) -> Reference {
+    let shared_repo = plan.artifacts.len() > 1;
+    super::artifact::push_target(spec.artifact_repo.as_deref(), image, &plan.artifacts[index].mount, shared_repo)
 }
 
 /// The hits among `keys`, by layer index. `target` is where the image is

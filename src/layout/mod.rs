@@ -245,10 +245,13 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
     let mut artifacts = Vec::new();
     for entry in &spec.weights {
         let placement = placement_of(entry, placements);
-        if placement == Placement::Volume {
-            if let Some(blocker) = weights::volume_blocker(entry, spec) {
-                return Err(LayoutError::Refused(blocker));
-            }
+        let blocker = match placement {
+            Placement::Volume => weights::volume_blocker(entry, spec),
+            Placement::Artifact => weights::artifact_blocker(entry),
+            Placement::Bake => None,
+        };
+        if let Some(blocker) = blocker {
+            return Err(LayoutError::Refused(blocker));
         }
         placed.push(SourcePlacement {
             origin: entry.origin.clone(),
@@ -324,10 +327,15 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
 }
 
 /// Refuses, before anything is resolved, an entry configured for a volume
-/// that cannot go there (the same line `layout` would give).
+/// or an artifact that cannot go there (the same line `layout` would give).
 pub fn check_configured(spec: &Spec) -> Result<(), LayoutError> {
-    for entry in spec.weights.iter().filter(|e| e.mode == WeightsMode::Volume) {
-        if let Some(blocker) = weights::volume_blocker(entry, spec) {
+    for entry in &spec.weights {
+        let blocker = match entry.mode {
+            WeightsMode::Volume => weights::volume_blocker(entry, spec),
+            WeightsMode::Artifact => weights::artifact_blocker(entry),
+            WeightsMode::Bake | WeightsMode::Auto => None,
+        };
+        if let Some(blocker) = blocker {
             return Err(LayoutError::Refused(blocker));
         }
     }

@@ -28,7 +28,8 @@ pub fn render(plan: &Plan) -> String {
         let configured = if decision.reason.contains(" (configured): ") { " (configured)" } else { "" };
         out.push_str(&format!("- **{}**{configured} `{}`: {rest}\n", decision.chosen.as_str(), decision.uri));
     }
-    out.push_str("\n### Options\n\n| | bake | volume | auto |\n|---|---:|---:|---:|\n");
+    let names: Vec<&str> = plan.options.iter().map(|o| o.name).collect();
+    out.push_str(&format!("\n### Options\n\n| | {} |\n|---|{}\n", names.join(" | "), "---:|".repeat(names.len())));
     let row = |label: &str, f: &dyn Fn(&crate::cost::options::OptionPlan) -> String| {
         let cells: Vec<String> = plan.options.iter().map(f).collect();
         format!("| {label} | {} |\n", cells.join(" | "))

@@ -30,9 +30,13 @@ pub fn render(plan: &Plan) -> String {
         out.push_str(&format!("  {}\n", wrap(&decision.reason, WIDTH - 2, 4)));
     }
 
-    out.push_str(&format!("\n{:<34}{:>22}{:>22}{:>22}\n", "", "bake", "volume", "auto"));
-    let row =
-        |label: &str, values: Vec<String>| format!("{label:<34}{:>22}{:>22}{:>22}\n", values[0], values[1], values[2]);
+    // Three options in columns of 22, four (with artifact) in columns of 16: within 100 columns.
+    let column = if plan.options.len() > 3 { 16 } else { 22 };
+    let row = |label: &str, values: Vec<String>| {
+        let cells: String = values.iter().map(|v| format!("{v:>column$}")).collect();
+        format!("{label:<34}{cells}\n")
+    };
+    out.push_str(&format!("\n{}", row("", plan.options.iter().map(|o| o.name.to_string()).collect())));
     let each = |f: &dyn Fn(&crate::cost::options::OptionPlan) -> String| plan.options.iter().map(f).collect::<Vec<_>>();
     out.push_str(&row(
         "image compressed / unpacked",
@@ -67,9 +71,20 @@ pub fn render(plan: &Plan) -> String {
             ));
         }
     }
+    // The option's name (8 columns; 9 for `artifact`), then the scenario.
+    let name_width = plan.options.iter().map(|o| o.name.len() + 1).max().unwrap_or(0).max(8);
+    let label_width = 36;
     out.push_str(&format!(
-        "\n{:<46}{:>7}{:>7}{:>9}{:>7}{:>8}{:>7}{:>8}\n",
-        "Cold-start terms (s)", "pull", "unpack", "prefetch", "app", "imports", "load", "total"
+        "\n{:<width$}{:>7}{:>7}{:>9}{:>7}{:>8}{:>7}{:>8}\n",
+        "Cold-start terms (s)",
+        "pull",
+        "unpack",
+        "prefetch",
+        "app",
+        "imports",
+        "load",
+        "total",
+        width = 2 + name_width + label_width
     ));
     for option in &plan.options {
         for scenario in &option.cold_starts {
@@ -77,7 +92,7 @@ pub fn render(plan: &Plan) -> String {
             out.push_str(&format!(
                 // The import-overlap term (always 0 with imgbake's hook) is in
                 // the JSON and Markdown reports; the total counts it.
-                "  {:<8}{:<36}{:>7.1}{:>7.1}{:>9.1}{:>7.1}{:>8.1}{:>7.1}{:>8.1}\n",
+                "  {:<name_width$}{:<label_width$}{:>7.1}{:>7.1}{:>9.1}{:>7.1}{:>8.1}{:>7.1}{:>8.1}\n",
                 option.name, scenario.label, v[0], v[1], v[2], v[3], v[4], v[6], scenario.total
             ));
         }

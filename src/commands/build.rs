@@ -5,7 +5,8 @@ use crate::config;
 use crate::deploy::DeployTarget;
 use crate::execute::{self, BuildError, BuildOptions};
 use crate::image::layout::{is_valid_tag, parse_oci_ref, OciRef};
-use crate::registry::{human_bytes, Reference, RegistryClientOptions};
+use crate::plumbing::units::human_bytes;
+use crate::registry::{Reference, RegistryClientOptions};
 use crate::resolve::LockPolicy;
 use std::path::{Path, PathBuf};
 

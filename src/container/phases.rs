@@ -5,6 +5,7 @@
 //! where it belongs and nowhere else.
 
 use super::importtime::Imports;
+use crate::plumbing::units::human_bytes;
 use serde::Serialize;
 
 /// Version of the JSON document (`schema` field); bump on any breaking change.
@@ -159,21 +160,6 @@ pub fn table(rows: &[Phase], plan_label: &str) -> String {
         ));
     }
     out
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]

@@ -49,19 +49,8 @@ pub fn seconds(value: f64) -> String {
     }
 }
 
-/// Bytes in decimal units, as registries and platforms show them.
-pub fn size(bytes: u64) -> String {
-    let value = bytes as f64;
-    if value >= 1e9 {
-        format!("{:.1} GB", value / 1e9)
-    } else if value >= 1e6 {
-        format!("{:.1} MB", value / 1e6)
-    } else if value >= 1e3 {
-        format!("{:.1} kB", value / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
-}
+/// Bytes in decimal units (the one formatter, in plumbing).
+pub use crate::plumbing::units::human_bytes as size;
 
 fn rate(per_week: f64) -> String {
     let text = format!("{per_week:.2}");

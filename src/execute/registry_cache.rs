@@ -144,7 +144,7 @@ impl RegistryCache {
                 "{} layer(s) ({}) came from the registry cache and are only in the registry: the OCI layout holds the \
                  rest (pass --output to have them fetched into it)",
                 count,
-                crate::registry::human_bytes(bytes)
+                crate::plumbing::units::human_bytes(bytes)
             ));
         }
         self.all_hits().map(|hit| (hit.entry.layer.digest.clone(), fetch.then(|| hit.repository.clone()))).collect()

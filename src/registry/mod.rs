@@ -64,7 +64,7 @@ pub mod reference;
 pub use auth::{CredentialSource, Credentials};
 pub use client::{RegistryClient, RegistryClientOptions, TransferStats};
 pub use error::{CertificateProblem, RegistryError};
-pub use progress::{human_bytes, ProgressMode};
+pub use progress::ProgressMode;
 pub use pull::{blob_path, FetchedManifest, PulledImage};
 pub use push::{BlobPushOutcome, BlobSource, ImageToPush, PushReport};
 pub use reference::{Reference, ReferenceError};

@@ -3,6 +3,7 @@
 //! that CI logs stay readable.
 
 use crate::image::digest::Digest;
+use crate::plumbing::units::human_bytes;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Read};
 use std::time::Instant;
@@ -133,32 +134,4 @@ impl<R: Read> Read for CountingReader<R> {
 
 fn short(digest: &Digest) -> String {
     format!("sha256:{}", &digest.hex()[..12])
-}
-
-/// Decimal units, as registries and `docker images` show sizes.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_bytes;
-
-    #[test]
-    fn sizes_read_like_registries_show_them() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(123_400_000), "123.4 MB");
-        assert_eq!(human_bytes(2_500_000_000), "2.5 GB");
-    }
 }

@@ -420,7 +420,7 @@ pub fn lock_file(data: &[u8]) {
 
 /// A `--profile` override file: read → write → read gives the same numbers.
 pub fn profile(data: &[u8]) {
-    use crate::cost::profile::{parse_file, to_toml, ProfileError};
+    use crate::pricing::profile::{parse_file, to_toml, ProfileError};
     let Some(text) = text(data) else { return };
     let path = Path::new("fuzz.toml");
     match parse_file(text, path, "generic") {

@@ -21,6 +21,7 @@ pub mod image;
 pub mod layout;
 pub mod lock;
 pub mod plumbing;
+pub mod pricing;
 pub mod registry;
 pub mod resolve;
 pub mod runtime;

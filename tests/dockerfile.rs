@@ -114,7 +114,7 @@ fn generate(spec: &imgbake::spec::Spec, remote: &OfflineWeights) -> Result<docke
         })
         .collect();
     let hook = PathBuf::from(env!("CARGO_BIN_EXE_imgbake"));
-    let profile = imgbake::cost::profile::builtin(spec.target.name.as_str()).expect("a built-in profile");
+    let profile = imgbake::pricing::profile::builtin(spec.target.name.as_str()).expect("a built-in profile");
     let target = imgbake::layout::compression::CodecTarget { profile: &profile, base_layers: &[] };
     let facts = LayoutFacts { lock: None, sources: &sources, rootfs: None, hook: &hook, target };
     let plan = match layout::layout(spec, &facts, &Default::default()) {

@@ -77,7 +77,8 @@ fn seeds_reach_past_the_parsers_first_error() {
     let manifest =
         imgbake::weights::manifest::WeightsManifest::from_bytes(&seed("weights_manifest", "seed-two-entries"));
     assert!(manifest.is_ok(), "{:?}", manifest.err());
-    let profile = imgbake::cost::profile::parse_file(&text("profile", "seed-override"), Path::new("p.toml"), "generic");
+    let profile =
+        imgbake::pricing::profile::parse_file(&text("profile", "seed-override"), Path::new("p.toml"), "generic");
     assert!(profile.is_ok(), "{:?}", profile.err());
     let loaded = imgbake::config::load_text(
         // A project with a `weights/` directory, for the local source.

@@ -269,10 +269,10 @@ pub fn run(args: &BuildArgs) -> u8 {
 
 /// `--profile` (a built-in name or a profile file), else the target's
 /// built-in profile: what decides `mode = "auto"`.
-pub fn load_profile(spec: &crate::spec::Spec, choice: Option<&str>) -> Result<crate::cost::profile::Profile, u8> {
+pub fn load_profile(spec: &crate::spec::Spec, choice: Option<&str>) -> Result<crate::pricing::profile::Profile, u8> {
     let named = match choice {
         None => None,
-        Some(choice) => match crate::cost::profile::load(spec.target.name.as_str(), Some(choice)) {
+        Some(choice) => match crate::pricing::profile::load(spec.target.name.as_str(), Some(choice)) {
             Ok(profile) => Some(profile),
             Err(error) => {
                 print_error(&error);
@@ -293,7 +293,7 @@ fn run_container_builder(
     builder: crate::dockerfile::builder::ContainerBuilder,
     output: OciRef,
     push: Option<String>,
-    profile: &crate::cost::profile::Profile,
+    profile: &crate::pricing::profile::Profile,
     lock_policy: LockPolicy,
 ) -> u8 {
     use crate::dockerfile::builder::{self, BuilderRun};

@@ -61,7 +61,7 @@ impl crate::plumbing::errors::Hint for ContextError {
 pub fn write_context(
     spec: &Spec,
     settings: &ContextSettings,
-    profile: &crate::cost::profile::Profile,
+    profile: &crate::pricing::profile::Profile,
     dir: &Path,
 ) -> Result<(context::Written, dockerfile::Context), ContextError> {
     let cache_dir = match &settings.cache_dir {

@@ -5,10 +5,10 @@
 
 use crate::cost::decision::Decision;
 use crate::cost::inputs::{BaseInput, LockState, PlanInputs};
-use crate::cost::model::PullLayer;
-use crate::cost::profile::Profile;
 use crate::layout::compression::CodecTarget;
 use crate::layout::{self, ImagePlan, LayoutError, LayoutFacts, Placement, Placements};
+use crate::pricing::model::PullLayer;
+use crate::pricing::profile::Profile;
 use crate::spec::{Spec, WeightsMode, WeightsSource};
 
 /// The final ImagePlan, and what the cost model saw to decide it.

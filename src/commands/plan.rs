@@ -5,7 +5,8 @@
 use super::{print_error, EXIT_INVALID_INPUT, EXIT_OK, EXIT_USAGE};
 use crate::config;
 use crate::cost::report::{self, Format};
-use crate::cost::{self, calibrate, inputs, profile};
+use crate::cost::{self, calibrate, inputs};
+use crate::pricing::profile;
 use crate::registry::RegistryClientOptions;
 use std::path::PathBuf;
 

@@ -7,8 +7,8 @@
 
 use super::inputs::PlanInputs;
 use super::options::{option_plan, OptionPlan};
-use super::profile::Params;
 use super::{cold_starts_per_week, updates_per_week, Placement};
+use crate::pricing::profile::Params;
 use crate::spec::WeightsMode;
 use serde::Serialize;
 
@@ -299,8 +299,9 @@ pub fn decide(inputs: &PlanInputs, params: &Params) -> Vec<Decision> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::inputs::{BaseInput, Codec, LayerEstimate, WeightsInput};
-    use crate::cost::profile::builtin;
+    use crate::cost::inputs::{BaseInput, WeightsInput};
+    use crate::pricing::estimate::{Codec, LayerEstimate};
+    use crate::pricing::profile::builtin;
     use crate::spec::Target;
 
     fn layer(what: &str, bytes: u64, codec: Codec) -> LayerEstimate {

@@ -1,21 +1,19 @@
 //! The cost model: what baking weights costs against keeping them on a
 //! volume, for one deployment. `inputs` prices an ImagePlan (every source
-//! baked) into sizes, `model` turns sizes into seconds, `options` lays out
-//! each option's image and scenarios, `decision` picks per weights source,
-//! `report` renders. [`placements`] is how `mode = "auto"` is decided for
+//! baked) into sizes, `pricing::model` (below the layout, which reads it
+//! too) turns sizes into seconds, `options` lays out each option's image
+//! and scenarios, `decision` picks per weights source, `report` renders. [`placements`] is how `mode = "auto"` is decided for
 //! `build`, `plan` and `dockerfile` alike.
 
 pub mod calibrate;
 pub mod decision;
-pub mod deps;
 pub mod inputs;
-pub mod model;
 pub mod options;
-pub mod profile;
 pub mod report;
 
+use crate::pricing::estimate::{Codec, LayerEstimate};
+use crate::pricing::profile::{self, Profile};
 use inputs::PlanInputs;
-use profile::Profile;
 use serde::Serialize;
 
 /// Version of the JSON document (`schema` field); bump on any breaking change.
@@ -48,7 +46,7 @@ pub struct Plan {
     /// Every weights source as gathered: files, bytes, compressibility and its source, layers when baked.
     pub sources: Vec<inputs::WeightsInput>,
     /// pip/apt/conda layers (empty until imgbake.lock is wired in).
-    pub dependency_layers: Vec<inputs::LayerEstimate>,
+    pub dependency_layers: Vec<LayerEstimate>,
     pub decisions: Vec<decision::Decision>,
     pub options: Vec<options::OptionPlan>,
     /// The image `build` makes with these decisions: its new layers in order.
@@ -61,7 +59,7 @@ pub struct Plan {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuntimeCodecs {
-    pub codecs: Vec<inputs::Codec>,
+    pub codecs: Vec<Codec>,
     pub source: String,
 }
 
@@ -192,7 +190,7 @@ pub fn placements(inputs: &PlanInputs, profile: &profile::Profile) -> Vec<decisi
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlannedLayerView {
     pub what: String,
-    pub codec: inputs::Codec,
+    pub codec: Codec,
     /// How the codec was chosen, with each alternative's pull and unpack.
     pub codec_choice: Option<crate::layout::compression::CodecChoice>,
     /// `(image path, bytes)` of its regular files, when the layout knows them.
@@ -204,7 +202,7 @@ pub fn layer_views(spec: &crate::spec::Spec, plan: &crate::layout::ImagePlan) ->
         .iter()
         .map(|layer| PlannedLayerView {
             what: layer.name.clone(),
-            codec: inputs::codec_of(layer.compression),
+            codec: crate::pricing::estimate::codec_of(layer.compression),
             codec_choice: layer.codec_choice.clone(),
             paths: layer.files(spec, plan.volume.as_ref()),
         })

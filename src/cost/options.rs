@@ -2,10 +2,11 @@
 //! out as build would make it: its layers, image size, bytes pushed per
 //! change, cold-start scenarios, build time and storage per replica count.
 
-use super::inputs::{Codec, LayerEstimate, PlanInputs};
-use super::model::{self, BuildTerms, PullLayer, Terms, WeightsAtStart};
-use super::profile::Params;
+use super::inputs::PlanInputs;
 use super::Placement;
+use crate::pricing::estimate::{Codec, LayerEstimate, BYTES_PER_ENTRY_ESTIMATE};
+use crate::pricing::model::{self, BuildTerms, PullLayer, Terms, WeightsAtStart};
+use crate::pricing::profile::Params;
 use serde::Serialize;
 
 /// The layer the volume option adds: the weights manifest and the hook binary.
@@ -83,7 +84,7 @@ pub fn default_base(params: &Params) -> LayerEstimate {
         compressed: params.default_base_compressed as u64,
         codec: Codec::Gzip,
         exact: false,
-        entries: params.default_base_uncompressed as u64 / super::inputs::BYTES_PER_ENTRY_ESTIMATE,
+        entries: params.default_base_uncompressed as u64 / BYTES_PER_ENTRY_ESTIMATE,
     }
 }
 
@@ -91,7 +92,7 @@ pub fn default_base(params: &Params) -> LayerEstimate {
 pub fn volume_layer(files: usize, params: &Params) -> LayerEstimate {
     let hook = params.prefetch_hook_bytes as u64;
     let manifest = 1024 + MANIFEST_BYTES_PER_FILE * files as u64;
-    let uncompressed = super::inputs::tar_size(&[hook, manifest]);
+    let uncompressed = crate::pricing::estimate::tar_size(&[hook, manifest]);
     LayerEstimate {
         what: "volume manifest and prefetch hook".into(),
         uncompressed,
@@ -277,5 +278,136 @@ pub fn option_plan(name: &'static str, inputs: &PlanInputs, placements: &[Placem
         ci_rebuild_weights_file,
         storage,
         layers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `compression = "auto"` (layout/compression.rs) against this module's
+    //! new-node scenario: plan and build agree on codecs, and the codecs
+    //! auto picks give the lowest predicted cold start.
+    use super::*;
+    use crate::cost::inputs::{from_plan, BaseInput, LockState};
+    use crate::layout::compression::{CodecTarget, TIE_FRACTION, TIE_SECONDS};
+    use crate::layout::LayoutFacts;
+    use crate::pricing::estimate::codec_of;
+    use crate::pricing::profile::Profile;
+    use crate::spec::Spec;
+
+    /// A project with `weights` bytes of bf16-like weights (a sparse file
+    /// after the sampled first 8 MiB) and, `with_torch`, a torch-sized wheel.
+    fn project(weights: u64, with_torch: bool) -> (tempfile::TempDir, Spec, crate::lock::Lock) {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("weights/model.safetensors");
+        std::fs::create_dir_all(model.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(dir.path().join("project")).unwrap();
+        std::fs::write(&model, crate::cost::calibrate::bf16_like(8 << 20, 1)).unwrap();
+        std::fs::File::options().write(true).open(&model).unwrap().set_len(weights).unwrap();
+        let pip = if with_torch { "[cerebrium.dependencies.pip]\ntorch = \"2.5.1\"\n" } else { "" };
+        let config = format!(
+            "[cerebrium.deployment]\nname = \"w\"\n{pip}[[imgbake.weights]]\nsource = \"{}\"\nmount = \"m\"\nmode = \"bake\"\n",
+            model.parent().unwrap().display()
+        );
+        std::fs::write(dir.path().join("project/cerebrium.toml"), &config).unwrap();
+        let spec = crate::config::spec_of(dir.path().join("project/cerebrium.toml").to_str().unwrap(), &config);
+        let lock: crate::lock::Lock = serde_json::from_value(serde_json::json!({
+            "version": crate::lock::LOCK_VERSION,
+            "inputs": {"base": "", "python_version": "3.11", "installer": "uv", "pip": [], "apt": [], "conda": [],
+                       "conda_channels": [], "weights": []},
+            "base": {"image": ""},
+            "python": {"installer": "uv",
+                       "target": {"python_version": "3.11", "platform": "", "interpreter": "", "site_packages": ""},
+                       "packages": [{"name": "torch", "version": "2.5.1", "url": "", "sha256": "", "size": 800_000_000u64}]},
+            "weights": []
+        }))
+        .unwrap();
+        let lock = crate::lock::Lock { python: lock.python.filter(|_| with_torch), ..lock };
+        (dir, spec, lock)
+    }
+
+    fn base() -> BaseInput {
+        let layer = LayerEstimate {
+            what: "base layer 1".into(),
+            uncompressed: 80_000_000,
+            compressed: 30_000_000,
+            codec: Codec::Gzip,
+            exact: true,
+            entries: 2_000,
+        };
+        BaseInput { image: "base".into(), layers: vec![layer], source: "test".into() }
+    }
+
+    /// The plan's cold start on a new node of the image laid out under `profile`.
+    fn new_node_seconds(spec: &Spec, lock: &crate::lock::Lock, profile: &Profile) -> (f64, Vec<(String, Codec)>) {
+        let base_layers: Vec<PullLayer> = base().layers.iter().map(PullLayer::from).collect();
+        let hook = std::path::Path::new("/bin/sh");
+        let facts = LayoutFacts {
+            lock: Some(lock),
+            sources: &[],
+            rootfs: None,
+            hook,
+            target: CodecTarget { profile, base_layers: &base_layers },
+        };
+        let plan = crate::layout::layout(spec, &facts, &Default::default()).unwrap();
+        let state = LockState { lock: Some(lock), current: true };
+        let inputs = from_plan(spec, &plan, &[], base(), state, 0.85);
+        let bake = option_plan("bake", &inputs, &[Placement::Bake], &profile.params);
+        let codecs = plan.layers.iter().map(|l| (l.name.clone(), codec_of(l.compression))).collect();
+        (bake.scenario("new_node").unwrap().total, codecs)
+    }
+
+    #[test]
+    fn auto_picks_the_codec_with_the_lowest_predicted_cold_start() {
+        // Issue 23: for each codec a target may favour, 256 MiB and 1 GiB of
+        // bf16-like weights and a torch-sized wheel layer, the image `auto`
+        // lays out starts no slower (by the plan's own numbers) than the
+        // same image with any one codec forced.
+        let cerebrium = crate::pricing::profile::builtin("cerebrium").unwrap();
+        let generic = crate::pricing::profile::builtin("generic").unwrap();
+        let mut slow_network = generic.clone();
+        slow_network.params.registry_bandwidth = 20e6;
+        slow_network.params.layer_bandwidth = 10e6;
+        slow_network.params.unpack_gzip = 400e6;
+        // (profile, weights codec alone, torch's codec beside them)
+        let cases = [
+            (&cerebrium, Codec::Zstd, Codec::Zstd),
+            (&generic, Codec::None, Codec::Gzip),
+            (&slow_network, Codec::Gzip, Codec::Gzip),
+        ];
+        for (weights, with_torch) in [(256u64 << 20, false), (1 << 30, false), (256 << 20, true), (1 << 30, true)] {
+            let (_dir, mut spec, lock) = project(weights, with_torch);
+            for (profile, weights_alone, torch_codec) in cases {
+                let case = format!("{} MiB, torch {with_torch}, profile {}", weights >> 20, profile.name);
+                spec.compression = crate::spec::Compression::Auto;
+                let (auto, codecs) = new_node_seconds(&spec, &lock, profile);
+                let codec_of = |prefix: &str| codecs.iter().find(|(name, _)| name.starts_with(prefix)).map(|l| l.1);
+                if with_torch {
+                    assert_eq!(codec_of("python torch"), Some(torch_codec), "{case}: {codecs:?}");
+                } else {
+                    assert_eq!(codec_of("weights"), Some(weights_alone), "{case}: {codecs:?}");
+                }
+                for codec in profile.runtime_codecs.clone() {
+                    spec.compression = match codec {
+                        Codec::Gzip => crate::spec::Compression::Gzip,
+                        Codec::Zstd => crate::spec::Compression::Zstd,
+                        Codec::None => crate::spec::Compression::None,
+                    };
+                    let (forced, _) = new_node_seconds(&spec, &lock, profile);
+                    let tolerance = forced * TIE_FRACTION + TIE_SECONDS * codecs.len() as f64;
+                    assert!(auto <= forced + tolerance, "{case}: auto {auto:.2} s, all {codec:?} {forced:.2} s");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_runtime_without_zstd_never_gets_zstd_unless_forced() {
+        let (_dir, mut spec, lock) = project(64 << 20, true);
+        let generic = crate::pricing::profile::builtin("generic").unwrap();
+        let (_, codecs) = new_node_seconds(&spec, &lock, &generic);
+        assert!(codecs.iter().all(|(_, codec)| *codec != Codec::Zstd), "{codecs:?}");
+        spec.compression = crate::spec::Compression::Zstd;
+        let (_, codecs) = new_node_seconds(&spec, &lock, &generic);
+        assert!(codecs.iter().all(|(_, codec)| *codec == Codec::Zstd), "{codecs:?}");
     }
 }

@@ -201,7 +201,7 @@ pub fn warnings(target: DeployTarget, input: &DeployInput) -> Vec<String> {
 /// `image_volumes` of its built-in cost profile, so that `plan` (which
 /// considers artifact only there) and `--deploy` agree.
 pub fn mounts_image_volumes(target: DeployTarget) -> bool {
-    crate::cost::profile::builtin(target.as_str())
+    crate::pricing::profile::builtin(target.as_str())
         .is_some_and(|profile| crate::cost::decision::mounts_image_volumes(&profile.params))
 }
 

@@ -9,18 +9,21 @@
 //! node: the cost model's own pull (`pull_concurrency` layers at once, each
 //! capped at `layer_bandwidth`, all at `registry_bandwidth`) and serial
 //! unpack (`unpack_gzip|zstd|none`, per entry) of the base's layers and all
-//! of ours, with this layer in that codec and the others as chosen. A
-//! layer's blob size in a codec is estimated as the cost model estimates it
-//! (`cost::inputs` from the zstd -1 ratio of a sample of its files,
-//! `cost::deps` from the lock for dependency layers). Codecs whose times
-//! are within [`TIE_SECONDS`] (or [`TIE_FRACTION`]) of the best tie, and the
-//! tie goes to the smaller blob, so the smaller image.
+//! of ours, with this layer in that codec and the others as chosen
+//! (`pricing::model`). A layer's blob size in a codec is estimated as the
+//! cost model estimates it (`pricing::estimate` from the zstd -1 ratio of a
+//! sample of its files, `dependency_sizes` from the lock for dependency
+//! layers). Codecs whose times are within [`TIE_SECONDS`] (or
+//! [`TIE_FRACTION`]) of the best tie, and the tie goes to the smaller blob,
+//! so the smaller image. That the image `auto` lays out starts no slower
+//! by the plan's numbers than with any one codec forced is checked where
+//! both are visible (`cost::options`' tests).
 
 use super::{ImagePlan, LayerContent, LayoutFacts, PlannedLayer, VolumePlan};
-use crate::cost::inputs::{Codec, LayerEstimate};
-use crate::cost::model::{self, PullLayer};
-use crate::cost::profile::Profile;
 use crate::image::layer::Compression;
+use crate::pricing::estimate::{Codec, LayerEstimate};
+use crate::pricing::model::{self, PullLayer};
+use crate::pricing::profile::Profile;
 use crate::spec::{self, Spec};
 use serde::Serialize;
 
@@ -199,7 +202,7 @@ pub fn assign(plan: &mut ImagePlan, spec: &Spec, facts: &LayoutFacts) {
 fn alternative(
     estimates: &Option<Vec<(Codec, LayerEstimate)>>,
     codec: Codec,
-    params: &crate::cost::profile::Params,
+    params: &crate::pricing::profile::Params,
     seconds: impl Fn(PullLayer) -> f64,
 ) -> Option<Alternative> {
     let (_, estimate) = estimates.as_ref()?.iter().find(|(c, _)| *c == codec)?;
@@ -255,7 +258,7 @@ fn estimates(
             let lock = facts.lock?;
             return codecs
                 .iter()
-                .map(|&codec| crate::cost::deps::estimate_planned(&in_codec(codec), lock).map(|e| (codec, e)))
+                .map(|&codec| super::dependency_sizes::estimate_planned(&in_codec(codec), lock).map(|e| (codec, e)))
                 .collect();
         }
         LayerContent::AppFiles { files } => {
@@ -325,128 +328,9 @@ mod tests {
         assert_eq!(pick(&[gzip, zstd]).0, Codec::Zstd);
     }
 
-    /// A project with `weights` bytes of bf16-like weights (a sparse file
-    /// after the sampled first 8 MiB) and, `with_torch`, a torch-sized wheel.
-    fn project(weights: u64, with_torch: bool) -> (tempfile::TempDir, Spec, crate::lock::Lock) {
-        let dir = tempfile::tempdir().unwrap();
-        let model = dir.path().join("weights/model.safetensors");
-        std::fs::create_dir_all(model.parent().unwrap()).unwrap();
-        std::fs::create_dir_all(dir.path().join("project")).unwrap();
-        std::fs::write(&model, crate::cost::calibrate::bf16_like(8 << 20, 1)).unwrap();
-        std::fs::File::options().write(true).open(&model).unwrap().set_len(weights).unwrap();
-        let pip = if with_torch { "[cerebrium.dependencies.pip]\ntorch = \"2.5.1\"\n" } else { "" };
-        let config = format!(
-            "[cerebrium.deployment]\nname = \"w\"\n{pip}[[imgbake.weights]]\nsource = \"{}\"\nmount = \"m\"\nmode = \"bake\"\n",
-            model.parent().unwrap().display()
-        );
-        std::fs::write(dir.path().join("project/cerebrium.toml"), &config).unwrap();
-        let spec = crate::config::spec_of(dir.path().join("project/cerebrium.toml").to_str().unwrap(), &config);
-        let lock: crate::lock::Lock = serde_json::from_value(serde_json::json!({
-            "version": crate::lock::LOCK_VERSION,
-            "inputs": {"base": "", "python_version": "3.11", "installer": "uv", "pip": [], "apt": [], "conda": [],
-                       "conda_channels": [], "weights": []},
-            "base": {"image": ""},
-            "python": {"installer": "uv",
-                       "target": {"python_version": "3.11", "platform": "", "interpreter": "", "site_packages": ""},
-                       "packages": [{"name": "torch", "version": "2.5.1", "url": "", "sha256": "", "size": 800_000_000u64}]},
-            "weights": []
-        }))
-        .unwrap();
-        let lock = crate::lock::Lock { python: lock.python.filter(|_| with_torch), ..lock };
-        (dir, spec, lock)
-    }
-
-    fn base() -> crate::cost::inputs::BaseInput {
-        let layer = LayerEstimate {
-            what: "base layer 1".into(),
-            uncompressed: 80_000_000,
-            compressed: 30_000_000,
-            codec: Codec::Gzip,
-            exact: true,
-            entries: 2_000,
-        };
-        crate::cost::inputs::BaseInput { image: "base".into(), layers: vec![layer], source: "test".into() }
-    }
-
-    /// The plan's cold start on a new node of the image laid out under `profile`.
-    fn new_node_seconds(spec: &Spec, lock: &crate::lock::Lock, profile: &Profile) -> (f64, Vec<(String, Codec)>) {
-        let base_layers: Vec<PullLayer> = base().layers.iter().map(PullLayer::from).collect();
-        let hook = std::path::Path::new("/bin/sh");
-        let facts = LayoutFacts {
-            lock: Some(lock),
-            sources: &[],
-            rootfs: None,
-            hook,
-            target: CodecTarget { profile, base_layers: &base_layers },
-        };
-        let plan = super::super::layout(spec, &facts, &Default::default()).unwrap();
-        let state = crate::cost::inputs::LockState { lock: Some(lock), current: true };
-        let inputs = crate::cost::inputs::from_plan(spec, &plan, &[], base(), state, 0.85);
-        let bake =
-            crate::cost::options::option_plan("bake", &inputs, &[super::super::Placement::Bake], &profile.params);
-        let codecs =
-            plan.layers.iter().map(|l| (l.name.clone(), crate::cost::inputs::codec_of(l.compression))).collect();
-        (bake.scenario("new_node").unwrap().total, codecs)
-    }
-
-    #[test]
-    fn auto_picks_the_codec_with_the_lowest_predicted_cold_start() {
-        // Issue 23: for each codec a target may favour, 256 MiB and 1 GiB of
-        // bf16-like weights and a torch-sized wheel layer, the image `auto`
-        // lays out starts no slower (by the plan's own numbers) than the
-        // same image with any one codec forced.
-        let cerebrium = crate::cost::profile::builtin("cerebrium").unwrap();
-        let generic = crate::cost::profile::builtin("generic").unwrap();
-        let mut slow_network = generic.clone();
-        slow_network.params.registry_bandwidth = 20e6;
-        slow_network.params.layer_bandwidth = 10e6;
-        slow_network.params.unpack_gzip = 400e6;
-        // (profile, weights codec alone, torch's codec beside them)
-        let cases = [
-            (&cerebrium, Codec::Zstd, Codec::Zstd),
-            (&generic, Codec::None, Codec::Gzip),
-            (&slow_network, Codec::Gzip, Codec::Gzip),
-        ];
-        for (weights, with_torch) in [(256u64 << 20, false), (1 << 30, false), (256 << 20, true), (1 << 30, true)] {
-            let (_dir, mut spec, lock) = project(weights, with_torch);
-            for (profile, weights_alone, torch_codec) in cases {
-                let case = format!("{} MiB, torch {with_torch}, profile {}", weights >> 20, profile.name);
-                spec.compression = spec::Compression::Auto;
-                let (auto, codecs) = new_node_seconds(&spec, &lock, profile);
-                let codec_of = |prefix: &str| codecs.iter().find(|(name, _)| name.starts_with(prefix)).map(|l| l.1);
-                if with_torch {
-                    assert_eq!(codec_of("python torch"), Some(torch_codec), "{case}: {codecs:?}");
-                } else {
-                    assert_eq!(codec_of("weights"), Some(weights_alone), "{case}: {codecs:?}");
-                }
-                for codec in profile.runtime_codecs.clone() {
-                    spec.compression = match codec {
-                        Codec::Gzip => spec::Compression::Gzip,
-                        Codec::Zstd => spec::Compression::Zstd,
-                        Codec::None => spec::Compression::None,
-                    };
-                    let (forced, _) = new_node_seconds(&spec, &lock, profile);
-                    let tolerance = forced * TIE_FRACTION + TIE_SECONDS * codecs.len() as f64;
-                    assert!(auto <= forced + tolerance, "{case}: auto {auto:.2} s, all {codec:?} {forced:.2} s");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn a_runtime_without_zstd_never_gets_zstd_unless_forced() {
-        let (_dir, mut spec, lock) = project(64 << 20, true);
-        let generic = crate::cost::profile::builtin("generic").unwrap();
-        let (_, codecs) = new_node_seconds(&spec, &lock, &generic);
-        assert!(codecs.iter().all(|(_, codec)| *codec != Codec::Zstd), "{codecs:?}");
-        spec.compression = spec::Compression::Zstd;
-        let (_, codecs) = new_node_seconds(&spec, &lock, &generic);
-        assert!(codecs.iter().all(|(_, codec)| *codec == Codec::Zstd), "{codecs:?}");
-    }
-
     #[test]
     fn zstd_level_comes_from_the_profile_within_zstd_range() {
-        let mut profile = crate::cost::profile::builtin("generic").unwrap();
+        let mut profile = crate::pricing::profile::builtin("generic").unwrap();
         assert_eq!(compression_of(Codec::Zstd, &profile), Compression::Zstd { level: 3 });
         profile.params.zstd_level = 0.0;
         assert_eq!(zstd_level(&profile), 1);

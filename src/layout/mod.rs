@@ -8,6 +8,7 @@
 //! go on a volume.
 
 pub mod compression;
+pub mod dependency_sizes;
 pub mod key;
 pub mod weights;
 

@@ -82,6 +82,6 @@ pub fn wrap(text: &str, width: usize, indent: usize) -> String {
 /// The labels and values shown for the cold-start terms, in stacking order.
 pub const TERMS: [&str; 7] = ["pull", "unpack", "prefetch", "app start", "imports", "import overlap", "load"];
 
-pub fn term_values(terms: &super::model::Terms) -> [f64; 7] {
+pub fn term_values(terms: &crate::pricing::model::Terms) -> [f64; 7] {
     [terms.pull, terms.unpack, terms.prefetch, terms.app_start, terms.imports, terms.import_overlap, terms.load]
 }

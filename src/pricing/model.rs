@@ -6,7 +6,7 @@
 //! `registry_bandwidth`; layers are unpacked one at a time, in order, each as
 //! soon as it has arrived and the one before it is unpacked.
 
-use super::inputs::{Codec, ImportsInput, LayerEstimate};
+use super::estimate::{Codec, ImportsInput, LayerEstimate};
 use super::profile::Params;
 use serde::Serialize;
 
@@ -302,7 +302,7 @@ pub fn build_seconds(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::profile::builtin;
+    use crate::pricing::profile::builtin;
 
     const MB: u64 = 1_000_000;
 

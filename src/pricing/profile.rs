@@ -13,7 +13,7 @@
 //! unpack_gzip = "measured on build-01, 2026-11-24"
 //! ```
 
-use super::inputs::Codec;
+use super::estimate::Codec;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,8 @@
 //! archive sizes of each dependency layer the ImagePlan lists (the layout
 //! groups them: apt one layer; Python a layer per large distribution, the
 //! rest in one; conda one layer at /opt/conda) turned into layer estimates.
+//! The layout sizes its own layers here: `compression = "auto"` prices them
+//! in each codec, and the cost model reads them for the plan.
 //!
 //! Archive bytes are exact (the lock has them); unpacked and gzip sizes are
 //! estimated with the factors below, measured on this project's fixtures
@@ -9,13 +11,13 @@
 //! 15 wheels of 20.5 MB → 69.5 MB of tar, 20.0 MB gzip; 3 debs of 0.39 MB →
 //! 1.26 MB of tar, 0.51 MB gzip). The estimate is marked `exact: false`.
 
-use super::inputs::{Codec, LayerEstimate};
-use crate::layout::{LayerContent, PlannedLayer};
+use super::{LayerContent, PlannedLayer};
 use crate::lock::Lock;
+use crate::pricing::estimate::{codec_of, Codec, LayerEstimate};
 
 /// Installed bytes per wheel byte (wheels are zip-deflated); the layout
 /// groups Python layers by the same factor.
-pub use crate::layout::WHEEL_UNPACKED_FACTOR;
+pub use super::WHEEL_UNPACKED_FACTOR;
 /// gzip-6 layer bytes per wheel byte.
 pub const WHEEL_GZIP_FACTOR: f64 = 1.0;
 /// Layer tar bytes per installed byte the lock records (the wheel's files):
@@ -63,7 +65,7 @@ fn estimate(
 /// sizes, in the layer's codec (`None` for a layer that is not a dependency layer).
 pub fn estimate_planned(layer: &PlannedLayer, lock: &Lock) -> Option<LayerEstimate> {
     let what = layer.name.clone();
-    let codec = super::inputs::codec_of(layer.compression);
+    let codec = codec_of(layer.compression);
     match &layer.content {
         LayerContent::Apt => {
             let bytes = lock.apt.as_ref()?.packages.iter().map(|p| p.size).sum();

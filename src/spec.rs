@@ -343,6 +343,32 @@ pub enum WeightsLayout {
     HfCache,
 }
 
+impl WeightsLayout {
+    /// Why a source of this layout cannot be a ModelPack artifact, or `None`.
+    ///
+    /// An artifact holds the model's files under their own names (each layer's
+    /// `org.cncf.model.filepath`, what ModelPack and ORAS clients extract), and
+    /// the node mounts it read-only at the source's path: the app loads it by
+    /// that path (`from_pretrained("/app/model_cache/<mount>")`). An hf-cache
+    /// tree would put content-named blobs, snapshot symlinks and `refs/` into
+    /// the artifact instead, which no ModelPack consumer reads as a model, and
+    /// it is not needed: the mount path already holds the files. The rule is
+    /// here, on the spec, because the config loader refuses the combination
+    /// and the layout and the cost model skip it.
+    pub fn artifact_blocker(self) -> Option<&'static str> {
+        match self {
+            WeightsLayout::Plain => None,
+            WeightsLayout::HfCache => Some(
+                "layout \"hf-cache\" cannot be used with mode \"artifact\": a ModelPack artifact holds the model's files under their own names",
+            ),
+        }
+    }
+}
+
+/// What to do instead of an hf-cache artifact (the config error's hint).
+pub const ARTIFACT_HF_CACHE_HINT: &str =
+    "drop `layout` (the artifact is mounted at the source's path; load it with from_pretrained(\"<that path>\")), or keep hf-cache with mode \"bake\" or \"volume\"";
+
 /// Where weights come from, at a pinned (or to-be-pinned) revision.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]

@@ -126,10 +126,9 @@ pub fn load<'a>(reader: &mut Reader<'a>, root: Section<'a>, project_dir: &Path) 
         let mode = one_of(reader, item, "mode", &WeightsMode::ALL, WeightsMode::parse);
         // The layout rule for artifacts lives in layout::weights; here it gets its line and column.
         if mode.or(extension.weights_mode) == Some(WeightsMode::Artifact) {
-            if let Some(why) = layout.and_then(crate::layout::weights::artifact_layout_blocker) {
+            if let Some(why) = layout.and_then(WeightsLayout::artifact_blocker) {
                 let span = reader.string(item, "layout").map(|(_, span)| span).unwrap_or(node.span);
-                reader.diags.error(span, why.to_string()).hint =
-                    Some(crate::layout::weights::ARTIFACT_HF_CACHE_HINT.to_string());
+                reader.diags.error(span, why.to_string()).hint = Some(crate::spec::ARTIFACT_HF_CACHE_HINT.to_string());
             }
         }
         if layout == Some(WeightsLayout::HfCache) && !matches!(source, crate::spec::WeightsSource::Hf { .. }) {

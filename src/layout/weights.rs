@@ -5,7 +5,7 @@
 //! model read their result.
 
 use super::LayoutError;
-use crate::spec::{Spec, WeightsEntry, WeightsLayout, WeightsSource};
+use crate::spec::{Spec, WeightsEntry, WeightsSource};
 use crate::weights::filter::PathFilter;
 use crate::weights::RemoteFile;
 use std::path::{Path, PathBuf};
@@ -140,32 +140,10 @@ pub fn volume_blocker(entry: &WeightsEntry, spec: &Spec) -> Option<String> {
     None
 }
 
-/// Why a source of `layout` cannot be a ModelPack artifact, or `None`.
-///
-/// An artifact holds the model's files under their own names (each layer's
-/// `org.cncf.model.filepath`, what ModelPack and ORAS clients extract), and
-/// the node mounts it read-only at the source's path: the app loads it by
-/// that path (`from_pretrained("/app/model_cache/<mount>")`). An hf-cache
-/// tree would put content-named blobs, snapshot symlinks and `refs/` into
-/// the artifact instead, which no ModelPack consumer reads as a model, and
-/// it is not needed: the mount path already holds the files.
-pub fn artifact_layout_blocker(layout: WeightsLayout) -> Option<&'static str> {
-    match layout {
-        WeightsLayout::Plain => None,
-        WeightsLayout::HfCache => Some(
-            "layout \"hf-cache\" cannot be used with mode \"artifact\": a ModelPack artifact holds the model's files under their own names",
-        ),
-    }
-}
-
-/// [`artifact_layout_blocker`] for `entry`, naming it.
+/// [`WeightsLayout::artifact_blocker`] for `entry`, naming it.
 pub fn artifact_blocker(entry: &WeightsEntry) -> Option<String> {
-    artifact_layout_blocker(entry.layout).map(|why| format!("{}: {why}", entry.origin))
+    entry.layout.artifact_blocker().map(|why| format!("{}: {why}", entry.origin))
 }
-
-/// What to do instead of an hf-cache artifact (the config error's hint).
-pub const ARTIFACT_HF_CACHE_HINT: &str =
-    "drop `layout` (the artifact is mounted at the source's path; load it with from_pretrained(\"<that path>\")), or keep hf-cache with mode \"bake\" or \"volume\"";
 
 #[cfg(test)]
 mod tests {

@@ -190,10 +190,10 @@ fn a_distribution_past_the_split_is_shared_part_for_part_between_two_apps() {
     let built_second = build_ok(&second, &dir.path().join("out2"), &dir.path().join("cache2"), &env);
 
     // The lock records the installed size read from the wheel's zip
-    // directory, and of it the libraries' bytes (5 + 4 MiB) and the .py bytes.
+    // directory, and of it the .py bytes and the libraries (lib0.so, lib1.so).
     let lock = std::fs::read_to_string(first.join("imgbake.lock")).unwrap();
     assert!(lock.contains("installed = 94"), "{lock}");
-    assert!(lock.contains(&format!("native = {}\n", 9 << 20)), "{lock}");
+    assert!(lock.contains("native_libraries = 2\n"), "{lock}");
     assert!(lock.contains("python_source = "), "{lock}");
 
     let parts: Vec<String> = (1..=3).map(|i| format!("python torchlike==1.0 (part {i} of 3)")).collect();
@@ -221,14 +221,14 @@ fn a_distribution_past_the_split_is_shared_part_for_part_between_two_apps() {
     for part in &parts {
         assert!(planned.contains(&part.as_str()), "{part} not in {planned:?}");
     }
-    // …and prices the imports from the lock's sizes: the libraries' share alone
-    // is 9 MiB × native_import_fraction at native_load_rate.
+    // …and prices the imports from the lock's sizes: the two libraries alone
+    // take 2 × native_library_seconds.
     let imports = plan["options"][0]["cold_starts"][0]["terms"]["imports"].as_f64().unwrap();
     let param = |key: &str| {
         let found = plan["assumptions"].as_array().unwrap().iter().find(|a| a["key"] == key);
         found.and_then(|a| a["value"].as_f64()).unwrap_or_else(|| panic!("{key} not in the plan's assumptions"))
     };
-    let libraries = (9 << 20) as f64 * param("native_import_fraction") / param("native_load_rate");
+    let libraries = 2.0 * param("native_library_seconds");
     assert!(imports > libraries, "imports {imports} s, libraries alone {libraries} s");
 }
 

@@ -69,12 +69,16 @@ pub struct PlanInputs {
     pub notes: Vec<String>,
 }
 
-/// Shares of a wheel's installed bytes that are `.py` source and compiled
-/// libraries, for a lock written before it recorded them: measured on
-/// numpy, pandas, fastapi, uvicorn, pydantic, transformers, requests and
-/// safetensors installed together (108 MB of .py and 106 MB of .so in 369 MB).
+/// Share of a wheel's installed bytes that is `.py` source, for a lock
+/// written before it recorded it: measured on numpy, pandas, fastapi,
+/// uvicorn, pydantic, transformers, requests and safetensors installed
+/// together (108 MB of .py in 369 MB).
 const SOURCE_SHARE_OF_INSTALLED: f64 = 0.29;
-const NATIVE_SHARE_OF_INSTALLED: f64 = 0.29;
+/// Libraries of such a wheel: one for a platform wheel, none for a
+/// pure-Python one (`-none-any`).
+fn estimated_libraries(wheel: &crate::deps::python::LockedWheel) -> u64 {
+    u64::from(!wheel.filename().ends_with("-none-any.whl"))
+}
 
 /// The imports of `spec`'s app from the lock's wheel sizes and the app's files.
 fn imports_input(spec: &Spec, bake: &ImagePlan, lock: Option<&Lock>, notes: &mut Vec<String>) -> ImportsInput {
@@ -83,14 +87,13 @@ fn imports_input(spec: &Spec, bake: &ImagePlan, lock: Option<&Lock>, notes: &mut
     let mut estimated = 0;
     for wheel in wheels {
         let installed = wheel.installed_estimate() as f64;
-        let share = |exact: Option<u64>, share: f64| exact.unwrap_or((installed * share) as u64);
-        imports.python_source += share(wheel.python_source, SOURCE_SHARE_OF_INSTALLED);
-        imports.native += share(wheel.native, NATIVE_SHARE_OF_INSTALLED);
-        estimated += usize::from(wheel.python_source.is_none() || wheel.native.is_none());
+        imports.python_source += wheel.python_source.unwrap_or((installed * SOURCE_SHARE_OF_INSTALLED) as u64);
+        imports.native_libraries += wheel.native_libraries.unwrap_or_else(|| estimated_libraries(wheel));
+        estimated += usize::from(wheel.python_source.is_none() || wheel.native_libraries.is_none());
     }
     if estimated > 0 {
         notes.push(format!(
-            "imports: {estimated} of {} packages without source and library sizes in imgbake.lock (estimated from their installed size; `imgbake lock` records them)",
+            "imports: {estimated} of {} packages without source bytes and library counts in imgbake.lock (estimated from their installed size and wheel tag; `imgbake lock` records them)",
             wheels.len()
         ));
     }

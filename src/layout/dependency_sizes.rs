@@ -111,7 +111,7 @@ mod tests {
             size,
             installed: None,
             python_source: None,
-            native: None,
+            native_libraries: None,
             built_from: None,
         };
         let lock = Lock {

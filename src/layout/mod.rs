@@ -788,7 +788,7 @@ mod tests {
             size,
             installed: None,
             python_source: None,
-            native: None,
+            native_libraries: None,
             built_from: None,
         };
         // torch's wheel installs to well over 64 MiB; nvidia-x's to just over it (wheel bytes × 3.4).
@@ -824,7 +824,7 @@ mod tests {
             size: 1,
             installed: Some(installed),
             python_source: None,
-            native: None,
+            native_libraries: None,
             built_from: None,
         };
         let wheels: Vec<LockedWheel> = ["a", "b", "c", "d", "e"].iter().map(|n| wheel(n, 40 << 20)).collect();
@@ -843,7 +843,7 @@ mod tests {
                 size: 1,
                 installed: Some(200 << 20),
                 python_source: None,
-                native: None,
+                native_libraries: None,
                 built_from: None,
             })
             .collect();

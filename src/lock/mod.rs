@@ -362,7 +362,7 @@ mod tests {
                     size: 3,
                     installed: None,
                     python_source: None,
-                    native: None,
+                    native_libraries: None,
                     built_from: None,
                 }],
             }),

@@ -82,12 +82,12 @@ pub fn tar_size(sizes: &[u64]) -> u64 {
 }
 
 /// What the app's imports read at a cold start: the locked Python
-/// packages' `.py` and compiled-library bytes (the model takes its share of
-/// each) and the app's own `.py` bytes.
+/// packages' `.py` bytes (the model takes its share) and compiled
+/// libraries, and the app's own `.py` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct ImportsInput {
     pub python_source: u64,
-    pub native: u64,
+    pub native_libraries: u64,
     pub app_source: u64,
     /// The packages' `.pyc` files are in the image (`[imgbake] bytecode`).
     pub bytecode: bool,

@@ -122,8 +122,10 @@ impl Terms {
 /// Seconds the app's imports take at a cold start. The packages' `.py`
 /// bytes it reads are `import_source_fraction` of the locked ones (read at
 /// `import_rate`, and compiled at `compile_rate` too when the image has no
-/// bytecode); their compiled libraries, `native_import_fraction` of the
-/// locked ones at `native_load_rate`. The app's own modules are all imported
+/// bytecode); each of their compiled libraries costs
+/// `native_library_seconds` (loading one is relocations and symbol lookups,
+/// not bytes: torch's 4.9 GB of CUDA libraries cost per library what
+/// numpy's do). The app's own modules are all imported
 /// and always compiled: build compiles bytecode for packages only, and a
 /// container's writable layer starts empty, so nothing is cached.
 pub fn import_seconds(imports: &ImportsInput, params: &Params) -> f64 {
@@ -132,7 +134,7 @@ pub fn import_seconds(imports: &ImportsInput, params: &Params) -> f64 {
     let app = imports.app_source as f64;
     (source + app) / params.import_rate
         + (compiled + app) / params.compile_rate
-        + imports.native as f64 * params.native_import_fraction / params.native_load_rate
+        + imports.native_libraries as f64 * params.native_library_seconds
 }
 
 /// Where the weights are at start-up.
@@ -521,7 +523,7 @@ mod tests {
             baked_unpacked: true,
         };
         // imports: 100 MB of .py × 0.2 = 20 MB at 40 MB/s = 0.5 s (bytecode).
-        let imports = ImportsInput { python_source: 100 * MB, native: 0, app_source: 0, bytecode: true };
+        let imports = ImportsInput { python_source: 100 * MB, native_libraries: 0, app_source: 0, bytecode: true };
         let terms = cold_start(&[layer(100, 100, Codec::None)], &weights, &imports, &params());
         assert_eq!(terms.import_overlap, 0.0);
         assert!(close(terms.imports, 0.5), "{terms:?}");
@@ -529,21 +531,20 @@ mod tests {
     }
 
     #[test]
-    fn imports_compile_without_bytecode_and_map_their_share_of_libraries() {
+    fn imports_compile_without_bytecode_and_load_each_library() {
         let mut p = params();
         p.import_source_fraction = 0.2;
         p.import_rate = 40e6;
         p.compile_rate = 4e6;
-        p.native_import_fraction = 0.5;
-        p.native_load_rate = 100e6;
-        // 20 MB of .py read at 40 MB/s (0.5 s), 200 MB of .so × 0.5 at 100 MB/s (1 s).
-        let mut imports = ImportsInput { python_source: 100 * MB, native: 200 * MB, app_source: 0, bytecode: true };
+        p.native_library_seconds = 0.02;
+        // 20 MB of .py read at 40 MB/s (0.5 s), 50 libraries at 20 ms (1 s).
+        let mut imports = ImportsInput { python_source: 100 * MB, native_libraries: 50, app_source: 0, bytecode: true };
         assert!(close(import_seconds(&imports, &p), 1.5));
         // Without bytecode the 20 MB are compiled too: + 5 s.
         imports.bytecode = false;
         assert!(close(import_seconds(&imports, &p), 6.5));
         // The app's own 4 MB are read and compiled at every start: + 0.1 s + 1 s.
-        imports = ImportsInput { python_source: 0, native: 0, app_source: 4 * MB, bytecode: true };
+        imports = ImportsInput { python_source: 0, native_libraries: 0, app_source: 4 * MB, bytecode: true };
         assert!(close(import_seconds(&imports, &p), 1.1));
     }
 

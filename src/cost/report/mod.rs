@@ -46,7 +46,6 @@ pub fn param_value(key: &str, value: f64) -> String {
         "push_bandwidth",
         "import_rate",
         "compile_rate",
-        "native_load_rate",
     ];
     if rate_keys.contains(&key) {
         format!("{}/s", super::decision::size(value as u64))

@@ -107,10 +107,11 @@ pub struct LockedWheel {
     /// there is no bytecode. Read with `installed`; absent in older locks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python_source: Option<u64>,
-    /// Bytes of its compiled libraries (`.so` files, CUDA's included), which
-    /// an import maps and relocates. Read with `installed`.
+    /// Its compiled libraries (`.so` files, CUDA's included): how many, for
+    /// an import loads them and their cost is per library (relocations and
+    /// symbol lookups), not per byte. Read with `installed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub native: Option<u64>,
+    pub native_libraries: Option<u64>,
     /// Set when imgbake built the wheel from source (no usable wheel on the
     /// index); `url` is then `built:<wheel file name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -347,7 +348,7 @@ pub fn resolve(spec: &Spec, target: &PythonTarget, cache_dir: &Path) -> Result<V
                 size,
                 installed: None,
                 python_source: None,
-                native: None,
+                native_libraries: None,
                 built_from: None,
             }),
             Pinned::Source { name, version, source } => {
@@ -361,7 +362,7 @@ pub fn resolve(spec: &Spec, target: &PythonTarget, cache_dir: &Path) -> Result<V
                     size: built.size,
                     installed: None,
                     python_source: None,
-                    native: None,
+                    native_libraries: None,
                     built_from: Some(source),
                 })
             }

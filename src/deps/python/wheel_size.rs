@@ -2,8 +2,8 @@
 //! wheel's zip directory without downloading the wheel, so the layout splits
 //! torch-sized distributions and the plan sizes their layers from the real
 //! bytes rather than an archive-size factor. The same directory gives the
-//! bytes of `.py` source and of compiled libraries, which the plan's import
-//! term reads.
+//! bytes of `.py` source and the number of compiled libraries, which the
+//! plan's import term reads.
 //!
 //! The zip crate's `ZipArchive::new` reads the end-of-central-directory
 //! record and the central directory only (it ignores the local headers);
@@ -26,12 +26,13 @@ const MAX_READ: u64 = 16 << 20;
 /// Wheels sized at once.
 const CONCURRENT: usize = 8;
 
-/// Fills `installed`, `python_source` and `native` for every wheel whose zip
+/// Fills `installed`, `python_source` and `native_libraries` for every wheel whose zip
 /// directory can be read: local files (and wheels imgbake built, from
 /// `cache_dir`) directly, remote ones with range requests.
 pub fn fill_installed_sizes(wheels: &mut [LockedWheel], credentials: &Credentials, cache_dir: &Path) {
     let Ok(client) = super::http_client() else { return };
-    let needs_sizes = |w: &LockedWheel| w.installed.is_none() || w.python_source.is_none() || w.native.is_none();
+    let needs_sizes =
+        |w: &LockedWheel| w.installed.is_none() || w.python_source.is_none() || w.native_libraries.is_none();
     for chunk in wheels.chunks_mut(CONCURRENT) {
         std::thread::scope(|scope| {
             for wheel in chunk.iter_mut().filter(|w| needs_sizes(w)) {
@@ -40,7 +41,7 @@ pub fn fill_installed_sizes(wheels: &mut [LockedWheel], credentials: &Credential
                     if let Some(sizes) = wheel_sizes(wheel, client, credentials, cache_dir) {
                         wheel.installed = Some(sizes.installed);
                         wheel.python_source = Some(sizes.python_source);
-                        wheel.native = Some(sizes.native);
+                        wheel.native_libraries = Some(sizes.native_libraries);
                     }
                 });
             }
@@ -48,12 +49,12 @@ pub fn fill_installed_sizes(wheels: &mut [LockedWheel], credentials: &Credential
     }
 }
 
-/// Bytes of a wheel's files, by kind.
+/// Bytes of a wheel's files, of its `.py` files, and its library count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct WheelSizes {
     installed: u64,
     python_source: u64,
-    native: u64,
+    native_libraries: u64,
 }
 
 fn wheel_sizes(
@@ -89,7 +90,7 @@ fn zip_size(reader: impl Read + Seek) -> Option<WheelSizes> {
         if name.ends_with(b".py") {
             sizes.python_source += entry.size();
         } else if is_native_library(name) {
-            sizes.native += entry.size();
+            sizes.native_libraries += 1;
         }
     }
     Some(sizes)
@@ -231,13 +232,13 @@ mod tests {
             size: std::fs::metadata(&path).unwrap().len(),
             installed: None,
             python_source: None,
-            native: None,
+            native_libraries: None,
             built_from: None,
         }];
         fill_installed_sizes(&mut wheels, &Credentials::default(), dir.path());
         assert_eq!(wheels[0].installed, Some(301_025));
         assert_eq!(wheels[0].python_source, Some(1000));
-        assert_eq!(wheels[0].native, Some(300_020));
+        assert_eq!(wheels[0].native_libraries, Some(2));
     }
 
     #[test]
@@ -256,7 +257,7 @@ mod tests {
                 size: body.len() as u64,
                 installed: None,
                 python_source: None,
-                native: None,
+                native_libraries: None,
                 built_from: None,
             }];
             fill_installed_sizes(&mut wheels, &Credentials::default(), Path::new("/nonexistent"));

@@ -322,3 +322,40 @@ fn a_shared_cache_repository_is_read_by_another_app_through_mounts() {
     assert!(mounts as u64 >= KEYED_LAYERS, "the cached layers are mounted into team/other:\n{log}");
     assert_eq!(second["manifest_digest"], first["manifest_digest"]);
 }
+
+/// Without any registry cache, a push to another repository of the same
+/// registry mounts the blobs this machine pushed before (the cache
+/// directory's push record) instead of uploading them again: a second app
+/// with the same lock uploads nothing but what differs.
+#[test]
+fn a_push_to_another_repository_mounts_what_this_machine_pushed_before() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let servers = servers(dir.path());
+    let project = project(dir.path());
+    let no_registry_cache = ["--cache-from", "none", "--cache-to", "none"];
+    let cache = dir.path().join("cache");
+    let first = build(&servers, &project, &dir.path().join("runner"), &cache, &no_registry_cache);
+    let layers = first["layers"].as_array().unwrap().len();
+
+    let host = servers.registry.host();
+    let other = format!("{host}/team/other:v1");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imgbake"));
+    command
+        .current_dir(dir.path().join("runner"))
+        .args(["build", "--json", project.to_str().unwrap(), "--base", "scratch", "--push", &other])
+        .args(["--insecure-registry", &host, "--cache-dir", cache.to_str().unwrap()])
+        .args(no_registry_cache)
+        .env("NO_COLOR", "1")
+        .envs(servers.env.iter().map(|(k, v)| (k, v)));
+    let second = parse(&tools::run_with_timeout(&mut command, TIMEOUT));
+    assert_eq!(second["manifest_digest"], first["manifest_digest"]);
+    let log = servers.registry.log();
+    let mounts = log.lines().filter(|l| l.contains("POST /v2/team/other/blobs/uploads/?from=team%2Fapp")).count()
+        + log.lines().filter(|l| l.contains("POST /v2/team/other/blobs/uploads/?mount=")).count();
+    let uploads = log.lines().filter(|l| l.contains("PUT /v2/team/other/blobs/uploads/")).count();
+    assert_eq!(uploads, 0, "every blob (config and {layers} layers) is mounted, none uploaded:\n{log}");
+    assert_eq!(mounts, layers + 1, "{log}");
+}

@@ -359,3 +359,31 @@ fn a_push_to_another_repository_mounts_what_this_machine_pushed_before() {
     assert_eq!(uploads, 0, "every blob (config and {layers} layers) is mounted, none uploaded:\n{log}");
     assert_eq!(mounts, layers + 1, "{log}");
 }
+
+/// A rebuild on the machine that pushed the image, into a new `--output`
+/// layout: the registry cache's hits are layers the local cache holds too,
+/// so they are linked into the layout, not downloaded from the registry.
+#[test]
+fn hits_the_local_cache_holds_are_not_downloaded_into_a_new_layout() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let servers = servers(dir.path());
+    let project = project(dir.path());
+    let cache = dir.path().join("cache");
+    let runner = dir.path().join("runner");
+    let first = build(&servers, &project, &runner, &cache, &[]);
+    let out = dir.path().join("out-2");
+    let output = format!("oci:{}:v2", out.display());
+    let second = build(&servers, &project, &runner, &cache, &["--output", &output]);
+    assert_eq!(registry_cache_hits(&second), KEYED_LAYERS, "{}", second["stderr"]);
+    assert_eq!(second["manifest_digest"], first["manifest_digest"]);
+    let log = servers.registry.log();
+    let blob_gets: Vec<&str> = log.lines().filter(|l| l.contains("\"GET /v2/team/app/blobs/sha256:")).collect();
+    assert!(blob_gets.is_empty(), "no layer is downloaded again:\n{}", blob_gets.join("\n"));
+    for layer in second["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        assert!(out.join("blobs/sha256").join(digest).is_file(), "{digest} is in the new layout");
+    }
+}

@@ -75,7 +75,10 @@ pub fn write_layout(
         }
         match from_registry.get(digest) {
             Some(None) => continue,
-            Some(Some(repository)) => {
+            // A registry-cache hit this machine also holds (its layer cache
+            // made the blob when an earlier build pushed it) is linked, not
+            // downloaded again: 2.8 GB for a torch app whose code changed.
+            Some(Some(repository)) if !cache.blobs().has(digest) => {
                 let fetch_error = |source| OutputError::Fetch { digest: digest.to_string(), source: Box::new(source) };
                 if client.is_none() {
                     client = Some(RegistryClient::new(registry.clone()).map_err(fetch_error)?);
@@ -84,7 +87,7 @@ pub fn write_layout(
                 client.fetch_blob_to_file(repository, digest, &layout.blobs().path(digest)).map_err(fetch_error)?;
                 continue;
             }
-            None => {}
+            Some(Some(_)) | None => {}
         }
         {
             cache

@@ -32,10 +32,12 @@
 #
 # Usage: scripts/bench-ml.sh [--runs N] [--variants LIST] [--quick] [--debug]
 #                            [--work DIR [--keep]] [--storage-driver overlay|vfs]
-#                            [--registry-tmpfs SIZE]
+#                            [--registry-tmpfs SIZE] [--starts N]
 #   --runs N         cold runs per variant (default $BENCH_RUNS or 3); the
 #                    changes, pulls and starts follow each run
-#   --variants LIST  comma-separated, default imgbake,buildah-uv,buildah-pip,buildah-ctx
+#   --variants LIST  comma-separated, default imgbake,buildah-uv,buildah-pip,buildah-ctx;
+#                    a buildah variant as NAME:cold runs its cold build + push and
+#                    its start only (when time is short: the rebuilds take the longest)
 #   --quick          a small app (fastapi, uvicorn, requests: small wheels,
 #                    bytecode), one run, imgbake only: what .ci/run runs
 #   --debug          use target/debug/imgbake (built here) instead of a release build
@@ -45,6 +47,8 @@
 #                    layer, 7 GB each here)
 #   --registry-tmpfs SIZE  the registry's storage on a tmpfs of SIZE (e.g. 8g), when
 #                    the disk cannot hold it beside the builders' trees
+#   --starts N       cold starts of each image per run (default 3; import times
+#                    vary more than build times)
 #   --keep           keep the measurements in --work (the big trees are removed);
 #                    another run with the same --work adds its variants, and its
 #                    report covers all of them
@@ -63,22 +67,25 @@ work="${BENCH_WORK:-}"
 storage_driver=overlay
 keep=no
 registry_tmpfs=""
+starts=3
 usage() { sed -n '/^# Usage/,/^# Exits/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --variants) variants=$2; shift 2 ;;
-    --quick) quick=yes; runs=1; variants=imgbake; shift ;;
+    --quick) quick=yes; runs=1; starts=1; variants=imgbake; shift ;;
     --debug) profile=debug; shift ;;
     --work) work=$2; shift 2 ;;
     --storage-driver) storage_driver=$2; shift 2 ;;
     --keep) keep=yes; shift ;;
     --registry-tmpfs) registry_tmpfs=$2; shift 2 ;;
+    --starts) starts=$2; shift 2 ;;
     *) usage ;;
   esac
 done
 [[ -n $work ]] || work=$(mktemp -d "${TMPDIR:-/tmp}/imgbake-bench-ml.XXXXXX")
-has_variant() { [[ ",$variants," == *",$1,"* ]]; }
+has_variant() { [[ ",$variants," == *",$1,"* || ",$variants," == *",$1:cold,"* ]]; }
+cold_only() { [[ ",$variants," == *",$1:cold,"* ]]; }
 
 for tool in /usr/bin/time /usr/bin/docker-registry curl python3 skopeo runc tar zstd chroot unshare; do
   command -v "$tool" >/dev/null || { echo "error: $tool is missing" >&2; exit 1; }
@@ -101,7 +108,7 @@ cleanup() {
     umount -R "$work/buildah/root/overlay" 2>/dev/null || true
   fi
   if [[ $keep == yes ]]; then
-    rm -rf "$work"/{registry,cache,out,out-*,app,second,ctx,node,unpacked,run-cache,buildah}
+    rm -rf "$work"/{registry,cache,uv-cache,out,out-*,app,second,ctx,node,unpacked,run-cache,buildah}
   else
     rm -rf "$work"
   fi
@@ -210,6 +217,9 @@ for _ in $(seq 600); do [[ -s $work/index.port ]] && break; sleep 0.1; done
 [[ -s $work/index.port ]] || { cat "$work/index.log" >&2; exit 1; }
 index_url="http://127.0.0.1:$(cat "$work/index.port")/simple"
 export UV_INDEX_URL=$index_url PIP_INDEX_URL=$index_url
+# uv's own cache (imgbake installs each wheel with uv) is emptied with
+# imgbake's before every cold build: a warm one holds the wheels unpacked.
+export UV_CACHE_DIR="$work/uv-cache"
 pip_wheel=$(cd "$wheels" && ls pip-*.whl | head -1)
 
 # --------------------------------------------- the registry behind the proxy
@@ -321,7 +331,7 @@ imgbake_variant() {
   make_app "$app" torch-transformers
   for run in $(seq "$runs"); do
     fresh_registry
-    rm -rf "$cache" "$out" "$app/imgbake.lock"; sync
+    rm -rf "$cache" "$UV_CACHE_DIR" "$out" "$app/imgbake.lock"; sync
     timed_push imgbake-cold "${build[@]}" "$app" --output "oci:$out:v1" --push "$registry/ml/imgbake:v1"
     json_field "$work/last.out" "v['manifest_digest']" >> "$work/digests"
     cp "$app/imgbake.lock" "$work/v1.lock"
@@ -338,14 +348,16 @@ imgbake_variant() {
     sed -i 's/"parameters": model.num_parameters()/"app": "second"/' "$second/main.py"
     cp "$work/v1.lock" "$second/imgbake.lock"
     timed_push imgbake-second "${build[@]}" "$second" --output "oci:$work/out-second:v1" --push "$registry/ml/second:v1"
-    rm -rf "$work/out-second" "$cache"  # the disk for the pull's layout and the starts' trees
+    rm -rf "$work/out-second" "$cache" "$UV_CACHE_DIR"  # the disk for the pull's layout and the starts' trees
     node_pull imgbake "$registry/ml/imgbake:v1" "$registry/ml/imgbake:v3"
 
     # The starts run the first version: its config and lock.
     make_app "$app" torch-transformers
     cp "$work/v1.lock" "$app/imgbake.lock"
-    start imgbake "$app" "oci:$out:v1"
-    start imgbake-nopyc "$app" "oci:$out:v1" PYTHONPYCACHEPREFIX=/tmp/no-bytecode
+    for _ in $(seq "$starts"); do
+      start imgbake "$app" "oci:$out:v1"
+      start imgbake-nopyc "$app" "oci:$out:v1" PYTHONPYCACHEPREFIX=/tmp/no-bytecode
+    done
     if [[ $run == 1 ]]; then
       cp "$work/run-imgbake.json" "$work/run-imgbake.first.json"
       no_compile_check "$out"
@@ -358,7 +370,7 @@ imgbake_variant() {
       { cat "$work/again.err" >&2; exit 1; }
     json_field "$work/again.json" "v['manifest_digest']" >> "$work/digests"
     echo "2 cold builds (the second one not timed)" > "$work/digest-note"
-    rm -rf "$work/out-again"
+    rm -rf "$work/out-again" "$cache" "$UV_CACHE_DIR"
   else
     echo "$runs cold builds" > "$work/digest-note"
   fi
@@ -436,25 +448,30 @@ buildah_variant() {
     make_app "$app" torch-transformers
     fresh_registry
     drop_buildah_storage
-    rm -rf "$cache"; sync
+    rm -rf "$cache" "$UV_CACHE_DIR"; sync
     timed_push "$variant-cold" bash -c 'buildah_build "$@"' _ "$variant" "$app" v1
     echo "  $variant run $run: cold $(ms "$(tail -1 "$work/$variant-cold.runs" | cut -d' ' -f1)")" >&2
-    change_app_code "$app"
-    timed_push "$variant-app" bash -c 'buildah_build "$@"' _ "$variant" "$app" v2
-    add_small_package "$app"
-    timed_push "$variant-pkg" bash -c 'buildah_build "$@"' _ "$variant" "$app" v3
+    if ! cold_only "$variant"; then
+      change_app_code "$app"
+      timed_push "$variant-app" bash -c 'buildah_build "$@"' _ "$variant" "$app" v2
+      add_small_package "$app"
+      timed_push "$variant-pkg" bash -c 'buildah_build "$@"' _ "$variant" "$app" v3
+    fi
     drop_buildah_storage  # the disk for the pull's layout and the start's tree
-    rm -rf "$cache"
-    node_pull "$variant" "$registry/ml/$variant:v1" "$registry/ml/$variant:v3"
+    rm -rf "$cache" "$UV_CACHE_DIR"
+    cold_only "$variant" || node_pull "$variant" "$registry/ml/$variant:v1" "$registry/ml/$variant:v3"
     make_app "$app" torch-transformers
-    [[ $variant == buildah-ctx ]] || start "$variant" "$app" "$registry/ml/$variant:v1"
+    if [[ $variant != buildah-ctx ]]; then
+      for _ in $(seq "$starts"); do start "$variant" "$app" "$registry/ml/$variant:v1"; done
+    fi
   done
   stop_registry; umount "$work/registry" 2>/dev/null || true; rm -rf "$work/registry"
 }
 
 # ------------------------------------------------------------------ run
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(df -h --output=source,fstype "$work" | tail -1 | tr -s ' ')"
-echo "app: $set_name set ($(wc -l < "$wheels/pins.txt") pinned wheels, $(du -sh --exclude=.sha256 "$wheels" | cut -f1) of wheels); $runs cold run(s) per variant; imgbake $profile build; buildah storage $storage_driver"
+echo "app: $set_name set ($(wc -l < "$wheels/pins.txt") pinned wheels, $(du -sh --exclude=.sha256 "$wheels/" | cut -f1) of wheels); $runs cold run(s) per variant; imgbake $profile build; buildah storage $storage_driver"
+echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) variants $variants, runs $runs, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')" >> "$work/invocations"
 has_variant imgbake && imgbake_variant
 for variant in buildah-uv buildah-pip buildah-ctx; do
   has_variant "$variant" && buildah_variant "$variant"
@@ -462,6 +479,7 @@ done
 
 # ---------------------------------------------------------------- report
 echo
+sed 's/^/invocation: /' "$work/invocations"
 printf '| %-44s | %10s | %10s | %14s | %s\n' "$set_name app, build + push" "median" "peak RSS" "bytes uploaded" "runs (s)"
 row() {  # LABEL NAME
   [[ -f $work/$2.runs ]] || return 0

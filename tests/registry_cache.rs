@@ -420,3 +420,68 @@ fn a_shared_cache_repository_is_read_by_another_app_through_mounts() {
     assert!(mounts as u64 >= KEYED_LAYERS, "the cached layers are mounted into team/other:\n{log}");
     assert_eq!(second["manifest_digest"], first["manifest_digest"]);
 }
+
+/// Without any registry cache, a push to another repository of the same
+/// registry mounts the blobs this machine pushed before (the cache
+/// directory's push record) instead of uploading them again: a second app
+/// with the same lock uploads nothing but what differs.
+#[test]
+fn a_push_to_another_repository_mounts_what_this_machine_pushed_before() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let servers = servers(dir.path());
+    let project = project(dir.path());
+    let no_registry_cache = ["--cache-from", "none", "--cache-to", "none"];
+    let cache = dir.path().join("cache");
+    let first = build(&servers, &project, &dir.path().join("runner"), &cache, &no_registry_cache);
+    let layers = first["layers"].as_array().unwrap().len();
+
+    let host = servers.registry.host();
+    let other = format!("{host}/team/other:v1");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imgbake"));
+    command
+        .current_dir(dir.path().join("runner"))
+        .args(["build", "--json", project.to_str().unwrap(), "--base", "scratch", "--push", &other])
+        .args(["--insecure-registry", &host, "--cache-dir", cache.to_str().unwrap()])
+        .args(no_registry_cache)
+        .env("NO_COLOR", "1")
+        .envs(servers.env.iter().map(|(k, v)| (k, v)));
+    let second = parse(&tools::run_with_timeout(&mut command, TIMEOUT));
+    assert_eq!(second["manifest_digest"], first["manifest_digest"]);
+    let log = servers.registry.log();
+    let mounts = log.lines().filter(|l| l.contains("POST /v2/team/other/blobs/uploads/?from=team%2Fapp")).count()
+        + log.lines().filter(|l| l.contains("POST /v2/team/other/blobs/uploads/?mount=")).count();
+    let uploads = log.lines().filter(|l| l.contains("PUT /v2/team/other/blobs/uploads/")).count();
+    assert_eq!(uploads, 0, "every blob (config and {layers} layers) is mounted, none uploaded:\n{log}");
+    assert_eq!(mounts, layers + 1, "{log}");
+}
+
+/// A rebuild on the machine that pushed the image, into a new `--output`
+/// layout: the registry cache's hits are layers the local cache holds too,
+/// so they are linked into the layout, not downloaded from the registry.
+#[test]
+fn hits_the_local_cache_holds_are_not_downloaded_into_a_new_layout() {
+    if !tools::require_tool("uv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let servers = servers(dir.path());
+    let project = project(dir.path());
+    let cache = dir.path().join("cache");
+    let runner = dir.path().join("runner");
+    let first = build(&servers, &project, &runner, &cache, &[]);
+    let out = dir.path().join("out-2");
+    let output = format!("oci:{}:v2", out.display());
+    let second = build(&servers, &project, &runner, &cache, &["--output", &output]);
+    assert_eq!(registry_cache_hits(&second), KEYED_LAYERS, "{}", second["stderr"]);
+    assert_eq!(second["manifest_digest"], first["manifest_digest"]);
+    let log = servers.registry.log();
+    let blob_gets: Vec<&str> = log.lines().filter(|l| l.contains("\"GET /v2/team/app/blobs/sha256:")).collect();
+    assert!(blob_gets.is_empty(), "no layer is downloaded again:\n{}", blob_gets.join("\n"));
+    for layer in second["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        assert!(out.join("blobs/sha256").join(digest).is_file(), "{digest} is in the new layout");
+    }
+}

@@ -298,7 +298,10 @@ pub fn build(
         output::write_artifact(&options.output, artifact, &cache, &from_registry, &options.registry)?;
     }
     let pushed = match &options.push {
-        Some(reference) => Some(output::push(&options.output, &image, &resolved.base, reference, &options.registry)?),
+        Some(reference) => {
+            let record = crate::registry::push_record::PushRecord::new(&resolved.cache_dir);
+            Some(output::push(&options.output, &image, &resolved.base, &record, reference, &options.registry)?)
+        }
         None => None,
     };
     let mut artifact_targets = Vec::new();

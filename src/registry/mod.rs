@@ -59,6 +59,7 @@ pub(crate) mod parallel;
 mod progress;
 pub mod pull;
 pub mod push;
+pub mod push_record;
 pub mod reference;
 
 pub use auth::{CredentialSource, Credentials};

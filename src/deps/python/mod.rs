@@ -630,47 +630,68 @@ pub fn install(
     };
     let root = cache_dir.join("python-staging");
     fs::create_dir_all(&root).map_err(io_err(root.display().to_string()))?;
-    let mut staged = Vec::with_capacity(wheels.len());
-    for (wheel, file) in wheels.iter().zip(files) {
-        let key = {
-            let mut hasher = Sha256::new();
-            for part in [
-                wheel.sha256.as_str(),
-                &format!("{installer:?}"),
-                &target.python_version,
-                &target.platform,
-                &target.interpreter,
-                &target.site_packages,
-                &pyc,
-                env!("CARGO_PKG_VERSION"),
-            ] {
-                hasher.update(part.as_bytes());
-                hasher.update([0]);
-            }
-            hex::encode(&hasher.finalize()[..16])
-        };
-        let dir = root.join(format!("{}-{}-{key}", wheel.name, wheel.version));
-        if !dir.is_dir() {
-            let temp = tempfile::Builder::new()
-                .prefix(".staging-")
-                .tempdir_in(&root)
-                .map_err(io_err(root.display().to_string()))?;
-            install_one(file, temp.path(), target, installer)?;
-            tidy_staging(temp.path(), &target.interpreter)?;
-            if let Some(compiler) = compiler {
-                bytecode::compile_tree(compiler, temp.path(), &target.site_packages)?;
-            }
-            let temp = temp.keep();
-            fs::rename(&temp, &dir).map_err(io_err(dir.display().to_string()))?;
+    // One wheel per core at a time, the largest first: unpacking and
+    // compiling torch alone takes most of a cold build, so the others run
+    // beside it. Each tree is its own directory, renamed into place whole,
+    // so the order they finish in changes nothing.
+    let mut order: Vec<usize> = (0..wheels.len().min(files.len())).collect();
+    order.sort_by_key(|&index| std::cmp::Reverse(wheels[index].installed_estimate()));
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut staged: Vec<(usize, StagedDistribution)> =
+        crate::registry::parallel::for_each_parallel(&order, workers, |&index| {
+            stage_one(&wheels[index], &files[index], target, installer, compiler, &pyc, &root).map(|s| (index, s))
+        })?;
+    staged.sort_by_key(|(index, _)| *index);
+    Ok(staged.into_iter().map(|(_, distribution)| distribution).collect())
+}
+
+/// One wheel's staging tree: installed (and compiled) unless the cache has it.
+fn stage_one(
+    wheel: &LockedWheel,
+    file: &Path,
+    target: &PythonTarget,
+    installer: PythonInstaller,
+    compiler: Option<&bytecode::Compiler>,
+    pyc: &str,
+    root: &Path,
+) -> Result<StagedDistribution, PythonError> {
+    let key = {
+        let mut hasher = Sha256::new();
+        for part in [
+            wheel.sha256.as_str(),
+            &format!("{installer:?}"),
+            &target.python_version,
+            &target.platform,
+            &target.interpreter,
+            &target.site_packages,
+            pyc,
+            env!("CARGO_PKG_VERSION"),
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
         }
-        staged.push(StagedDistribution {
-            name: wheel.name.clone(),
-            version: wheel.version.clone(),
-            installed_size: tree_size(&dir),
-            dir,
-        });
+        hex::encode(&hasher.finalize()[..16])
+    };
+    let dir = root.join(format!("{}-{}-{key}", wheel.name, wheel.version));
+    if !dir.is_dir() {
+        let temp = tempfile::Builder::new()
+            .prefix(".staging-")
+            .tempdir_in(root)
+            .map_err(io_err(root.display().to_string()))?;
+        install_one(file, temp.path(), target, installer)?;
+        tidy_staging(temp.path(), &target.interpreter)?;
+        if let Some(compiler) = compiler {
+            bytecode::compile_tree(compiler, temp.path(), &target.site_packages)?;
+        }
+        let temp = temp.keep();
+        fs::rename(&temp, &dir).map_err(io_err(dir.display().to_string()))?;
     }
-    Ok(staged)
+    Ok(StagedDistribution {
+        name: wheel.name.clone(),
+        version: wheel.version.clone(),
+        installed_size: tree_size(&dir),
+        dir,
+    })
 }
 
 fn install_one(

@@ -203,6 +203,34 @@ fn generated_stages_follow_the_native_build_order() {
     assert!(!text.contains("ARG "), "no build args: nothing secret goes through ARG");
 }
 
+/// buildah 1.28 caches a `RUN --mount=type=bind` step by its text alone
+/// (containers/buildah#5400): the install step names the requirements'
+/// digest, so a changed requirement changes the step and a builder's cache
+/// cannot keep the old install.
+#[test]
+fn the_install_step_changes_with_the_requirements() {
+    let remote = OfflineWeights::new();
+    let install_line = |extra: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = tools::repo_root().join("fixtures/cerebrium-cpu-fastapi");
+        for file in ["cerebrium.toml", "main.py"] {
+            std::fs::copy(fixture.join(file), dir.path().join(file)).unwrap();
+        }
+        let config = dir.path().join("cerebrium.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, text + extra).unwrap();
+        let loaded = imgbake::config::load(dir.path());
+        let spec = loaded.spec.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+        let context = generate(&spec, &remote).unwrap();
+        let line = context.dockerfile.lines().find(|l| l.contains("INSTALL_STARTED")).map(str::to_string);
+        line.unwrap_or_else(|| panic!("no install step in\n{}", context.dockerfile))
+    };
+    let before = install_line("");
+    assert!(before.contains("PIP_INSTALL_STARTED requirements="), "{before}");
+    assert_eq!(before, install_line(""), "the same requirements give the same step");
+    assert_ne!(before, install_line("cachetools = \"5.5.0\"\n"));
+}
+
 #[test]
 fn volume_mode_context_has_manifest_hook_and_links_and_wraps_the_entrypoint() {
     let remote = OfflineWeights::new();

@@ -284,6 +284,24 @@ struct PythonStep {
     ca_in_context: bool,
     /// Compile `.pyc` files at install time (`[imgbake] bytecode`, on by default).
     bytecode: bool,
+    /// sha256 (16 hex digits) of the requirement files, printed by the install
+    /// step: a builder that caches a `RUN --mount=type=bind` step by its text
+    /// alone (buildah 1.28, containers/buildah#5400) would otherwise keep the
+    /// old install after a requirement changes.
+    requirements_sha256: String,
+}
+
+/// The digest of the requirement files (names and contents) the install step prints.
+fn requirements_sha256(requirements: &[(String, String)]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    for (name, contents) in requirements {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(contents.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -434,6 +452,7 @@ pub fn generate(
         tools_in_context: uv_binary.is_some() || ca_bundle.is_some(),
         ca_in_context: ca_bundle.is_some(),
         bytecode: spec.python.bytecode,
+        requirements_sha256: requirements_sha256(&requirements),
     });
     let apt_packages =
         package_list(&deps.apt, deps.apt_file.as_deref())?.iter().map(apt_package).collect::<Result<Vec<_>, _>>()?;

@@ -69,35 +69,46 @@ pub fn write_layout(
     }
     let mut client = None;
     for layer in built {
-        let digest = &layer.layer.digest;
-        if layout.blobs().has(digest) {
-            continue;
-        }
-        match from_registry.get(digest) {
-            Some(None) => continue,
-            // A registry-cache hit this machine also holds (its layer cache
-            // made the blob when an earlier build pushed it) is linked, not
-            // downloaded again: 2.8 GB for a torch app whose code changed.
-            Some(Some(repository)) if !cache.blobs().has(digest) => {
-                let fetch_error = |source| OutputError::Fetch { digest: digest.to_string(), source: Box::new(source) };
-                if client.is_none() {
-                    client = Some(RegistryClient::new(registry.clone()).map_err(fetch_error)?);
-                }
-                let client = client.as_ref().expect("made above");
-                client.fetch_blob_to_file(repository, digest, &layout.blobs().path(digest)).map_err(fetch_error)?;
-                continue;
-            }
-            Some(Some(_)) | None => {}
-        }
-        {
-            cache
-                .export(&layer.layer, layout.blobs())
-                .map_err(|source| OutputError::Blob { digest: layer.layer.digest.to_string(), source })?;
-        }
+        place_layer(&layout, layer, cache, from_registry, registry, &mut client)?;
     }
     let elsewhere = |digest: &Digest| matches!(from_registry.get(digest), Some(None));
     layout.write_partial_image(image, &output.tag, &elsewhere).map_err(layout_error)?;
     Ok(())
+}
+
+/// Puts one built layer's blob into `layout`, unless it is there: from the
+/// local layer cache (linked), else, for a registry-cache hit this machine
+/// does not hold, fetched from the repository that has it; a hit recorded
+/// as `None` stays out of the layout. A registry-cache hit this machine
+/// also holds (its layer cache made the blob when an earlier build pushed
+/// it) is linked, not downloaded again: 2.8 GB for a torch app whose code
+/// changed. `client` is made on the first fetch.
+fn place_layer(
+    layout: &OciLayout,
+    layer: &BuiltLayer,
+    cache: &LayerCache,
+    from_registry: &BTreeMap<Digest, Option<Reference>>,
+    registry: &RegistryClientOptions,
+    client: &mut Option<RegistryClient>,
+) -> Result<(), OutputError> {
+    let digest = &layer.layer.digest;
+    if layout.blobs().has(digest) {
+        return Ok(());
+    }
+    match from_registry.get(digest) {
+        Some(None) => Ok(()),
+        Some(Some(repository)) if !cache.blobs().has(digest) => {
+            let fetch_error = |source| OutputError::Fetch { digest: digest.to_string(), source: Box::new(source) };
+            if client.is_none() {
+                *client = Some(RegistryClient::new(registry.clone()).map_err(fetch_error)?);
+            }
+            let client = client.as_ref().expect("made above");
+            client.fetch_blob_to_file(repository, digest, &layout.blobs().path(digest)).map(drop).map_err(fetch_error)
+        }
+        Some(Some(_)) | None => cache
+            .export(&layer.layer, layout.blobs())
+            .map_err(|source| OutputError::Blob { digest: digest.to_string(), source }),
+    }
 }
 
 /// Puts a weights artifact into the output layout beside the image: its
@@ -115,24 +126,7 @@ pub fn write_artifact(
     let layout = OciLayout::create(&output.dir).map_err(layout_error)?;
     let mut client = None;
     for layer in &artifact.layers {
-        let digest = &layer.layer.digest;
-        if layout.blobs().has(digest) {
-            continue;
-        }
-        match from_registry.get(digest) {
-            Some(None) => {}
-            Some(Some(repository)) => {
-                let fetch_error = |source| OutputError::Fetch { digest: digest.to_string(), source: Box::new(source) };
-                if client.is_none() {
-                    client = Some(RegistryClient::new(registry.clone()).map_err(fetch_error)?);
-                }
-                let client = client.as_ref().expect("made above");
-                client.fetch_blob_to_file(repository, digest, &layout.blobs().path(digest)).map_err(fetch_error)?;
-            }
-            None => cache
-                .export(&layer.layer, layout.blobs())
-                .map_err(|source| OutputError::Blob { digest: digest.to_string(), source })?,
-        }
+        place_layer(&layout, layer, cache, from_registry, registry, &mut client)?;
     }
     let elsewhere = |digest: &Digest| matches!(from_registry.get(digest), Some(None));
     layout.write_partial_image(&artifact.documents, &artifact.tag, &elsewhere).map_err(layout_error)?;

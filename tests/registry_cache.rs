@@ -126,6 +126,17 @@ fn registry_cache_hits(json: &Value) -> u64 {
 /// Python, three weights layers: four keyed layers.
 const KEYED_LAYERS: u64 = 4;
 
+/// `imgbake lock` of `project` against the servers; it must succeed.
+fn relock(servers: &Servers, project: &Path, cache: &Path) -> std::process::Output {
+    let mut lock = Command::new(env!("CARGO_BIN_EXE_imgbake"));
+    lock.args(["lock", project.to_str().unwrap(), "--base", "scratch", "--cache-dir"])
+        .arg(cache)
+        .envs(servers.env.iter().map(|(k, v)| (k, v)));
+    let locked = tools::run_with_timeout(&mut lock, TIMEOUT);
+    assert_eq!(locked.status.code(), Some(0), "{}", String::from_utf8_lossy(&locked.stderr));
+    locked
+}
+
 #[test]
 fn a_fresh_runner_rebuild_fetches_nothing_and_uploads_no_layer() {
     if !tools::require_tool("uv") {
@@ -194,12 +205,7 @@ fn a_changed_weights_file_fetches_and_pushes_only_its_split() {
     assert_eq!(first["registry_cache"]["recorded"].as_u64(), Some(KEYED_LAYERS));
 
     hub::make_repo(&servers.hub_root, "org/model", "main", &model_files(99));
-    let mut lock = Command::new(env!("CARGO_BIN_EXE_imgbake"));
-    lock.args(["lock", project.to_str().unwrap(), "--base", "scratch", "--cache-dir"])
-        .arg(dir.path().join("cache-lock"))
-        .envs(servers.env.iter().map(|(k, v)| (k, v)));
-    let locked = tools::run_with_timeout(&mut lock, TIMEOUT);
-    assert_eq!(locked.status.code(), Some(0), "{}", String::from_utf8_lossy(&locked.stderr));
+    let locked = relock(&servers, &project, &dir.path().join("cache-lock"));
     let moved = String::from_utf8_lossy(&locked.stdout);
     assert!(moved.contains("+ revision = "), "the lock moves to the new commit:\n{moved}");
 
@@ -298,12 +304,7 @@ fn a_fresh_runner_rebuilds_an_artifact_without_fetching_its_weights() {
 
     // A changed shard: only its layer is fetched and built again.
     hub::make_repo(&servers.hub_root, "org/model", "main", &model_files(77));
-    let mut lock = Command::new(env!("CARGO_BIN_EXE_imgbake"));
-    lock.args(["lock", project.to_str().unwrap(), "--base", "scratch", "--cache-dir"])
-        .arg(dir.path().join("cache-lock"))
-        .envs(servers.env.iter().map(|(k, v)| (k, v)));
-    let locked = tools::run_with_timeout(&mut lock, TIMEOUT);
-    assert_eq!(locked.status.code(), Some(0), "{}", String::from_utf8_lossy(&locked.stderr));
+    relock(&servers, &project, &dir.path().join("cache-lock"));
     let changed = &model_files(77)[3];
     // After the lock, which samples the changed file.
     let (before, hub_bytes) = (bytes_sent_for(&servers.hub, changed.0, &changed.1), weights_bytes_sent(&servers.hub));

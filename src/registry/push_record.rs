@@ -36,7 +36,7 @@ impl PushRecord {
     pub fn remember<'a>(&self, registry: &str, repository: &str, digests: impl IntoIterator<Item = &'a Digest>) {
         for digest in digests {
             // Best effort: without the record a later push uploads the blob.
-            let _ = write_replacing(&self.path(registry, digest), repository);
+            let _ = crate::plumbing::fs::write_atomic(&self.path(registry, digest), repository.as_bytes());
         }
     }
 }
@@ -52,15 +52,6 @@ fn is_repository_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('/')
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
-}
-
-fn write_replacing(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().expect("a record path has a parent");
-    std::fs::create_dir_all(dir)?;
-    let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut temporary, text.as_bytes())?;
-    temporary.persist(path).map_err(|error| error.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -828,3 +828,75 @@ fn bytecode_needs_an_interpreter_of_the_images_version_else_the_build_warns_once
         assert_eq!(stderr.lines().filter(|line| *line == warning).count(), 1, "{stderr}");
     }
 }
+
+/// The debootstrap base, like the official `python:*` images, has no `.pyc`
+/// of its standard library, so every cold start would compile what the app
+/// imports of it. `imgbake lock` records that; the build compiles the library
+/// into a layer of its own (unchecked-hash, the same bytes from an empty
+/// cache), a container imports from it without writing any `.pyc`, and
+/// `plan` and `dockerfile` show the same layer.
+#[test]
+fn a_base_without_standard_library_bytecode_gets_it_compiled_in_a_layer_of_its_own() {
+    if !["uv", "umoci", "runc", "debootstrap"].iter().all(|t| tools::require_tool(t)) || !has_python("3.11") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = local_index(dir.path());
+    let env = offline_env(&index);
+    let project = write_project(dir.path(), true, "3.11", &[("tinyapp", "latest")]);
+    let base = format!("rootfs:{}", tools::base_rootfs().display());
+    let build_into = |layout: &Path, cache: &Path| -> serde_json::Value {
+        let output = format!("oci:{}:app", layout.display());
+        let args = ["build", "--json", project.to_str().unwrap(), "--base", &base, "--output", &output];
+        let result = imgbake_env(&[&args[..], &["--cache-dir", cache.to_str().unwrap()]].concat(), &env);
+        assert_eq!(result.status.code(), Some(0), "{}", String::from_utf8_lossy(&result.stderr));
+        serde_json::from_slice(&result.stdout).unwrap()
+    };
+    let layout = dir.path().join("out1");
+    let first = build_into(&layout, &dir.path().join("cache1"));
+    let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
+    assert!(lock.contains("[python.stdlib]\ndir = \"/usr/lib/python3.11\""), "{lock}");
+    assert!(lock.contains("compiled = 0\n"), "{lock}");
+    let layer = layer_named(&first, "python stdlib bytecode")["digest"].as_str().unwrap().to_string();
+    let pyc = file_in_layer(&layout, &layer, "usr/lib/python3.11/__pycache__/os.cpython-311.pyc")
+        .expect("os.py's bytecode is in the layer");
+    assert_eq!(u32::from_le_bytes(pyc[4..8].try_into().unwrap()), 0b01, "unchecked-hash (PEP 552)");
+    assert!(file_in_layer(&layout, &layer, "usr/lib/python3.11/os.py").is_none(), "the sources stay in the base");
+    let second = build_into(&dir.path().join("out2"), &dir.path().join("cache2"));
+    assert_eq!(layer_named(&second, "python stdlib bytecode")["digest"], layer.as_str());
+
+    // Imported in a writable root, the standard library writes no `.pyc` of its own.
+    let bundle = dir.path().join("bundle");
+    tools::umoci_unpack(&layout, "app", &bundle);
+    let stdlib = bundle.join("rootfs/usr/lib/python3.11");
+    let pyc_files = || -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = walkdir::WalkDir::new(&stdlib)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pyc"))
+            .map(|e| e.path().to_path_buf())
+            .collect();
+        found.sort();
+        found
+    };
+    let shipped = pyc_files();
+    let code = "import json, asyncio, email.message, http.client, logging, tinyapp; print('ok')";
+    tools::prepare_runc_bundle(&bundle, &["python3", "-c", code], &[], &[]);
+    let run = tools::runc_run(&bundle, &tools::unique_container_id("stdlib"), Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success() && stdout.starts_with("ok"), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let written: Vec<PathBuf> = pyc_files().into_iter().filter(|p| !shipped.contains(p)).collect();
+    assert!(written.is_empty(), "importing compiled modules the image should have shipped: {written:?}");
+
+    // plan and dockerfile read the same plan.
+    let plan = imgbake_env(&["plan", "--format", "json", project.to_str().unwrap(), "--base", &base], &env);
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stderr));
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("\"python stdlib bytecode\""));
+    let context = dir.path().join("context");
+    let args = ["dockerfile", project.to_str().unwrap(), "-o", context.to_str().unwrap()];
+    let dockerfile = imgbake_env(&args, &env);
+    assert_eq!(dockerfile.status.code(), Some(0), "{}", String::from_utf8_lossy(&dockerfile.stderr));
+    let text = std::fs::read_to_string(context.join("Dockerfile")).unwrap();
+    assert!(text.contains("-m compileall -q -j 0 --invalidation-mode unchecked-hash"), "{text}");
+    assert!(text.contains("/usr/lib/python3.11 || [ $? -eq 1 ]"), "{text}");
+}

@@ -61,17 +61,7 @@ pub fn unpack_layers(
     rootfs: &Path,
     interrupted: &AtomicBool,
 ) -> Result<Unpacked, UnpackError> {
-    let mut unpacked = Unpacked::default();
-    for layer in layers {
-        let digest = layer.digest.to_string();
-        let layer_error = |source| UnpackError::Layer { digest: digest.clone(), source };
-        let file = blobs.open_blob(&layer.digest).map_err(|e| layer_error(io::Error::other(e)))?;
-        let stream = crate::resolve::basefs::decompressed(file, &layer.media_type).map_err(layer_error)?;
-        unpacked.entries += apply_layer(stream, rootfs, &digest, interrupted)?;
-        unpacked.layers += 1;
-        unpacked.blob_bytes += layer.size;
-    }
-    Ok(unpacked)
+    unpack_with(blobs, layers, rootfs, interrupted, &|_, _| true)
 }
 
 /// Applies one layer's tar stream; returns its entry count.
@@ -80,6 +70,52 @@ pub fn apply_layer(
     rootfs: &Path,
     digest: &str,
     interrupted: &AtomicBool,
+) -> Result<u64, UnpackError> {
+    apply_layer_where(stream, rootfs, digest, interrupted, &|_, _| true)
+}
+
+/// Which entries of a layer to write: `(image path, entry type)`.
+pub type EntryFilter<'a> = &'a dyn Fn(&str, tar::EntryType) -> bool;
+
+/// [`unpack_layers`] writing only the entries `keep` accepts (whiteouts
+/// are applied all the same): a part of an image, such as its Python
+/// standard library, without the rest.
+pub fn unpack_layers_where(
+    blobs: &BlobStore,
+    layers: &[Descriptor],
+    rootfs: &Path,
+    keep: EntryFilter,
+) -> Result<Unpacked, UnpackError> {
+    unpack_with(blobs, layers, rootfs, &AtomicBool::new(false), keep)
+}
+
+fn unpack_with(
+    blobs: &BlobStore,
+    layers: &[Descriptor],
+    rootfs: &Path,
+    interrupted: &AtomicBool,
+    keep: EntryFilter,
+) -> Result<Unpacked, UnpackError> {
+    let mut unpacked = Unpacked::default();
+    for layer in layers {
+        let digest = layer.digest.to_string();
+        let layer_error = |source| UnpackError::Layer { digest: digest.clone(), source };
+        let file = blobs.open_blob(&layer.digest).map_err(|e| layer_error(io::Error::other(e)))?;
+        let stream = crate::resolve::basefs::decompressed(file, &layer.media_type).map_err(layer_error)?;
+        unpacked.entries += apply_layer_where(stream, rootfs, &digest, interrupted, keep)?;
+        unpacked.layers += 1;
+        unpacked.blob_bytes += layer.size;
+    }
+    Ok(unpacked)
+}
+
+/// [`apply_layer`] writing only the entries `keep` accepts.
+pub fn apply_layer_where(
+    stream: impl Read,
+    rootfs: &Path,
+    digest: &str,
+    interrupted: &AtomicBool,
+    keep: EntryFilter,
 ) -> Result<u64, UnpackError> {
     let layer_error = |source| UnpackError::Layer { digest: digest.to_string(), source };
     let mut archive = tar::Archive::new(TarGuard::new(stream));
@@ -124,7 +160,7 @@ pub fn apply_layer(
         if kind.is_block_special() || kind.is_character_special() || kind.is_fifo() {
             continue;
         }
-        if name == ".." || name == "." {
+        if name == ".." || name == "." || !keep(&path, kind) {
             continue;
         }
         let parent = resolve_in(rootfs, dir, true).map_err(entry_error)?;

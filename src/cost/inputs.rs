@@ -97,6 +97,11 @@ fn imports_input(spec: &Spec, bake: &ImagePlan, lock: Option<&Lock>, notes: &mut
             wheels.len()
         ));
     }
+    // The base's standard library compiles at each start when it has no
+    // bytecode and the plan has no layer of it (`bytecode = false`).
+    let stdlib = lock.and_then(|l| l.python.as_ref()).and_then(|p| p.stdlib.as_ref());
+    let stdlib_layer = bake.layers.iter().any(|l| l.content == LayerContent::StdlibBytecode);
+    imports.stdlib_uncompiled = stdlib.is_some_and(|s| s.needs_bytecode()) && !stdlib_layer;
     for layer in &bake.layers {
         if let LayerContent::AppFiles { files } = &layer.content {
             imports.app_source += files

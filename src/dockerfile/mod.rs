@@ -4,7 +4,8 @@
 //! build. The Dockerfile comes from minijinja templates embedded in the
 //! binary (`templates/`), so the text is readable and reviewable in one place.
 //!
-//! Stage order mirrors `crate::execute`: base → pre_build_commands → apt →
+//! Stage order mirrors `crate::execute`: base → pre_build_commands → the
+//! base's standard library compiled (when it has no bytecode) → apt →
 //! Python → conda → app files → shell_commands → weights (one `COPY --from`
 //! per split layer) or volume (manifest + hook + wrapped entrypoint) → image
 //! settings. Everything the Dockerfile needs is put in the context, so the
@@ -291,6 +292,20 @@ struct PythonStep {
     requirements_sha256: String,
 }
 
+/// The stdlib step, when the plan has the layer.
+fn stdlib_view(plan: &ImagePlan, lock: Option<&Lock>) -> Option<StdlibView> {
+    if !plan.layers.iter().any(|l| l.content == LayerContent::StdlibBytecode) {
+        return None;
+    }
+    let python = lock?.python.as_ref()?;
+    let stdlib = python.stdlib.as_ref()?;
+    Some(StdlibView {
+        interpreter: python.target.interpreter.clone(),
+        dir: stdlib.dir.clone(),
+        uncompiled: stdlib.uncompiled(),
+    })
+}
+
 /// The digest of the requirement files (names and contents) the install step prints.
 fn requirements_sha256(requirements: &[(String, String)]) -> String {
     use sha2::{Digest as _, Sha256};
@@ -321,6 +336,7 @@ struct DockerfileView {
     config: String,
     base: String,
     pre_build_commands: Vec<String>,
+    stdlib: Option<StdlibView>,
     apt_packages: Vec<String>,
     apt_origin: String,
     python: Option<PythonStep>,
@@ -336,6 +352,14 @@ struct DockerfileView {
     port: Option<u16>,
     healthcheck: Option<String>,
     entrypoint: Option<String>,
+}
+
+/// The base's standard library compiled in one step (`LayerContent::StdlibBytecode`).
+#[derive(Debug, Serialize)]
+struct StdlibView {
+    interpreter: String,
+    dir: String,
+    uncompiled: u64,
 }
 
 fn render(template: &str, view: impl Serialize) -> Result<String, DockerfileError> {
@@ -539,6 +563,7 @@ pub fn generate(
         config: config.clone(),
         base,
         pre_build_commands: spec.build.pre_build_commands.iter().map(|c| run_text(c)).collect(),
+        stdlib: stdlib_view(plan, lock),
         apt_packages,
         apt_origin: origin_text(&deps.apt, deps.apt_file.as_deref(), spec),
         python,

@@ -4,7 +4,8 @@
 //! (and, optionally, a registry).
 //!
 //! Each step lives in its own module: `layers` writes app files and
-//! weights layers, `deps` installs the lock's packages, `remote` and
+//! weights layers, `deps` installs the lock's packages, `stdlib` compiles
+//! the base's standard library when it has no bytecode, `remote` and
 //! `stream` bake remote weights (streamed from the source into the layer),
 //! `volume` makes the volume-mode layer, `entrypoint` checks the command
 //! exists, `output` writes the layout and pushes. This module only
@@ -18,6 +19,7 @@ pub mod layers;
 pub mod output;
 pub mod registry_cache;
 pub mod remote;
+pub mod stdlib;
 pub mod stream;
 pub mod volume;
 
@@ -149,6 +151,9 @@ pub fn build(
     let mut warnings = std::mem::take(&mut resolved.warnings);
     warnings.extend(plan.warnings.iter().cloned());
     let lock = resolved.lock.clone();
+    if let Some(warning) = stdlib::unrecorded_warning(spec, &lock, &resolved.facts) {
+        warnings.push(warning);
+    }
     // A bare root filesystem has no image config; give it the usual PATH so
     // runtimes that do not add one (runc, umoci) still find the entrypoint.
     let base_env =
@@ -185,6 +190,11 @@ pub fn build(
         }
         let made = match &layer.content {
             LayerContent::Rootfs { root } => layers::rootfs_layer(layer, root, &cache)?,
+            LayerContent::StdlibBytecode => {
+                let python = lock.python.as_ref().expect("a stdlib layer is planned from the lock's Python");
+                let stdlib = python.stdlib.as_ref().expect("a stdlib layer is planned from the lock's stdlib");
+                stdlib::stdlib_layer(layer, stdlib, python, resolved, &cache, &mut warnings).map_err(Box::new)?
+            }
             LayerContent::Apt => {
                 let apt = lock.apt.as_ref().expect("an apt layer is planned from the lock's apt packages");
                 deps::apt_layer(layer, apt, &resolved.facts, &resolved.cache_dir, &cache, &mut warnings)

@@ -254,7 +254,7 @@ fn estimates(
     let in_codec = |codec: Codec| PlannedLayer { compression: compression_of(codec, profile), ..layer.clone() };
     let ratio = match &layer.content {
         LayerContent::Rootfs { .. } => return None,
-        LayerContent::Apt | LayerContent::Python { .. } | LayerContent::Conda => {
+        LayerContent::StdlibBytecode | LayerContent::Apt | LayerContent::Python { .. } | LayerContent::Conda => {
             let lock = facts.lock?;
             return codecs
                 .iter()

@@ -8,6 +8,8 @@
 //! already pushed, so a fresh CI runner neither downloads nor rebuilds it.
 //!
 //! Only layers whose inputs are fetched get a key: app files, a rootfs,
+//! the base's standard library bytecode (compiled from the base's layers,
+//! which the build reads for its facts anyway),
 //! local weights, the hf-cache links and the volume layer are built from
 //! what is on the build machine already (cheap, and their blobs are
 //! skipped at push when the registry has them). A layer whose bytes are
@@ -114,6 +116,7 @@ pub fn layer_key(layer: &PlannedLayer, options: &LayerOptions, facts: &KeyFacts)
             }
         }
         LayerContent::Rootfs { .. }
+        | LayerContent::StdlibBytecode
         | LayerContent::AppFiles { .. }
         | LayerContent::HfSnapshot { .. }
         | LayerContent::Volume => return None,

@@ -131,6 +131,9 @@ pub struct PlannedLayer {
 pub enum LayerContent {
     /// A root filesystem directory (`--base rootfs:DIR`).
     Rootfs { root: PathBuf },
+    /// The `.pyc` files of the base's standard library, which has none
+    /// (the lock's `python.stdlib`), compiled at build.
+    StdlibBytecode,
     /// The lock's Debian packages, unpacked on the base.
     Apt,
     /// These Python distributions (lock names), installed with their bytecode;
@@ -237,7 +240,7 @@ pub fn layout(spec: &Spec, facts: &LayoutFacts, placements: &Placements) -> Resu
         });
     }
     if let Some(lock) = facts.lock {
-        layers.extend(dependency_layers(lock, spec.dependency_split_size));
+        layers.extend(dependency_layers(lock, spec.dependency_split_size, spec.python.bytecode));
     }
     layers.push(app_files_layer(spec, &mut warnings)?);
 
@@ -360,10 +363,26 @@ fn resolved<'a>(entry: &WeightsEntry, facts: &'a LayoutFacts) -> Result<&'a Reso
         .ok_or_else(|| LayoutError::Unresolved { origin: entry.origin.clone(), uri: entry.uri.clone() })
 }
 
-/// The dependency layers of the lock, in image order: apt, Python (see
-/// [`python_groups`]), conda.
-pub fn dependency_layers(lock: &Lock, split_size: u64) -> Vec<PlannedLayer> {
+/// The dependency layers of the lock, in image order: the bytecode of the
+/// base's standard library when it has none and `bytecode` is on (first: it
+/// changes only with the base), apt, Python (see [`python_groups`]), conda.
+pub fn dependency_layers(lock: &Lock, split_size: u64, bytecode: bool) -> Vec<PlannedLayer> {
     let mut layers = Vec::new();
+    let stdlib = lock.python.as_ref().and_then(|p| p.stdlib.as_ref()).filter(|s| bytecode && s.needs_bytecode());
+    if let Some(stdlib) = stdlib {
+        layers.push(PlannedLayer {
+            name: "python stdlib bytecode".into(),
+            history: format!(
+                "imgbake: bytecode of the base's Python standard library {} ({} of {} modules had none)",
+                stdlib.dir,
+                stdlib.uncompiled(),
+                stdlib.modules
+            ),
+            compression: compression::GZIP,
+            codec_choice: None,
+            content: LayerContent::StdlibBytecode,
+        });
+    }
     if let Some(apt) = &lock.apt {
         let names: Vec<&str> = apt.packages.iter().map(|p| p.name.as_str()).collect();
         layers.push(PlannedLayer {
@@ -749,9 +768,11 @@ impl PlannedLayer {
     /// when the layout knows them (dependency layers are known after install).
     pub fn files(&self, spec: &Spec, volume: Option<&VolumePlan>) -> Option<Vec<(String, u64)>> {
         let mut files: Vec<(String, u64)> = match &self.content {
-            LayerContent::Rootfs { .. } | LayerContent::Apt | LayerContent::Python { .. } | LayerContent::Conda => {
-                return None
-            }
+            LayerContent::Rootfs { .. }
+            | LayerContent::StdlibBytecode
+            | LayerContent::Apt
+            | LayerContent::Python { .. }
+            | LayerContent::Conda => return None,
             LayerContent::AppFiles { files } => {
                 files.iter().filter(|f| f.link.is_none()).map(|f| (f.image_path.clone(), f.size)).collect()
             }

@@ -87,7 +87,38 @@ pub struct LockedPython {
     /// `uv` or `pip`: which resolver produced the pins.
     pub installer: String,
     pub target: PythonTarget,
+    /// The base interpreter's standard library and how much of it has
+    /// bytecode, read from the base's layers: when much of it has none,
+    /// the layout compiles it into a layer of its own. Absent in older locks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdlib: Option<LockedStdlib>,
     pub packages: Vec<LockedWheel>,
+}
+
+/// The base's standard library, as `imgbake lock` found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedStdlib {
+    /// Image path, `/usr/local/lib/python3.11`.
+    pub dir: String,
+    /// Its `.py` modules.
+    pub modules: u64,
+    /// Those with `.pyc` of the base interpreter's version.
+    pub compiled: u64,
+    /// Bytes of the modules without.
+    pub uncompiled_bytes: u64,
+}
+
+impl LockedStdlib {
+    /// More than a tenth of the modules have no bytecode: the official
+    /// `python:*` images and bases built like them delete every `.pyc`.
+    pub fn needs_bytecode(&self) -> bool {
+        self.uncompiled() * 10 > self.modules
+    }
+
+    /// Modules without bytecode.
+    pub fn uncompiled(&self) -> u64 {
+        self.modules - self.compiled.min(self.modules)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,6 +379,7 @@ mod tests {
             base: LockedBase { image: "debian:bookworm-slim".into(), pinned: Some("r/debian@sha256:00".into()) },
             python: Some(LockedPython {
                 installer: "uv".into(),
+                stdlib: None,
                 target: PythonTarget {
                     python_version: "3.12".into(),
                     platform: "x86_64-manylinux_2_36".into(),

@@ -91,6 +91,10 @@ pub struct ImportsInput {
     pub app_source: u64,
     /// The packages' `.pyc` files are in the image (`[imgbake] bytecode`).
     pub bytecode: bool,
+    /// The image has no bytecode of the base's standard library (the base
+    /// deleted it, and imgbake did not compile it): what the app imports of
+    /// it compiles at every start.
+    pub stdlib_uncompiled: bool,
 }
 
 #[cfg(test)]

@@ -127,13 +127,17 @@ impl Terms {
 /// not bytes: torch's 4.9 GB of CUDA libraries cost per library what
 /// numpy's do). The app's own modules are all imported
 /// and always compiled: build compiles bytecode for packages only, and a
-/// container's writable layer starts empty, so nothing is cached.
+/// container's writable layer starts empty, so nothing is cached. The
+/// standard library's share is `stdlib_import_bytes`, compiled too when the
+/// image has no bytecode of it.
 pub fn import_seconds(imports: &ImportsInput, params: &Params) -> f64 {
     let source = imports.python_source as f64 * params.import_source_fraction;
     let compiled = if imports.bytecode { 0.0 } else { source };
     let app = imports.app_source as f64;
-    (source + app) / params.import_rate
-        + (compiled + app) / params.compile_rate
+    let stdlib = params.stdlib_import_bytes;
+    let stdlib_compiled = if imports.stdlib_uncompiled { stdlib } else { 0.0 };
+    (source + app + stdlib) / params.import_rate
+        + (compiled + app + stdlib_compiled) / params.compile_rate
         + imports.native_libraries as f64 * params.native_library_seconds
 }
 
@@ -321,6 +325,7 @@ mod tests {
         p.page_cache_bytes = 8e9;
         p.page_cache_read = 4e9;
         p.volume_read = 1e9;
+        p.stdlib_import_bytes = 0.0;
         p.volume_write = 500e6;
         p.source_bandwidth = 100e6;
         p.source_connection_bandwidth = 50e6;
@@ -523,7 +528,13 @@ mod tests {
             baked_unpacked: true,
         };
         // imports: 100 MB of .py × 0.2 = 20 MB at 40 MB/s = 0.5 s (bytecode).
-        let imports = ImportsInput { python_source: 100 * MB, native_libraries: 0, app_source: 0, bytecode: true };
+        let imports = ImportsInput {
+            python_source: 100 * MB,
+            native_libraries: 0,
+            app_source: 0,
+            bytecode: true,
+            stdlib_uncompiled: false,
+        };
         let terms = cold_start(&[layer(100, 100, Codec::None)], &weights, &imports, &params());
         assert_eq!(terms.import_overlap, 0.0);
         assert!(close(terms.imports, 0.5), "{terms:?}");
@@ -538,14 +549,32 @@ mod tests {
         p.compile_rate = 4e6;
         p.native_library_seconds = 0.02;
         // 20 MB of .py read at 40 MB/s (0.5 s), 50 libraries at 20 ms (1 s).
-        let mut imports = ImportsInput { python_source: 100 * MB, native_libraries: 50, app_source: 0, bytecode: true };
+        let mut imports = ImportsInput {
+            python_source: 100 * MB,
+            native_libraries: 50,
+            app_source: 0,
+            bytecode: true,
+            stdlib_uncompiled: false,
+        };
         assert!(close(import_seconds(&imports, &p), 1.5));
         // Without bytecode the 20 MB are compiled too: + 5 s.
         imports.bytecode = false;
         assert!(close(import_seconds(&imports, &p), 6.5));
         // The app's own 4 MB are read and compiled at every start: + 0.1 s + 1 s.
-        imports = ImportsInput { python_source: 0, native_libraries: 0, app_source: 4 * MB, bytecode: true };
+        imports = ImportsInput {
+            python_source: 0,
+            native_libraries: 0,
+            app_source: 4 * MB,
+            bytecode: true,
+            stdlib_uncompiled: false,
+        };
         assert!(close(import_seconds(&imports, &p), 1.1));
+        // 2 MB of the standard library: read (0.05 s), and compiled when the image has no bytecode of it (+ 0.5 s).
+        p.stdlib_import_bytes = 2e6;
+        imports = ImportsInput { app_source: 0, ..imports };
+        assert!(close(import_seconds(&imports, &p), 0.05));
+        imports.stdlib_uncompiled = true;
+        assert!(close(import_seconds(&imports, &p), 0.55));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! status, the apt sources, the Python interpreter and its site-packages
 //! path, the glibc version, whether `/bin` is merged into `/usr`, and the
 //! programs it holds (every entry of a `bin` or `sbin` directory, and the
-//! top-level files), for the entrypoint check.
+//! top-level files), for the entrypoint check, and how much of the Python
+//! standard library has bytecode (the official `python:*` images delete
+//! every `.pyc`, so each cold start compiles the modules it imports).
 //!
 //! Layers are read as tar streams in order, applying OCI whiteouts. Only the
 //! few paths that matter are kept, and each layer's findings are cached by
@@ -35,7 +37,8 @@ const MAX_CONTENT: u64 = 32 << 20;
 const MAX_KEPT: u64 = 128 << 20;
 /// Version of the per-layer facts cache: records of an older version are
 /// read again (version 2 added the entries of `bin`/`sbin` directories).
-const FACTS_VERSION: u32 = 2;
+/// (version 3 added the standard library's modules and bytecode).
+const FACTS_VERSION: u32 = 3;
 
 /// The facts a build needs about its base.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,6 +62,21 @@ pub struct BaseFacts {
     /// Image paths (no leading `/`) of every non-directory entry of a `bin`
     /// or `sbin` directory, and of the top-level files and links.
     pub programs: std::collections::BTreeSet<String>,
+    /// The interpreter's standard library, when the base has one.
+    pub stdlib: Option<StdlibFacts>,
+}
+
+/// The base interpreter's standard library and how much of it is compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StdlibFacts {
+    /// Its image path, `/usr/local/lib/python3.11`.
+    pub dir: String,
+    /// Its `.py` modules (`site-packages` and `dist-packages` left out).
+    pub modules: u64,
+    /// Those with a `__pycache__/<name>.cpython-3XY.pyc` of the interpreter's version beside them.
+    pub compiled: u64,
+    /// Bytes of the modules without one.
+    pub uncompiled_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +145,8 @@ enum Event {
     Content(String, String),
     /// A keyring file's bytes, base64.
     Binary(String, String),
+    /// A `.py` file of a standard library, with its size.
+    Module(String, u64),
 }
 
 /// Paths tracked in the merged view.
@@ -137,6 +157,7 @@ enum Node {
     Symlink(String),
     Content(String),
     Binary(Vec<u8>),
+    Module(u64),
 }
 
 /// Reads the facts of a resolved base (registry or OCI layout), using and
@@ -229,6 +250,15 @@ pub fn facts_of_rootfs(root: &Path) -> Result<BaseFacts, BaseFsError> {
             }
         }
     }
+    for lib in ["usr/lib", "usr/local/lib"] {
+        let Ok(read) = fs::read_dir(root.join(lib)) else { continue };
+        for child in read.flatten() {
+            let name = child.file_name().to_string_lossy().into_owned();
+            if name.starts_with("python3.") && child.file_type().is_ok_and(|t| t.is_dir()) {
+                walk_stdlib(root, &format!("{lib}/{name}"), &mut merged).map_err(err)?;
+            }
+        }
+    }
     for path in interesting {
         let full = root.join(&path);
         let Ok(meta) = fs::symlink_metadata(&full) else { continue };
@@ -246,6 +276,32 @@ pub fn facts_of_rootfs(root: &Path) -> Result<BaseFacts, BaseFsError> {
         merged.insert(path, node);
     }
     Ok(facts_from_nodes(&merged))
+}
+
+/// The modules and bytecode of the standard library at `dir` (image path,
+/// no leading `/`) of a root filesystem directory.
+fn walk_stdlib(root: &Path, dir: &str, merged: &mut BTreeMap<String, Node>) -> io::Result<()> {
+    let walk = walkdir::WalkDir::new(root.join(dir)).follow_links(false).into_iter().filter_entry(|entry| {
+        !(entry.depth() == 1 && matches!(entry.file_name().to_str(), Some("site-packages" | "dist-packages")))
+    });
+    for entry in walk {
+        let entry = entry.map_err(io::Error::other)?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let relative = entry.path().strip_prefix(root).map_err(io::Error::other)?;
+        let path = relative.to_string_lossy().into_owned();
+        match stdlib_file(&path) {
+            Some(StdlibFile::Module) => {
+                merged.insert(path, Node::Module(entry.metadata().map_err(io::Error::other)?.len()));
+            }
+            Some(StdlibFile::Bytecode) => {
+                merged.insert(path, Node::Exists);
+            }
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// The facts of layers given as uncompressed tar streams, bottom first, with
@@ -356,6 +412,17 @@ fn scan_layer(stream: Box<dyn Read + '_>) -> io::Result<LayerFacts> {
             continue;
         }
         let kind = entry.header().entry_type();
+        match stdlib_file(&path) {
+            Some(StdlibFile::Module) if kind.is_file() => {
+                facts.events.push(Event::Module(path, entry.size()));
+                continue;
+            }
+            Some(StdlibFile::Bytecode) if kind.is_file() => {
+                facts.events.push(Event::Exists(path));
+                continue;
+            }
+            _ => {}
+        }
         if !is_interesting(&path) && (kind.is_dir() || !in_bin_dir(&path)) {
             continue;
         }
@@ -444,6 +511,9 @@ fn apply(merged: &mut BTreeMap<String, Node>, events: Vec<Event>) {
                 let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default();
                 merged.insert(path, Node::Binary(bytes));
             }
+            Event::Module(path, size) => {
+                merged.insert(path, Node::Module(size));
+            }
         }
     }
 }
@@ -493,17 +563,75 @@ fn facts_from_nodes(nodes: &BTreeMap<String, Node>) -> BaseFacts {
         })
         .map(|(path, _)| path.clone())
         .collect();
+    let python = find_python(nodes);
+    let stdlib = python.as_ref().and_then(|python| stdlib_of(python, nodes));
     BaseFacts {
         programs,
         os_release,
         dpkg_status,
         apt_sources,
-        python: find_python(nodes),
+        python,
         glibc,
         usrmerge,
         keyrings,
         symlinked_dirs,
+        stdlib,
     }
+}
+
+/// What a file of a standard library is to [`StdlibFacts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StdlibFile {
+    Module,
+    Bytecode,
+}
+
+/// `usr/lib/python3.11/json/decoder.py` is a module of a standard library,
+/// `usr/local/lib/python3.12/__pycache__/os.cpython-312.pyc` its bytecode;
+/// anything under `site-packages` or `dist-packages` is neither.
+fn stdlib_file(path: &str) -> Option<StdlibFile> {
+    let rest = path.strip_prefix("usr/local/lib/python3.").or_else(|| path.strip_prefix("usr/lib/python3."))?;
+    let (minor, inside) = rest.split_once('/')?;
+    if minor.is_empty() || !minor.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if inside.starts_with("site-packages/") || inside.starts_with("dist-packages/") {
+        return None;
+    }
+    if inside.ends_with(".py") {
+        Some(StdlibFile::Module)
+    } else if inside.ends_with(".pyc") && (inside.starts_with("__pycache__/") || inside.contains("/__pycache__/")) {
+        Some(StdlibFile::Bytecode)
+    } else {
+        None
+    }
+}
+
+/// The standard library of `python` (`/usr/local/bin/python3.12` →
+/// `usr/local/lib/python3.12`) and how much of it has bytecode of that
+/// version (`__pycache__/NAME.cpython-312.pyc`; the optimized `.opt-1`
+/// files are not what a plain `python` loads).
+fn stdlib_of(python: &BasePython, nodes: &BTreeMap<String, Node>) -> Option<StdlibFacts> {
+    let prefix = python.interpreter.trim_start_matches('/').rsplit_once("/bin/")?.0.to_string();
+    let dir = format!("{prefix}/lib/python{}", python.version);
+    let tag = format!("cpython-{}", python.version.replace('.', ""));
+    let mut facts = StdlibFacts { dir: format!("/{dir}"), ..StdlibFacts::default() };
+    let start = format!("{dir}/");
+    for (path, node) in nodes.range(start.clone()..) {
+        if !path.starts_with(&start) {
+            break;
+        }
+        let Node::Module(size) = node else { continue };
+        facts.modules += 1;
+        let (parent, file) = path.rsplit_once('/').unwrap_or(("", path));
+        let stem = file.trim_end_matches(".py");
+        if nodes.contains_key(&format!("{parent}/__pycache__/{stem}.{tag}.pyc")) {
+            facts.compiled += 1;
+        } else {
+            facts.uncompiled_bytes += size;
+        }
+    }
+    (facts.modules > 0).then_some(facts)
 }
 
 /// Top-level links such as `bin` → `usr/bin` are directories, not programs.
@@ -675,6 +803,51 @@ mod tests {
         let facts = facts_of_tars(&[lower, upper]);
         let programs: Vec<&str> = facts.programs.iter().map(String::as_str).collect();
         assert_eq!(programs, ["docker-entrypoint.sh", "opt/conda/bin/python", "usr/bin/dash", "usr/bin/sh"]);
+    }
+
+    #[test]
+    fn the_standard_library_counts_modules_without_bytecode_of_the_interpreters_version() {
+        // A python:* image deletes every .pyc; a later layer compiles two
+        // modules, one of them for another version, and removes a third.
+        let lower = tar_of(&[
+            ("usr/local/bin/python3.12", Some("elf"), None),
+            ("usr/local/lib/python3.12/os.py", Some("import abc\n"), None),
+            ("usr/local/lib/python3.12/json/__init__.py", Some("x = 1\n"), None),
+            ("usr/local/lib/python3.12/json/decoder.py", Some("y = 22\n"), None),
+            ("usr/local/lib/python3.12/gone.py", Some("z\n"), None),
+            ("usr/local/lib/python3.12/site-packages/pip/__init__.py", Some("p\n"), None),
+            ("usr/lib/python3.11/os.py", Some("debian's\n"), None),
+        ]);
+        let upper = tar_of(&[
+            ("usr/local/lib/python3.12/__pycache__/os.cpython-312.pyc", Some("pyc"), None),
+            ("usr/local/lib/python3.12/json/__pycache__/decoder.cpython-311.pyc", Some("pyc"), None),
+            ("usr/local/lib/python3.12/json/__pycache__/__init__.cpython-312.opt-1.pyc", Some("pyc"), None),
+            ("usr/local/lib/python3.12/.wh.gone.py", Some(""), None),
+        ]);
+        let stdlib = facts_of_tars(&[lower, upper]).stdlib.unwrap();
+        assert_eq!(
+            stdlib,
+            StdlibFacts { dir: "/usr/local/lib/python3.12".into(), modules: 3, compiled: 1, uncompiled_bytes: 6 + 7 }
+        );
+    }
+
+    #[test]
+    fn a_root_filesystem_reports_its_standard_library() {
+        let root = tempfile::tempdir().unwrap();
+        let lib = root.path().join("usr/lib/python3.11");
+        fs::create_dir_all(lib.join("__pycache__")).unwrap();
+        fs::create_dir_all(lib.join("dist-packages")).unwrap();
+        fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+        fs::write(root.path().join("usr/bin/python3.11"), "elf").unwrap();
+        fs::write(lib.join("os.py"), "import abc\n").unwrap();
+        fs::write(lib.join("abc.py"), "x\n").unwrap();
+        fs::write(lib.join("__pycache__/abc.cpython-311.pyc"), "pyc").unwrap();
+        fs::write(lib.join("dist-packages/six.py"), "six\n").unwrap();
+        let stdlib = facts_of_rootfs(root.path()).unwrap().stdlib.unwrap();
+        assert_eq!(
+            stdlib,
+            StdlibFacts { dir: "/usr/lib/python3.11".into(), modules: 2, compiled: 1, uncompiled_bytes: 11 }
+        );
     }
 
     #[test]

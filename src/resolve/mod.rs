@@ -192,7 +192,8 @@ pub fn resolve(
         python::fill_sizes(&mut packages, &context)?;
         python::wheel_size::fill_installed_sizes(&mut packages, &context.credentials, cache_dir);
         let installer = inputs.installer.clone();
-        Some(LockedPython { installer, target, packages })
+        let stdlib = facts.stdlib.as_ref().map(locked_stdlib);
+        Some(LockedPython { installer, target, stdlib, packages })
     } else {
         None
     };
@@ -243,6 +244,16 @@ pub fn resolve(
         inputs,
     };
     Ok((lock, sources))
+}
+
+/// The base's standard library as the lock records it.
+pub fn locked_stdlib(found: &basefs::StdlibFacts) -> crate::lock::LockedStdlib {
+    crate::lock::LockedStdlib {
+        dir: found.dir.clone(),
+        modules: found.modules,
+        compiled: found.compiled,
+        uncompiled_bytes: found.uncompiled_bytes,
+    }
 }
 
 pub fn apt_requested(spec: &Spec) -> bool {

@@ -95,26 +95,41 @@ pub fn compile_tree(compiler: &Compiler, dir: &Path, site_packages: &str) -> Res
         // `-d` names the image path of what is compiled: for a directory
         // its own path, for a file the directory it is in.
         let image_path = if is_dir { format!("{site}/{name}") } else { site.to_string() };
-        let mut command = Command::new(&compiler.executable);
-        command
-            .env_clear()
-            .env("PYTHONHASHSEED", "0")
-            .args(["-S", "-s", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", "-d"])
-            .arg(&image_path)
-            .arg(dir.join(&name))
-            .stdin(Stdio::null());
-        let output = command.output().map_err(|source| PythonError::Io {
-            what: format!("the output of {} compiling bytecode", compiler.executable.display()),
-            source,
-        })?;
-        // 1: some file did not compile (its error is in the output); the rest did.
-        if !matches!(output.status.code(), Some(0 | 1)) {
-            return Err(PythonError::Bytecode {
-                python: compiler.executable.display().to_string(),
-                path: dir.join(&name).display().to_string(),
-                output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
+        compile_path(compiler, &dir.join(&name), &image_path, false)?;
+    }
+    Ok(())
+}
+
+/// Compiles every `.py` under `dir` in one `compileall` run whose files
+/// name `image_dir/…` (a base's standard library; `parallel` uses every
+/// core, which writes the same bytes: each file is compiled on its own).
+pub fn compile_dir(compiler: &Compiler, dir: &Path, image_dir: &str, parallel: bool) -> Result<(), PythonError> {
+    compile_path(compiler, dir, image_dir, parallel)
+}
+
+/// One `compileall` of `path` (a file or a directory) as `image_path`.
+fn compile_path(compiler: &Compiler, path: &Path, image_path: &str, parallel: bool) -> Result<(), PythonError> {
+    let mut command = Command::new(&compiler.executable);
+    command
+        .env_clear()
+        .env("PYTHONHASHSEED", "0")
+        .args(["-S", "-s", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash"])
+        .args(if parallel { &["-j", "0"][..] } else { &[] })
+        .arg("-d")
+        .arg(image_path)
+        .arg(path)
+        .stdin(Stdio::null());
+    let output = command.output().map_err(|source| PythonError::Io {
+        what: format!("the output of {} compiling bytecode", compiler.executable.display()),
+        source,
+    })?;
+    // 1: some file did not compile (its error is in the output); the rest did.
+    if !matches!(output.status.code(), Some(0 | 1)) {
+        return Err(PythonError::Bytecode {
+            python: compiler.executable.display().to_string(),
+            path: path.display().to_string(),
+            output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
     }
     Ok(())
 }

@@ -755,6 +755,8 @@ fn installed_modules_ship_unchecked_hash_bytecode_and_the_layer_is_reproducible(
     let env = offline_env(&index);
     let project = write_project(dir.path(), true, "3.11", &[("tinyapp", "latest")]);
     let first = build_ok(&project, &dir.path().join("out1"), &dir.path().join("cache1"), &env);
+    // A scratch base has no Python: this machine's compiles.
+    assert!(first["bytecode_compiler"].as_str().unwrap().contains("this machine's"), "{first:#}");
     let layer = layer_named(&first, "python tinyapp==1.0")["digest"].as_str().unwrap().to_string();
 
     let pyc = file_in_layer(&dir.path().join("out1"), &layer, TINYAPP_311_PYC).expect("the .pyc is in the layer");
@@ -857,6 +859,10 @@ fn a_base_without_standard_library_bytecode_gets_it_compiled_in_a_layer_of_its_o
     let lock = std::fs::read_to_string(project.join("imgbake.lock")).unwrap();
     assert!(lock.contains("[python.stdlib]\ndir = \"/usr/lib/python3.11\""), "{lock}");
     assert!(lock.contains("compiled = 0\n"), "{lock}");
+    // Compiled by the base's own interpreter (Debian's 3.11), run chrooted in a copy of what it needs.
+    let compiler = first["bytecode_compiler"].as_str().unwrap_or_default();
+    assert!(compiler.starts_with("CPython 3.11."), "{first:#}");
+    assert!(compiler.ends_with("the base image's /usr/bin/python3.11 (chrooted)"), "{compiler}");
     let layer = layer_named(&first, "python stdlib bytecode")["digest"].as_str().unwrap().to_string();
     let pyc = file_in_layer(&layout, &layer, "usr/lib/python3.11/__pycache__/os.cpython-311.pyc")
         .expect("os.py's bytecode is in the layer");

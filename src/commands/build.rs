@@ -366,6 +366,9 @@ fn print_outcome(outcome: &execute::BuildOutcome, dir: &Path) {
         Some(pinned) => println!("base      {} ({pinned})", outcome.base),
         None => println!("base      {}", outcome.base),
     }
+    if let Some(compiler) = &outcome.bytecode_compiler {
+        println!("bytecode  {compiler}");
+    }
     for layer in &outcome.layers {
         let state = match (layer.from_registry_cache, layer.cached) {
             (true, _) => "from the registry cache",
@@ -408,6 +411,7 @@ fn outcome_json(outcome: &execute::BuildOutcome) -> serde_json::Value {
         "pushed": outcome.pushed,
         "pinned_weights": outcome.pinned_weights,
         "lock_written": outcome.lock_written,
+        "bytecode_compiler": outcome.bytecode_compiler,
         "layers": outcome.layers.iter().map(|l| serde_json::json!({
             "what": l.what,
             "digest": l.layer.digest.to_string(),

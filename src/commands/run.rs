@@ -149,8 +149,7 @@ impl crate::plumbing::errors::Hint for RunError {
                 "build it first (`imgbake build` writes oci:imgbake-out:<app name> by default), or name it with --image"
                     .to_string(),
             ),
-            // SAFETY: geteuid has no preconditions.
-            RunError::Runc(_) if unsafe { libc::geteuid() } != 0 => {
+            RunError::Runc(_) if !crate::plumbing::process::is_root() => {
                 Some("runc needs root here: run `imgbake run` as root (or with sudo)".to_string())
             }
             _ => None,

@@ -101,14 +101,15 @@ pub fn conda_layer(
 }
 
 /// Every locked wheel fetched, verified and installed into its staging
-/// tree, with `.pyc` files unless the config turns them off (or no
-/// interpreter of the image's version is here to compile them: one warning,
-/// and the build goes on without). Prints the install marker Cerebrium's
+/// tree, with `.pyc` files when there is a `compiler` (the build's,
+/// `base_python::build_compiler`: none when the config turns bytecode off or
+/// no interpreter of the image's version is here). Prints the install marker Cerebrium's
 /// build log uses, so log scrapers written for it keep working.
 pub fn stage_python(
     spec: &crate::spec::Spec,
     locked: &LockedPython,
     cache_dir: &Path,
+    compiler: Option<&python::bytecode::Compiler>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<python::StagedDistribution>, DepsError> {
     let installer = if locked.installer == "pip" { PythonInstaller::Pip } else { PythonInstaller::Uv };
@@ -128,16 +129,7 @@ pub fn stage_python(
     }
     let mut wheels = locked.packages.clone();
     let files = python::fetch(&mut wheels, cache_dir, &context, warnings)?;
-    let compiler = if spec.python.bytecode {
-        let found = python::bytecode::find_compiler(&locked.target.python_version);
-        if found.is_none() {
-            warnings.push(python::bytecode::missing_warning(&locked.target.python_version));
-        }
-        found
-    } else {
-        None
-    };
-    Ok(python::install(&wheels, &files, &locked.target, installer, compiler.as_ref(), cache_dir)?)
+    Ok(python::install(&wheels, &files, &locked.target, installer, compiler, cache_dir)?)
 }
 
 /// One planned Python layer: the staged distributions of `packages`, or

@@ -5,7 +5,8 @@
 //!
 //! Each step lives in its own module: `layers` writes app files and
 //! weights layers, `deps` installs the lock's packages, `stdlib` compiles
-//! the base's standard library when it has no bytecode, `remote` and
+//! the base's standard library when it has no bytecode (both with the
+//! base's own interpreter, from `base_python`, when it runs here), `remote` and
 //! `stream` bake remote weights (streamed from the source into the layer),
 //! `volume` makes the volume-mode layer, `entrypoint` checks the command
 //! exists, `output` writes the layout and pushes. This module only
@@ -13,6 +14,7 @@
 //! and refuses, with one clear line, what is not built natively yet.
 
 pub mod artifact;
+pub mod base_python;
 pub mod deps;
 pub mod entrypoint;
 pub mod layers;
@@ -77,6 +79,8 @@ pub struct BuildOutcome {
     pub registry_cache_recorded: usize,
     /// The ModelPack artifacts of `mode = "artifact"` sources.
     pub artifacts: Vec<artifact::BuiltArtifact>,
+    /// What compiled the `.pyc` files (`base_python::describe`), when any were.
+    pub bytecode_compiler: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +170,9 @@ pub fn build(
         let base = resolved.base_text.as_str();
         entrypoint::check_build(spec, &resolved.facts, built, env, base, options.scratch_override, warnings)
     };
-    let registry_cache = registry_cache::RegistryCache::start(spec, resolved, plan, options, &mut warnings)?;
+    let compiler = base_python::build_compiler(spec, &lock, resolved, &mut warnings);
+    let registry_cache =
+        registry_cache::RegistryCache::start(spec, resolved, plan, options, compiler.as_ref(), &mut warnings)?;
     let mut built: Vec<layers::BuiltLayer> = Vec::new();
     let mut staged_python = None;
     let mut streams: BTreeMap<String, stream::RemoteStreams> = BTreeMap::new();
@@ -193,7 +199,7 @@ pub fn build(
             LayerContent::StdlibBytecode => {
                 let python = lock.python.as_ref().expect("a stdlib layer is planned from the lock's Python");
                 let stdlib = python.stdlib.as_ref().expect("a stdlib layer is planned from the lock's stdlib");
-                stdlib::stdlib_layer(layer, stdlib, python, resolved, &cache, &mut warnings).map_err(Box::new)?
+                stdlib::stdlib_layer(layer, stdlib, compiler.as_ref(), resolved, &cache).map_err(Box::new)?
             }
             LayerContent::Apt => {
                 let apt = lock.apt.as_ref().expect("an apt layer is planned from the lock's apt packages");
@@ -203,8 +209,9 @@ pub fn build(
             LayerContent::Python { packages, part } => {
                 let python = lock.python.as_ref().expect("a Python layer is planned from the lock's wheels");
                 if staged_python.is_none() {
-                    staged_python =
-                        Some(deps::stage_python(spec, python, &resolved.cache_dir, &mut warnings).map_err(Box::new)?);
+                    let staged =
+                        deps::stage_python(spec, python, &resolved.cache_dir, compiler.as_ref(), &mut warnings);
+                    staged_python = Some(staged.map_err(Box::new)?);
                 }
                 let staged = staged_python.as_deref().unwrap_or_default();
                 deps::python_layer(layer, packages, *part, staged, python, &cache).map_err(Box::new)?
@@ -341,6 +348,7 @@ pub fn build(
         lock_written: resolved.lock_written,
         registry_cache_recorded,
         artifacts,
+        bytecode_compiler: compiler.as_ref().map(base_python::describe),
     })
 }
 

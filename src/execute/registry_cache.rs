@@ -83,6 +83,7 @@ impl RegistryCache {
         resolved: &crate::resolve::Resolved,
         plan: &ImagePlan,
         options: &super::BuildOptions,
+        compiler: Option<&crate::deps::python::bytecode::Compiler>,
         warnings: &mut Vec<String>,
     ) -> Result<RegistryCache, super::BuildError> {
         let mut run = RegistryCache {
@@ -103,11 +104,7 @@ impl RegistryCache {
                 return Ok(run);
             }
         };
-        let bytecode_compiler = match resolved.lock.python.as_ref().filter(|_| spec.python.bytecode) {
-            Some(python) => crate::deps::python::bytecode::find_compiler(&python.target.python_version)
-                .map(|compiler| format!("CPython {}", compiler.version)),
-            None => None,
-        };
+        let bytecode_compiler = compiler.map(|compiler| format!("CPython {}", compiler.version));
         let apt_base = match &resolved.lock.apt {
             Some(_) => Some(super::deps::apt_base_text(&resolved.facts)?),
             None => None,

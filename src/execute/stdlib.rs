@@ -18,7 +18,7 @@ use crate::image::cache::LayerCache;
 use crate::image::entries::{self, LayerEntry};
 use crate::image::layer::LayerOptions;
 use crate::layout::PlannedLayer;
-use crate::lock::{Lock, LockedPython, LockedStdlib};
+use crate::lock::{Lock, LockedStdlib};
 use crate::resolve::basefs::BaseFacts;
 use crate::resolve::Resolved;
 use sha2::{Digest as _, Sha256};
@@ -30,26 +30,18 @@ use std::path::{Path, PathBuf};
 const STAGING_FORMAT: &str = "stdlib-bytecode 1";
 
 /// The planned stdlib layer: the `.pyc` of every module of `stdlib`, or,
-/// with no interpreter of the image's version on this machine, the
-/// library's directory alone (and the same warning as the packages get).
+/// without a `compiler` (the build warned once), the library's directory alone.
 pub fn stdlib_layer(
     layer: &PlannedLayer,
     stdlib: &LockedStdlib,
-    python: &LockedPython,
+    compiler: Option<&bytecode::Compiler>,
     resolved: &Resolved,
     cache: &LayerCache,
-    warnings: &mut Vec<String>,
 ) -> Result<BuiltLayer, DepsError> {
     let dir = stdlib.dir.trim_matches('/');
-    let files = match bytecode::find_compiler(&python.target.python_version) {
-        Some(compiler) => pyc_files(&staged_tree(dir, &compiler, resolved)?, dir)?,
-        None => {
-            let warning = bytecode::missing_warning(&python.target.python_version);
-            if !warnings.contains(&warning) {
-                warnings.push(warning);
-            }
-            Vec::new()
-        }
+    let files = match compiler {
+        Some(compiler) => pyc_files(&staged_tree(dir, compiler, resolved)?, dir)?,
+        None => Vec::new(),
     };
     let entries_error = |source| LayerBuildError::Entries { what: layer.name.clone(), source };
     let mut all = entries::entries_from_files(&files).map_err(entries_error)?;

@@ -5,9 +5,11 @@
 //! 7.3 s without, 2.6 s with).
 //!
 //! The compiler is a CPython of the image's exact `major.minor` (the `.pyc`
-//! magic number and the `cpython-3XY` in its name depend on it): a
-//! `python3.X` on PATH, else one `uv python find` already knows (never a
-//! download). Files are written by `compileall` with `--invalidation-mode
+//! magic number and the `cpython-3XY` in its name depend on it): the base
+//! image's own interpreter, run in a chroot of the part of the base it needs
+//! (`execute::base_python` prepares it; the same bytes on every build
+//! machine), else a `python3.X` on PATH, else one `uv python find` already
+//! knows (never a download). Files are written by `compileall` with `--invalidation-mode
 //! unchecked-hash` (PEP 552: the header holds no source mtime and Python
 //! does not check the source, so the bytes do not depend on file times), into
 //! `__pycache__/` beside each module where the image's interpreter looks, and
@@ -32,10 +34,43 @@ use std::process::{Command, Stdio};
 /// A CPython that compiles `.pyc` files for the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compiler {
-    /// The interpreter's own executable (`sys.executable`, past shims such as pyenv's).
+    /// The interpreter's own executable (`sys.executable`, past shims such
+    /// as pyenv's); inside `root` when there is one.
     pub executable: PathBuf,
     /// `major.minor.micro`, e.g. `3.11.7`.
     pub version: String,
+    /// The base image's interpreter: it runs chrooted into this directory
+    /// (as root, else in a user namespace that maps this user to root), and
+    /// a tree is moved into it while it is compiled.
+    pub root: Option<PathBuf>,
+}
+
+/// Where a chrooted compiler finds the trees it compiles.
+const IN_ROOT_DIR: &str = "imgbake-compile";
+
+impl Compiler {
+    /// A command running the interpreter: directly, or chrooted into `root`.
+    fn command(&self) -> Command {
+        let Some(root) = &self.root else { return Command::new(&self.executable) };
+        let mut command = if crate::plumbing::process::is_root() {
+            Command::new("chroot")
+        } else {
+            let mut unshare = Command::new("unshare");
+            unshare.args(["--user", "--map-root-user", "chroot"]);
+            unshare
+        };
+        command.arg(root).arg(&self.executable);
+        command
+    }
+
+    /// The compiler of the base image's interpreter `interpreter` in `root`
+    /// when it runs there and is CPython `python_version`.
+    pub fn in_root(root: &Path, interpreter: &str, python_version: &str) -> Option<Compiler> {
+        let chrooted =
+            Compiler { executable: PathBuf::from(interpreter), version: String::new(), root: Some(root.into()) };
+        let found = probe(chrooted.command(), python_version)?;
+        Some(Compiler { root: Some(root.to_path_buf()), ..found })
+    }
 }
 
 /// The warning when no interpreter of `python_version` is found.
@@ -73,8 +108,11 @@ fn probe(mut command: Command, python_version: &str) -> Option<Compiler> {
     let mut words = text.trim().splitn(3, ' ');
     let (implementation, version, executable) = (words.next()?, words.next()?, words.next()?);
     let matches = implementation == "CPython" && version.strip_prefix(python_version)?.starts_with('.');
-    (matches && !executable.is_empty())
-        .then(|| Compiler { executable: PathBuf::from(executable), version: version.to_string() })
+    (matches && !executable.is_empty()).then(|| Compiler {
+        executable: PathBuf::from(executable),
+        version: version.to_string(),
+        root: None,
+    })
 }
 
 /// Compiles every `.py` of a staging tree for the image: each top-level
@@ -108,18 +146,54 @@ pub fn compile_dir(compiler: &Compiler, dir: &Path, image_dir: &str, parallel: b
 }
 
 /// One `compileall` of `path` (a file or a directory) as `image_path`.
+/// A chrooted compiler gets the tree moved into its root meanwhile (a
+/// rename: the root is in the same cache directory), and compiles in one
+/// process (`-j` needs `/dev/shm`, which the root does not have).
 fn compile_path(compiler: &Compiler, path: &Path, image_path: &str, parallel: bool) -> Result<(), PythonError> {
-    let mut command = Command::new(&compiler.executable);
+    let io_error = |what: String| move |source| PythonError::Io { what, source };
+    let (visible, moved) = match &compiler.root {
+        None => (path.to_path_buf(), None),
+        Some(root) => {
+            let holder = root.join(IN_ROOT_DIR);
+            fs::create_dir_all(&holder).map_err(io_error(holder.display().to_string()))?;
+            let slot = tempfile::Builder::new()
+                .prefix("tree-")
+                .tempdir_in(&holder)
+                .map_err(io_error(holder.display().to_string()))?;
+            // The same name: compileall compiles a file only as `*.py`, and names it after the file.
+            let inside = slot.path().join(path.file_name().unwrap_or_default());
+            fs::rename(path, &inside).map_err(io_error(format!("{} into {}", path.display(), root.display())))?;
+            let relative = inside.strip_prefix(root).unwrap_or(&inside).to_path_buf();
+            (Path::new("/").join(relative), Some((slot, inside)))
+        }
+    };
+    let mut command = compiler.command();
     command
         .env_clear()
+        // The usual PATH, so that `chroot` and `unshare` are found (nothing of the build machine's).
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .env("PYTHONHASHSEED", "0")
         .args(["-S", "-s", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash"])
-        .args(if parallel { &["-j", "0"][..] } else { &[] })
+        .args(if parallel && compiler.root.is_none() { &["-j", "0"][..] } else { &[] })
         .arg("-d")
         .arg(image_path)
-        .arg(path)
+        .arg(&visible)
         .stdin(Stdio::null());
-    let output = command.output().map_err(|source| PythonError::Io {
+    let output = command.output();
+    if let Some((slot, inside)) = &moved {
+        fs::rename(inside, path).map_err(io_error(format!("{} back from the compiler's root", path.display())))?;
+        // A single module's `.pyc` went to `__pycache__` beside it, in the slot.
+        let written = slot.path().join("__pycache__");
+        if written.is_dir() {
+            let beside = path.parent().unwrap_or(Path::new(".")).join("__pycache__");
+            fs::create_dir_all(&beside).map_err(io_error(beside.display().to_string()))?;
+            for entry in fs::read_dir(&written).map_err(io_error(written.display().to_string()))?.flatten() {
+                let to = beside.join(entry.file_name());
+                fs::rename(entry.path(), &to).map_err(io_error(to.display().to_string()))?;
+            }
+        }
+    }
+    let output = output.map_err(|source| PythonError::Io {
         what: format!("the output of {} compiling bytecode", compiler.executable.display()),
         source,
     })?;

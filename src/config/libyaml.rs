@@ -68,6 +68,7 @@ pub struct ParseError {
 
 /// Every event of `text` with its start and end marks, or the first error.
 pub fn events(text: &str) -> Result<Vec<(Event, Mark, Mark)>, ParseError> {
+    let bom = leading_bom(text);
     with_parser(text, |parser| {
         let mut events = Vec::new();
         loop {
@@ -76,11 +77,11 @@ pub fn events(text: &str) -> Result<Vec<(Event, Mark, Mark)>, ParseError> {
             // on success the event is initialized, copied, then freed exactly once.
             unsafe {
                 if unsafe_libyaml::yaml_parser_parse(parser, raw.as_mut_ptr()).fail {
-                    return Err(error_of(parser));
+                    return Err(error_of(parser, bom));
                 }
                 let event = raw.assume_init_mut();
                 let copied = copy_event(event);
-                let marks = (mark(event.start_mark), mark(event.end_mark));
+                let marks = (mark(event.start_mark, bom), mark(event.end_mark, bom));
                 unsafe_libyaml::yaml_event_delete(event);
                 let end = copied == Event::StreamEnd;
                 events.push((copied, marks.0, marks.1));
@@ -94,6 +95,7 @@ pub fn events(text: &str) -> Result<Vec<(Event, Mark, Mark)>, ParseError> {
 
 /// Every token of `text` with its start and end byte offsets, up to the first error.
 pub fn tokens(text: &str) -> Vec<(Token, usize, usize)> {
+    let bom = leading_bom(text);
     with_parser(text, |parser| {
         let mut tokens = Vec::new();
         loop {
@@ -120,7 +122,7 @@ pub fn tokens(text: &str) -> Vec<(Token, usize, usize)> {
                     unsafe_libyaml::YAML_TAG_TOKEN => Token::Tag,
                     _ => Token::Other,
                 };
-                let (start, end) = (token.start_mark.index as usize, token.end_mark.index as usize);
+                let (start, end) = (mark(token.start_mark, bom).index, mark(token.end_mark, bom).index);
                 let done = token.type_ == unsafe_libyaml::YAML_STREAM_END_TOKEN;
                 unsafe_libyaml::yaml_token_delete(token);
                 if done {
@@ -147,8 +149,21 @@ fn with_parser<T>(text: &str, run: impl FnOnce(*mut unsafe_libyaml::yaml_parser_
     }
 }
 
-fn mark(mark: unsafe_libyaml::yaml_mark_t) -> Mark {
-    Mark { index: mark.index as usize, line: mark.line as usize, column: mark.column as usize }
+/// The length of a UTF-8 byte order mark at the start of `text`: libyaml's
+/// reader consumes it before the scanner counts, so every mark's index is
+/// that much short of the byte offset in `text` (a reader error's
+/// `problem_offset` counts it).
+fn leading_bom(text: &str) -> usize {
+    if text.starts_with('\u{feff}') {
+        '\u{feff}'.len_utf8()
+    } else {
+        0
+    }
+}
+
+/// libyaml's mark as a byte offset in the text it read (see [`leading_bom`]).
+fn mark(mark: unsafe_libyaml::yaml_mark_t, bom: usize) -> Mark {
+    Mark { index: mark.index as usize + bom, line: mark.line as usize, column: mark.column as usize }
 }
 
 fn style(style: unsafe_libyaml::yaml_scalar_style_t) -> ScalarStyle {
@@ -204,15 +219,15 @@ unsafe fn copy_event(event: &unsafe_libyaml::yaml_event_t) -> Event {
 
 /// # Safety
 /// `parser` is initialized and its last call failed.
-unsafe fn error_of(parser: *mut unsafe_libyaml::yaml_parser_t) -> ParseError {
+unsafe fn error_of(parser: *mut unsafe_libyaml::yaml_parser_t, bom: usize) -> ParseError {
     let parser = &*parser;
     let problem = c_string(parser.problem.cast()).unwrap_or_else(|| "invalid YAML".to_string());
-    let context = c_string(parser.context.cast()).map(|context| (context, mark(parser.context_mark)));
+    let context = c_string(parser.context.cast()).map(|context| (context, mark(parser.context_mark, bom)));
     if parser.error == unsafe_libyaml::YAML_READER_ERROR {
         let at = Mark { index: parser.problem_offset as usize, ..Mark::default() };
         return ParseError { problem, mark: at, offset_only: true, context };
     }
-    ParseError { problem, mark: mark(parser.problem_mark), offset_only: false, context }
+    ParseError { problem, mark: mark(parser.problem_mark, bom), offset_only: false, context }
 }
 
 #[cfg(test)]
@@ -230,6 +245,22 @@ mod tests {
             })
             .collect();
         assert_eq!(scalars, [("a", 0), ("b", 4), ("c", 7)]);
+    }
+
+    #[test]
+    fn offsets_count_a_leading_byte_order_mark() {
+        let text = "\u{feff}a: [!!str b, c]\n";
+        let tags: Vec<&str> =
+            tokens(text).iter().filter(|(kind, _, _)| *kind == Token::Tag).map(|&(_, s, e)| &text[s..e]).collect();
+        assert_eq!(tags, ["!!str"]);
+        let events = events(text).unwrap();
+        let c = events.iter().find(|(e, _, _)| matches!(e, Event::Scalar { value, .. } if value == "c")).unwrap();
+        assert_eq!(&text[c.1.index..c.2.index], "c");
+        // A scanner error's mark too; a reader error's offset already counted it.
+        assert_eq!(super::events("\u{feff}a: [b\n").unwrap_err().mark.index, "\u{feff}a: [b\n".len());
+        let reader = super::events("\u{feff}a: \u{1}").unwrap_err();
+        assert!(reader.offset_only);
+        assert_eq!(reader.mark.index, "\u{feff}a: ".len());
     }
 
     #[test]

@@ -186,4 +186,17 @@ mod tests {
         assert_eq!(empty_flow_sequence_keys("[? ]"), [2]);
         assert_eq!(empty_flow_sequence_keys("[?, a, ? : b, {?}, ?x]"), [2, 8]);
     }
+
+    /// Found by fuzzing `truss_yaml`: libyaml's offsets did not count a
+    /// leading byte order mark, so a tag's end fell inside the BOM's bytes
+    /// and slicing the text there panicked.
+    #[test]
+    fn a_byte_order_mark_before_a_tag_is_not_a_panic() {
+        assert_eq!(refusal("\u{feff}!\n("), None);
+        // The offsets are bytes of the text given, BOM included.
+        assert_eq!(refusal("\u{feff}a: [!!str, b]\n"), Some((3 + 9, TAG)));
+        assert_eq!(refusal("\u{feff}a: [http://x?y=1]\n"), Some((3 + 12, QUESTION)));
+        assert_eq!(empty_flow_sequence_keys("\u{feff}[? ]"), [3 + 2]);
+        assert_eq!(space_after_colon("\u{feff}{a:,}", 3 + 2).as_deref(), Some("\u{feff}{a: ,}"));
+    }
 }

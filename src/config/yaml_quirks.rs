@@ -188,11 +188,13 @@ mod tests {
     }
 
     /// Found by fuzzing `truss_yaml`: libyaml's offsets did not count a
-    /// leading byte order mark, so a tag's end fell inside the BOM's bytes
-    /// and slicing the text there panicked.
+    /// leading byte order mark, so a tag's end was looked for 3 bytes early
+    /// (a valid `a: !!str x` was refused) or inside the BOM (a panic).
     #[test]
     fn a_byte_order_mark_before_a_tag_is_not_a_panic() {
         assert_eq!(refusal("\u{feff}!\n("), None);
+        // Before, the tag's end was looked for 3 bytes early: inside `!!str`.
+        assert_eq!(refusal("\u{feff}a: !!str x\n"), None);
         // The offsets are bytes of the text given, BOM included.
         assert_eq!(refusal("\u{feff}a: [!!str, b]\n"), Some((3 + 9, TAG)));
         assert_eq!(refusal("\u{feff}a: [http://x?y=1]\n"), Some((3 + 12, QUESTION)));

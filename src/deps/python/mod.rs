@@ -381,6 +381,22 @@ pub fn credentials_of(spec: &Spec) -> Credentials {
     Credentials::gather(texts.iter().map(String::as_str))
 }
 
+/// A command running the build machine's `python3` (which runs pip) by its
+/// own executable, `sys.executable`, asked once. Through a pyenv shim,
+/// `python3 -m pip install` also runs `pyenv rehash` when pip ends, and of
+/// two at once (wheels are staged one per core) the second fails with
+/// "cannot rehash" and makes a good install look failed. Without an answer,
+/// plain `python3` (a missing one is then reported as such).
+pub(crate) fn host_python3() -> Command {
+    static EXECUTABLE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let executable = EXECUTABLE.get_or_init(|| {
+        let output = Command::new("python3").args(["-S", "-c", "import sys; print(sys.executable)"]).output().ok()?;
+        let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        (output.status.success() && path.is_absolute()).then_some(path)
+    });
+    Command::new(executable.as_deref().unwrap_or(Path::new("python3")))
+}
+
 pub(crate) fn run(mut command: Command, tool: &str) -> Result<std::process::Output, PythonError> {
     command.output().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => PythonError::ToolMissing { tool: tool.to_string() },
@@ -710,7 +726,7 @@ fn install_one(
                 ("uv", command)
             }
             PythonInstaller::Pip => {
-                let mut command = Command::new("python3");
+                let mut command = host_python3();
                 command
                     .args(["-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-compile"])
                     .args(["--disable-pip-version-check", "--only-binary=:all:", "--implementation", "cp"])
@@ -823,6 +839,17 @@ pub fn layer_entries(staged: &[&StagedDistribution], target: &PythonTarget) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// pip through a pyenv shim also runs `pyenv rehash`, and two at once
+    /// failed a build (seen in CI): pip runs on the interpreter itself.
+    #[test]
+    fn pip_runs_on_the_interpreter_itself_not_through_a_shim() {
+        let command = host_python3();
+        let program = Path::new(command.get_program());
+        assert!(program.is_absolute(), "{program:?}");
+        let output = host_python3().args(["-c", "import sys; print(sys.executable)"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), program.to_str().unwrap());
+    }
 
     #[test]
     fn credentials_never_reach_a_recorded_url() {

@@ -385,7 +385,7 @@ fn reachable_on_target(mut json: serde_json::Value, target: &PythonTarget) -> Re
 /// for the second, host-interpreter pass.
 fn pip_report(input: &Path, work: &Path, target: &PythonTarget) -> Result<serde_json::Value, PythonError> {
     let report = work.join("report.json");
-    let mut command = Command::new("python3");
+    let mut command = super::host_python3();
     // Not `--quiet`: pip explains a conflict at its info level.
     command.args(["-m", "pip", "install", "--dry-run", "--ignore-installed", "--only-binary=:all:"]).args([
         "--disable-pip-version-check",
@@ -417,7 +417,7 @@ fn pip_report(input: &Path, work: &Path, target: &PythonTarget) -> Result<serde_
                 cause: Box::new(binary_only_failure),
             });
         }
-        let mut command = Command::new("python3");
+        let mut command = super::host_python3();
         command
             .args(["-m", "pip", "install", "--dry-run", "--ignore-installed", "--disable-pip-version-check"])
             .arg("--target")

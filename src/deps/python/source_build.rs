@@ -73,7 +73,7 @@ pub fn build_wheel(
             ("uv", command)
         }
         PythonInstaller::Pip => {
-            let mut command = Command::new("python3");
+            let mut command = super::host_python3();
             command
                 .args(["-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check", "--wheel-dir"])
                 .arg(&out)

@@ -437,7 +437,7 @@ fn pip_report(input: &Path, work: &Path, target: &PythonTarget) -> Result<serde_
 
 /// `major.minor` of the build machine's `python3`, which runs pip.
 fn host_python_version() -> Option<String> {
-    let output = Command::new("python3")
+    let output = super::host_python3()
         .args(["-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"])
         .output()
         .ok()?;

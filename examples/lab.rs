@@ -194,6 +194,18 @@ fn calibrate(args: &Args, registry: &TestRegistry, project: &Path, base: &Path, 
     let sha256 = number("sha256");
     let app_reads = |rate: f64| 1.0 / (1.0 / rate + 1.0 / sha256);
     let (disk_read, page_cache_read) = (app_reads(number("disk_read")), app_reads(number("page_cache_read")));
+    let (connection_rate, connection_source) = match hook_download {
+        Some((rate, bytes, seconds)) => (
+            rate,
+            format!(
+                "measured by the lab: the hook's prefetch of {bytes} bytes from the loopback hub to an empty volume \
+                 in {seconds:.2} s (its `done` event), where one GET into nothing ran at {:.0} MB/s: on this node \
+                 the hub's server, the hook's download and its hashing share the same 2 cores",
+                one / 1e6
+            ),
+        ),
+        None => (one, "measured by the lab: one GET of the weights from the loopback hub".to_string()),
+    };
     let calibrated = profile["sources"].as_table().unwrap().clone();
     let in_series = |key: &str| {
         format!(
@@ -221,23 +233,7 @@ fn calibrate(args: &Args, registry: &TestRegistry, project: &Path, base: &Path, 
             hook_write,
             format!("measured by the lab: the hook's way (buffered writes + fsync) of a new {HOOK_WRITE_SAMPLE_MIB} MiB file on this machine's disk, where the volume is"),
         ),
-        match hook_download {
-            Some((rate, bytes, seconds)) => (
-                "source_connection_bandwidth",
-                rate,
-                format!(
-                    "measured by the lab: the hook's prefetch of {bytes} bytes from the loopback hub to an empty volume \
-                     in {seconds:.2} s (its `done` event), where one GET into nothing ran at {:.0} MB/s: on this node \
-                     the hub's server, the hook's download and its hashing share the same 2 cores",
-                    one / 1e6
-                ),
-            ),
-            None => (
-                "source_connection_bandwidth",
-                one,
-                "measured by the lab: one GET of the weights from the loopback hub".into(),
-            ),
-        },
+        ("source_connection_bandwidth", connection_rate, connection_source),
         ("source_bandwidth", parallel, "measured by the lab: 4 ranged GETs at once from the loopback hub".into()),
         (
             "app_start_seconds",

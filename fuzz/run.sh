@@ -34,11 +34,11 @@ dict_of() {
     esac
 }
 
+# `cargo fuzz build` builds one target or all of them: all, once.
+cargo +nightly fuzz build "${build_flags[@]}"
 if [[ "$seconds" == --build-only ]]; then
-    exec cargo +nightly fuzz build "${build_flags[@]}"
+    exit 0
 fi
-cargo +nightly fuzz build "${build_flags[@]}" "${targets[@]/#/--bin=}" >/dev/null 2>&1 ||
-    cargo +nightly fuzz build "${build_flags[@]}"
 # Keeps the saved corpus small: a set-cover minimisation of saved + scratch
 # inputs, of which new inputs are added smallest first while the target's
 # directory stays under FUZZ_BUDGET_KB (16 by default) and at most

@@ -128,6 +128,9 @@ pub enum Command {
         /// With --calibrate: also measure pulling this image (HOST:PORT/REPO[:TAG]).
         #[arg(long, value_name = "REF", requires = "calibrate")]
         registry: Option<String>,
+        /// With --calibrate: cold reads are timed at 32, 256, 1024 and 4096 MiB up to this size; smaller is quicker and needs less free disk, 4096 is where a disk's rate settles.
+        #[arg(long, value_name = "MIB", requires = "calibrate", default_value_t = 4096)]
+        calibrate_read_max: u64,
         #[command(flatten)]
         registry_args: RegistryArgs,
         #[command(flatten)]

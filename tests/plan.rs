@@ -323,10 +323,26 @@ fn calibrate_writes_a_profile_that_a_second_run_uses() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("calibrated.toml");
     let fixture = tools::repo_root().join("fixtures/cerebrium-local-weights");
-    let output = imgbake(&["plan", fixture.to_str().unwrap(), "--calibrate", "-o", profile.to_str().unwrap()], None);
+    // Cold reads up to 256 MiB: the 1 GiB and 4 GiB samples would add
+    // seconds of disk to a test about the profile file.
+    let output = imgbake(
+        &[
+            "plan",
+            fixture.to_str().unwrap(),
+            "--calibrate",
+            "--calibrate-read-max",
+            "256",
+            "-o",
+            profile.to_str().unwrap(),
+        ],
+        None,
+    );
     stdout(&output);
     let text = std::fs::read_to_string(&profile).unwrap();
     assert!(text.contains("unpack_gzip = ") && text.contains("measured by `imgbake plan --calibrate`"), "{text}");
+    let read_source = text.lines().find(|l| l.starts_with("disk_read = \"")).unwrap_or_default();
+    assert!(read_source.contains("at 32 MiB") && read_source.contains("256 MiB"), "{read_source}");
+    assert!(!read_source.contains("1024 MiB") && !read_source.contains("4096 MiB"), "{read_source}");
     let json = stdout(&imgbake(
         &[
             "plan",
@@ -640,6 +656,8 @@ fn calibrate_measures_a_registry_pull() {
             "plan",
             project.to_str().unwrap(),
             "--calibrate",
+            "--calibrate-read-max",
+            "256",
             "--registry",
             &reference,
             "--insecure-registry",

@@ -20,6 +20,8 @@ pub struct PlanArgs {
     pub output: Option<PathBuf>,
     pub profile: Option<String>,
     pub calibrate: bool,
+    /// The largest cold-read sample of `--calibrate`, MiB.
+    pub calibrate_read_max_mib: u64,
     pub registry: Option<String>,
     pub insecure_registries: Vec<String>,
     pub base: Option<String>,
@@ -158,6 +160,7 @@ fn calibrate_profile(
         &dir,
         args.registry.as_deref().map(|r| (r, registry)),
         profile.params.push_bandwidth,
+        args.calibrate_read_max_mib,
     ) {
         Ok(measured) => measured,
         Err(error) => {

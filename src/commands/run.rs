@@ -524,6 +524,7 @@ fn predicted_plan(args: &RunArgs, spec: &Spec) -> Result<crate::cost::Plan, Stri
         output: None,
         profile: args.profile.clone(),
         calibrate: false,
+        calibrate_read_max_mib: 0,
         registry: None,
         insecure_registries: args.insecure_registries.clone(),
         base: args.base.clone(),

@@ -14,7 +14,7 @@ mod imports;
 
 pub use disk::{
     describe_samples, disk_samples, page_cache_room, per_entry_seconds, sustained_rate, DiskSamples, Sample,
-    DISK_SAMPLES_MIB,
+    DISK_SAMPLES_MIB, READ_SAMPLES_MIB,
 };
 use disk::{this_page_cache_room, Stamped};
 
@@ -253,11 +253,14 @@ fn zstd_all_cores(data: &[u8], level: i32) -> Result<Vec<u8>, CalibrateError> {
 }
 
 /// Measures this machine. `dir` is where disk tests write (the plan's
-/// working directory); `push_bandwidth` weighs zstd levels (see [`best_zstd_level`]).
+/// working directory); `push_bandwidth` weighs zstd levels (see
+/// [`best_zstd_level`]); cold reads are timed at the sizes of
+/// [`READ_SAMPLES_MIB`] up to `read_max_mib` (the smallest at least).
 pub fn measure(
     dir: &std::path::Path,
     registry: Option<(&str, &RegistryClientOptions)>,
     push_bandwidth: f64,
+    read_max_mib: u64,
 ) -> Result<Vec<Measurement>, CalibrateError> {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
     let now =
@@ -363,7 +366,14 @@ pub fn measure(
         out.push(Measurement { key, value: rate, how: format!("{at}: {what}") });
     }
 
-    let disk = disk_samples(dir, &DISK_SAMPLES_MIB)?;
+    let read_sizes: Vec<u64> = READ_SAMPLES_MIB
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(index, mib)| index == 0 || mib <= read_max_mib)
+        .map(|(_, mib)| mib)
+        .collect();
+    let disk = disk_samples(dir, &DISK_SAMPLES_MIB, &read_sizes)?;
     let write = sustained_rate(&disk.writes);
     out.push(Measurement {
         key: "disk_write",
@@ -379,7 +389,7 @@ pub fn measure(
         key: "disk_read",
         value: read,
         how: format!(
-            "{at}: 1 MiB reads after posix_fadvise(DONTNEED), at {}; {:.0} MB/s past the smaller",
+            "{at}: 1 MiB reads of new files written as a node writes them (buffered + fsync) after posix_fadvise(DONTNEED), at {}; {:.0} MB/s past the smaller",
             describe_samples(&disk.reads),
             read / 1e6
         ),

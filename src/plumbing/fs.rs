@@ -2,6 +2,8 @@
 //! over the target, fsync of the directory. A reader sees the old file or the
 //! new one, never a torn one; after a crash the temp file is all that is left.
 //!
+//! [`free_bytes`] tells how much a write may still use.
+//!
 //! Files get the mode a plain `File::create` gives (0666 less the umask),
 //! not tempfile's private 0600; callers that need another mode set it on
 //! [`AtomicFile::file`] before [`AtomicFile::persist`].
@@ -88,6 +90,19 @@ fn parent(path: &Path) -> &Path {
     path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
+/// Bytes an unprivileged writer may still use on the filesystem of `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is a valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +129,11 @@ mod tests {
         file.write_all(b"partial").unwrap();
         drop(file);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn free_space_is_read_from_the_filesystem() {
+        assert!(free_bytes(Path::new("/")).unwrap() > 0);
+        assert!(free_bytes(Path::new("/no/such/dir")).is_err());
     }
 }

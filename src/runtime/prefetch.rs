@@ -208,7 +208,7 @@ fn check_space(entry: &ManifestEntry, root: &Path) -> Result<u64, PrefetchError>
             std::fs::metadata(download::suffixed(&target, ".partial")).map(|m| m.blocks() * 512).unwrap_or(0);
         needed += file.size.saturating_sub(allocated);
     }
-    let available = free_bytes(root).map_err(|source| PrefetchError::Write {
+    let available = crate::plumbing::fs::free_bytes(root).map_err(|source| PrefetchError::Write {
         origin: entry.origin.clone(),
         path: root.to_path_buf(),
         source,
@@ -217,19 +217,6 @@ fn check_space(entry: &ManifestEntry, root: &Path) -> Result<u64, PrefetchError>
         return Err(PrefetchError::DiskFull { path: root.to_path_buf(), needed, available });
     }
     Ok(needed)
-}
-
-/// Bytes an unprivileged writer may still use on the filesystem of `path`.
-fn free_bytes(path: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
-    // SAFETY: statvfs writes into the zeroed struct we own; the path is a valid C string.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 fn fill_entry(
@@ -477,11 +464,5 @@ mod tests {
         let forged = VerifiedRecord { sha256: "0".repeat(64), ..record_of(&target, "").unwrap() };
         std::fs::write(&record, serde_json::to_vec(&forged).unwrap()).unwrap();
         assert_eq!(present(&target, &record, &file), None);
-    }
-
-    #[test]
-    fn free_space_is_read_from_the_filesystem() {
-        assert!(free_bytes(Path::new("/")).unwrap() > 0);
-        assert!(free_bytes(Path::new("/no/such/dir")).is_err());
     }
 }

@@ -179,6 +179,8 @@ fn calibrate(args: &Args, registry: &TestRegistry, project: &Path, base: &Path, 
         .arg(project)
         .args(["--calibrate", "--registry", image, "--insecure-registry", host, "-o"])
         .arg(&path)
+        // Cold reads timed up to the largest weights the lab starts.
+        .args(["--calibrate-read-max", &args.sizes_mib.iter().max().copied().unwrap_or(4096).to_string()])
         .args(["--base", &format!("oci:{}:{}", base.display(), base_image::BASE_TAG)])
         .output()
         .unwrap();

@@ -105,6 +105,7 @@ fn main() {
     let mut results = Vec::new();
     let mut profile: Option<PathBuf> = None;
     let mut comparisons = Vec::new();
+    let node_memory = DedicatedMemory::hold(&args.sizes_mib);
     let fill_at_start = page_cache_fill(&args.work);
     for &size in &args.sizes_mib {
         eprintln!("== {size} MiB");
@@ -141,6 +142,7 @@ fn main() {
     let report = json!({
         "schema": "imgbake.lab/v1",
         "machine": machine(),
+        "node_memory": node_memory.to_json(),
         "page_cache_fill": { "start": fill_at_start, "end": page_cache_fill(&args.work) },
         "gate": GATE,
         "passed": passed,
@@ -151,6 +153,7 @@ fn main() {
     std::fs::create_dir_all(&args.out).unwrap();
     std::fs::write(args.out.join("lab.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
     let mut table = markdown_table(&comparisons);
+    table.push_str(&node_memory.note());
     table.push_str(&fill_note(&report["page_cache_fill"]));
     std::fs::write(args.out.join("lab.md"), &table).unwrap();
     std::fs::write(args.out.join("lab.svg"), svg_chart(&comparisons)).unwrap();
@@ -162,9 +165,11 @@ fn main() {
         args.out.display()
     );
     if args.gate && !passed {
-        // exit() skips destructors: stop the registry and the hub first.
+        // exit() skips destructors: stop the registry and the hub and give
+        // the node's memory settings back first.
         drop(hub);
         drop(registry);
+        drop(node_memory);
         std::process::exit(1);
     }
 }
@@ -920,6 +925,147 @@ fn relative_spread(values: &[f64]) -> f64 {
     (high - low) / 2.0 / median(values)
 }
 
+/// Where the kernel says from which block order it reports free memory to
+/// the host (free page reporting, as a virtio balloon or firecracker's
+/// guest kernel do).
+const PAGE_REPORTING_ORDER: &str = "/sys/module/page_reporting/parameters/page_reporting_order";
+/// Memory left untouched when the lab backs the rest (the registry, the
+/// hub and the lab itself live in it).
+const MEMORY_LEFT_UNTOUCHED: u64 = 1 << 30;
+
+/// The node `plan` models has dedicated memory, as GPU nodes do (a GPU passed
+/// through to a VM needs its guest memory pinned). A VM whose host takes
+/// freed guest memory back does not: its kernel reports free 2 MiB blocks to
+/// the host, and the next use of one waits for the host to back it again.
+/// Measured on this firecracker VM (docs/benchmarks.md): a 4 GiB buffered
+/// write after `drop_caches` ran at 480 MB/s and a cold 4 GiB read at
+/// 530 MB/s; with reporting stopped and memory backed, 3.9–4.9 GB/s and
+/// 2.7 GB/s. Every start that grows the page cache by GBs (pull, unpack, the
+/// hook's writes, a cold read) ran at the host's rate, not the node's.
+///
+/// So while the lab runs, when it can (root, a kernel with page reporting),
+/// it stops the reporting (the smallest reported order set past the largest
+/// order the allocator has) and touches the memory its largest start can
+/// use once, so that the host backs it; the setting is given back on drop.
+/// Memory backed that way stays backed until the host reclaims it some
+/// other way.
+struct DedicatedMemory {
+    /// The setting to give back: the file and its value before the lab.
+    restore: Option<String>,
+    /// What was done, for lab.json and the note under the table.
+    outcome: Value,
+}
+
+impl DedicatedMemory {
+    fn hold(sizes_mib: &[u64]) -> Self {
+        let Ok(before) = std::fs::read_to_string(PAGE_REPORTING_ORDER) else {
+            return Self { restore: None, outcome: json!({ "reporting": "none" }) };
+        };
+        let orders = buddy_orders();
+        if std::fs::write(PAGE_REPORTING_ORDER, format!("{orders}\n")).is_err() {
+            return Self { restore: None, outcome: json!({ "reporting": "on", "stopped": false }) };
+        }
+        drop_caches();
+        // The largest start holds its blob, the unpacked files and, for zstd,
+        // the decoded tar in the page cache; the registry and the hub hold
+        // another copy or two. Four times the largest size and 4 GiB more.
+        let largest = sizes_mib.iter().copied().max().unwrap_or(0) << 20;
+        let wanted = 4 * largest + (4 << 30);
+        let free = meminfo_bytes("MemFree").saturating_sub(MEMORY_LEFT_UNTOUCHED);
+        let (touched, seconds) = touch_memory(wanted.min(free));
+        eprintln!(
+            "node memory: free page reporting stopped (page_reporting_order {} -> {orders}); {:.1} GiB backed in {seconds:.1} s",
+            before.trim(),
+            touched as f64 / (1u64 << 30) as f64
+        );
+        let outcome = json!({
+            "reporting": "on",
+            "stopped": true,
+            "order_before": before.trim(),
+            "backed_bytes": touched,
+            "backed_seconds": seconds,
+        });
+        Self { restore: Some(before), outcome }
+    }
+
+    fn to_json(&self) -> Value {
+        self.outcome.clone()
+    }
+
+    /// One sentence under the table on what the lab did to the node's memory.
+    fn note(&self) -> String {
+        match (self.outcome["reporting"].as_str(), self.outcome["stopped"].as_bool()) {
+            (Some("on"), Some(true)) => format!(
+                "\nNode memory: this VM reports free memory to its host; the lab stopped that for the run and had the \
+                 host back {:.1} GiB first ({:.0} MB/s), so that its node has dedicated memory, as the plan models.\n",
+                self.outcome["backed_bytes"].as_f64().unwrap_or(0.0) / (1u64 << 30) as f64,
+                self.outcome["backed_bytes"].as_f64().unwrap_or(0.0)
+                    / self.outcome["backed_seconds"].as_f64().unwrap_or(f64::INFINITY)
+                    / 1e6,
+            ),
+            (Some("on"), _) => "\nNode memory: this VM reports free memory to its host and the lab could not stop \
+                                that (it needs root): rows that grow the page cache by GBs can be slower than the plan.\n"
+                .into(),
+            _ => String::new(),
+        }
+    }
+}
+
+impl Drop for DedicatedMemory {
+    fn drop(&mut self) {
+        if let Some(before) = self.restore.take() {
+            let _ = std::fs::write(PAGE_REPORTING_ORDER, before);
+        }
+    }
+}
+
+/// How many block orders the page allocator has (the columns of
+/// /proc/buddyinfo; 11 on x86_64): no free block reaches that order, so
+/// reporting from it reports nothing.
+fn buddy_orders() -> usize {
+    orders_in_buddyinfo(&std::fs::read_to_string("/proc/buddyinfo").unwrap_or_default())
+}
+
+fn orders_in_buddyinfo(text: &str) -> usize {
+    text.lines()
+        .filter_map(|line| line.split_once("zone").map(|(_, rest)| rest.split_whitespace().count().saturating_sub(1)))
+        .max()
+        .filter(|&n| n > 0)
+        .unwrap_or(11)
+}
+
+/// A /proc/meminfo field in bytes.
+fn meminfo_bytes(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Allocates `bytes` of anonymous memory, writes one byte in every page so
+/// that it is backed, and frees it all at once (held together, so that no
+/// page is touched twice). Returns the bytes touched and the seconds taken.
+fn touch_memory(bytes: u64) -> (u64, f64) {
+    const CHUNK: usize = 256 << 20;
+    const PAGE: usize = 4096;
+    let started = Instant::now();
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let mut touched = 0u64;
+    while touched + CHUNK as u64 <= bytes {
+        let mut chunk = vec![0u8; CHUNK];
+        for at in (0..CHUNK).step_by(PAGE) {
+            // A volatile write: the compiler may not drop a store to memory
+            // that is freed without being read.
+            unsafe { std::ptr::write_volatile(chunk.as_mut_ptr().add(at), 1) };
+        }
+        held.push(chunk);
+        touched += CHUNK as u64;
+    }
+    drop(held);
+    (touched, started.elapsed().as_secs_f64())
+}
+
 /// Bytes written to time how fast the node's page cache grows.
 const FILL_SAMPLE_MIB: u64 = 2048;
 
@@ -997,6 +1143,14 @@ fn machine() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_allocator_has_as_many_orders_as_buddyinfo_has_columns() {
+        let text = "Node 0, zone      DMA      0      0      0      0      0      0      0      0      1      1      3 \n\
+                    Node 0, zone   Normal     27     63    304   1015    885    676    483    391    268      4   4008 \n";
+        assert_eq!(orders_in_buddyinfo(text), 11);
+        assert_eq!(orders_in_buddyinfo(""), 11, "unknown: x86_64's count");
+    }
 
     #[test]
     fn the_median_of_an_odd_count_is_the_middle_run_and_of_an_even_one_the_mean_of_two() {

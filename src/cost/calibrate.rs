@@ -385,11 +385,17 @@ pub fn measure(
         ),
     });
     let read = sustained_rate(&disk.reads);
+    let host_backed = if disk::this_machine_reports_memory() {
+        "; this machine hands free memory back to its host (free page reporting), so these reads ran at the \
+         host's rate for backing memory too: a node with dedicated memory (a GPU node) reads faster (docs/plan.md, Limits)"
+    } else {
+        ""
+    };
     out.push(Measurement {
         key: "disk_read",
         value: read,
         how: format!(
-            "{at}: 1 MiB reads of new files written as a node writes them (buffered + fsync) after posix_fadvise(DONTNEED), at {}; {:.0} MB/s past the smaller",
+            "{at}: 1 MiB reads of new files written as a node writes them (buffered + fsync) after posix_fadvise(DONTNEED), at {}; {:.0} MB/s past the smaller{host_backed}",
             describe_samples(&disk.reads),
             read / 1e6
         ),

@@ -118,6 +118,25 @@ pub(super) fn this_page_cache_room() -> Option<u64> {
     page_cache_room(&meminfo, read("memory.max").as_deref(), read("memory.current").as_deref())
 }
 
+/// Whether this machine's kernel hands free memory to a host (free page
+/// reporting, as a virtio balloon or a firecracker guest kernel do): the
+/// reporting order is one the allocator has (mainline kernels read
+/// 4294967295 until a device registers) and, where the kernel counts it,
+/// something was reported. Such a host backs a page again only when it is
+/// used, so page-cache growth, and every rate measured here, runs at the
+/// host's rate rather than the disk's.
+pub fn reports_memory_to_host(order: Option<&str>, reported_kib: Option<&str>) -> bool {
+    let order = order.and_then(|text| text.trim().parse::<u64>().ok());
+    let reported = reported_kib.and_then(|text| text.trim().parse::<u64>().ok());
+    matches!(order, Some(order) if order <= 10) && reported != Some(0)
+}
+
+/// [`reports_memory_to_host`] of this machine.
+pub(super) fn this_machine_reports_memory() -> bool {
+    let read = |name: &str| std::fs::read_to_string(format!("/sys/module/page_reporting/parameters/{name}")).ok();
+    reports_memory_to_host(read("page_reporting_order").as_deref(), read("reported_kib").as_deref())
+}
+
 /// `bytes` of bf16-like data made from `chunk`, each 4 KiB block stamped
 /// with its position and `seed`, so that no two blocks of a sample (or of
 /// two samples) are equal and a deduplicating disk cannot skip them.
@@ -326,6 +345,16 @@ mod tests {
         assert!((per_entry_seconds(&samples) - 100e-6).abs() < 1e-12);
         let noisy = [Sample { bytes: 1000, seconds: 0.6 }, Sample { bytes: 4000, seconds: 0.5 }];
         assert!((per_entry_seconds(&noisy) - 0.5 / 4000.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn memory_reported_to_a_host_is_told_by_the_reporting_order() {
+        assert!(reports_memory_to_host(Some("9\n"), Some("28885876\n")), "firecracker's guest kernel");
+        assert!(reports_memory_to_host(Some("9\n"), None), "a mainline kernel with a balloon");
+        assert!(!reports_memory_to_host(Some("4294967295\n"), None), "no device registered");
+        assert!(!reports_memory_to_host(Some("11\n"), Some("100")), "stopped: no block reaches order 11");
+        assert!(!reports_memory_to_host(Some("9"), Some("0")), "nothing reported yet");
+        assert!(!reports_memory_to_host(None, None), "no page reporting in the kernel");
     }
 
     #[test]

@@ -335,6 +335,7 @@ imgbake_variant() {
     rm -rf "$cache" "$UV_CACHE_DIR" "$out" "$app/imgbake.lock"; sync
     timed_push imgbake-cold "${build[@]}" "$app" --output "oci:$out:v1" --push "$registry/ml/imgbake:v1"
     json_field "$work/last.out" "v['manifest_digest']" >> "$work/digests"
+    cp "$work/last.out" "$work/imgbake-cold.$run.json"
     cp "$app/imgbake.lock" "$work/v1.lock"
     echo "  imgbake run $run: cold $(ms "$(tail -1 "$work/imgbake-cold.runs" | cut -d' ' -f1)"), digest $(tail -1 "$work/digests")" >&2
 
@@ -518,6 +519,26 @@ for p in run["phases"]:
     print(f"  {p['phase']:<10} {fmt(p['seconds']):>9} {fmt(p.get('plan_seconds')):>9}  {p.get('note') or ''}")
 EOF
 }
+
+# Where imgbake's cold build spent its time: `build --json`'s timings of the
+# median run (phases that overlap show it: the wheels download while others
+# install, layers upload while the next ones are built).
+median_run=""
+[[ -f $work/imgbake-cold.runs ]] &&
+  median_run=$(awk '{print NR, $1}' "$work/imgbake-cold.runs" | sort -k2 -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+if [[ -n $median_run && -f $work/imgbake-cold.$median_run.json ]]; then
+  echo; echo "imgbake cold build, phases of the median run (run $median_run; start and length, s):"
+  python3 - "$work/imgbake-cold.$median_run.json" <<'EOF'
+import json, sys
+spans = json.load(open(sys.argv[1])).get("timings", [])
+short = [s for s in spans if s["phase"].startswith("layer ") and s["seconds"] < 5]
+for span in spans:
+    if span not in short:
+        print(f"  {span['start']:7.2f} {span['seconds']:7.2f}  {span['phase']}")
+if short:
+    print(f"  {short[0]['start']:7.2f} {sum(s['seconds'] for s in short):7.2f}  {len(short)} more layers (each under 5 s)")
+EOF
+fi
 
 echo
 status=0

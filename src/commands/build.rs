@@ -173,8 +173,11 @@ pub fn run(args: &BuildArgs) -> u8 {
         registry_cache,
         no_cache: args.no_cache,
     };
-    let built =
-        crate::resolve::for_build(&spec, &resolve_options).map_err(BuildError::from).and_then(|mut resolved| {
+    let timeline = crate::plumbing::timeline::Timeline::new();
+    let built = timeline
+        .time("resolve", || crate::resolve::for_build(&spec, &resolve_options))
+        .map_err(BuildError::from)
+        .and_then(|mut resolved| {
             let facts = crate::layout::LayoutFacts {
                 lock: Some(&resolved.lock),
                 sources: &resolved.sources,
@@ -189,8 +192,9 @@ pub fn run(args: &BuildArgs) -> u8 {
                 )
             };
             let lock = crate::cost::inputs::LockState { lock: Some(&resolved.lock), current: true };
-            let decided = super::image_plan::decide(&spec, &facts, base, lock, &profile, false, true)?;
-            let outcome = execute::build(&spec, &mut resolved, &decided.plan, &options)?;
+            let decided = timeline
+                .time("plan", || super::image_plan::decide(&spec, &facts, base, lock, &profile, false, true))?;
+            let outcome = execute::build(&spec, &mut resolved, &decided.plan, &options, &timeline)?;
             // Runpod sizes its container disk by the unpacked image: the base's layers and ours.
             let base_size = if args.deploy.is_some() && deploy_target == DeployTarget::Runpod {
                 let base = crate::cost::inputs::base_input(
@@ -441,6 +445,7 @@ fn outcome_json(outcome: &execute::BuildOutcome) -> serde_json::Value {
                 "registry_cache": l.from_registry_cache,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "timings": outcome.timings,
         "registry_cache": {
             // The image's layers and the artifacts' layers.
             "hits": outcome.layers.iter().chain(outcome.artifacts.iter().flat_map(|a| &a.layers))

@@ -110,6 +110,7 @@ pub fn stage_python(
     locked: &LockedPython,
     cache_dir: &Path,
     compiler: Option<&python::bytecode::Compiler>,
+    timeline: &crate::plumbing::timeline::Timeline,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<python::StagedDistribution>, DepsError> {
     let installer = if locked.installer == "pip" { PythonInstaller::Pip } else { PythonInstaller::Uv };
@@ -128,8 +129,10 @@ pub fn stage_python(
         }
     }
     let mut wheels = locked.packages.clone();
-    let files = python::fetch(&mut wheels, cache_dir, &context, warnings)?;
-    Ok(python::install(&wheels, &files, &locked.target, installer, compiler, cache_dir)?)
+    let staged = timeline.time("fetch and install wheels", || {
+        python::fetch_and_install(&mut wheels, cache_dir, &context, &locked.target, compiler, warnings)
+    })?;
+    Ok(staged)
 }
 
 /// One planned Python layer: the staged distributions of `packages`, or

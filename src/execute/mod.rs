@@ -9,13 +9,15 @@
 //! base's own interpreter, from `base_python`, when it runs here), `remote` and
 //! `stream` bake remote weights (streamed from the source into the layer),
 //! `volume` makes the volume-mode layer, `entrypoint` checks the command
-//! exists, `output` writes the layout and pushes. This module only
+//! exists, `early_push` uploads each new layer while the next are built,
+//! `output` writes the layout and pushes. This module only
 //! sequences them, records sha256s computed on the way into imgbake.lock,
 //! and refuses, with one clear line, what is not built natively yet.
 
 pub mod artifact;
 pub mod base_python;
 pub mod deps;
+pub mod early_push;
 pub mod entrypoint;
 pub mod layers;
 pub mod output;
@@ -29,6 +31,7 @@ use crate::image::assemble::{self, ImageSettings, NewLayer};
 use crate::image::cache::{CacheStats, LayerCache};
 use crate::image::layout::OciRef;
 use crate::layout::{ImagePlan, LayerContent};
+use crate::plumbing::timeline::Timeline;
 use crate::registry::{Reference, RegistryClientOptions};
 use crate::resolve::Resolved;
 use crate::spec::Spec;
@@ -81,6 +84,8 @@ pub struct BuildOutcome {
     pub artifacts: Vec<artifact::BuiltArtifact>,
     /// What compiled the `.pyc` files (`base_python::describe`), when any were.
     pub bytecode_compiler: Option<String>,
+    /// Where the build's time went, phase by phase.
+    pub timings: Vec<crate::plumbing::timeline::Span>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +150,7 @@ pub fn build(
     resolved: &mut Resolved,
     plan: &ImagePlan,
     options: &BuildOptions,
+    timeline: &Timeline,
 ) -> Result<BuildOutcome, BuildError> {
     let mut cache = LayerCache::open(&resolved.cache_dir).map_err(BuildError::Cache)?;
     if options.no_cache {
@@ -170,9 +176,16 @@ pub fn build(
         let base = resolved.base_text.as_str();
         entrypoint::check_build(spec, &resolved.facts, built, env, base, options.scratch_override, warnings)
     };
-    let compiler = base_python::build_compiler(spec, &lock, resolved, &mut warnings);
-    let registry_cache =
-        registry_cache::RegistryCache::start(spec, resolved, plan, options, compiler.as_ref(), &mut warnings)?;
+    let compiler =
+        timeline.time("bytecode compiler", || base_python::build_compiler(spec, &lock, resolved, &mut warnings));
+    let registry_cache = timeline.time("registry cache lookup", || {
+        registry_cache::RegistryCache::start(spec, resolved, plan, options, compiler.as_ref(), &mut warnings)
+    })?;
+    let early_push = early_push::EarlyPush::start(
+        options.push.as_ref(),
+        &options.registry,
+        crate::registry::push_record::PushRecord::new(&resolved.cache_dir),
+    );
     let mut built: Vec<layers::BuiltLayer> = Vec::new();
     let mut staged_python = None;
     let mut streams: BTreeMap<String, stream::RemoteStreams> = BTreeMap::new();
@@ -194,6 +207,7 @@ pub fn build(
             check_entrypoint(&built, &mut warnings)?;
             entrypoint_checked = true;
         }
+        let layer_started = std::time::Instant::now();
         let made = match &layer.content {
             LayerContent::Rootfs { root } => layers::rootfs_layer(layer, root, &cache)?,
             LayerContent::StdlibBytecode => {
@@ -209,8 +223,14 @@ pub fn build(
             LayerContent::Python { packages, part } => {
                 let python = lock.python.as_ref().expect("a Python layer is planned from the lock's wheels");
                 if staged_python.is_none() {
-                    let staged =
-                        deps::stage_python(spec, python, &resolved.cache_dir, compiler.as_ref(), &mut warnings);
+                    let staged = deps::stage_python(
+                        spec,
+                        python,
+                        &resolved.cache_dir,
+                        compiler.as_ref(),
+                        timeline,
+                        &mut warnings,
+                    );
                     staged_python = Some(staged.map_err(Box::new)?);
                 }
                 let staged = staged_python.as_deref().unwrap_or_default();
@@ -245,6 +265,10 @@ pub fn build(
                 volume::volume_layer(layer, &volume, &manifest, &store, &cache)?
             }
         };
+        timeline.record(format!("layer {}", layer.name), layer_started);
+        if let (Some(early), false) = (&early_push, made.cached) {
+            early.offer(&made.layer.digest, made.layer.size, cache.blobs().path(&made.layer.digest));
+        }
         built.push(made);
     }
     if !entrypoint_checked {
@@ -310,14 +334,22 @@ pub fn build(
         assemble::assemble(resolved.base.image.as_ref(), &new_layers, &settings, &assemble::created_timestamp())
             .map_err(BuildError::Assemble)?;
     let from_registry = registry_cache.blobs_elsewhere(options.complete_output, &mut warnings);
-    output::write_layout(&options.output, &image, &resolved.base, &built, &cache, &from_registry, &options.registry)?;
+    timeline.time("write layout", || {
+        output::write_layout(&options.output, &image, &resolved.base, &built, &cache, &from_registry, &options.registry)
+    })?;
     for artifact in &artifacts {
         output::write_artifact(&options.output, artifact, &cache, &from_registry, &options.registry)?;
+    }
+    if let Some(early) = early_push {
+        timeline.time("wait for early uploads", || early.finish());
     }
     let pushed = match &options.push {
         Some(reference) => {
             let record = crate::registry::push_record::PushRecord::new(&resolved.cache_dir);
-            Some(output::push(&options.output, &image, &resolved.base, &record, reference, &options.registry)?)
+            let pushed = timeline.time("push", || {
+                output::push(&options.output, &image, &resolved.base, &record, reference, &options.registry)
+            })?;
+            Some(pushed)
         }
         None => None,
     };
@@ -349,6 +381,7 @@ pub fn build(
         registry_cache_recorded,
         artifacts,
         bytecode_compiler: compiler.as_ref().map(base_python::describe),
+        timings: timeline.spans(),
     })
 }
 

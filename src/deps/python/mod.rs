@@ -9,9 +9,11 @@
 //!    requirement, an archive URL) is built into a wheel here when the result
 //!    is pure Python ([`source_build`]), and the lock records its source;
 //! 2. fetch: each wheel is downloaded once into the cache and verified (a
-//!    built one is rebuilt from its pinned source when the cache lacks it);
-//! 3. install: each wheel is installed alone (`--no-deps --target`) by the
-//!    same tool into its own staging tree, cached by wheel hash and target,
+//!    built one is rebuilt from its pinned source when the cache lacks it),
+//!    a few at a time;
+//! 3. install, as each wheel arrives: each wheel is installed alone
+//!    (`--no-deps --target`) by the same tool into its own staging tree,
+//!    cached by wheel hash and target,
 //!    and console scripts get the image's interpreter in their shebang;
 //!    modules get `.pyc` files compiled by a CPython of the image's version
 //!    ([`bytecode`]), unless `[imgbake] bytecode = false`;
@@ -526,18 +528,113 @@ impl FetchContext {
     }
 }
 
-/// Downloads (or finds in the cache) every wheel, verified by sha256 and
-/// size; returns their paths in the order given. Sizes the resolver did not
-/// give are filled in. A wheel imgbake built is rebuilt from its pinned
-/// source when the cache lacks it.
-pub fn fetch(
+/// Downloads at once: one stream from an index's CDN is bound by its round
+/// trips and TCP's window, a few fill the link; more would only queue at
+/// the index.
+const PARALLEL_DOWNLOADS: usize = 4;
+
+/// Fetches every wheel (or finds it in the cache), verified by sha256 and
+/// size, and installs each into its staging tree as soon as it is here
+/// (`stage_one`): downloads run [`PARALLEL_DOWNLOADS`] at a time, the largest
+/// first, and installs one per core beside them, so a cold build's
+/// downloads hide behind unpacking and compiling instead of coming before
+/// them. Returns the staged distributions in the order of `wheels`. Sizes
+/// the resolver did not give are filled in; a wheel imgbake built is rebuilt
+/// from its pinned source when the cache lacks it.
+pub fn fetch_and_install(
     wheels: &mut [LockedWheel],
     cache_dir: &Path,
     context: &FetchContext,
+    target: &PythonTarget,
+    compiler: Option<&bytecode::Compiler>,
     warnings: &mut Vec<String>,
-) -> Result<Vec<PathBuf>, PythonError> {
+) -> Result<Vec<StagedDistribution>, PythonError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{mpsc, Mutex};
     let client = http_client()?;
-    wheels.iter_mut().map(|wheel| fetch_one(&client, wheel, cache_dir, context, warnings)).collect()
+    let pyc = match compiler {
+        Some(compiler) => format!("pyc cpython {}", compiler.version),
+        None => "no pyc".to_string(),
+    };
+    let root = cache_dir.join("python-staging");
+    fs::create_dir_all(&root).map_err(io_err(root.display().to_string()))?;
+    // The largest first: unpacking and compiling torch alone takes most of
+    // a cold build, so the others run beside it. Each tree is its own
+    // directory, renamed into place whole, so the order they finish in
+    // changes nothing.
+    let mut order: Vec<usize> = (0..wheels.len()).collect();
+    order.sort_by_key(|&index| std::cmp::Reverse(wheels[index].installed_estimate()));
+    let installers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let locked: &[LockedWheel] = wheels;
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<PythonError>> = Mutex::new(None);
+    let fail = |error: PythonError| {
+        failed.store(true, Ordering::Relaxed);
+        first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(error);
+    };
+    let fetch_warnings: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+    let staged: Mutex<Vec<(usize, LockedWheel, StagedDistribution)>> = Mutex::new(Vec::new());
+    let (sender, receiver) = mpsc::channel::<(usize, LockedWheel, PathBuf)>();
+    let receiver = Mutex::new(receiver);
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_DOWNLOADS.min(order.len()) {
+            let sender = sender.clone();
+            let (client, order, next, failed, fail, fetch_warnings) =
+                (&client, &order, &next, &failed, &fail, &fetch_warnings);
+            scope.spawn(move || {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(&index) = order.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
+                    let mut wheel = locked[index].clone();
+                    let mut said = Vec::new();
+                    match fetch_one(client, &mut wheel, cache_dir, context, &mut said) {
+                        Ok(path) => {
+                            let mut all = fetch_warnings.lock().unwrap_or_else(|e| e.into_inner());
+                            all.extend(said.into_iter().map(|warning| (index, warning)));
+                            drop(all);
+                            if sender.send((index, wheel, path)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(error) => return fail(error),
+                    }
+                }
+            });
+        }
+        drop(sender);
+        for _ in 0..installers {
+            scope.spawn(|| loop {
+                // One installer waits on the channel at a time; the others wait for it.
+                let Ok((index, wheel, path)) = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv() else {
+                    return;
+                };
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                match stage_one(&wheel, &path, target, context.installer, compiler, &pyc, &root) {
+                    Ok(distribution) => {
+                        staged.lock().unwrap_or_else(|e| e.into_inner()).push((index, wheel, distribution))
+                    }
+                    Err(error) => return fail(error),
+                }
+            });
+        }
+    });
+    if let Some(error) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(error);
+    }
+    let mut said = fetch_warnings.into_inner().unwrap_or_else(|e| e.into_inner());
+    said.sort();
+    warnings.extend(said.into_iter().map(|(_, warning)| warning));
+    let mut staged = staged.into_inner().unwrap_or_else(|e| e.into_inner());
+    staged.sort_by_key(|(index, _, _)| *index);
+    Ok(staged
+        .into_iter()
+        .map(|(index, wheel, distribution)| {
+            wheels[index] = wheel;
+            distribution
+        })
+        .collect())
 }
 
 fn fetch_one(
@@ -627,38 +724,6 @@ pub struct StagedDistribution {
     pub dir: PathBuf,
     /// Bytes of the installed files.
     pub installed_size: u64,
-}
-
-/// Installs each wheel alone into a cached staging tree (keyed by wheel hash,
-/// tool, target and bytecode compiler), so an unchanged package is never
-/// installed twice. With a `compiler`, every module gets its `.pyc`.
-pub fn install(
-    wheels: &[LockedWheel],
-    files: &[PathBuf],
-    target: &PythonTarget,
-    installer: PythonInstaller,
-    compiler: Option<&bytecode::Compiler>,
-    cache_dir: &Path,
-) -> Result<Vec<StagedDistribution>, PythonError> {
-    let pyc = match compiler {
-        Some(compiler) => format!("pyc cpython {}", compiler.version),
-        None => "no pyc".to_string(),
-    };
-    let root = cache_dir.join("python-staging");
-    fs::create_dir_all(&root).map_err(io_err(root.display().to_string()))?;
-    // One wheel per core at a time, the largest first: unpacking and
-    // compiling torch alone takes most of a cold build, so the others run
-    // beside it. Each tree is its own directory, renamed into place whole,
-    // so the order they finish in changes nothing.
-    let mut order: Vec<usize> = (0..wheels.len().min(files.len())).collect();
-    order.sort_by_key(|&index| std::cmp::Reverse(wheels[index].installed_estimate()));
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut staged: Vec<(usize, StagedDistribution)> =
-        crate::registry::parallel::for_each_parallel(&order, workers, |&index| {
-            stage_one(&wheels[index], &files[index], target, installer, compiler, &pyc, &root).map(|s| (index, s))
-        })?;
-    staged.sort_by_key(|(index, _)| *index);
-    Ok(staged.into_iter().map(|(_, distribution)| distribution).collect())
 }
 
 /// One wheel's staging tree: installed (and compiled) unless the cache has it.

@@ -19,11 +19,17 @@ fn imgbake(args: &[&str]) -> Output {
 }
 
 fn build_json(args: &[&str]) -> serde_json::Value {
+    build_json_logged(args).0
+}
+
+/// `build --json` and what it printed on stderr.
+fn build_json_logged(args: &[&str]) -> (serde_json::Value, String) {
     let mut all = vec!["build", "--json"];
     all.extend_from_slice(args);
     let output = imgbake(&all);
-    assert_eq!(output.status.code(), Some(0), "imgbake {all:?}\n{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "imgbake {all:?}\n{log}");
+    (serde_json::from_slice(&output.stdout).unwrap(), log)
 }
 
 /// A copy of the fixture project, with its own file times and inodes.
@@ -125,10 +131,22 @@ fn image_on_the_debootstrap_base_goes_through_registry_skopeo_umoci_and_runc() {
         "--cache-dir",
         cache_arg.to_str().unwrap(),
     ];
-    let result = build_json(&build_args);
+    let (result, log) = build_json_logged(&build_args);
     let digest = result["manifest_digest"].as_str().unwrap().to_string();
     assert!(result["base_pinned"].as_str().unwrap().starts_with(&format!("{host}/base/bookworm-python@sha256:")));
     assert!(result["pushed"].as_str().unwrap().ends_with(&digest), "{result:#}");
+    // Each layer built went up while the build went on, once: the push at
+    // the end found it there.
+    for layer in result["layers"].as_array().unwrap() {
+        let blob = layer["digest"].as_str().unwrap();
+        assert_eq!(log.matches(&format!("pushed {blob} ")).count(), 1, "{blob}\n{log}");
+        assert!(log.contains(&format!("exists {blob} (skipped)")), "{blob}\n{log}");
+    }
+    let phases: Vec<&str> =
+        result["timings"].as_array().unwrap().iter().map(|s| s["phase"].as_str().unwrap()).collect();
+    for phase in ["resolve", "write layout", "wait for early uploads", "push"] {
+        assert!(phases.contains(&phase), "{phase}: {phases:?}");
+    }
 
     // skopeo accepts both the layout and the pushed image.
     let local = tools::skopeo_inspect(&format!("oci:{}:app", layout.display()));

@@ -1,7 +1,8 @@
 //! Dependency layers of the native build, from the lock, as the ImagePlan
 //! groups them: Debian packages unpacked on the base, Python wheels
-//! (fetched, verified, installed per distribution, bytecode compiled), the
-//! conda environment.
+//! (fetched, verified, installed per distribution, bytecode compiled, on a
+//! thread of their own while the layers of those already installed are
+//! written: [`PythonStaging`]), the conda environment.
 
 use super::layers::{build_cached_layer, BuiltLayer, LayerBuildError};
 use crate::deps::python::{self, PythonError};
@@ -13,6 +14,8 @@ use crate::lock::{LockedApt, LockedConda, LockedPython};
 use crate::spec::PythonInstaller;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::mpsc;
+use std::thread::{Scope, ScopedJoinHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DepsError {
@@ -32,6 +35,8 @@ pub enum DepsError {
     },
     #[error(transparent)]
     Layer(#[from] LayerBuildError),
+    #[error("the Python package `{0}` of a planned layer was not installed (the lock and the plan disagree)")]
+    NotStaged(String),
 }
 
 /// One layer with the locked Debian packages unpacked on top of the base
@@ -111,6 +116,7 @@ pub fn stage_python(
     cache_dir: &Path,
     compiler: Option<&python::bytecode::Compiler>,
     timeline: &crate::plumbing::timeline::Timeline,
+    on_staged: &(dyn Fn(&python::StagedDistribution) -> bool + Sync),
     warnings: &mut Vec<String>,
 ) -> Result<Vec<python::StagedDistribution>, DepsError> {
     let installer = if locked.installer == "pip" { PythonInstaller::Pip } else { PythonInstaller::Uv };
@@ -130,9 +136,66 @@ pub fn stage_python(
     }
     let mut wheels = locked.packages.clone();
     let staged = timeline.time("fetch and install wheels", || {
-        python::fetch_and_install(&mut wheels, cache_dir, &context, &locked.target, compiler, warnings)
+        python::fetch_and_install(&mut wheels, cache_dir, &context, &locked.target, compiler, on_staged, warnings)
     })?;
     Ok(staged)
+}
+
+/// The lock's wheels being fetched and installed on a thread of their own
+/// ([`stage_python`]) while the build writes (and uploads) the layers of
+/// the distributions already installed: torch's layers are compressed while
+/// the nvidia-* wheels still unpack.
+pub struct PythonStaging<'scope> {
+    receiver: Option<mpsc::Receiver<python::StagedDistribution>>,
+    staged: Vec<python::StagedDistribution>,
+    worker: Option<ScopedJoinHandle<'scope, Result<Vec<String>, DepsError>>>,
+}
+
+impl<'scope> PythonStaging<'scope> {
+    pub fn start<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        spec: &'env crate::spec::Spec,
+        locked: &'env LockedPython,
+        cache_dir: &'env Path,
+        compiler: Option<&'env python::bytecode::Compiler>,
+        timeline: &'env crate::plumbing::timeline::Timeline,
+    ) -> PythonStaging<'scope> {
+        let (sender, receiver) = mpsc::channel();
+        let worker = scope.spawn(move || {
+            let mut warnings = Vec::new();
+            // A closed channel means the build stopped: so does the staging.
+            let on_staged = |staged: &python::StagedDistribution| sender.send(staged.clone()).is_ok();
+            stage_python(spec, locked, cache_dir, compiler, timeline, &on_staged, &mut warnings)?;
+            Ok(warnings)
+        });
+        PythonStaging { receiver: Some(receiver), staged: Vec::new(), worker: Some(worker) }
+    }
+
+    /// Every staged distribution so far, once all of `packages` are.
+    pub fn wait_for(&mut self, packages: &[String]) -> Result<&[python::StagedDistribution], DepsError> {
+        while !packages.iter().all(|name| self.staged.iter().any(|d| &d.name == name)) {
+            match self.receiver.as_ref().map(|r| r.recv()) {
+                Some(Ok(staged)) => self.staged.push(staged),
+                // The staging ended: its error, or a package it never staged.
+                _ => {
+                    self.finish()?;
+                    let missing = packages.iter().find(|name| !self.staged.iter().any(|d| &d.name == *name));
+                    return Err(DepsError::NotStaged(missing.cloned().unwrap_or_default()));
+                }
+            }
+        }
+        Ok(&self.staged)
+    }
+
+    /// Waits for the staging to end; its warnings.
+    pub fn finish(&mut self) -> Result<Vec<String>, DepsError> {
+        self.receiver.take();
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 /// One planned Python layer: the staged distributions of `packages`, or

@@ -187,90 +187,101 @@ pub fn build(
         crate::registry::push_record::PushRecord::new(&resolved.cache_dir),
     );
     let mut built: Vec<layers::BuiltLayer> = Vec::new();
-    let mut staged_python = None;
     let mut streams: BTreeMap<String, stream::RemoteStreams> = BTreeMap::new();
     let mut entrypoint_checked = false;
     // sha256s computed for weights files whose source gives none, by source.
     let mut computed = Vec::new();
-    for (index, layer) in plan.layers.iter().enumerate() {
-        if let Some(hit) = registry_cache.hits.get(&index) {
-            built.push(registry_cache::built_from_hit(hit, &layer.name, &layer.history));
-            continue;
-        }
-        let weights = matches!(
-            layer.content,
-            LayerContent::Weights { .. } | LayerContent::HfSnapshot { .. } | LayerContent::Volume
-        );
-        if weights && !entrypoint_checked {
-            // Before the weights: a missing program must not cost their
-            // download first (weights layers hold no programs).
-            check_entrypoint(&built, &mut warnings)?;
-            entrypoint_checked = true;
-        }
-        let layer_started = std::time::Instant::now();
-        let made = match &layer.content {
-            LayerContent::Rootfs { root } => layers::rootfs_layer(layer, root, &cache)?,
-            LayerContent::StdlibBytecode => {
-                let python = lock.python.as_ref().expect("a stdlib layer is planned from the lock's Python");
-                let stdlib = python.stdlib.as_ref().expect("a stdlib layer is planned from the lock's stdlib");
-                stdlib::stdlib_layer(layer, stdlib, compiler.as_ref(), resolved, &cache).map_err(Box::new)?
+    // The wheels install on a thread of their own while the layers of the
+    // ones already installed are written and uploaded.
+    let staging_warnings = std::thread::scope(|scope| -> Result<Vec<String>, BuildError> {
+        let mut python_staging: Option<deps::PythonStaging> = None;
+        for (index, layer) in plan.layers.iter().enumerate() {
+            if let Some(hit) = registry_cache.hits.get(&index) {
+                built.push(registry_cache::built_from_hit(hit, &layer.name, &layer.history));
+                continue;
             }
-            LayerContent::Apt => {
-                let apt = lock.apt.as_ref().expect("an apt layer is planned from the lock's apt packages");
-                deps::apt_layer(layer, apt, &resolved.facts, &resolved.cache_dir, &cache, &mut warnings)
-                    .map_err(Box::new)?
+            let weights = matches!(
+                layer.content,
+                LayerContent::Weights { .. } | LayerContent::HfSnapshot { .. } | LayerContent::Volume
+            );
+            if weights && !entrypoint_checked {
+                // Before the weights: a missing program must not cost their
+                // download first (weights layers hold no programs).
+                check_entrypoint(&built, &mut warnings)?;
+                entrypoint_checked = true;
             }
-            LayerContent::Python { packages, part } => {
-                let python = lock.python.as_ref().expect("a Python layer is planned from the lock's wheels");
-                if staged_python.is_none() {
-                    let staged = deps::stage_python(
-                        spec,
-                        python,
-                        &resolved.cache_dir,
-                        compiler.as_ref(),
-                        timeline,
-                        &mut warnings,
-                    );
-                    staged_python = Some(staged.map_err(Box::new)?);
+            let layer_started = std::time::Instant::now();
+            let made = match &layer.content {
+                LayerContent::Rootfs { root } => layers::rootfs_layer(layer, root, &cache)?,
+                LayerContent::StdlibBytecode => {
+                    let python = lock.python.as_ref().expect("a stdlib layer is planned from the lock's Python");
+                    let stdlib = python.stdlib.as_ref().expect("a stdlib layer is planned from the lock's stdlib");
+                    stdlib::stdlib_layer(layer, stdlib, compiler.as_ref(), resolved, &cache).map_err(Box::new)?
                 }
-                let staged = staged_python.as_deref().unwrap_or_default();
-                deps::python_layer(layer, packages, *part, staged, python, &cache).map_err(Box::new)?
-            }
-            LayerContent::Conda => {
-                let conda = lock.conda.as_ref().expect("a conda layer is planned from the lock's packages");
-                deps::conda_layer(layer, conda, &resolved.cache_dir, &cache).map_err(Box::new)?
-            }
-            LayerContent::AppFiles { files } => layers::app_files_layer(layer, files, &spec.app.workdir, &cache)?,
-            LayerContent::Weights { origin, files, .. } => {
-                let remote =
-                    files.iter().any(|f| matches!(f.file.content, crate::layout::weights::WeightsContent::Remote(_)));
-                if remote && !streams.contains_key(origin) {
-                    let source = resolved.sources.iter().find(|s| &s.entry.origin == origin).ok_or_else(|| {
-                        crate::layout::LayoutError::Unresolved { origin: origin.clone(), uri: String::new() }
+                LayerContent::Apt => {
+                    let apt = lock.apt.as_ref().expect("an apt layer is planned from the lock's apt packages");
+                    deps::apt_layer(layer, apt, &resolved.facts, &resolved.cache_dir, &cache, &mut warnings)
+                        .map_err(Box::new)?
+                }
+                LayerContent::Python { packages, part } => {
+                    let python = lock.python.as_ref().expect("a Python layer is planned from the lock's wheels");
+                    let staging = python_staging.get_or_insert_with(|| {
+                        deps::PythonStaging::start(
+                            scope,
+                            spec,
+                            python,
+                            &resolved.cache_dir,
+                            compiler.as_ref(),
+                            timeline,
+                        )
+                    });
+                    let staged = staging.wait_for(packages).map_err(Box::new)?;
+                    deps::python_layer(layer, packages, *part, staged, python, &cache).map_err(Box::new)?
+                }
+                LayerContent::Conda => {
+                    let conda = lock.conda.as_ref().expect("a conda layer is planned from the lock's packages");
+                    deps::conda_layer(layer, conda, &resolved.cache_dir, &cache).map_err(Box::new)?
+                }
+                LayerContent::AppFiles { files } => layers::app_files_layer(layer, files, &spec.app.workdir, &cache)?,
+                LayerContent::Weights { origin, files, .. } => {
+                    let remote = files
+                        .iter()
+                        .any(|f| matches!(f.file.content, crate::layout::weights::WeightsContent::Remote(_)));
+                    if remote && !streams.contains_key(origin) {
+                        let source = resolved.sources.iter().find(|s| &s.entry.origin == origin).ok_or_else(|| {
+                            crate::layout::LayoutError::Unresolved { origin: origin.clone(), uri: String::new() }
+                        })?;
+                        streams.insert(origin.clone(), remote::streams_for(source)?);
+                    }
+                    layers::weights_layer(layer, files, &cache, streams.get(origin))?
+                }
+                LayerContent::HfSnapshot { links, refs, .. } => {
+                    remote::snapshot_layer(layer, links, refs, &cache, &store)?
+                }
+                LayerContent::Volume => {
+                    let mut volume = plan.volume.clone().expect("a volume layer is planned with its sources");
+                    computed.extend(volume::complete_hashes(&mut volume, &store, &mut warnings)?);
+                    let manifest = volume.manifest(spec).map_err(|e| {
+                        layers::LayerBuildError::Weights(crate::weights::WeightsError::Protocol {
+                            source_uri: e.origin.clone(),
+                            message: e.to_string(),
+                        })
                     })?;
-                    streams.insert(origin.clone(), remote::streams_for(source)?);
+                    volume::volume_layer(layer, &volume, &manifest, &store, &cache)?
                 }
-                layers::weights_layer(layer, files, &cache, streams.get(origin))?
+            };
+            timeline.record(format!("layer {}", layer.name), layer_started);
+            if let (Some(early), false) = (&early_push, made.cached) {
+                early.offer(&made.layer.digest, made.layer.size, cache.blobs().path(&made.layer.digest));
             }
-            LayerContent::HfSnapshot { links, refs, .. } => remote::snapshot_layer(layer, links, refs, &cache, &store)?,
-            LayerContent::Volume => {
-                let mut volume = plan.volume.clone().expect("a volume layer is planned with its sources");
-                computed.extend(volume::complete_hashes(&mut volume, &store, &mut warnings)?);
-                let manifest = volume.manifest(spec).map_err(|e| {
-                    layers::LayerBuildError::Weights(crate::weights::WeightsError::Protocol {
-                        source_uri: e.origin.clone(),
-                        message: e.to_string(),
-                    })
-                })?;
-                volume::volume_layer(layer, &volume, &manifest, &store, &cache)?
-            }
-        };
-        timeline.record(format!("layer {}", layer.name), layer_started);
-        if let (Some(early), false) = (&early_push, made.cached) {
-            early.offer(&made.layer.digest, made.layer.size, cache.blobs().path(&made.layer.digest));
+            built.push(made);
         }
-        built.push(made);
-    }
+        match python_staging {
+            Some(mut staging) => Ok(staging.finish().map_err(Box::new)?),
+            None => Ok(Vec::new()),
+        }
+    })?;
+    warnings.extend(staging_warnings);
     if !entrypoint_checked {
         check_entrypoint(&built, &mut warnings)?;
     }

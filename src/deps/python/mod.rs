@@ -538,15 +538,18 @@ const PARALLEL_DOWNLOADS: usize = 4;
 /// (`stage_one`): downloads run [`PARALLEL_DOWNLOADS`] at a time, the largest
 /// first, and installs one per core beside them, so a cold build's
 /// downloads hide behind unpacking and compiling instead of coming before
-/// them. Returns the staged distributions in the order of `wheels`. Sizes
-/// the resolver did not give are filled in; a wheel imgbake built is rebuilt
-/// from its pinned source when the cache lacks it.
+/// them. Each distribution goes to `on_staged` as soon as it is staged
+/// (which stops the work by returning false). Returns the staged
+/// distributions in the order of `wheels`. Sizes the resolver did not give
+/// are filled in; a wheel imgbake built is rebuilt from its pinned source
+/// when the cache lacks it.
 pub fn fetch_and_install(
     wheels: &mut [LockedWheel],
     cache_dir: &Path,
     context: &FetchContext,
     target: &PythonTarget,
     compiler: Option<&bytecode::Compiler>,
+    on_staged: &(dyn Fn(&StagedDistribution) -> bool + Sync),
     warnings: &mut Vec<String>,
 ) -> Result<Vec<StagedDistribution>, PythonError> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -612,6 +615,9 @@ pub fn fetch_and_install(
                     return;
                 }
                 match stage_one(&wheel, &path, target, context.installer, compiler, &pyc, &root) {
+                    Ok(distribution) if !on_staged(&distribution) => {
+                        return fail(PythonError::Output("the build stopped before every wheel was installed".into()))
+                    }
                     Ok(distribution) => {
                         staged.lock().unwrap_or_else(|e| e.into_inner()).push((index, wheel, distribution))
                     }

@@ -106,7 +106,7 @@ pub fn conda_layer(
 }
 
 /// Every locked wheel fetched, verified and installed into its staging
-/// tree, with `.pyc` files when there is a `compiler` (the build's,
+/// tree (each handed to `on_staged` as soon as it is), with `.pyc` files when there is a `compiler` (the build's,
 /// `base_python::build_compiler`: none when the config turns bytecode off or
 /// no interpreter of the image's version is here). Prints the install marker Cerebrium's
 /// build log uses, so log scrapers written for it keep working.
@@ -118,7 +118,7 @@ pub fn stage_python(
     timeline: &crate::plumbing::timeline::Timeline,
     on_staged: &(dyn Fn(&python::StagedDistribution) -> bool + Sync),
     warnings: &mut Vec<String>,
-) -> Result<Vec<python::StagedDistribution>, DepsError> {
+) -> Result<(), DepsError> {
     let installer = if locked.installer == "pip" { PythonInstaller::Pip } else { PythonInstaller::Uv };
     eprintln!("{}", if installer == PythonInstaller::Uv { "UV_PIP_INSTALL_STARTED" } else { "PIP_INSTALL_STARTED" });
     let context = python::FetchContext { installer, ..python::FetchContext::new(spec, &locked.target) };
@@ -134,11 +134,10 @@ pub fn stage_python(
             ));
         }
     }
-    let mut wheels = locked.packages.clone();
-    let staged = timeline.time("fetch and install wheels", || {
-        python::fetch_and_install(&mut wheels, cache_dir, &context, &locked.target, compiler, on_staged, warnings)
+    timeline.time("fetch and install wheels", || {
+        python::fetch_and_install(&locked.packages, cache_dir, &context, &locked.target, compiler, on_staged, warnings)
     })?;
-    Ok(staged)
+    Ok(())
 }
 
 /// The lock's wheels being fetched and installed on a thread of their own

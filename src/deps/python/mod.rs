@@ -539,19 +539,17 @@ const PARALLEL_DOWNLOADS: usize = 4;
 /// first, and installs one per core beside them, so a cold build's
 /// downloads hide behind unpacking and compiling instead of coming before
 /// them. Each distribution goes to `on_staged` as soon as it is staged
-/// (which stops the work by returning false). Returns the staged
-/// distributions in the order of `wheels`. Sizes the resolver did not give
-/// are filled in; a wheel imgbake built is rebuilt from its pinned source
-/// when the cache lacks it.
+/// (which stops the work by returning false). A wheel imgbake built is
+/// rebuilt from its pinned source when the cache lacks it.
 pub fn fetch_and_install(
-    wheels: &mut [LockedWheel],
+    wheels: &[LockedWheel],
     cache_dir: &Path,
     context: &FetchContext,
     target: &PythonTarget,
     compiler: Option<&bytecode::Compiler>,
     on_staged: &(dyn Fn(&StagedDistribution) -> bool + Sync),
     warnings: &mut Vec<String>,
-) -> Result<Vec<StagedDistribution>, PythonError> {
+) -> Result<(), PythonError> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{mpsc, Mutex};
     let client = http_client()?;
@@ -568,7 +566,6 @@ pub fn fetch_and_install(
     let mut order: Vec<usize> = (0..wheels.len()).collect();
     order.sort_by_key(|&index| std::cmp::Reverse(wheels[index].installed_estimate()));
     let installers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let locked: &[LockedWheel] = wheels;
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<PythonError>> = Mutex::new(None);
@@ -577,8 +574,7 @@ pub fn fetch_and_install(
         first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(error);
     };
     let fetch_warnings: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
-    let staged: Mutex<Vec<(usize, LockedWheel, StagedDistribution)>> = Mutex::new(Vec::new());
-    let (sender, receiver) = mpsc::channel::<(usize, LockedWheel, PathBuf)>();
+    let (sender, receiver) = mpsc::channel::<(LockedWheel, PathBuf)>();
     let receiver = Mutex::new(receiver);
     std::thread::scope(|scope| {
         for _ in 0..PARALLEL_DOWNLOADS.min(order.len()) {
@@ -588,14 +584,14 @@ pub fn fetch_and_install(
             scope.spawn(move || {
                 while !failed.load(Ordering::Relaxed) {
                     let Some(&index) = order.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
-                    let mut wheel = locked[index].clone();
+                    let mut wheel = wheels[index].clone();
                     let mut said = Vec::new();
                     match fetch_one(client, &mut wheel, cache_dir, context, &mut said) {
                         Ok(path) => {
                             let mut all = fetch_warnings.lock().unwrap_or_else(|e| e.into_inner());
                             all.extend(said.into_iter().map(|warning| (index, warning)));
                             drop(all);
-                            if sender.send((index, wheel, path)).is_err() {
+                            if sender.send((wheel, path)).is_err() {
                                 return;
                             }
                         }
@@ -608,7 +604,7 @@ pub fn fetch_and_install(
         for _ in 0..installers {
             scope.spawn(|| loop {
                 // One installer waits on the channel at a time; the others wait for it.
-                let Ok((index, wheel, path)) = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv() else {
+                let Ok((wheel, path)) = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv() else {
                     return;
                 };
                 if failed.load(Ordering::Relaxed) {
@@ -618,9 +614,7 @@ pub fn fetch_and_install(
                     Ok(distribution) if !on_staged(&distribution) => {
                         return fail(PythonError::Output("the build stopped before every wheel was installed".into()))
                     }
-                    Ok(distribution) => {
-                        staged.lock().unwrap_or_else(|e| e.into_inner()).push((index, wheel, distribution))
-                    }
+                    Ok(_) => {}
                     Err(error) => return fail(error),
                 }
             });
@@ -632,15 +626,7 @@ pub fn fetch_and_install(
     let mut said = fetch_warnings.into_inner().unwrap_or_else(|e| e.into_inner());
     said.sort();
     warnings.extend(said.into_iter().map(|(_, warning)| warning));
-    let mut staged = staged.into_inner().unwrap_or_else(|e| e.into_inner());
-    staged.sort_by_key(|(index, _, _)| *index);
-    Ok(staged
-        .into_iter()
-        .map(|(index, wheel, distribution)| {
-            wheels[index] = wheel;
-            distribution
-        })
-        .collect())
+    Ok(())
 }
 
 fn fetch_one(
